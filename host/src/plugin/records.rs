@@ -1,0 +1,433 @@
+//! The records exchanged with plugins, as host types: what a plugin is given
+//! (invocation, resources, series, failures) and what it decides (cleanup plans,
+//! recovery decisions, alerts, findings). The WIT-generated types stay inside
+//! `plugin::wit`; everything else in Warden speaks these.
+
+use std::fmt;
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type TimestampMs = i64;
+
+/// Facts about one evaluation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// The policy's name.
+    pub policy: String,
+    /// The host's clock at the start of the evaluation.
+    pub now_ms: TimestampMs,
+    /// True if and only if the host will not act on the decisions.
+    pub dry_run: bool,
+}
+
+/// What kind of thing a resource is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ResourceKind {
+    /// A file in a temporary or scratch directory.
+    TempFile,
+    /// Any other regular file.
+    File,
+    /// A directory.
+    Directory,
+    /// An open file descriptor.
+    FileDescriptor,
+    /// A network or unix socket.
+    Socket,
+    /// A thread.
+    Thread,
+    /// A process.
+    Process,
+    /// An object an application registered.
+    AppObject,
+}
+
+/// A span of a [`ResourceSet`]'s string table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Text {
+    /// Byte offset.
+    pub offset: u32,
+    /// Length in bytes.
+    pub len: u32,
+}
+
+/// A label of a resource, as spans of the string table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceLabel {
+    /// The label's name.
+    pub key: Text,
+    /// The label's value.
+    pub value: Text,
+}
+
+/// One resource in a [`ResourceSet`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceEntry {
+    /// The host's handle.
+    pub handle: u64,
+    /// Its kind.
+    pub kind: ResourceKind,
+    /// Path or name.
+    pub name: Text,
+    /// Owner, or empty.
+    pub owner: Text,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Creation time.
+    pub created_ms: Option<TimestampMs>,
+    /// Modification time.
+    pub modified_ms: Option<TimestampMs>,
+    /// Access time.
+    pub accessed_ms: Option<TimestampMs>,
+    /// Owning process.
+    pub pid: Option<u32>,
+    /// First label's index in [`ResourceSet::labels`].
+    pub labels_start: u32,
+    /// Number of labels.
+    pub labels_len: u32,
+}
+
+/// A batch of resources laid out to cross into a plugin cheaply: one string
+/// table, records pointing into it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResourceSet {
+    /// Every string of the set.
+    pub strings: String,
+    /// Every label.
+    pub labels: Vec<ResourceLabel>,
+    /// The resources; decisions refer to them by index here.
+    pub items: Vec<ResourceEntry>,
+}
+
+/// Fields of a resource to add to a [`ResourceSet`].
+#[derive(Debug, Clone, Default)]
+pub struct NewResource<'a> {
+    /// The host's handle.
+    pub handle: u64,
+    /// Its kind; [`ResourceKind::TempFile`] when `None`.
+    pub kind: Option<ResourceKind>,
+    /// Path or name.
+    pub name: &'a str,
+    /// Owner.
+    pub owner: &'a str,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Creation time.
+    pub created_ms: Option<TimestampMs>,
+    /// Modification time.
+    pub modified_ms: Option<TimestampMs>,
+    /// Access time.
+    pub accessed_ms: Option<TimestampMs>,
+    /// Owning process.
+    pub pid: Option<u32>,
+    /// Labels.
+    pub labels: &'a [(&'a str, &'a str)],
+}
+
+impl ResourceSet {
+    fn intern(&mut self, s: &str) -> Text {
+        let offset = u32::try_from(self.strings.len()).expect("string table over 4 GiB");
+        self.strings.push_str(s);
+        Text {
+            offset,
+            len: s.len() as u32,
+        }
+    }
+
+    /// Adds a resource and returns its index.
+    pub fn push(&mut self, r: NewResource<'_>) -> u32 {
+        let name = self.intern(r.name);
+        let owner = self.intern(r.owner);
+        let labels_start = self.labels.len() as u32;
+        for (k, v) in r.labels {
+            let key = self.intern(k);
+            let value = self.intern(v);
+            self.labels.push(ResourceLabel { key, value });
+        }
+        self.items.push(ResourceEntry {
+            handle: r.handle,
+            kind: r.kind.unwrap_or(ResourceKind::TempFile),
+            name,
+            owner,
+            size_bytes: r.size_bytes,
+            created_ms: r.created_ms,
+            modified_ms: r.modified_ms,
+            accessed_ms: r.accessed_ms,
+            pid: r.pid,
+            labels_start,
+            labels_len: r.labels.len() as u32,
+        });
+        (self.items.len() - 1) as u32
+    }
+
+    /// Returns the number of resources.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Returns true if and only if the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Returns the string a span points at (empty if it points outside the table).
+    pub fn text(&self, t: Text) -> &str {
+        let start = t.offset as usize;
+        self.strings
+            .get(start..start + t.len as usize)
+            .unwrap_or_default()
+    }
+
+    /// Returns the name of the resource at `index`.
+    pub fn name(&self, index: usize) -> Option<&str> {
+        self.items.get(index).map(|r| self.text(r.name))
+    }
+}
+
+/// Which resources `list-resources` returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResourceFilter {
+    /// Only these kinds; all when empty.
+    pub kinds: Vec<ResourceKind>,
+    /// Only names starting with this.
+    pub name_prefix: Option<String>,
+    /// At most this many.
+    pub limit: Option<u32>,
+}
+
+/// A set of labels, ordered by key: a series' or an alert's identity.
+pub type Labels = Vec<(String, String)>;
+
+/// Which series `query-series` returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesSelector {
+    /// The metric name.
+    pub metric: String,
+    /// Labels the series must carry.
+    pub matchers: Labels,
+}
+
+/// One observation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// When.
+    pub at_ms: TimestampMs,
+    /// The value.
+    pub value: f64,
+}
+
+/// A series and its samples in a window, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// The metric name.
+    pub metric: String,
+    /// The full label set.
+    pub labels: Labels,
+    /// Samples, oldest first.
+    pub samples: Vec<Sample>,
+}
+
+/// Why a cleanup action is taken, by index into [`CleanupPlan::reasons`].
+pub type ReasonIndex = u32;
+
+/// One cleanup action. Targets are indexes into the candidates given to the plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CleanupAction {
+    /// Delete the file or directory.
+    DeletePath(u32),
+    /// Close the descriptor or socket.
+    CloseResource(u32),
+    /// Send `signal` to the process.
+    KillProcess {
+        /// Candidate index.
+        target: u32,
+        /// Signal number.
+        signal: i32,
+    },
+    /// Release an application object.
+    Release(u32),
+    /// Evict an application cache entry.
+    EvictCache(u32),
+    /// Tell whoever watches the policy.
+    Notify(String),
+}
+
+impl CleanupAction {
+    /// Returns the candidate the action is aimed at, if any.
+    pub fn target(&self) -> Option<u32> {
+        match self {
+            CleanupAction::DeletePath(i)
+            | CleanupAction::CloseResource(i)
+            | CleanupAction::Release(i)
+            | CleanupAction::EvictCache(i)
+            | CleanupAction::KillProcess { target: i, .. } => Some(*i),
+            CleanupAction::Notify(_) => None,
+        }
+    }
+}
+
+/// A cleanup plugin's plan, checked: every target and reason index is in range.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CleanupPlan {
+    /// Distinct reasons.
+    pub reasons: Vec<String>,
+    /// Actions with the index of their reason.
+    pub actions: Vec<(CleanupAction, ReasonIndex)>,
+}
+
+impl CleanupPlan {
+    /// Returns the reason of the action at `i`.
+    pub fn reason(&self, i: usize) -> &str {
+        self.actions
+            .get(i)
+            .and_then(|(_, r)| self.reasons.get(*r as usize))
+            .map_or("", String::as_str)
+    }
+}
+
+/// How a service classified a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The peer asked to slow down.
+    RateLimited,
+    /// No answer in time.
+    Timeout,
+    /// Connection failed or dropped.
+    Connection,
+    /// Credentials refused.
+    Authentication,
+    /// Not allowed.
+    Permission,
+    /// A database failed.
+    Database,
+    /// A resource ran out.
+    ResourceExhausted,
+    /// A dependency is down.
+    DependencyUnavailable,
+    /// The request was wrong.
+    InvalidInput,
+    /// A bug.
+    Internal,
+    /// Unclassified.
+    Unknown,
+}
+
+/// A failure reported by a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The operation.
+    pub operation: String,
+    /// Its class.
+    pub class: ErrorClass,
+    /// The message.
+    pub message: String,
+    /// The attempt number, from 1.
+    pub attempt: u32,
+    /// When the first attempt failed.
+    pub first_failed_ms: TimestampMs,
+    /// A random value for jitter.
+    pub seed: u64,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Worked.
+    Success,
+    /// Failed.
+    Failure,
+    /// Timed out.
+    Timeout,
+    /// Rejected by an open circuit.
+    Rejected,
+}
+
+/// An earlier attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    /// When it started.
+    pub at_ms: TimestampMs,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// How long it took.
+    pub duration_ms: u32,
+}
+
+/// What a recovery strategy decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecoveryDecision {
+    /// Retry after this many ms.
+    RetryAfter(u64),
+    /// Use this fallback.
+    Fallback(String),
+    /// Open the circuit for this many ms.
+    OpenCircuit(u64),
+    /// Stop, for this reason.
+    GiveUp(String),
+}
+
+/// How urgent an alert or finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// Worth knowing.
+    Info,
+    /// Needs attention soon.
+    Warning,
+    /// Needs attention now.
+    Critical,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        })
+    }
+}
+
+/// Whether an alert's condition holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertCondition {
+    /// Firing condition holds.
+    Firing,
+    /// Between firing and clearing thresholds.
+    Holding,
+}
+
+/// An alert whose condition holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    /// Its name.
+    pub name: String,
+    /// Firing or holding.
+    pub condition: AlertCondition,
+    /// Its severity.
+    pub severity: Severity,
+    /// Identity labels.
+    pub labels: Labels,
+    /// Text for people.
+    pub annotations: Labels,
+    /// The value that made it hold.
+    pub value: f64,
+    /// How long it must hold before firing.
+    pub for_ms: Option<u64>,
+}
+
+/// Something a detector found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// What was found.
+    pub pattern: String,
+    /// Where.
+    pub subject: String,
+    /// The subject's labels.
+    pub labels: Labels,
+    /// How sure, 0 to 1.
+    pub confidence: f64,
+    /// How urgent.
+    pub severity: Severity,
+    /// Predicted ms until exhaustion.
+    pub exhaustion_in_ms: Option<u64>,
+    /// What to do.
+    pub recommendation: String,
+}

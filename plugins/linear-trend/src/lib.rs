@@ -1,0 +1,282 @@
+//! `linear-trend`: the detector shipped with Warden. Fits a least-squares line
+//! to each series of a metric over a window and predicts when it reaches a
+//! capacity, as Prometheus' `predict_linear` does; reports the series that get
+//! there within the horizon.
+//!
+//! ```yaml
+//! config:
+//!   metric: disk_used_bytes
+//!   capacity: 1.0e12          # the value that means "exhausted"
+//!   window: 1h                # samples used for the fit
+//!   horizon: 24h              # report exhaustion predicted within this
+//!   critical_within: 2h       # critical when closer than this (default horizon/6)
+//!   min_samples: 6
+//!   min_confidence: 0.5       # R² of the fit
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use warden_sdk::config::HumanDuration;
+use warden_sdk::detector::{Detector, Finding};
+use warden_sdk::series::Series;
+use warden_sdk::{Invocation, Severity};
+
+/// The plugin's `config:` block.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The metric to watch.
+    pub metric: String,
+    /// Labels a series must carry.
+    #[serde(default)]
+    pub matchers: BTreeMap<String, String>,
+    /// The value at which the resource is exhausted.
+    pub capacity: f64,
+    /// The window of samples to fit.
+    #[serde(default = "default_window")]
+    pub window: HumanDuration,
+    /// Exhaustion predicted within this is reported.
+    #[serde(default = "default_horizon")]
+    pub horizon: HumanDuration,
+    /// Exhaustion predicted within this is critical.
+    #[serde(default)]
+    pub critical_within: Option<HumanDuration>,
+    /// Fewer samples than this are not fitted.
+    #[serde(default = "default_min_samples")]
+    pub min_samples: usize,
+    /// Fits with a lower R² are not trusted.
+    #[serde(default = "default_min_confidence")]
+    pub min_confidence: f64,
+    /// Advice attached to each finding.
+    #[serde(default)]
+    pub recommendation: Option<String>,
+}
+
+fn default_window() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(3600))
+}
+fn default_horizon() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(24 * 3600))
+}
+fn default_min_samples() -> usize {
+    6
+}
+fn default_min_confidence() -> f64 {
+    0.5
+}
+
+/// A least-squares line through a series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fit {
+    /// Change per millisecond.
+    pub slope: f64,
+    /// Fitted value at `now`.
+    pub at_now: f64,
+    /// Coefficient of determination, 0 to 1.
+    pub r2: f64,
+}
+
+/// Fits `samples` (time in ms, value) and evaluates the line at `now`. Times are
+/// shifted to `now` first so large epoch values do not cost precision.
+pub fn fit(samples: &[(i64, f64)], now: i64) -> Option<Fit> {
+    let n = samples.len() as f64;
+    if samples.len() < 2 {
+        return None;
+    }
+    let (mut sx, mut sy) = (0.0, 0.0);
+    for &(t, v) in samples {
+        sx += (t - now) as f64;
+        sy += v;
+    }
+    let (mx, my) = (sx / n, sy / n);
+    let (mut sxx, mut sxy, mut syy) = (0.0, 0.0, 0.0);
+    for &(t, v) in samples {
+        let dx = (t - now) as f64 - mx;
+        let dy = v - my;
+        sxx += dx * dx;
+        sxy += dx * dy;
+        syy += dy * dy;
+    }
+    if sxx == 0.0 {
+        return None;
+    }
+    let slope = sxy / sxx;
+    // A flat series fits perfectly but predicts nothing.
+    let r2 = if syy == 0.0 {
+        1.0
+    } else {
+        (sxy * sxy) / (sxx * syy)
+    };
+    Some(Fit {
+        slope,
+        at_now: my - slope * mx,
+        r2,
+    })
+}
+
+/// The detector.
+pub struct LinearTrend(Config);
+
+impl LinearTrend {
+    /// Returns the findings for `series` at `now`: the pure heart of the plugin.
+    pub fn check(&self, series: &[Series], now: i64) -> Vec<Finding> {
+        let c = &self.0;
+        let mut out = Vec::new();
+        for s in series {
+            let points: Vec<(i64, f64)> = s
+                .samples
+                .iter()
+                .filter(|p| p.value.is_finite())
+                .map(|p| (p.at_ms, p.value))
+                .collect();
+            if points.len() < c.min_samples {
+                continue;
+            }
+            let Some(f) = fit(&points, now) else { continue };
+            if f.slope <= 0.0 || f.r2 < c.min_confidence {
+                continue;
+            }
+            let remaining = ((c.capacity - f.at_now) / f.slope).max(0.0);
+            if remaining > c.horizon.as_millis() as f64 {
+                continue;
+            }
+            let critical_within = c
+                .critical_within
+                .map_or(c.horizon.as_millis() / 6, |d| d.as_millis());
+            let severity = if remaining <= critical_within as f64 {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            };
+            let eta = remaining.round() as u64;
+            out.push(Finding {
+                pattern: "linear-growth".into(),
+                subject: s.metric.clone(),
+                labels: s.labels.clone(),
+                confidence: f.r2.clamp(0.0, 1.0),
+                severity,
+                exhaustion_in_ms: Some(eta),
+                recommendation: c.recommendation.clone().unwrap_or_else(|| {
+                    format!(
+                        "`{}` grows {:.3}/min and reaches {} in about {}; free space or raise the limit before then",
+                        s.metric,
+                        f.slope * 60_000.0,
+                        c.capacity,
+                        HumanDuration(std::time::Duration::from_secs(eta / 1000))
+                    )
+                }),
+            });
+        }
+        out
+    }
+}
+
+impl Detector for LinearTrend {
+    type Config = Config;
+
+    fn new(config: Config) -> warden_sdk::Result<Self> {
+        if !config.capacity.is_finite() {
+            return Err("`capacity` must be a finite number".into());
+        }
+        if config.min_samples < 2 {
+            return Err("`min_samples` must be at least 2 to fit a line".into());
+        }
+        if !(0.0..=1.0).contains(&config.min_confidence) {
+            return Err("`min_confidence` must be between 0 and 1".into());
+        }
+        Ok(LinearTrend(config))
+    }
+
+    fn detect(&self, invocation: &Invocation) -> warden_sdk::Result<Vec<Finding>> {
+        let matchers: Vec<(&str, &str)> = self
+            .0
+            .matchers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let series = warden_sdk::series::query(&self.0.metric, &matchers, self.0.window.0)?;
+        Ok(self.check(&series, invocation.now_ms))
+    }
+}
+
+warden_sdk::register_detector!(LinearTrend);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warden_sdk::series::Sample;
+
+    const NOW: i64 = 1_700_000_000_000;
+    const MIN: i64 = 60_000;
+
+    fn series(values: impl Iterator<Item = (i64, f64)>) -> Series {
+        Series {
+            metric: "disk_used".into(),
+            labels: vec![],
+            samples: values
+                .map(|(at_ms, value)| Sample { at_ms, value })
+                .collect(),
+        }
+    }
+
+    fn detector(json: &str) -> LinearTrend {
+        LinearTrend::new(serde_json::from_str(json).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn fit_recovers_an_exact_line() {
+        let pts: Vec<(i64, f64)> = (0..10)
+            .map(|i| (NOW - (9 - i) * MIN, 100.0 + 2.0 * i as f64))
+            .collect();
+        let f = fit(&pts, NOW).unwrap();
+        assert!((f.slope * MIN as f64 - 2.0).abs() < 1e-9);
+        assert!((f.at_now - 118.0).abs() < 1e-6);
+        assert!((f.r2 - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn predicts_time_to_exhaustion_like_predict_linear() {
+        // 1 unit per minute, at 50 now, capacity 110: 60 minutes left.
+        let d = detector(
+            r#"{"metric": "disk_used", "capacity": 110, "horizon": "2h", "critical_within": "30m"}"#,
+        );
+        let s = series((0..30).map(|i| (NOW - (29 - i) * MIN, 21.0 + i as f64)));
+        let found = d.check(&[s], NOW);
+        assert_eq!(found.len(), 1);
+        let eta = found[0].exhaustion_in_ms.unwrap() as i64;
+        assert!((eta - 60 * MIN).abs() < 1000, "{eta}");
+        assert_eq!(found[0].severity, Severity::Warning);
+        assert_eq!(found[0].pattern, "linear-growth");
+    }
+
+    #[test]
+    fn beyond_the_horizon_flat_falling_noisy_or_sparse_series_are_quiet() {
+        let d = detector(r#"{"metric": "disk_used", "capacity": 1000, "horizon": "1h"}"#);
+        let rising_slowly = series((0..30).map(|i| (NOW - (29 - i) * MIN, i as f64)));
+        let flat = series((0..30).map(|i| (NOW - (29 - i) * MIN, 5.0)));
+        let falling = series((0..30).map(|i| (NOW - (29 - i) * MIN, 900.0 - i as f64)));
+        let noisy = series((0..30).map(|i| {
+            (
+                NOW - (29 - i) * MIN,
+                if i % 2 == 0 { 0.0 } else { 990.0 } + i as f64 * 0.01,
+            )
+        }));
+        let sparse = series((0..3).map(|i| (NOW - (2 - i) * MIN, 990.0 + i as f64)));
+        assert!(
+            d.check(&[rising_slowly, flat, falling, noisy, sparse], NOW)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn already_past_capacity_is_critical_now() {
+        let d = detector(r#"{"metric": "disk_used", "capacity": 10, "horizon": "1h"}"#);
+        let s = series((0..10).map(|i| (NOW - (9 - i) * MIN, 20.0 + i as f64)));
+        let f = &d.check(&[s], NOW)[0];
+        assert_eq!(
+            (f.exhaustion_in_ms, f.severity),
+            (Some(0), Severity::Critical)
+        );
+    }
+}

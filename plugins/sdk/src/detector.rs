@@ -1,0 +1,38 @@
+//! Detectors: find patterns in series and resources — trends, leaks,
+//! predicted exhaustion — and recommend what to do.
+
+use crate::__bindings::detector::exports::warden::policy::detection as wit;
+
+pub use wit::Finding;
+
+/// A detector. Implement it and export it with [`register_detector!`](crate::register_detector).
+pub trait Detector: Sized + Send + Sync + 'static {
+    /// The plugin's `config:` block, deserialized from the policy's YAML.
+    type Config: serde::de::DeserializeOwned;
+
+    /// Returns the detector for this configuration, or why it cannot work.
+    fn new(config: Self::Config) -> crate::Result<Self>;
+
+    /// Returns what it finds now.
+    fn detect(&self, invocation: &crate::Invocation) -> crate::Result<Vec<Finding>>;
+}
+
+/// Exports `$ty`, which implements [`Detector`], as this component's detector.
+#[macro_export]
+macro_rules! register_detector {
+    ($ty:ty) => {
+        const _: () = {
+            $crate::__instance!($ty);
+            struct __WardenDetector;
+            impl $crate::__bindings::detector::exports::warden::policy::detection::Guest for __WardenDetector {
+                fn detect(
+                    invocation: $crate::Invocation,
+                ) -> ::core::result::Result<::std::vec::Vec<$crate::detector::Finding>, ::std::string::String> {
+                    let detector = __warden_instance()?;
+                    <$ty as $crate::detector::Detector>::detect(detector, &invocation).map_err(|e| e.to_string())
+                }
+            }
+            $crate::__export_detector_impl!(__WardenDetector with_types_in $crate::__bindings::detector);
+        };
+    };
+}
