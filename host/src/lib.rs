@@ -35,10 +35,16 @@
 //!
 //! - [`plugin`]: the wasmtime engine, loading and checking components, and
 //!   evaluating them under deadlines and memory caps.
+//! - [`metrics`]: the series store policies query.
+//! - [`resources`]: resources applications register.
+//! - [`sources`]: the data plugins read, behind [`plugin::DataSource`].
 //! - [`cli`]: the `warden` command line.
 
 #![deny(missing_docs)]
 
 pub mod cli;
 pub mod clock;
+pub mod metrics;
 pub mod plugin;
+pub mod resources;
+pub mod sources;

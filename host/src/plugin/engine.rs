@@ -28,6 +28,11 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// overflow instead of threatening the host thread's own stack.
 const MAX_WASM_STACK: usize = 512 * 1024;
 
+/// The most data one call may copy from a plugin into the host (its result, or
+/// the arguments of one host import). A plan of 100,000 decisions is about 2 MiB;
+/// more than this is refused by wasmtime before the host allocates it.
+pub const MAX_TRANSFER_BYTES: usize = 16 * 1024 * 1024;
+
 /// Where plugins come from and where their compilations are cached.
 #[derive(Debug, Clone, Default)]
 pub struct EngineOptions {
@@ -207,6 +212,7 @@ impl Engine {
         let ticks = limits.timeout.as_micros().div_ceil(tick).max(1);
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
         store.epoch_deadline_trap();
+        store.set_hostcall_fuel(MAX_TRANSFER_BYTES);
         store
     }
 
@@ -292,13 +298,19 @@ impl Engine {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| err(LoadErrorKind::Link(format!("{e:#}"))))?;
-        let pre = wit::Pre::new(&version, kind, pre).map_err(|e| {
+        let mismatch = |e: wasmtime::Error| {
             err(LoadErrorKind::Link(format!(
                 "its `{}` export does not match the `{}` world of WIT {version}: {e:#}",
                 kind.interface(),
                 kind.world()
             )))
-        })?;
+        };
+        let pre = wit::Pre::new(&version, kind, pre).map_err(mismatch)?;
+        {
+            let _running = self.running();
+            let mut store = self.store(StoreState::probe(name), &Limits::default());
+            pre.check(&mut store).map_err(mismatch)?;
+        }
         Ok(super::Plugin {
             engine: self.clone(),
             pre,

@@ -240,6 +240,15 @@ impl Evaluator {
                         stderr,
                     }
                 }
+                // Wasmtime's own guard against a guest pushing more data into the
+                // host than `MAX_TRANSFER_BYTES`; its error type is private, so
+                // it is recognised by its message.
+                None if format!("{e:#}").contains("too much data is being copied") => {
+                    EvalFailure::InvalidOutput(format!(
+                        "returned more than {} MiB of data in one call; a policy's result must be smaller",
+                        super::engine::MAX_TRANSFER_BYTES / (1024 * 1024)
+                    ))
+                }
                 None => {
                     stats.traps.fetch_add(1, Ordering::Relaxed);
                     EvalFailure::Trap {

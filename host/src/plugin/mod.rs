@@ -21,7 +21,7 @@ mod store;
 pub(crate) mod wit;
 
 pub use data::{DataSource, NoData};
-pub use engine::{EPOCH_TICK, Engine, EngineOptions, Stats, StatsSnapshot};
+pub use engine::{EPOCH_TICK, Engine, EngineOptions, MAX_TRANSFER_BYTES, Stats, StatsSnapshot};
 pub use error::{EvalError, EvalFailure, LoadError, LoadErrorKind};
 pub use evaluator::Evaluator;
 pub use kind::Kind;

@@ -77,6 +77,20 @@ impl StoreState {
         }
     }
 
+    /// Returns the state for a load-time check, which runs no plugin code.
+    pub(crate) fn probe(plugin: &str) -> Self {
+        StoreState::new(
+            CallInfo {
+                policy: "(load check)".into(),
+                plugin: plugin.into(),
+                config_json: "{}".into(),
+                data: Arc::new(super::data::NoData),
+                now_ms: 0,
+            },
+            super::limits::Limits::DEFAULT_MEMORY,
+        )
+    }
+
     pub(crate) fn log(&mut self, level: LogLevel, mut message: String) {
         if self.log_lines >= MAX_LOG_LINES {
             self.logs_dropped += 1;
@@ -130,17 +144,18 @@ impl StoreState {
     }
 
     /// Sends what the plugin wrote to stdout and stderr to the log, one event
-    /// per line, and returns the last stderr line (a panic message, usually).
+    /// per line, and returns what best explains a failure: its panic message,
+    /// else the last line it wrote to stderr.
     pub(crate) fn flush_output(&self) -> Option<String> {
         let (policy, plugin) = (&*self.call.policy, &*self.call.plugin);
-        let mut last_err = None;
+        let mut explanation = None;
         for (stream, capture) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
             let (text, dropped) = capture.take();
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 tracing::info!(target: "warden::plugin", policy, plugin, stream, "{line}");
-                if stream == "stderr" {
-                    last_err = Some(line.to_owned());
-                }
+            }
+            if stream == "stderr" {
+                explanation = explain(&text);
             }
             if dropped > 0 {
                 tracing::warn!(target: "warden::plugin", policy, plugin, stream, dropped, "plugin output over the capture limit was dropped");
@@ -149,7 +164,44 @@ impl StoreState {
         if self.logs_dropped > 0 {
             tracing::warn!(target: "warden::plugin", policy, plugin, dropped = self.logs_dropped, "plugin log lines over the per-evaluation limit were dropped");
         }
-        last_err
+        explanation
+    }
+}
+
+/// Picks the panic message out of what a Rust guest printed when it panicked
+/// (`thread '…' panicked at FILE:LINE:COL:` then the message, then a note about
+/// backtraces), or else the last non-empty line.
+fn explain(stderr: &str) -> Option<String> {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if let Some(i) = lines.iter().rposition(|l| l.contains("panicked at")) {
+        let at = &lines[i][lines[i].find("panicked at").unwrap_or(0)..];
+        let message: Vec<&str> = lines[i + 1..]
+            .iter()
+            .copied()
+            .take_while(|l| !l.starts_with("note: "))
+            .collect();
+        return Some(format!("{} {}", at, message.join(" ")).trim().to_owned());
+    }
+    lines.last().map(|l| (*l).to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::explain;
+
+    #[test]
+    fn explain_prefers_the_panic_message() {
+        let out = "thread '<unnamed>' panicked at src/lib.rs:57:23:\nboom went the plugin\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(
+            explain(out).as_deref(),
+            Some("panicked at src/lib.rs:57:23: boom went the plugin")
+        );
+        assert_eq!(explain("one\ntwo\n\n").as_deref(), Some("two"));
+        assert_eq!(explain(""), None);
     }
 }
 

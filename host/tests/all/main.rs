@@ -1,1 +1,24 @@
-fn main() {}
+//! The one integration-test binary of the `warden` crate.
+//!
+//! - `guests`: every guest component end to end through the host, one test per
+//!   guest (a guest without one fails to compile).
+//! - `containment`: misbehaving plugins are stopped and reported while other
+//!   plugins keep evaluating.
+//! - `bad_input`: files that are not usable plugins get errors that say why.
+//! - `cache`: compiled plugins are cached on disk and reused.
+//! - `cli`: the `warden` binary as a user runs it.
+
+/// Fails to compile unless a test function named after the guest exists in scope.
+macro_rules! assert_test_exists {
+    ($name:ident) => {
+        #[expect(unused_imports, reason = "the import only proves the test exists")]
+        use self::$name as _;
+    };
+}
+
+mod bad_input;
+mod cache;
+mod cli;
+mod containment;
+mod guests;
+mod util;

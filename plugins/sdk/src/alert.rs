@@ -72,6 +72,9 @@ macro_rules! register_alert_rule {
     ($ty:ty) => {
         const _: () = {
             $crate::__instance!($ty);
+            // Exported only in the component; native builds (tests, benchmarks)
+            // call the trait directly and must not export `wasm-name#func` symbols.
+            #[allow(dead_code, reason = "only the wasm export constructs it")]
             struct __WardenAlert;
             impl $crate::__bindings::alert::exports::warden::policy::alerting::Guest for __WardenAlert {
                 fn evaluate(
@@ -81,6 +84,7 @@ macro_rules! register_alert_rule {
                     <$ty as $crate::alert::AlertRule>::evaluate(rule, &invocation).map_err(|e| e.to_string())
                 }
             }
+            #[cfg(target_arch = "wasm32")]
             $crate::__export_alert_rule_impl!(__WardenAlert with_types_in $crate::__bindings::alert);
         };
     };

@@ -200,6 +200,9 @@ macro_rules! register_cleanup {
     ($ty:ty) => {
         const _: () = {
             $crate::__instance!($ty);
+            // Exported only in the component; native builds (tests, benchmarks)
+            // call the trait directly and must not export `wasm-name#func` symbols.
+            #[allow(dead_code, reason = "only the wasm export constructs it")]
             struct __WardenCleanup;
             impl $crate::__bindings::cleanup::exports::warden::policy::cleanup::Guest for __WardenCleanup {
                 fn plan(
@@ -215,6 +218,7 @@ macro_rules! register_cleanup {
                         .map_err(|e| e.to_string())
                 }
             }
+            #[cfg(target_arch = "wasm32")]
             $crate::__export_cleanup_strategy_impl!(__WardenCleanup with_types_in $crate::__bindings::cleanup);
         };
     };

@@ -23,6 +23,9 @@ macro_rules! register_detector {
     ($ty:ty) => {
         const _: () = {
             $crate::__instance!($ty);
+            // Exported only in the component; native builds (tests, benchmarks)
+            // call the trait directly and must not export `wasm-name#func` symbols.
+            #[allow(dead_code, reason = "only the wasm export constructs it")]
             struct __WardenDetector;
             impl $crate::__bindings::detector::exports::warden::policy::detection::Guest for __WardenDetector {
                 fn detect(
@@ -32,6 +35,7 @@ macro_rules! register_detector {
                     <$ty as $crate::detector::Detector>::detect(detector, &invocation).map_err(|e| e.to_string())
                 }
             }
+            #[cfg(target_arch = "wasm32")]
             $crate::__export_detector_impl!(__WardenDetector with_types_in $crate::__bindings::detector);
         };
     };

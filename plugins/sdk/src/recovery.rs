@@ -29,6 +29,9 @@ macro_rules! register_recovery {
     ($ty:ty) => {
         const _: () = {
             $crate::__instance!($ty);
+            // Exported only in the component; native builds (tests, benchmarks)
+            // call the trait directly and must not export `wasm-name#func` symbols.
+            #[allow(dead_code, reason = "only the wasm export constructs it")]
             struct __WardenRecovery;
             impl $crate::__bindings::recovery::exports::warden::policy::recovery::Guest for __WardenRecovery {
                 fn decide(
@@ -41,6 +44,7 @@ macro_rules! register_recovery {
                         .map_err(|e| e.to_string())
                 }
             }
+            #[cfg(target_arch = "wasm32")]
             $crate::__export_recovery_strategy_impl!(__WardenRecovery with_types_in $crate::__bindings::recovery);
         };
     };

@@ -49,6 +49,12 @@ impl Pre {
         }
     }
 
+    pub(crate) fn check(&self, store: &mut Store<StoreState>) -> wasmtime::Result<()> {
+        match self {
+            Pre::V0_1_0(p) => p.check(store),
+        }
+    }
+
     pub(crate) fn plan(
         &self,
         store: &mut Store<StoreState>,

@@ -82,6 +82,17 @@ impl Pre {
         })
     }
 
+    /// Instantiates once and drops the instance: binding the exports checks
+    /// their types, which finding them by name at load time does not.
+    pub(crate) fn check(&self, store: &mut Store<StoreState>) -> wasmtime::Result<()> {
+        match self {
+            Pre::Cleanup(p) => p.instantiate(store).map(drop),
+            Pre::Recovery(p) => p.instantiate(store).map(drop),
+            Pre::Alert(p) => p.instantiate(store).map(drop),
+            Pre::Detector(p) => p.instantiate(store).map(drop),
+        }
+    }
+
     pub(crate) fn plan(
         &self,
         store: &mut Store<StoreState>,

@@ -8,19 +8,23 @@ use warden_sdk::cleanup::{CleanupContext, CleanupStrategy, Plan};
 #[serde(deny_unknown_fields)]
 struct Config {
     mode: String,
+    /// For `flood`: how many actions.
+    #[serde(default)]
+    count: u32,
 }
 
-struct Adversary(String);
+struct Adversary(String, u32);
 
+// Scalars only, so the recursion uses the wasm call stack rather than the
+// shadow stack in linear memory.
 #[inline(never)]
 #[expect(
     unconditional_recursion,
     reason = "unbounded recursion is the behaviour under test"
 )]
-fn recurse(depth: u64, pad: &mut [u8; 256]) -> u64 {
-    pad[(depth % 256) as usize] = depth as u8;
-    // `black_box` keeps the frame from being optimised into a loop.
-    recurse(std::hint::black_box(depth + 1), std::hint::black_box(pad)) + u64::from(pad[0])
+fn recurse(depth: u64) -> u64 {
+    // `black_box` keeps the call from being turned into a loop.
+    recurse(std::hint::black_box(depth + 1)).wrapping_add(depth)
 }
 
 impl CleanupStrategy for Adversary {
@@ -30,7 +34,7 @@ impl CleanupStrategy for Adversary {
         if config.mode == "panic-in-init" {
             panic!("adversary refuses to start");
         }
-        Ok(Adversary(config.mode))
+        Ok(Adversary(config.mode, config.count))
     }
 
     fn plan(&self, ctx: &CleanupContext) -> warden_sdk::Result<Plan> {
@@ -47,13 +51,18 @@ impl CleanupStrategy for Adversary {
                 warden_sdk::info!("allocated {}", std::hint::black_box(&v).len());
             }
             "unbounded-recursion" => {
-                let mut pad = [0u8; 256];
-                warden_sdk::info!("depth {}", recurse(0, &mut pad));
+                warden_sdk::info!("depth {}", recurse(0));
             }
             "panic" => panic!("adversary panics on purpose"),
             "ten-million-actions" => {
                 for _ in 0..10_000_000 {
                     plan.notify("", "flood");
+                }
+            }
+            "flood" => {
+                let first = ctx.candidates().get(0).expect("a candidate");
+                for _ in 0..self.1 {
+                    plan.delete(&first, "flood");
                 }
             }
             "print" => {
@@ -62,6 +71,35 @@ impl CleanupStrategy for Adversary {
                 warden_sdk::warn!("through the host log");
             }
             "error" => return Err("adversary reports an error".into()),
+            "escape" => {
+                // Tries every way out of the sandbox and reports what it got.
+                let fs = std::fs::read_dir("/")
+                    .map(|d| d.count())
+                    .map_err(|e| e.kind());
+                let file = std::fs::read_to_string("/etc/passwd")
+                    .map(|s| s.len())
+                    .map_err(|e| e.kind());
+                let env = std::env::vars().count();
+                let args = std::env::args().count();
+                let net = std::net::TcpStream::connect("127.0.0.1:9")
+                    .map(|_| ())
+                    .map_err(|e| e.kind());
+                return Err(
+                    format!("fs={fs:?} file={file:?} env={env} args={args} net={net:?}").into(),
+                );
+            }
+            "list" => {
+                let filter = warden_sdk::resources::Filter {
+                    kinds: vec![warden_sdk::resources::ResourceKind::AppObject],
+                    ..Default::default()
+                };
+                for r in warden_sdk::resources::list(filter)?.iter() {
+                    plan.notify(
+                        &format!("{} {} {:?}", r.name(), r.owner(), r.label("pool")),
+                        "listed",
+                    );
+                }
+            }
             "delete-all" => {
                 for r in ctx.candidates().iter() {
                     plan.delete(&r, "asked to delete everything");

@@ -1,0 +1,210 @@
+//! Misbehaving plugins — an infinite loop, a 1 GiB allocation, unbounded
+//! recursion, a panic, ten million decisions, a panic while starting — are each
+//! stopped and reported as a typed failure, while a well-behaved plugin keeps
+//! evaluating on another thread and the engine stays usable.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use warden::plugin::records::{ErrorClass, Failure, NewResource, ResourceSet};
+use warden::plugin::{EvalFailure, Kind, Limits};
+use warden_plugins as guests;
+
+use crate::util::{bind, engine, load};
+
+/// Generous bound on how long past its deadline a stopped call may return: it
+/// separates "contained" from "hung" without being a timing goal (the
+/// benchmark reports the real overrun).
+const HANG: Duration = Duration::from_secs(2);
+
+fn contained(mode: &str, limits: Limits, expect: impl Fn(&EvalFailure) -> bool) {
+    contained_with(
+        json!({ "mode": mode }),
+        ResourceSet::default(),
+        limits,
+        expect,
+    );
+}
+
+fn contained_with(
+    config: serde_json::Value,
+    candidates: ResourceSet,
+    limits: Limits,
+    expect: impl Fn(&EvalFailure) -> bool,
+) {
+    let mode = config["mode"].as_str().unwrap().to_owned();
+    let (engine, _dir) = engine();
+    let bad = load(&engine, guests::ADVERSARY_COMPONENT, Kind::Cleanup);
+    let good = load(&engine, guests::BACKOFF_COMPONENT, Kind::Recovery);
+    let good = bind(&good, "neighbour", json!({}), Limits::default());
+    let failure = Failure {
+        operation: "op".into(),
+        class: ErrorClass::Timeout,
+        message: "x".into(),
+        attempt: 1,
+        first_failed_ms: 0,
+        seed: 3,
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let neighbour = {
+        let (stop, done, good, failure) =
+            (stop.clone(), done.clone(), good.clone(), failure.clone());
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                good.decide(&failure, &[])
+                    .expect("the neighbour must keep working");
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    // Let the neighbour get going, then misbehave beside it.
+    while done.load(Ordering::Relaxed) == 0 {
+        thread::yield_now();
+    }
+    let before = done.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let err = bind(&bad, &mode, config, limits)
+        .plan(false, candidates)
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    let during = done.load(Ordering::Relaxed) - before;
+    // The neighbour is still evaluating afterwards.
+    let after = done.load(Ordering::Relaxed);
+    let waited = Instant::now();
+    while done.load(Ordering::Relaxed) == after && waited.elapsed() < HANG {
+        thread::yield_now();
+    }
+    stop.store(true, Ordering::Relaxed);
+    neighbour.join().unwrap();
+    assert!(
+        done.load(Ordering::Relaxed) > after,
+        "mode `{mode}`: the neighbour stopped evaluating"
+    );
+
+    assert!(
+        expect(&err.failure),
+        "mode `{mode}`: unexpected failure {err}"
+    );
+    assert!(
+        err.to_string().contains(&format!("policy `{mode}`")),
+        "{err}"
+    );
+    assert!(
+        elapsed < limits.timeout + HANG,
+        "mode `{mode}` took {elapsed:?}"
+    );
+    // A neighbour's call takes microseconds: over tens of milliseconds it must
+    // have finished some, or the misbehaving plugin was blocking it.
+    if elapsed > Duration::from_millis(50) {
+        assert!(
+            during > 0,
+            "mode `{mode}`: the neighbour made no progress in {elapsed:?}"
+        );
+    }
+    // The engine is still fine: the same plugin, asked to behave, works.
+    bind(
+        &bad,
+        "after",
+        json!({ "mode": "delete-all" }),
+        Limits::default(),
+    )
+    .plan(false, ResourceSet::default())
+    .unwrap();
+    assert!(engine.stats().failures >= 1);
+}
+
+#[test]
+fn infinite_loop_is_stopped_at_its_deadline() {
+    let limits = Limits {
+        timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    contained("infinite-loop", limits, |f| {
+        *f == EvalFailure::Timeout {
+            limit: Duration::from_millis(200),
+        }
+    });
+}
+
+#[test]
+fn allocating_a_gibibyte_hits_the_memory_cap() {
+    contained("allocate-1gib", Limits::default(), |f| {
+        *f == EvalFailure::OutOfMemory {
+            limit: Limits::DEFAULT_MEMORY,
+        }
+    });
+}
+
+#[test]
+fn unbounded_recursion_overflows_the_wasm_stack() {
+    contained("unbounded-recursion", Limits::default(), |f| {
+        *f == EvalFailure::StackOverflow
+    });
+}
+
+#[test]
+fn a_panic_is_a_trap_carrying_the_panic_message() {
+    contained(
+        "panic",
+        Limits::default(),
+        |f| matches!(f, EvalFailure::Trap { stderr: Some(line), .. } if line.contains("adversary panics on purpose")),
+    );
+}
+
+#[test]
+fn a_panic_while_starting_is_a_trap_too() {
+    contained(
+        "panic-in-init",
+        Limits::default(),
+        |f| matches!(f, EvalFailure::Trap { stderr: Some(line), .. } if line.contains("adversary refuses to start")),
+    );
+}
+
+#[test]
+fn ten_million_decisions_exhaust_the_memory_cap() {
+    contained("ten-million-actions", Limits::default(), |f| {
+        matches!(f, EvalFailure::OutOfMemory { .. })
+    });
+}
+
+#[test]
+fn ten_million_decisions_within_memory_are_refused_before_the_host_copies_them() {
+    // Given room to build them, the result is still too large to cross into the host.
+    let limits = Limits {
+        timeout: Duration::from_secs(20),
+        memory_bytes: 1 << 30,
+        ..Limits::default()
+    };
+    contained(
+        "ten-million-actions",
+        limits,
+        |f| matches!(f, EvalFailure::InvalidOutput(m) if m.contains("returned more than 16 MiB of data in one call")),
+    );
+}
+
+#[test]
+fn more_decisions_than_the_limit_are_refused_by_count() {
+    let mut one = ResourceSet::default();
+    one.push(NewResource {
+        name: "/x",
+        ..Default::default()
+    });
+    contained_with(
+        json!({ "mode": "flood", "count": 200_000 }),
+        one,
+        Limits::default(),
+        |f| matches!(f, EvalFailure::InvalidOutput(m) if m.contains("returned 200000 items; a policy may return at most 100000")),
+    );
+}
+
+#[test]
+fn an_error_returned_by_the_plugin_is_not_a_trap() {
+    contained("error", Limits::default(), |f| {
+        *f == EvalFailure::Plugin("adversary reports an error".into())
+    });
+}

@@ -1,0 +1,371 @@
+//! Every guest component called end to end through the host: real component,
+//! real engine, fresh store per call, data served by the host imports.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use warden::clock::now_ms;
+use warden::metrics::SeriesStore;
+use warden::plugin::records::{
+    AlertCondition, Attempt, CleanupAction, ErrorClass, Failure, NewResource, Outcome,
+    RecoveryDecision, ResourceKind, ResourceSet, Severity,
+};
+use warden::plugin::{EvalFailure, Kind, Limits};
+use warden::resources::{Registration, Registry};
+use warden::sources::Sources;
+use warden_plugins as guests;
+
+use crate::util::{bind, bind_with, engine, load};
+
+warden_plugins::foreach_cleanup!(assert_test_exists);
+warden_plugins::foreach_recovery!(assert_test_exists);
+warden_plugins::foreach_alert!(assert_test_exists);
+warden_plugins::foreach_detector!(assert_test_exists);
+
+const MIN: i64 = 60_000;
+
+#[test]
+fn temp_files() {
+    let (engine, _dir) = engine();
+    let plugin = load(&engine, guests::TEMP_FILES_COMPONENT, Kind::Cleanup);
+    let policy = bind(
+        &plugin,
+        "tmp",
+        json!({ "max_age": "1h", "max_total_bytes": 150 }),
+        Limits::default(),
+    );
+    let now = now_ms();
+    let mut set = ResourceSet::default();
+    for (name, age, size) in [
+        ("/scratch/old", 120 * MIN, 10),
+        ("/scratch/mid", 30 * MIN, 100),
+        ("/scratch/new", 10 * MIN, 100),
+        ("/scratch/now", 0, 10),
+    ] {
+        set.push(NewResource {
+            name,
+            size_bytes: size,
+            modified_ms: Some(now - age),
+            ..Default::default()
+        });
+    }
+    let plan = policy.plan(true, set).unwrap();
+    let got: Vec<(CleanupAction, &str)> = plan
+        .actions
+        .iter()
+        .enumerate()
+        .map(|(i, (a, _))| (a.clone(), plan.reason(i)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (CleanupAction::DeletePath(0), "older than max_age"),
+            (
+                CleanupAction::DeletePath(1),
+                "over max_total_bytes, oldest first"
+            ),
+        ]
+    );
+
+    // A config the plugin cannot use is the plugin's error, naming the field.
+    let bad = bind(
+        &plugin,
+        "tmp",
+        json!({ "max_age": "1h", "maxage": 1 }),
+        Limits::default(),
+    );
+    let err = bad.plan(false, ResourceSet::default()).unwrap_err();
+    assert!(
+        matches!(&err.failure, EvalFailure::Plugin(m) if m.contains("maxage")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("policy `tmp`"), "{err}");
+}
+
+#[test]
+fn backoff() {
+    let (engine, _dir) = engine();
+    let plugin = load(&engine, guests::BACKOFF_COMPONENT, Kind::Recovery);
+    let policy = bind(
+        &plugin,
+        "db",
+        json!({ "base": "100ms", "max": "1s", "jitter": 0, "open_circuit_after": 3 }),
+        Limits::default(),
+    );
+    let failure = |attempt, class| Failure {
+        operation: "db.query".into(),
+        class,
+        message: "x".into(),
+        attempt,
+        first_failed_ms: 0,
+        seed: 1,
+    };
+    assert_eq!(
+        policy
+            .decide(&failure(1, ErrorClass::Timeout), &[])
+            .unwrap(),
+        RecoveryDecision::RetryAfter(100)
+    );
+    assert_eq!(
+        policy
+            .decide(&failure(3, ErrorClass::Timeout), &[])
+            .unwrap(),
+        RecoveryDecision::RetryAfter(400)
+    );
+    assert!(
+        matches!(policy.decide(&failure(1, ErrorClass::InvalidInput), &[]).unwrap(), RecoveryDecision::GiveUp(m) if m.contains("invalid-input"))
+    );
+    let failed = Attempt {
+        at_ms: 0,
+        outcome: Outcome::Failure,
+        duration_ms: 5,
+    };
+    assert_eq!(
+        policy
+            .decide(&failure(4, ErrorClass::Timeout), &[failed; 3])
+            .unwrap(),
+        RecoveryDecision::OpenCircuit(30_000)
+    );
+}
+
+#[test]
+fn threshold() {
+    let (engine, _dir) = engine();
+    let plugin = load(&engine, guests::THRESHOLD_COMPONENT, Kind::Alert);
+    let sources = Sources::default();
+    let now = now_ms();
+    for (host, v) in [("a", 0.95), ("b", 0.5), ("c", 0.85)] {
+        sources
+            .series
+            .record("memory_used_ratio", &[("host", host)], now - 1000, v)
+            .unwrap();
+    }
+    let config = json!({ "rules": [
+        { "alert": "HighMemory", "metric": "memory_used_ratio", "condition": "gt", "threshold": 0.9, "clear_threshold": 0.8,
+          "severity": "critical", "for": "2m", "summary": "memory above 90%" },
+        { "alert": "NoData", "metric": "absent_metric", "condition": "gt", "threshold": 0 }
+    ]});
+    let policy = bind_with(
+        &plugin,
+        "memory",
+        config,
+        Limits::default(),
+        Arc::new(sources),
+    );
+    let mut alerts = policy.evaluate_alerts().unwrap();
+    alerts.sort_by(|a, b| a.labels.cmp(&b.labels));
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    let (a, c) = (&alerts[0], &alerts[1]);
+    assert_eq!(
+        (a.name.as_str(), a.condition, a.severity, a.value, a.for_ms),
+        (
+            "HighMemory",
+            AlertCondition::Firing,
+            Severity::Critical,
+            0.95,
+            Some(120_000)
+        )
+    );
+    assert_eq!(a.labels, vec![("host".to_string(), "a".to_string())]);
+    assert!(
+        a.annotations
+            .contains(&("summary".into(), "memory above 90%".into()))
+    );
+    assert_eq!(
+        (c.condition, c.labels[0].1.as_str()),
+        (AlertCondition::Holding, "c")
+    );
+}
+
+#[test]
+fn linear_trend() {
+    let (engine, _dir) = engine();
+    let plugin = load(&engine, guests::LINEAR_TREND_COMPONENT, Kind::Detector);
+    let sources = Sources::default();
+    let now = now_ms();
+    // Disk fills by 1 GB a minute on sda and stays flat on sdb.
+    for i in 0..30 {
+        let at = now - (29 - i) * MIN;
+        sources
+            .series
+            .record(
+                "disk_used_bytes",
+                &[("disk", "sda")],
+                at,
+                50e9 + i as f64 * 1e9,
+            )
+            .unwrap();
+        sources
+            .series
+            .record("disk_used_bytes", &[("disk", "sdb")], at, 10e9)
+            .unwrap();
+    }
+    let config =
+        json!({ "metric": "disk_used_bytes", "capacity": 100e9, "window": "1h", "horizon": "2h" });
+    let policy = bind_with(
+        &plugin,
+        "disk",
+        config,
+        Limits::default(),
+        Arc::new(sources),
+    );
+    let found = policy.detect().unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let f = &found[0];
+    assert_eq!(
+        (f.pattern.as_str(), f.labels[0].1.as_str()),
+        ("linear-growth", "sda")
+    );
+    // At 79 GB now, 21 GB to go at 1 GB/min: 21 minutes.
+    let eta = f.exhaustion_in_ms.unwrap() as i64;
+    assert!((eta - 21 * MIN).abs() < 5_000, "eta {eta}");
+    assert!(f.confidence > 0.99);
+}
+
+#[test]
+fn adversary() {
+    // Behaving modes of the adversary: the host serves resources through
+    // `list-resources` and checks every index a plan returns.
+    let (engine, _dir) = engine();
+    let plugin = load(&engine, guests::ADVERSARY_COMPONENT, Kind::Cleanup);
+    let mut set = ResourceSet::default();
+    for n in ["/a", "/b", "/c"] {
+        set.push(NewResource {
+            name: n,
+            kind: Some(ResourceKind::File),
+            ..Default::default()
+        });
+    }
+    let all = bind(
+        &plugin,
+        "all",
+        json!({ "mode": "delete-all" }),
+        Limits::default(),
+    )
+    .plan(true, set.clone())
+    .unwrap();
+    assert_eq!(all.actions.len(), 3);
+    let err = bind(
+        &plugin,
+        "bad",
+        json!({ "mode": "bad-index" }),
+        Limits::default(),
+    )
+    .plan(true, set)
+    .unwrap_err();
+    assert!(
+        matches!(&err.failure, EvalFailure::InvalidOutput(m) if m.contains("targets candidate 8, but only 3")),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_sandbox_grants_no_files_env_args_or_network() {
+    let (engine, _dir) = engine();
+    let plugin = load(&engine, guests::ADVERSARY_COMPONENT, Kind::Cleanup);
+    let err = bind(
+        &plugin,
+        "escape",
+        json!({ "mode": "escape" }),
+        Limits::default(),
+    )
+    .plan(false, ResourceSet::default())
+    .unwrap_err();
+    let EvalFailure::Plugin(report) = &err.failure else {
+        panic!("{err}")
+    };
+    assert!(report.contains("fs=Err("), "{report}");
+    assert!(report.contains("file=Err("), "{report}");
+    assert!(report.contains("env=0"), "{report}");
+    assert!(report.contains("args=0"), "{report}");
+    assert!(report.contains("net=Err("), "{report}");
+}
+
+#[test]
+fn list_resources_serves_the_registry() {
+    let (engine, _dir) = engine();
+    let plugin = load(&engine, guests::ADVERSARY_COMPONENT, Kind::Cleanup);
+    let registry = Registry::default();
+    let reg = |kind, name: &str| Registration {
+        kind,
+        name: name.into(),
+        owner: "svc".into(),
+        size_bytes: 5,
+        pid: None,
+        labels: vec![("pool".into(), "hot".into())],
+    };
+    registry.register(reg(ResourceKind::AppObject, "cache/x"), now_ms());
+    registry.register(reg(ResourceKind::Socket, "conn/1"), now_ms());
+    let sources = Sources {
+        resources: Arc::new(registry),
+        series: Arc::new(SeriesStore::default()),
+    };
+    let policy = bind_with(
+        &plugin,
+        "lister",
+        json!({ "mode": "list" }),
+        Limits::default(),
+        Arc::new(sources),
+    );
+    let plan = policy.plan(false, ResourceSet::default()).unwrap();
+    assert_eq!(
+        plan.actions,
+        vec![(CleanupAction::Notify("cache/x svc Some(\"hot\")".into()), 0)]
+    );
+}
+
+#[test]
+fn plugin_output_goes_to_the_log_tagged_with_the_plugin() {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let (engine, _dir) = engine();
+    let plugin = load(&engine, guests::ADVERSARY_COMPONENT, Kind::Cleanup);
+    tracing::subscriber::with_default(subscriber, || {
+        bind(
+            &plugin,
+            "chatty",
+            json!({ "mode": "print" }),
+            Limits::default(),
+        )
+        .plan(false, ResourceSet::default())
+        .unwrap();
+    });
+    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    for expected in [
+        "to stdout from the plugin",
+        "to stderr from the plugin",
+        "through the host log",
+    ] {
+        let line = log
+            .lines()
+            .find(|l| l.contains(expected))
+            .unwrap_or_else(|| panic!("missing `{expected}` in:\n{log}"));
+        assert!(
+            line.contains("policy=\"chatty\"") || line.contains("policy=chatty"),
+            "{line}"
+        );
+        assert!(line.contains("warden_test_adversary.wasm"), "{line}");
+    }
+    assert!(
+        log.contains("policy.evaluate"),
+        "every evaluation has a span:\n{log}"
+    );
+}
