@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
@@ -23,6 +23,14 @@ use super::wit;
 /// granularity of timeouts. It sleeps while nothing runs, so an idle daemon
 /// pays nothing for it.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// After this many ticks with nothing running the ticker parks, so a burst of
+/// evaluations pays no wake-up syscalls and an idle daemon pays no CPU.
+const IDLE_TICKS_BEFORE_PARK: u32 = 100;
+
+/// The largest linear memory any policy may grant a plugin (the most a 32-bit
+/// wasm memory can address).
+pub const MAX_PLUGIN_MEMORY: u64 = 4 << 30;
 
 /// The largest wasm call stack a plugin gets; deeper recursion traps as a stack
 /// overflow instead of threatening the host thread's own stack.
@@ -73,6 +81,7 @@ pub struct StatsSnapshot {
 
 struct Ticker {
     active: AtomicUsize,
+    parked: AtomicBool,
     stop: AtomicBool,
 }
 
@@ -81,7 +90,7 @@ pub(crate) struct Running<'a>(&'a Inner);
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.0.ticker.active.fetch_sub(1, Ordering::AcqRel);
+        self.0.ticker.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -140,6 +149,7 @@ impl Engine {
 
         let ticker = Arc::new(Ticker {
             active: AtomicUsize::new(0),
+            parked: AtomicBool::new(false),
             stop: AtomicBool::new(false),
         });
         let ticker_thread = {
@@ -148,13 +158,41 @@ impl Engine {
             thread::Builder::new()
                 .name("warden-epoch".into())
                 .spawn(move || {
+                    // Epochs follow the wall clock: a sleep that overshoots (they
+                    // do, by tens of microseconds) is caught up, so a deadline of
+                    // N ticks is N ticks of real time.
+                    let mut next = Instant::now() + EPOCH_TICK;
+                    let mut idle = 0;
                     while !ticker.stop.load(Ordering::Acquire) {
-                        if ticker.active.load(Ordering::Acquire) == 0 {
-                            thread::park();
-                            continue;
+                        if ticker.active.load(Ordering::SeqCst) == 0 {
+                            idle += 1;
+                            if idle > IDLE_TICKS_BEFORE_PARK {
+                                // Announce the park before re-checking, so an
+                                // evaluation starting now either is seen here
+                                // or sees `parked` and unparks us.
+                                ticker.parked.store(true, Ordering::SeqCst);
+                                if ticker.active.load(Ordering::SeqCst) == 0
+                                    && !ticker.stop.load(Ordering::SeqCst)
+                                {
+                                    thread::park();
+                                }
+                                ticker.parked.store(false, Ordering::SeqCst);
+                                idle = 0;
+                                next = Instant::now() + EPOCH_TICK;
+                                continue;
+                            }
+                        } else {
+                            idle = 0;
                         }
-                        thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
+                        let now = Instant::now();
+                        if next > now {
+                            thread::sleep(next - now);
+                        }
+                        let now = Instant::now();
+                        while next <= now {
+                            engine.increment_epoch();
+                            next += EPOCH_TICK;
+                        }
                     }
                 })?
                 .thread()
@@ -198,7 +236,8 @@ impl Engine {
 
     /// Marks an evaluation as running until the guard drops.
     pub(crate) fn running(&self) -> Running<'_> {
-        if self.0.ticker.active.fetch_add(1, Ordering::AcqRel) == 0 {
+        self.0.ticker.active.fetch_add(1, Ordering::SeqCst);
+        if self.0.ticker.parked.load(Ordering::SeqCst) {
             self.0.ticker_thread.unpark();
         }
         Running(&self.0)
@@ -208,9 +247,7 @@ impl Engine {
     pub(crate) fn store(&self, state: StoreState, limits: &Limits) -> Store<StoreState> {
         let mut store = Store::new(&self.0.wasmtime, state);
         store.limiter(|s| &mut s.cap);
-        let tick = EPOCH_TICK.as_micros().max(1);
-        let ticks = limits.timeout.as_micros().div_ceil(tick).max(1);
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.set_epoch_deadline(deadline_ticks(limits));
         store.epoch_deadline_trap();
         store.set_hostcall_fuel(MAX_TRANSFER_BYTES);
         store
@@ -305,28 +342,31 @@ impl Engine {
                 kind.world()
             )))
         };
-        let pre = wit::Pre::new(&version, kind, pre).map_err(mismatch)?;
-        {
-            let _running = self.running();
-            let mut store = self.store(StoreState::probe(name), &Limits::default());
-            pre.check(&mut store).map_err(mismatch)?;
-        }
-        Ok(super::Plugin {
+        let pre = wit::Pre::new(&version, kind, pre).map_err(&mismatch)?;
+        let plugin = super::Plugin {
             engine: self.clone(),
             pre,
             info: super::PluginInfo {
                 name: name.to_owned(),
                 kind,
                 world: kind.world(),
-                wit_version: version,
+                wit_version: version.clone(),
                 sha256,
                 size_bytes: bytes.len() as u64,
                 imports,
                 exports,
                 from_cache,
             },
-        })
+        };
+        plugin.instantiate_once().map_err(mismatch)?;
+        Ok(plugin)
     }
+}
+
+/// Returns how many epoch ticks make up the evaluation's timeout.
+pub(crate) fn deadline_ticks(limits: &Limits) -> u64 {
+    let tick = EPOCH_TICK.as_micros().max(1);
+    u64::try_from(limits.timeout.as_micros().div_ceil(tick).max(1)).unwrap_or(u64::MAX)
 }
 
 /// Tells a component from a core module or a file that is not wasm at all.

@@ -74,8 +74,8 @@ impl Evaluator {
     /// reason in the returned plan is checked to be in range.
     pub fn plan(&self, dry_run: bool, candidates: ResourceSet) -> Result<CleanupPlan, EvalError> {
         let n = candidates.len();
-        let plan = self.run(Kind::Cleanup, dry_run, |pre, store, inv| {
-            pre.plan(store, inv, candidates)
+        let plan = self.run(Kind::Cleanup, dry_run, |instance, store, inv| {
+            instance.plan(store, inv, candidates)
         })?;
         self.check_count(plan.actions.len())?;
         for (i, (action, reason)) in plan.actions.iter().enumerate() {
@@ -102,15 +102,15 @@ impl Evaluator {
         failure: &Failure,
         history: &[Attempt],
     ) -> Result<RecoveryDecision, EvalError> {
-        self.run(Kind::Recovery, false, |pre, store, inv| {
-            pre.decide(store, inv, failure, history)
+        self.run(Kind::Recovery, false, |instance, store, inv| {
+            instance.decide(store, inv, failure, history)
         })
     }
 
     /// Asks an alert-rule plugin which alert conditions hold.
     pub fn evaluate_alerts(&self) -> Result<Vec<Alert>, EvalError> {
-        let alerts = self.run(Kind::Alert, false, |pre, store, inv| {
-            pre.evaluate(store, inv)
+        let alerts = self.run(Kind::Alert, false, |instance, store, inv| {
+            instance.evaluate(store, inv)
         })?;
         self.check_count(alerts.len())?;
         Ok(alerts)
@@ -118,11 +118,40 @@ impl Evaluator {
 
     /// Asks a detector plugin what it finds.
     pub fn detect(&self) -> Result<Vec<Finding>, EvalError> {
-        let found = self.run(Kind::Detector, false, |pre, store, inv| {
-            pre.detect(store, inv)
+        let found = self.run(Kind::Detector, false, |instance, store, inv| {
+            instance.detect(store, inv)
         })?;
         self.check_count(found.len())?;
         Ok(found)
+    }
+
+    /// Returns an instance kept across calls. Warden never evaluates this way
+    /// (a trap poisons a store, so each evaluation gets a fresh one); it exists
+    /// so benchmarks can measure a call apart from its instantiation.
+    #[doc(hidden)]
+    pub fn warm(&self) -> anyhow::Result<WarmInstance> {
+        let state = StoreState::new(
+            CallInfo {
+                policy: Arc::clone(&self.policy),
+                plugin: self.plugin.info.name.as_str().into(),
+                config_json: Arc::clone(&self.config_json),
+                data: Arc::clone(&self.data),
+                now_ms: crate::clock::now_ms(),
+            },
+            self.limits.memory_bytes,
+        );
+        let mut store = self.plugin.engine.store(state, &self.limits);
+        let instance = self
+            .plugin
+            .pre
+            .instantiate(&mut store)
+            .map_err(anyhow::Error::from)?;
+        Ok(WarmInstance {
+            store,
+            instance,
+            policy: self.policy.to_string(),
+            limits: self.limits,
+        })
     }
 
     fn check_count(&self, n: usize) -> Result<(), EvalError> {
@@ -151,7 +180,7 @@ impl Evaluator {
         kind: Kind,
         dry_run: bool,
         call: impl FnOnce(
-            &super::wit::Pre,
+            &super::wit::Instance,
             &mut Store<StoreState>,
             Invocation,
         ) -> super::wit::CallResult<T>,
@@ -196,7 +225,11 @@ impl Evaluator {
                 now_ms,
                 dry_run,
             };
-            let result = call(&self.plugin.pre, &mut store, inv);
+            let result = self
+                .plugin
+                .pre
+                .instantiate(&mut store)
+                .and_then(|instance| call(&instance, &mut store, inv));
             let state = store.into_data();
             let stderr = state.flush_output();
             self.classify(result, state.cap.hit, stderr)
@@ -259,5 +292,33 @@ impl Evaluator {
             },
         };
         Err(self.fail(failure))
+    }
+}
+
+/// A plugin instance kept across calls; see [`Evaluator::warm`].
+#[doc(hidden)]
+pub struct WarmInstance {
+    store: Store<StoreState>,
+    instance: super::wit::Instance,
+    policy: String,
+    limits: Limits,
+}
+
+impl WarmInstance {
+    /// Calls `plan` on the kept instance.
+    pub fn plan(&mut self, dry_run: bool, candidates: ResourceSet) -> anyhow::Result<CleanupPlan> {
+        let inv = Invocation {
+            policy: self.policy.clone(),
+            now_ms: crate::clock::now_ms(),
+            dry_run,
+        };
+        // Each call gets the policy's whole timeout.
+        self.store
+            .set_epoch_deadline(super::engine::deadline_ticks(&self.limits));
+        match self.instance.plan(&mut self.store, inv, candidates) {
+            Ok(Ok(plan)) => Ok(plan),
+            Ok(Err(e)) => Err(anyhow::anyhow!("the plugin reported: {e}")),
+            Err(e) => Err(anyhow::Error::from(e)),
+        }
     }
 }

@@ -21,9 +21,11 @@ mod store;
 pub(crate) mod wit;
 
 pub use data::{DataSource, NoData};
-pub use engine::{EPOCH_TICK, Engine, EngineOptions, MAX_TRANSFER_BYTES, Stats, StatsSnapshot};
+pub use engine::{
+    EPOCH_TICK, Engine, EngineOptions, MAX_PLUGIN_MEMORY, MAX_TRANSFER_BYTES, Stats, StatsSnapshot,
+};
 pub use error::{EvalError, EvalFailure, LoadError, LoadErrorKind};
-pub use evaluator::Evaluator;
+pub use evaluator::{Evaluator, WarmInstance};
 pub use kind::Kind;
 pub use limits::Limits;
 pub use wit::{LATEST as LATEST_WIT_VERSION, SUPPORTED as SUPPORTED_WIT_VERSIONS};
@@ -72,6 +74,21 @@ impl Plugin {
     /// Returns its kind.
     pub fn kind(&self) -> Kind {
         self.info.kind
+    }
+
+    /// Creates a fresh store and instantiates the plugin in it, as every
+    /// evaluation does before its call, then drops both. Runs no plugin code.
+    pub fn instantiate_fresh(&self) -> anyhow::Result<()> {
+        self.instantiate_once().map_err(anyhow::Error::from)
+    }
+
+    fn instantiate_once(&self) -> wasmtime::Result<()> {
+        let _running = self.engine.running();
+        let mut store = self.engine.store(
+            store::StoreState::probe(&self.info.name),
+            &Limits::default(),
+        );
+        self.pre.instantiate(&mut store).map(drop)
     }
 }
 

@@ -19,82 +19,49 @@ pub struct Invocation {
     pub dry_run: bool,
 }
 
-/// What kind of thing a resource is.
+/// What kind of thing a resource is. The discriminants are the positions of
+/// the cases of WIT's `resource-kind`, which is how a resource set carries them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
 pub enum ResourceKind {
     /// A file in a temporary or scratch directory.
-    TempFile,
+    TempFile = 0,
     /// Any other regular file.
-    File,
+    File = 1,
     /// A directory.
-    Directory,
+    Directory = 2,
     /// An open file descriptor.
-    FileDescriptor,
+    FileDescriptor = 3,
     /// A network or unix socket.
-    Socket,
+    Socket = 4,
     /// A thread.
-    Thread,
+    Thread = 5,
     /// A process.
-    Process,
+    Process = 6,
     /// An object an application registered.
-    AppObject,
+    AppObject = 7,
 }
 
-/// A span of a [`ResourceSet`]'s string table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Text {
-    /// Byte offset.
-    pub offset: u32,
-    /// Length in bytes.
-    pub len: u32,
-}
+/// The value a resource set uses for a time it does not know.
+pub const UNKNOWN_TIME: TimestampMs = i64::MIN;
 
-/// A label of a resource, as spans of the string table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ResourceLabel {
-    /// The label's name.
-    pub key: Text,
-    /// The label's value.
-    pub value: Text,
-}
-
-/// One resource in a [`ResourceSet`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResourceEntry {
-    /// The host's handle.
-    pub handle: u64,
-    /// Its kind.
-    pub kind: ResourceKind,
-    /// Path or name.
-    pub name: Text,
-    /// Owner, or empty.
-    pub owner: Text,
-    /// Size in bytes.
-    pub size_bytes: u64,
-    /// Creation time.
-    pub created_ms: Option<TimestampMs>,
-    /// Modification time.
-    pub modified_ms: Option<TimestampMs>,
-    /// Access time.
-    pub accessed_ms: Option<TimestampMs>,
-    /// Owning process.
-    pub pid: Option<u32>,
-    /// First label's index in [`ResourceSet::labels`].
-    pub labels_start: u32,
-    /// Number of labels.
-    pub labels_len: u32,
-}
-
-/// A batch of resources laid out to cross into a plugin cheaply: one string
-/// table, records pointing into it.
+/// A batch of resources in columns, the layout in which it crosses into a
+/// plugin: row `i` of every column is resource `i`, and all strings share one
+/// table. Build it with [`ResourceSet::push`]; read it with the accessors.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResourceSet {
-    /// Every string of the set.
-    pub strings: String,
-    /// Every label.
-    pub labels: Vec<ResourceLabel>,
-    /// The resources; decisions refer to them by index here.
-    pub items: Vec<ResourceEntry>,
+    pub(crate) strings: String,
+    pub(crate) handles: Vec<u64>,
+    pub(crate) kinds: Vec<ResourceKind>,
+    pub(crate) names: Vec<u32>,
+    pub(crate) owners: Vec<u32>,
+    pub(crate) sizes: Vec<u64>,
+    pub(crate) created: Vec<TimestampMs>,
+    pub(crate) modified: Vec<TimestampMs>,
+    pub(crate) accessed: Vec<TimestampMs>,
+    pub(crate) pids: Vec<u32>,
+    pub(crate) label_ranges: Vec<u32>,
+    pub(crate) labels: Vec<u32>,
 }
 
 /// Fields of a resource to add to a [`ResourceSet`].
@@ -123,62 +90,99 @@ pub struct NewResource<'a> {
 }
 
 impl ResourceSet {
-    fn intern(&mut self, s: &str) -> Text {
+    fn intern(&mut self, s: &str) -> [u32; 2] {
         let offset = u32::try_from(self.strings.len()).expect("string table over 4 GiB");
         self.strings.push_str(s);
-        Text {
-            offset,
-            len: s.len() as u32,
+        [offset, s.len() as u32]
+    }
+
+    fn span(&self, column: &[u32], pair: usize) -> &str {
+        match column.get(2 * pair..2 * pair + 2) {
+            Some([offset, len]) => {
+                let start = *offset as usize;
+                self.strings
+                    .get(start..start + *len as usize)
+                    .unwrap_or_default()
+            }
+            _ => "",
         }
     }
 
     /// Adds a resource and returns its index.
     pub fn push(&mut self, r: NewResource<'_>) -> u32 {
+        let index = self.handles.len() as u32;
         let name = self.intern(r.name);
         let owner = self.intern(r.owner);
-        let labels_start = self.labels.len() as u32;
+        let first_label = (self.labels.len() / 4) as u32;
         for (k, v) in r.labels {
             let key = self.intern(k);
             let value = self.intern(v);
-            self.labels.push(ResourceLabel { key, value });
+            self.labels
+                .extend_from_slice(&[key[0], key[1], value[0], value[1]]);
         }
-        self.items.push(ResourceEntry {
-            handle: r.handle,
-            kind: r.kind.unwrap_or(ResourceKind::TempFile),
-            name,
-            owner,
-            size_bytes: r.size_bytes,
-            created_ms: r.created_ms,
-            modified_ms: r.modified_ms,
-            accessed_ms: r.accessed_ms,
-            pid: r.pid,
-            labels_start,
-            labels_len: r.labels.len() as u32,
-        });
-        (self.items.len() - 1) as u32
+        self.handles.push(r.handle);
+        self.kinds.push(r.kind.unwrap_or(ResourceKind::TempFile));
+        self.names.extend_from_slice(&name);
+        self.owners.extend_from_slice(&owner);
+        self.sizes.push(r.size_bytes);
+        self.created.push(r.created_ms.unwrap_or(UNKNOWN_TIME));
+        self.modified.push(r.modified_ms.unwrap_or(UNKNOWN_TIME));
+        self.accessed.push(r.accessed_ms.unwrap_or(UNKNOWN_TIME));
+        self.pids.push(r.pid.unwrap_or(0));
+        self.label_ranges
+            .extend_from_slice(&[first_label, r.labels.len() as u32]);
+        index
     }
 
     /// Returns the number of resources.
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.handles.len()
     }
 
     /// Returns true if and only if the set is empty.
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.handles.is_empty()
     }
 
-    /// Returns the string a span points at (empty if it points outside the table).
-    pub fn text(&self, t: Text) -> &str {
-        let start = t.offset as usize;
-        self.strings
-            .get(start..start + t.len as usize)
-            .unwrap_or_default()
-    }
-
-    /// Returns the name of the resource at `index`.
+    /// Returns the path or name of the resource at `index`.
     pub fn name(&self, index: usize) -> Option<&str> {
-        self.items.get(index).map(|r| self.text(r.name))
+        (index < self.len()).then(|| self.span(&self.names, index))
+    }
+
+    /// Returns the owner of the resource at `index`.
+    pub fn owner(&self, index: usize) -> Option<&str> {
+        (index < self.len()).then(|| self.span(&self.owners, index))
+    }
+
+    /// Returns the handle of the resource at `index`.
+    pub fn handle(&self, index: usize) -> Option<u64> {
+        self.handles.get(index).copied()
+    }
+
+    /// Returns the kind of the resource at `index`.
+    pub fn kind(&self, index: usize) -> Option<ResourceKind> {
+        self.kinds.get(index).copied()
+    }
+
+    /// Returns the size of the resource at `index`.
+    pub fn size_bytes(&self, index: usize) -> Option<u64> {
+        self.sizes.get(index).copied()
+    }
+
+    /// Returns the access time of the resource at `index`, if known.
+    pub fn accessed_ms(&self, index: usize) -> Option<TimestampMs> {
+        self.accessed
+            .get(index)
+            .copied()
+            .filter(|t| *t != UNKNOWN_TIME)
+    }
+
+    /// Returns the modification time of the resource at `index`, if known.
+    pub fn modified_ms(&self, index: usize) -> Option<TimestampMs> {
+        self.modified
+            .get(index)
+            .copied()
+            .filter(|t| *t != UNKNOWN_TIME)
     }
 }
 

@@ -143,7 +143,7 @@ mod tests {
         assert_eq!(only_cache.name(1), Some("cache/c"));
         assert!(r.touch(a, 500));
         let all = r.list(&ResourceFilter::default());
-        assert_eq!(all.items[0].accessed_ms, Some(500));
+        assert_eq!(all.accessed_ms(0), Some(500));
         assert!(r.release(c) && !r.release(c));
         assert_eq!(
             r.list(&ResourceFilter {

@@ -125,8 +125,7 @@ impl LinearTrend {
         let mut out = Vec::new();
         for s in series {
             let points: Vec<(i64, f64)> = s
-                .samples
-                .iter()
+                .samples()
                 .filter(|p| p.value.is_finite())
                 .map(|p| (p.at_ms, p.value))
                 .collect();
@@ -205,19 +204,12 @@ warden_sdk::register_detector!(LinearTrend);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use warden_sdk::series::Sample;
 
     const NOW: i64 = 1_700_000_000_000;
     const MIN: i64 = 60_000;
 
     fn series(values: impl Iterator<Item = (i64, f64)>) -> Series {
-        Series {
-            metric: "disk_used".into(),
-            labels: vec![],
-            samples: values
-                .map(|(at_ms, value)| Sample { at_ms, value })
-                .collect(),
-        }
+        Series::new("disk_used", &[], &values.collect::<Vec<_>>())
     }
 
     fn detector(json: &str) -> LinearTrend {

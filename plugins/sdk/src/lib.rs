@@ -161,6 +161,11 @@ macro_rules! __instance {
                 .as_ref()
                 .map_err(::core::clone::Clone::clone)
         }
+        // Native builds (tests, benchmarks) export nothing; this keeps the
+        // plugin's code reachable there, so it is linted like the component.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() -> ::core::result::Result<&'static $ty, ::std::string::String> =
+            __warden_instance;
     };
 }
 

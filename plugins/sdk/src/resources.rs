@@ -6,11 +6,25 @@ use crate::__bindings::types as wit;
 pub use wit::ResourceKind;
 
 /// A batch of resources. Strings are not copied per resource: each view borrows
-/// from the batch's string table.
+/// from the batch's string table and reads its row of each column.
 #[derive(Debug, Clone)]
 pub struct ResourceSet {
     raw: wit::ResourceSet,
 }
+
+/// The value the host uses for a time it does not know.
+const UNKNOWN_TIME: i64 = i64::MIN;
+
+const KINDS: [ResourceKind; 8] = [
+    ResourceKind::TempFile,
+    ResourceKind::File,
+    ResourceKind::Directory,
+    ResourceKind::FileDescriptor,
+    ResourceKind::Socket,
+    ResourceKind::Thread,
+    ResourceKind::Process,
+    ResourceKind::AppObject,
+];
 
 impl ResourceSet {
     /// Wraps a set received from the host.
@@ -25,103 +39,118 @@ impl ResourceSet {
 
     /// Returns the number of resources.
     pub fn len(&self) -> usize {
-        self.raw.items.len()
+        self.raw.handles.len()
     }
 
     /// Returns true if and only if the set holds no resource.
     pub fn is_empty(&self) -> bool {
-        self.raw.items.is_empty()
+        self.raw.handles.is_empty()
     }
 
     /// Returns the resource at `index`, if there is one.
     pub fn get(&self, index: usize) -> Option<Resource<'_>> {
-        self.raw.items.get(index).map(|raw| Resource {
+        (index < self.len()).then(|| Resource {
             set: &self.raw,
-            raw,
-            index: index as u32,
+            index,
         })
     }
 
     /// Returns every resource, in the host's order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = Resource<'_>> + '_ {
-        self.raw
-            .items
-            .iter()
-            .enumerate()
-            .map(|(index, raw)| Resource {
-                set: &self.raw,
-                raw,
-                index: index as u32,
-            })
+        (0..self.len()).map(|index| Resource {
+            set: &self.raw,
+            index,
+        })
     }
 }
 
-/// One resource of a [`ResourceSet`].
+/// One resource of a [`ResourceSet`]: a row of its columns.
 #[derive(Clone, Copy)]
 pub struct Resource<'a> {
     set: &'a wit::ResourceSet,
-    raw: &'a wit::TrackedResource,
-    index: u32,
+    index: usize,
 }
 
-fn text<'a>(set: &'a wit::ResourceSet, t: wit::Text) -> &'a str {
-    let start = t.offset as usize;
-    set.strings
-        .get(start..start + t.len as usize)
-        .unwrap_or_default()
+/// Returns the string at `offset, len` of `strings`, or `""` if the host sent
+/// a span that does not fit (it never should).
+fn span(strings: &str, offset: u32, len: u32) -> &str {
+    let start = offset as usize;
+    strings.get(start..start + len as usize).unwrap_or_default()
+}
+
+fn time(column: &[i64], i: usize) -> Option<i64> {
+    column.get(i).copied().filter(|t| *t != UNKNOWN_TIME)
 }
 
 impl<'a> Resource<'a> {
+    fn pair(&self, column: &'a [u32]) -> &'a str {
+        match column.get(2 * self.index..2 * self.index + 2) {
+            Some([offset, len]) => span(&self.set.strings, *offset, *len),
+            _ => "",
+        }
+    }
+
     /// Returns its index in the set; decisions refer to resources by it.
     pub fn index(&self) -> u32 {
-        self.index
+        self.index as u32
     }
     /// Returns the host's stable handle for it.
     pub fn handle(&self) -> u64 {
-        self.raw.handle
+        self.set.handles[self.index]
     }
     /// Returns what kind of resource it is.
     pub fn kind(&self) -> ResourceKind {
-        self.raw.kind
+        let ordinal = self.set.kinds.get(self.index).copied().unwrap_or(0);
+        KINDS
+            .get(ordinal as usize)
+            .copied()
+            .unwrap_or(ResourceKind::AppObject)
     }
     /// Returns its path (files, directories) or name (everything else).
     pub fn name(&self) -> &'a str {
-        text(self.set, self.raw.name)
+        self.pair(&self.set.names)
     }
     /// Returns its owner, or `""` when unknown.
     pub fn owner(&self) -> &'a str {
-        text(self.set, self.raw.owner)
+        self.pair(&self.set.owners)
     }
     /// Returns its size in bytes.
     pub fn size_bytes(&self) -> u64 {
-        self.raw.size_bytes
+        self.set.sizes.get(self.index).copied().unwrap_or(0)
     }
     /// Returns when it was created, in ms since the epoch.
     pub fn created_ms(&self) -> Option<i64> {
-        self.raw.created_ms
+        time(&self.set.created, self.index)
     }
     /// Returns when its content last changed, in ms since the epoch.
     pub fn modified_ms(&self) -> Option<i64> {
-        self.raw.modified_ms
+        time(&self.set.modified, self.index)
     }
     /// Returns when it was last used, in ms since the epoch.
     pub fn accessed_ms(&self) -> Option<i64> {
-        self.raw.accessed_ms
+        time(&self.set.accessed, self.index)
     }
     /// Returns the process it belongs to.
     pub fn pid(&self) -> Option<u32> {
-        self.raw.pid
+        self.set.pids.get(self.index).copied().filter(|p| *p != 0)
     }
     /// Returns its labels.
     pub fn labels(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
         let set = self.set;
-        let start = self.raw.labels_start as usize;
-        let end = start + self.raw.labels_len as usize;
+        let (first, count) = match set.label_ranges.get(2 * self.index..2 * self.index + 2) {
+            Some([first, count]) => (*first as usize, *count as usize),
+            _ => (0, 0),
+        };
         set.labels
-            .get(start..end)
+            .get(4 * first..4 * (first + count))
             .unwrap_or_default()
-            .iter()
-            .map(move |l| (text(set, l.key), text(set, l.value)))
+            .chunks_exact(4)
+            .map(move |l| {
+                (
+                    span(&set.strings, l[0], l[1]),
+                    span(&set.strings, l[2], l[3]),
+                )
+            })
     }
     /// Returns the value of the label `key`, if it has one.
     pub fn label(&self, key: &str) -> Option<&'a str> {
@@ -173,46 +202,55 @@ impl Default for wit::ResourceSet {
     fn default() -> Self {
         wit::ResourceSet {
             strings: String::new(),
+            handles: Vec::new(),
+            kinds: Vec::new(),
+            names: Vec::new(),
+            owners: Vec::new(),
+            sizes: Vec::new(),
+            created: Vec::new(),
+            modified: Vec::new(),
+            accessed: Vec::new(),
+            pids: Vec::new(),
+            label_ranges: Vec::new(),
             labels: Vec::new(),
-            items: Vec::new(),
         }
     }
 }
 
 impl ResourceSetBuilder {
-    fn intern(&mut self, s: &str) -> wit::Text {
+    fn intern(&mut self, s: &str) -> [u32; 2] {
         let offset = self.raw.strings.len() as u32;
         self.raw.strings.push_str(s);
-        wit::Text {
-            offset,
-            len: s.len() as u32,
-        }
+        [offset, s.len() as u32]
     }
 
     /// Adds a resource and returns its index.
     pub fn push(&mut self, r: NewResource<'_>) -> u32 {
+        let index = self.raw.handles.len() as u32;
         let name = self.intern(r.name);
         let owner = self.intern(r.owner);
-        let labels_start = self.raw.labels.len() as u32;
+        let first_label = (self.raw.labels.len() / 4) as u32;
         for (k, v) in r.labels {
             let key = self.intern(k);
             let value = self.intern(v);
-            self.raw.labels.push(wit::Label { key, value });
+            self.raw
+                .labels
+                .extend_from_slice(&[key[0], key[1], value[0], value[1]]);
         }
-        let index = self.raw.items.len() as u32;
-        self.raw.items.push(wit::TrackedResource {
-            handle: u64::from(index),
-            kind: r.kind.unwrap_or(ResourceKind::TempFile),
-            name,
-            owner,
-            size_bytes: r.size_bytes,
-            created_ms: r.created_ms,
-            modified_ms: r.modified_ms,
-            accessed_ms: r.accessed_ms,
-            pid: r.pid,
-            labels_start,
-            labels_len: r.labels.len() as u32,
-        });
+        let raw = &mut self.raw;
+        raw.handles.push(u64::from(index));
+        let kind = r.kind.unwrap_or(ResourceKind::TempFile);
+        raw.kinds
+            .push(KINDS.iter().position(|k| *k == kind).unwrap_or(0) as u8);
+        raw.names.extend_from_slice(&name);
+        raw.owners.extend_from_slice(&owner);
+        raw.sizes.push(r.size_bytes);
+        raw.created.push(r.created_ms.unwrap_or(UNKNOWN_TIME));
+        raw.modified.push(r.modified_ms.unwrap_or(UNKNOWN_TIME));
+        raw.accessed.push(r.accessed_ms.unwrap_or(UNKNOWN_TIME));
+        raw.pids.push(r.pid.unwrap_or(0));
+        raw.label_ranges
+            .extend_from_slice(&[first_label, r.labels.len() as u32]);
         index
     }
 
@@ -259,6 +297,9 @@ mod tests {
         b.push(NewResource {
             name: "/tmp/bé",
             owner: "svc",
+            kind: Some(ResourceKind::Socket),
+            pid: Some(42),
+            modified_ms: Some(7),
             ..Default::default()
         });
         let set = b.build();
@@ -269,6 +310,18 @@ mod tests {
         assert_eq!(a.label("nope"), None);
         let b = set.get(1).unwrap();
         assert_eq!((b.name(), b.owner(), b.index()), ("/tmp/bé", "svc", 1));
+        assert_eq!(
+            (b.kind(), b.pid(), b.modified_ms(), b.created_ms()),
+            (ResourceKind::Socket, Some(42), Some(7), None)
+        );
         assert_eq!(b.labels().count(), 0);
+        assert_eq!(
+            (a.kind(), a.pid(), a.size_bytes()),
+            (ResourceKind::TempFile, None, 3)
+        );
+        assert_eq!(
+            a.labels().collect::<Vec<_>>(),
+            vec![("app", "x"), ("tier", "1")]
+        );
     }
 }

@@ -174,9 +174,9 @@ impl Threshold {
 }
 
 fn reduce(over: Over, s: &Series) -> Option<f64> {
-    let values = s.samples.iter().map(|p| p.value).filter(|v| v.is_finite());
+    let values = s.values.iter().copied().filter(|v| v.is_finite());
     match over {
-        Over::Latest => s.samples.last().map(|p| p.value).filter(|v| v.is_finite()),
+        Over::Latest => s.values.last().copied().filter(|v| v.is_finite()),
         Over::Min => values.reduce(f64::min),
         Over::Max => values.reduce(f64::max),
         Over::Avg => {
@@ -235,23 +235,15 @@ warden_sdk::register_alert_rule!(Threshold);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use warden_sdk::LabelPair;
     use warden_sdk::alert::Condition;
-    use warden_sdk::series::Sample;
 
     fn series(disk: &str, values: &[f64]) -> Series {
-        Series {
-            metric: "disk_used_ratio".into(),
-            labels: vec![LabelPair::new("disk", disk)],
-            samples: values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| Sample {
-                    at_ms: i as i64,
-                    value: *v,
-                })
-                .collect(),
-        }
+        let samples: Vec<(i64, f64)> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as i64, *v))
+            .collect();
+        Series::new("disk_used_ratio", &[("disk", disk)], &samples)
     }
 
     fn rule(json: &str) -> Rule {

@@ -49,12 +49,19 @@ impl Pre {
         }
     }
 
-    pub(crate) fn check(&self, store: &mut Store<StoreState>) -> wasmtime::Result<()> {
+    pub(crate) fn instantiate(&self, store: &mut Store<StoreState>) -> wasmtime::Result<Instance> {
         match self {
-            Pre::V0_1_0(p) => p.check(store),
+            Pre::V0_1_0(p) => Ok(Instance::V0_1_0(p.instantiate(store)?)),
         }
     }
+}
 
+/// An instance of a plugin, typed by its WIT version and kind.
+pub(crate) enum Instance {
+    V0_1_0(since_v0_1_0::Instance),
+}
+
+impl Instance {
     pub(crate) fn plan(
         &self,
         store: &mut Store<StoreState>,
@@ -62,7 +69,7 @@ impl Pre {
         candidates: ResourceSet,
     ) -> CallResult<CleanupPlan> {
         match self {
-            Pre::V0_1_0(p) => p.plan(store, inv, candidates),
+            Instance::V0_1_0(p) => p.plan(store, inv, candidates),
         }
     }
 
@@ -74,7 +81,7 @@ impl Pre {
         history: &[Attempt],
     ) -> CallResult<RecoveryDecision> {
         match self {
-            Pre::V0_1_0(p) => p.decide(store, inv, failure, history),
+            Instance::V0_1_0(p) => p.decide(store, inv, failure, history),
         }
     }
 
@@ -84,7 +91,7 @@ impl Pre {
         inv: Invocation,
     ) -> CallResult<Vec<Alert>> {
         match self {
-            Pre::V0_1_0(p) => p.evaluate(store, inv),
+            Instance::V0_1_0(p) => p.evaluate(store, inv),
         }
     }
 
@@ -94,7 +101,7 @@ impl Pre {
         inv: Invocation,
     ) -> CallResult<Vec<Finding>> {
         match self {
-            Pre::V0_1_0(p) => p.detect(store, inv),
+            Instance::V0_1_0(p) => p.detect(store, inv),
         }
     }
 }

@@ -82,27 +82,36 @@ impl Pre {
         })
     }
 
-    /// Instantiates once and drops the instance: binding the exports checks
-    /// their types, which finding them by name at load time does not.
-    pub(crate) fn check(&self, store: &mut Store<StoreState>) -> wasmtime::Result<()> {
-        match self {
-            Pre::Cleanup(p) => p.instantiate(store).map(drop),
-            Pre::Recovery(p) => p.instantiate(store).map(drop),
-            Pre::Alert(p) => p.instantiate(store).map(drop),
-            Pre::Detector(p) => p.instantiate(store).map(drop),
-        }
+    /// Instantiates in `store`. Binding the exports checks their types, which
+    /// finding them by name when the plugin was loaded does not.
+    pub(crate) fn instantiate(&self, store: &mut Store<StoreState>) -> wasmtime::Result<Instance> {
+        Ok(match self {
+            Pre::Cleanup(p) => Instance::Cleanup(p.instantiate(store)?),
+            Pre::Recovery(p) => Instance::Recovery(p.instantiate(store)?),
+            Pre::Alert(p) => Instance::Alert(p.instantiate(store)?),
+            Pre::Detector(p) => Instance::Detector(p.instantiate(store)?),
+        })
     }
+}
 
+/// An instance of a plugin of this version, typed by kind.
+pub(crate) enum Instance {
+    Cleanup(cleanup::CleanupStrategy),
+    Recovery(recovery::RecoveryStrategy),
+    Alert(alert::AlertRule),
+    Detector(detector::Detector),
+}
+
+impl Instance {
     pub(crate) fn plan(
         &self,
         store: &mut Store<StoreState>,
         inv: rec::Invocation,
         candidates: rec::ResourceSet,
     ) -> CallResult<rec::CleanupPlan> {
-        let Pre::Cleanup(pre) = self else {
+        let Instance::Cleanup(bindings) = self else {
             return Err(wrong_kind("cleanup"));
         };
-        let bindings = pre.instantiate(&mut *store)?;
         let ctx = wc::CleanupContext {
             invocation: invocation(inv),
             candidates: resource_set(candidates),
@@ -127,10 +136,9 @@ impl Pre {
         failure: &rec::Failure,
         history: &[rec::Attempt],
     ) -> CallResult<rec::RecoveryDecision> {
-        let Pre::Recovery(pre) = self else {
+        let Instance::Recovery(bindings) = self else {
             return Err(wrong_kind("recovery"));
         };
-        let bindings = pre.instantiate(&mut *store)?;
         let f = wr::Failure {
             operation: failure.operation.clone(),
             class: error_class(failure.class),
@@ -170,10 +178,9 @@ impl Pre {
         inv: rec::Invocation,
     ) -> CallResult<Vec<rec::Alert>> {
         use alert::exports::warden::policy::alerting as wa;
-        let Pre::Alert(pre) = self else {
+        let Instance::Alert(bindings) = self else {
             return Err(wrong_kind("alert"));
         };
-        let bindings = pre.instantiate(&mut *store)?;
         let out = bindings
             .warden_policy_alerting()
             .call_evaluate(&mut *store, &invocation(inv))?;
@@ -201,10 +208,9 @@ impl Pre {
         store: &mut Store<StoreState>,
         inv: rec::Invocation,
     ) -> CallResult<Vec<rec::Finding>> {
-        let Pre::Detector(pre) = self else {
+        let Instance::Detector(bindings) = self else {
             return Err(wrong_kind("detector"));
         };
-        let bindings = pre.instantiate(&mut *store)?;
         let out = bindings
             .warden_policy_detection()
             .call_detect(&mut *store, &invocation(inv))?;
@@ -233,28 +239,6 @@ fn invocation(i: rec::Invocation) -> types::Invocation {
     }
 }
 
-fn text(t: rec::Text) -> types::Text {
-    types::Text {
-        offset: t.offset,
-        len: t.len,
-    }
-}
-
-fn resource_kind(k: rec::ResourceKind) -> types::ResourceKind {
-    use rec::ResourceKind as R;
-    use types::ResourceKind as W;
-    match k {
-        R::TempFile => W::TempFile,
-        R::File => W::File,
-        R::Directory => W::Directory,
-        R::FileDescriptor => W::FileDescriptor,
-        R::Socket => W::Socket,
-        R::Thread => W::Thread,
-        R::Process => W::Process,
-        R::AppObject => W::AppObject,
-    }
-}
-
 fn from_resource_kind(k: types::ResourceKind) -> rec::ResourceKind {
     use rec::ResourceKind as R;
     use types::ResourceKind as W;
@@ -270,34 +254,21 @@ fn from_resource_kind(k: types::ResourceKind) -> rec::ResourceKind {
     }
 }
 
+/// Moves the columns across; only the kinds are rewritten, to their WIT ordinals.
 fn resource_set(s: rec::ResourceSet) -> types::ResourceSet {
     types::ResourceSet {
         strings: s.strings,
-        labels: s
-            .labels
-            .into_iter()
-            .map(|l| types::Label {
-                key: text(l.key),
-                value: text(l.value),
-            })
-            .collect(),
-        items: s
-            .items
-            .into_iter()
-            .map(|r| types::TrackedResource {
-                handle: r.handle,
-                kind: resource_kind(r.kind),
-                name: text(r.name),
-                owner: text(r.owner),
-                size_bytes: r.size_bytes,
-                created_ms: r.created_ms,
-                modified_ms: r.modified_ms,
-                accessed_ms: r.accessed_ms,
-                pid: r.pid,
-                labels_start: r.labels_start,
-                labels_len: r.labels_len,
-            })
-            .collect(),
+        handles: s.handles,
+        kinds: s.kinds.into_iter().map(|k| k as u8).collect(),
+        names: s.names,
+        owners: s.owners,
+        sizes: s.sizes,
+        created: s.created,
+        modified: s.modified,
+        accessed: s.accessed,
+        pids: s.pids,
+        label_ranges: s.label_ranges,
+        labels: s.labels,
     }
 }
 
@@ -388,14 +359,8 @@ impl host::Host for StoreState {
             .map(|s| types::Series {
                 metric: s.metric,
                 labels: label_pairs(s.labels),
-                samples: s
-                    .samples
-                    .into_iter()
-                    .map(|p| types::Sample {
-                        at_ms: p.at_ms,
-                        value: p.value,
-                    })
-                    .collect(),
+                times: s.samples.iter().map(|p| p.at_ms).collect(),
+                values: s.samples.iter().map(|p| p.value).collect(),
             })
             .collect())
     }
