@@ -21,6 +21,51 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon with the policies in a directory.
+    Run {
+        /// The policies directory [default: ./policies].
+        #[arg(long)]
+        policies: Option<PathBuf>,
+        /// Where Warden keeps its data [default: ./warden-data].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The API's address [default: 127.0.0.1:9715].
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// A YAML file with the same settings; flags override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Check policy files (or directories of them): parse, validate, and
+    /// compile and link every plugin. Exit 0 if all is well, 1 otherwise.
+    Check {
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Expands `${data_dir}` in scopes [default: ./warden-data].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of policy files, for editors.
+    Schema,
+    /// Show the running daemon's policy files and policies.
+    Status {
+        /// The daemon's address.
+        #[arg(long, default_value = crate::daemon::DEFAULT_LISTEN)]
+        addr: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Ask the running daemon to reload its policies now.
+    Reload {
+        /// The daemon's address.
+        #[arg(long, default_value = crate::daemon::DEFAULT_LISTEN)]
+        addr: String,
+    },
     /// Work with plugin components.
     Plugin {
         /// What to do with a plugin.
@@ -54,6 +99,55 @@ pub enum Format {
 /// Runs a parsed command line and returns the exit code.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Run {
+            policies,
+            data_dir,
+            listen,
+            config,
+        } => {
+            init_logging();
+            let mut cfg = match config {
+                Some(path) => crate::daemon::DaemonConfig::load(&path)?,
+                None => crate::daemon::DaemonConfig::default(),
+            };
+            if let Some(p) = policies {
+                cfg.policies = p;
+            }
+            if let Some(d) = data_dir {
+                cfg.data_dir = d;
+            }
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(crate::daemon::run(cfg))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check {
+            paths,
+            format,
+            data_dir,
+        } => check(&paths, format, data_dir),
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::policy::schema::json_schema())?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { addr, format } => status(&addr, format),
+        Command::Reload { addr } => {
+            let body: serde_json::Value = daemon_call(&addr, "POST", "/api/v1/policies/reload")?;
+            println!("{}", serde_json::to_string_pretty(&body)?);
+            let failed = body["failed"].as_array().is_some_and(|f| !f.is_empty());
+            Ok(if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Plugin {
             command: PluginCommand::Inspect { file, format },
         } => inspect(&file, format),
@@ -100,4 +194,150 @@ fn inspect(file: &str, format: Format) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
+
+fn check(paths: &[PathBuf], format: Format, data_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let data_dir = data_dir.unwrap_or_else(|| PathBuf::from("warden-data"));
+    let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
+    let engine = Engine::new(&EngineOptions::default())?;
+    let plugins = crate::policy::PluginCache::new(engine);
+    let report =
+        crate::policy::check::check(paths, &crate::policy::ParseContext { data_dir }, &plugins);
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
+        Format::Human => {
+            let mut errors = 0;
+            let mut policies = 0;
+            for f in &report.files {
+                policies += f.policies.len();
+                for e in &f.errors {
+                    errors += 1;
+                    writeln!(out, "{e}")?;
+                }
+            }
+            let files = report.files.len();
+            if report.ok {
+                writeln!(out, "ok: {policies} policies in {files} files")?;
+            } else {
+                writeln!(
+                    out,
+                    "{errors} errors in {files} files ({policies} policies are fine)"
+                )?;
+            }
+        }
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Calls the running daemon's API and returns its JSON answer.
+fn daemon_call(addr: &str, method: &str, path: &str) -> anyhow::Result<serde_json::Value> {
+    let url = format!("http://{addr}{path}");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let response = match method {
+        "POST" => agent.post(&url).send_empty(),
+        _ => agent.get(&url).call(),
+    }
+    .map_err(|e| anyhow::anyhow!("cannot reach warden at {addr} ({e}); is `warden run` running there? (`--addr` sets the address)"))?;
+    let status = response.status();
+    let text = response
+        .into_body()
+        .read_to_string()
+        .map_err(|e| anyhow::anyhow!("reading the answer of warden at {addr} failed: {e}"))?;
+    let body: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("warden at {addr} sent an answer that is not JSON: {e}"))?;
+    if !status.is_success() {
+        anyhow::bail!(
+            "warden at {addr} refused: {}",
+            body["error"].as_str().unwrap_or("no reason given")
+        );
+    }
+    Ok(body)
+}
+
+fn status(addr: &str, format: Format) -> anyhow::Result<ExitCode> {
+    let body = daemon_call(addr, "GET", "/api/v1/policies")?;
+    let mut out = std::io::stdout().lock();
+    if format == Format::Json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "policies directory: {}",
+        body["directory"].as_str().unwrap_or("?")
+    )?;
+    let mut failing = false;
+    for f in body["files"].as_array().into_iter().flatten() {
+        let hash = f["hash"]
+            .as_str()
+            .map_or("-".to_owned(), |h| h[..12.min(h.len())].to_owned());
+        writeln!(
+            out,
+            "file {}  sha256 {hash}  policies: {}",
+            f["path"].as_str().unwrap_or("?"),
+            f["policies"].as_array().map_or(0, Vec::len)
+        )?;
+        if let Some(errors) = f["error"]["errors"].as_array() {
+            failing = true;
+            for e in errors {
+                let line = e["line"]
+                    .as_u64()
+                    .map(|l| format!(":{l}"))
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "  error{line}: {}",
+                    e["message"].as_str().unwrap_or("?")
+                )?;
+            }
+        }
+    }
+    writeln!(
+        out,
+        "{:<24} {:<9} {:<28} {:>6} {:>6}  last evaluation",
+        "POLICY", "KIND", "PLUGIN", "EVALS", "FAILS"
+    )?;
+    for p in body["policies"].as_array().into_iter().flatten() {
+        let st = &p["state"];
+        let last = if st["last"].is_null() {
+            "never".to_owned()
+        } else {
+            format!(
+                "{} ({} µs)",
+                st["last"]["detail"].as_str().unwrap_or(""),
+                st["last"]["micros"]
+            )
+        };
+        writeln!(
+            out,
+            "{:<24} {:<9} {:<28} {:>6} {:>6}  {last}",
+            p["name"].as_str().unwrap_or("?"),
+            p["kind"].as_str().unwrap_or("?"),
+            p["plugin"].as_str().unwrap_or("-"),
+            st["evaluations"].as_u64().unwrap_or(0),
+            st["failures"].as_u64().unwrap_or(0),
+        )?;
+    }
+    Ok(if failing {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

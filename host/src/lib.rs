@@ -38,13 +38,21 @@
 //! - [`metrics`]: the series store policies query.
 //! - [`resources`]: resources applications register.
 //! - [`sources`]: the data plugins read, behind [`plugin::DataSource`].
-//! - [`cli`]: the `warden` command line.
+//! - [`policy`]: policy files — format, checks, compiling, live reload.
+//! - [`runtime`]: the scheduler and the state that outlives reloads.
+//! - [`api`]: the HTTP API; [`telemetry`]: Warden's own metrics.
+//! - [`daemon`]: `warden run`; [`cli`]: the `warden` command line.
 
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod daemon;
 pub mod metrics;
 pub mod plugin;
+pub mod policy;
 pub mod resources;
+pub mod runtime;
 pub mod sources;
+pub mod telemetry;

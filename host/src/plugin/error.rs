@@ -90,6 +90,12 @@ pub enum LoadErrorKind {
 }
 
 impl LoadError {
+    /// Returns the message with the source named first, as in
+    /// "`builtin:x`: not a valid component".
+    pub fn kind_message(&self) -> String {
+        format!("`{}`: {}", self.source_name, self.kind)
+    }
+
     pub(crate) fn new(source_name: impl Into<String>, kind: LoadErrorKind) -> Self {
         LoadError {
             source_name: source_name.into(),

@@ -1,0 +1,200 @@
+//! The HTTP API: health, policy status and reload, run-now, and `/metrics`.
+//! Errors are JSON with a message a person can act on.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::policy::PolicyDir;
+use crate::runtime::{Scheduler, StateKey, StateStore};
+use crate::telemetry::Telemetry;
+
+/// What the handlers share.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The policies directory.
+    pub policies: Arc<PolicyDir>,
+    /// Runtime state.
+    pub state: Arc<StateStore>,
+    /// The scheduler.
+    pub scheduler: Arc<Scheduler>,
+    /// Metrics.
+    pub telemetry: Arc<Telemetry>,
+}
+
+/// An error as the API returns it.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+/// Returns the API's router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .merge(policy_routes())
+        .with_state(state)
+}
+
+fn policy_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/policies", get(policies))
+        .route("/api/v1/policies/reload", post(reload))
+        .route("/api/v1/policies/{name}/run", post(run_now))
+}
+
+async fn health(State(s): State<AppState>) -> Json<serde_json::Value> {
+    let set = s.policies.current();
+    let failing = set.files.values().filter(|f| f.error.is_some()).count();
+    Json(json!({
+        "status": if failing == 0 { "ok" } else { "degraded" },
+        "policies": set.policies().count(),
+        "files": set.files.len(),
+        "files_with_errors": failing,
+    }))
+}
+
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.telemetry.encode(),
+    )
+}
+
+/// The status of one policy.
+#[derive(Debug, Serialize)]
+pub struct PolicyStatus {
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: &'static str,
+    /// File.
+    pub file: String,
+    /// Enabled.
+    pub enabled: bool,
+    /// Dry-run.
+    pub dry_run: bool,
+    /// Plugin name.
+    pub plugin: Option<String>,
+    /// Plugin sha256.
+    pub plugin_sha256: Option<String>,
+    /// WIT version the plugin was built for.
+    pub wit_version: Option<String>,
+    /// When this version was loaded.
+    pub loaded_at_ms: i64,
+    /// Fingerprint.
+    pub fingerprint: String,
+    /// Runtime state.
+    pub state: Option<crate::runtime::PolicyState>,
+}
+
+/// The status of one file.
+#[derive(Debug, Serialize)]
+pub struct FileStatus {
+    /// Path.
+    pub path: String,
+    /// sha256 of the running content.
+    pub hash: Option<String>,
+    /// When it was loaded.
+    pub loaded_at_ms: Option<i64>,
+    /// Its running policies.
+    pub policies: Vec<String>,
+    /// Why its current content does not load.
+    pub error: Option<crate::policy::live::FileFailure>,
+}
+
+/// Everything `warden status` shows.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// The directory.
+    pub directory: String,
+    /// Files.
+    pub files: Vec<FileStatus>,
+    /// Policies.
+    pub policies: Vec<PolicyStatus>,
+    /// Reload counters.
+    pub reloads: crate::policy::live::ReloadStats,
+}
+
+/// Returns the status of every file and policy.
+pub fn status(s: &AppState) -> Status {
+    let set = s.policies.current();
+    let files = set
+        .files
+        .values()
+        .map(|f| FileStatus {
+            path: f.path.display().to_string(),
+            hash: f.hash.clone(),
+            loaded_at_ms: f.loaded_at_ms,
+            policies: f.policies.iter().map(|p| p.name().to_owned()).collect(),
+            error: f.error.clone(),
+        })
+        .collect();
+    let policies = set
+        .policies()
+        .map(|p| PolicyStatus {
+            name: p.name().to_owned(),
+            kind: p.policy.kind().name(),
+            file: p.file.display().to_string(),
+            enabled: p.policy.spec.enabled,
+            dry_run: p.policy.spec.dry_run,
+            plugin: p.plugin.as_ref().map(|x| x.info().name.clone()),
+            plugin_sha256: p.plugin.as_ref().map(|x| x.info().sha256.clone()),
+            wit_version: p.plugin.as_ref().map(|x| x.info().wit_version.clone()),
+            loaded_at_ms: p.loaded_at_ms,
+            fingerprint: p.fingerprint.clone(),
+            state: s.state.get(&StateKey::policy(&p.file, p.name())),
+        })
+        .collect();
+    Status {
+        directory: s.policies.dir().display().to_string(),
+        files,
+        policies,
+        reloads: s.policies.stats(),
+    }
+}
+
+async fn policies(State(s): State<AppState>) -> Json<Status> {
+    Json(status(&s))
+}
+
+async fn reload(State(s): State<AppState>) -> Result<Json<crate::policy::ReloadReport>, ApiError> {
+    let dir = Arc::clone(&s.policies);
+    let report = tokio::task::spawn_blocking(move || dir.reload())
+        .await
+        .map_err(|e| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the reload failed: {e}"),
+            )
+        })?;
+    Ok(Json(report))
+}
+
+async fn run_now(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<crate::runtime::state::EvalRecord>, ApiError> {
+    let set = s.policies.current();
+    let Some(policy) = set.get(&name) else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no policy called `{name}` is loaded; `GET /api/v1/policies` lists them"),
+        ));
+    };
+    Ok(Json(s.scheduler.run_now(policy).await))
+}

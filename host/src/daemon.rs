@@ -1,0 +1,168 @@
+//! `warden run`: the daemon. Opens the data directory and the plugin engine,
+//! loads the policies directory, keeps it live (file watch, SIGHUP, API), runs
+//! the scheduler and serves the API until SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::api::{AppState, router};
+use crate::plugin::{Engine, EngineOptions};
+use crate::policy::{ParseContext, PluginCache, PolicyDir};
+use crate::runtime::{Scheduler, StateStore};
+use crate::sources::Sources;
+use crate::telemetry::Telemetry;
+
+/// The default address: loopback only, so nothing is exposed unless asked.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9715";
+
+/// How the daemon runs. Every field has a default, so no config file is needed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// The policies directory.
+    #[serde(default = "default_policies")]
+    pub policies: PathBuf,
+    /// Where Warden keeps its data (compiled plugins, state).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The API's address.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+}
+
+fn default_policies() -> PathBuf {
+    PathBuf::from("policies")
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("warden-data")
+}
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN.parse().expect("a valid address")
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            policies: default_policies(),
+            data_dir: default_data_dir(),
+            listen: default_listen(),
+        }
+    }
+}
+
+impl DaemonConfig {
+    /// Reads a daemon config file.
+    pub fn load(path: &std::path::Path) -> anyhow::Result<DaemonConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read the config file `{}`", path.display()))?;
+        serde_norway::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "failed to create the data directory `{}`",
+            config.data_dir.display()
+        )
+    })?;
+    let data_dir = config.data_dir.canonicalize()?;
+    anyhow::ensure!(
+        config.policies.is_dir(),
+        "the policies directory `{}` does not exist; create it or pass `--policies DIR`",
+        config.policies.display()
+    );
+    let policies_dir = config.policies.canonicalize()?;
+
+    let engine = Engine::new(&EngineOptions {
+        cache_dir: Some(data_dir.join("cache").join("plugins")),
+    })?;
+    let telemetry = Arc::new(Telemetry::default());
+    let sources = Arc::new(Sources::default());
+    let dir = Arc::new(PolicyDir::new(
+        &policies_dir,
+        ParseContext {
+            data_dir: data_dir.clone(),
+        },
+        PluginCache::new(engine),
+        sources,
+        Arc::clone(&telemetry),
+    ));
+    let report = {
+        let dir = Arc::clone(&dir);
+        tokio::task::spawn_blocking(move || dir.reload()).await?
+    };
+    let set = dir.current();
+    tracing::info!(
+        dir = %policies_dir.display(),
+        files = set.files.len(),
+        policies = set.policies().count(),
+        failed = report.failed.len(),
+        "policies loaded"
+    );
+
+    let state = Arc::new(StateStore::default());
+    let scheduler = Arc::new(Scheduler::new(Arc::clone(&state), Arc::clone(&telemetry)));
+    scheduler.sync(&set);
+    let mut changes = dir.subscribe();
+    {
+        let scheduler = Arc::clone(&scheduler);
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let set = changes.borrow_and_update().clone();
+                scheduler.sync(&set);
+            }
+        });
+    }
+    let _watch = crate::policy::watch::watch(Arc::clone(&dir))
+        .context("failed to watch the policies directory")?;
+
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    {
+        let dir = Arc::clone(&dir);
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading policies");
+                let dir = Arc::clone(&dir);
+                let _ = tokio::task::spawn_blocking(move || dir.reload()).await;
+            }
+        });
+    }
+
+    let app = router(AppState {
+        policies: dir,
+        state,
+        scheduler,
+        telemetry,
+    });
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "failed to listen on {}; is another warden running? pass `--listen ADDR`",
+                config.listen
+            )
+        })?;
+    tracing::info!(addr = %listener.local_addr()?, "serving the API");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

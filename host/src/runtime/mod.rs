@@ -1,0 +1,10 @@
+//! Running policies: the scheduler that evaluates each live policy on its
+//! trigger, the runtime state that outlives reloads, and the candidates a
+//! cleanup policy is shown.
+
+pub mod candidates;
+pub mod scheduler;
+pub mod state;
+
+pub use scheduler::Scheduler;
+pub use state::{PolicyState, StateKey, StateStore};

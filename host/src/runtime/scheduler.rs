@@ -1,0 +1,228 @@
+//! Evaluating each live policy on its trigger. One task per enabled policy;
+//! when the live set changes, only policies whose fingerprint changed are
+//! restarted, so a reload of one file never disturbs the schedule of another.
+//! Plugin calls run on the blocking pool, off the async workers.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::policy::live::{LivePolicy, LiveSet};
+use crate::policy::parse::next_cron_fire;
+use crate::policy::schema::{PolicyKind, Trigger};
+use crate::runtime::candidates;
+use crate::runtime::state::{EvalRecord, StateKey, StateStore};
+use crate::telemetry::{FailureLabels, PolicyLabels, Telemetry};
+
+struct Task {
+    fingerprint: String,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+/// The scheduler.
+pub struct Scheduler {
+    state: Arc<StateStore>,
+    telemetry: Arc<Telemetry>,
+    tasks: Mutex<HashMap<(PathBuf, String), Task>>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        for t in self
+            .tasks
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            t.handle.abort();
+        }
+    }
+}
+
+impl Scheduler {
+    /// Returns a scheduler recording into `state`.
+    pub fn new(state: Arc<StateStore>, telemetry: Arc<Telemetry>) -> Self {
+        Scheduler {
+            state,
+            telemetry,
+            tasks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Makes the running tasks match `set`. Must be called inside a tokio runtime.
+    pub fn sync(&self, set: &LiveSet) {
+        let wanted: HashMap<(PathBuf, String), &Arc<LivePolicy>> = set
+            .policies()
+            .filter(|p| p.policy.spec.enabled)
+            .map(|p| ((p.file.clone(), p.name().to_owned()), p))
+            .collect();
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|key, task| match wanted.get(key) {
+            Some(p) if p.fingerprint == task.fingerprint => true,
+            _ => {
+                task.handle.abort();
+                false
+            }
+        });
+        for (key, policy) in wanted {
+            if tasks.contains_key(&key) {
+                continue;
+            }
+            self.state
+                .restart_schedule(&StateKey::policy(&key.0, &key.1));
+            if let Some(handle) = self.spawn(Arc::clone(policy)) {
+                tasks.insert(
+                    key,
+                    Task {
+                        fingerprint: policy.fingerprint.clone(),
+                        handle,
+                    },
+                );
+            }
+        }
+        self.state.retain(|file, name| {
+            set.files
+                .get(file)
+                .is_some_and(|f| f.policies.iter().any(|p| p.name() == name))
+        });
+    }
+
+    fn spawn(&self, policy: Arc<LivePolicy>) -> Option<tokio::task::JoinHandle<()>> {
+        let state = Arc::clone(&self.state);
+        let telemetry = Arc::clone(&self.telemetry);
+        match policy.policy.trigger.clone() {
+            Trigger::Interval(every) => Some(tokio::spawn(async move {
+                let period = every.0;
+                let mut interval = tokio::time::interval(period);
+                // A late tick is skipped, not bunched up; `missed_ticks` counts it.
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                let start = Instant::now();
+                loop {
+                    interval.tick().await;
+                    let tick = ((start.elapsed() + period / 2).as_nanos()
+                        / period.as_nanos().max(1)) as u64;
+                    evaluate(&policy, &state, &telemetry, Some(tick)).await;
+                }
+            })),
+            Trigger::Cron(expr) => Some(tokio::spawn(async move {
+                loop {
+                    let Ok(next) = next_cron_fire(&expr) else {
+                        return;
+                    };
+                    let wait = (next - chrono::Utc::now())
+                        .to_std()
+                        .unwrap_or(Duration::ZERO);
+                    tokio::time::sleep(wait).await;
+                    evaluate(&policy, &state, &telemetry, None).await;
+                }
+            })),
+            // Event, threshold and manual triggers run when something asks.
+            _ => None,
+        }
+    }
+
+    /// Evaluates `policy` now, as a manual trigger does.
+    pub async fn run_now(&self, policy: &Arc<LivePolicy>) -> EvalRecord {
+        evaluate(policy, &self.state, &self.telemetry, None).await
+    }
+
+    /// Returns the number of scheduled tasks.
+    pub fn scheduled(&self) -> usize {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// Evaluates a policy once on the blocking pool and records the outcome.
+pub async fn evaluate(
+    policy: &Arc<LivePolicy>,
+    state: &StateStore,
+    telemetry: &Telemetry,
+    tick: Option<u64>,
+) -> EvalRecord {
+    let at_ms = crate::clock::now_ms();
+    let started = Instant::now();
+    let p = Arc::clone(policy);
+    let outcome = match tokio::task::spawn_blocking(move || evaluate_blocking(&p)).await {
+        Ok(o) => o,
+        Err(e) => Err(("panic", format!("the evaluation task failed: {e}"))),
+    };
+    let kind = policy.policy.kind().name();
+    let labels = PolicyLabels {
+        policy: policy.name().to_owned(),
+        kind,
+    };
+    telemetry.evaluations.get_or_create(&labels).inc();
+    let (ok, detail) = match outcome {
+        Ok(summary) => (true, summary),
+        Err((cause, message)) => {
+            telemetry
+                .failures
+                .get_or_create(&FailureLabels {
+                    policy: labels.policy.clone(),
+                    kind,
+                    cause,
+                })
+                .inc();
+            (false, message)
+        }
+    };
+    let record = EvalRecord {
+        at_ms,
+        micros: started.elapsed().as_micros() as u64,
+        ok,
+        detail,
+    };
+    state.record(
+        &StateKey::policy(&policy.file, policy.name()),
+        tick,
+        record.clone(),
+    );
+    record
+}
+
+/// Runs one evaluation and summarizes what the plugin decided.
+fn evaluate_blocking(p: &LivePolicy) -> Result<String, (&'static str, String)> {
+    let fail = |e: crate::plugin::EvalError| (e.failure.label(), e.to_string());
+    let Some(evaluator) = &p.evaluator else {
+        return Ok(match p.policy.kind() {
+            PolicyKind::Quota => "quota checked by the host".into(),
+            _ => "no plugin".into(),
+        });
+    };
+    match p.policy.kind() {
+        PolicyKind::Alert => {
+            let alerts = evaluator.evaluate_alerts().map_err(fail)?;
+            for a in &alerts {
+                tracing::info!(policy = p.name(), alert = %a.name, value = a.value, labels = ?a.labels, condition = ?a.condition, "alert condition holds");
+            }
+            Ok(format!("{} alert conditions hold", alerts.len()))
+        }
+        PolicyKind::Detector => {
+            let found = evaluator.detect().map_err(fail)?;
+            for f in &found {
+                tracing::info!(policy = p.name(), pattern = %f.pattern, subject = %f.subject, exhaustion_in_ms = ?f.exhaustion_in_ms, "{}", f.recommendation);
+            }
+            Ok(format!("{} findings", found.len()))
+        }
+        PolicyKind::Cleanup => {
+            let candidates = candidates::scan(&p.policy.scope_paths);
+            let n = candidates.len();
+            let plan = evaluator
+                .plan(p.policy.spec.dry_run, candidates)
+                .map_err(fail)?;
+            Ok(format!(
+                "planned {} actions over {n} candidates",
+                plan.actions.len()
+            ))
+        }
+        PolicyKind::Recovery => Ok("recovery strategies decide when a failure is reported".into()),
+        PolicyKind::Quota => Ok("quota checked by the host".into()),
+    }
+}

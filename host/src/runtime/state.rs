@@ -1,0 +1,165 @@
+//! Runtime state of policies — evaluation counts, the last evaluation and its
+//! outcome, schedule ticks, cooldowns — keyed by (file, policy name, labels).
+//!
+//! State belongs to a policy's identity, not its content: a reload that changes
+//! a policy's config, trigger or plugin keeps its state; removing the policy,
+//! renaming it or moving it to another file drops it. Counters therefore run
+//! on across edits, and a cooldown set before an edit still holds after it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+/// Who a piece of state belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct StateKey {
+    /// The policy file.
+    pub file: PathBuf,
+    /// The policy.
+    pub policy: String,
+    /// Labels (an alert's identity); empty for the policy itself.
+    pub labels: Vec<(String, String)>,
+}
+
+impl StateKey {
+    /// Returns the key of a policy's own state.
+    pub fn policy(file: &std::path::Path, policy: &str) -> Self {
+        StateKey {
+            file: file.to_path_buf(),
+            policy: policy.to_owned(),
+            labels: Vec::new(),
+        }
+    }
+}
+
+/// One evaluation, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EvalRecord {
+    /// When it started, ms since the epoch.
+    pub at_ms: i64,
+    /// How long it took.
+    pub micros: u64,
+    /// `ok` with a summary, or the failure.
+    pub ok: bool,
+    /// What it returned or why it failed.
+    pub detail: String,
+}
+
+/// The state of one key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PolicyState {
+    /// Evaluations run.
+    pub evaluations: u64,
+    /// Evaluations that failed.
+    pub failures: u64,
+    /// The latest evaluation.
+    pub last: Option<EvalRecord>,
+    /// The schedule tick of the latest evaluation (ticks count from when the
+    /// policy's current schedule started).
+    pub last_tick: Option<u64>,
+    /// Ticks that passed with no evaluation.
+    pub missed_ticks: u64,
+    /// No acting before this time, ms since the epoch.
+    pub cooldown_until_ms: Option<i64>,
+}
+
+/// All runtime state.
+#[derive(Debug, Default)]
+pub struct StateStore {
+    map: Mutex<HashMap<StateKey, PolicyState>>,
+}
+
+impl StateStore {
+    /// Records an evaluation of `key` on schedule tick `tick`.
+    pub fn record(&self, key: &StateKey, tick: Option<u64>, record: EvalRecord) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let s = map.entry(key.clone()).or_default();
+        s.evaluations += 1;
+        if !record.ok {
+            s.failures += 1;
+        }
+        if let Some(t) = tick {
+            if let Some(prev) = s.last_tick
+                && t > prev + 1
+            {
+                s.missed_ticks += t - prev - 1;
+            }
+            s.last_tick = Some(t);
+        }
+        s.last = Some(record);
+    }
+
+    /// Restarts tick counting for `key` (its schedule was replaced).
+    pub fn restart_schedule(&self, key: &StateKey) {
+        if let Some(s) = self
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(key)
+        {
+            s.last_tick = None;
+        }
+    }
+
+    /// Sets a cooldown on `key`.
+    pub fn set_cooldown(&self, key: &StateKey, until_ms: i64) {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .cooldown_until_ms = Some(until_ms);
+    }
+
+    /// Returns the state of `key`.
+    pub fn get(&self, key: &StateKey) -> Option<PolicyState> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    /// Drops the state of every policy for which `keep(file, policy)` is false.
+    pub fn retain(&self, keep: impl Fn(&std::path::Path, &str) -> bool) {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| keep(&k.file, &k.policy));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(ok: bool) -> EvalRecord {
+        EvalRecord {
+            at_ms: 0,
+            micros: 1,
+            ok,
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn counts_evaluations_failures_and_missed_ticks() {
+        let s = StateStore::default();
+        let k = StateKey::policy("a.yaml".as_ref(), "p");
+        for (tick, ok) in [(0, true), (1, false), (2, true), (5, true)] {
+            s.record(&k, Some(tick), rec(ok));
+        }
+        let st = s.get(&k).unwrap();
+        assert_eq!(
+            (st.evaluations, st.failures, st.missed_ticks, st.last_tick),
+            (4, 1, 2, Some(5))
+        );
+        s.restart_schedule(&k);
+        s.record(&k, Some(0), rec(true));
+        assert_eq!(s.get(&k).unwrap().missed_ticks, 2);
+        s.retain(|_, p| p != "p");
+        assert!(s.get(&k).is_none());
+    }
+}
