@@ -157,9 +157,9 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
 }
 
 async fn shutdown() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return std::future::pending().await;
     };
     tokio::select! {
         _ = term.recv() => {}

@@ -80,6 +80,11 @@ fn main() {
         .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
         // Flags meant for the host build must not reach the wasm build.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        // Clippy lints the guests as workspace members already; wrapping this
+        // build too would only make it differ from (and repeat) the plain one.
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("CLIPPY_ARGS")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_BUILD_RUSTFLAGS");
     for g in GUESTS {

@@ -65,7 +65,7 @@ pub struct ResourceSet {
 }
 
 /// Fields of a resource to add to a [`ResourceSet`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct NewResource<'a> {
     /// The host's handle.
     pub handle: u64,

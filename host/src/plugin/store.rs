@@ -108,15 +108,19 @@ impl StoreState {
         let (policy, plugin) = (&*self.call.policy, &*self.call.plugin);
         match level {
             LogLevel::Trace => {
-                tracing::trace!(target: "warden::plugin", policy, plugin, "{message}")
+                tracing::trace!(target: "warden::plugin", policy, plugin, "{message}");
             }
             LogLevel::Debug => {
-                tracing::debug!(target: "warden::plugin", policy, plugin, "{message}")
+                tracing::debug!(target: "warden::plugin", policy, plugin, "{message}");
             }
-            LogLevel::Info => tracing::info!(target: "warden::plugin", policy, plugin, "{message}"),
-            LogLevel::Warn => tracing::warn!(target: "warden::plugin", policy, plugin, "{message}"),
+            LogLevel::Info => {
+                tracing::info!(target: "warden::plugin", policy, plugin, "{message}");
+            }
+            LogLevel::Warn => {
+                tracing::warn!(target: "warden::plugin", policy, plugin, "{message}");
+            }
             LogLevel::Error => {
-                tracing::error!(target: "warden::plugin", policy, plugin, "{message}")
+                tracing::error!(target: "warden::plugin", policy, plugin, "{message}");
             }
         }
     }
@@ -189,6 +193,15 @@ fn explain(stderr: &str) -> Option<String> {
     lines.last().map(|l| (*l).to_owned())
 }
 
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::explain;
@@ -202,14 +215,5 @@ mod tests {
         );
         assert_eq!(explain("one\ntwo\n\n").as_deref(), Some("two"));
         assert_eq!(explain(""), None);
-    }
-}
-
-impl WasiView for StoreState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
     }
 }

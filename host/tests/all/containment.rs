@@ -22,7 +22,7 @@ const HANG: Duration = Duration::from_secs(2);
 
 fn contained(mode: &str, limits: Limits, expect: impl Fn(&EvalFailure) -> bool) {
     contained_with(
-        json!({ "mode": mode }),
+        &json!({ "mode": mode }),
         ResourceSet::default(),
         limits,
         expect,
@@ -30,7 +30,7 @@ fn contained(mode: &str, limits: Limits, expect: impl Fn(&EvalFailure) -> bool) 
 }
 
 fn contained_with(
-    config: serde_json::Value,
+    config: &serde_json::Value,
     candidates: ResourceSet,
     limits: Limits,
     expect: impl Fn(&EvalFailure) -> bool,
@@ -39,7 +39,7 @@ fn contained_with(
     let (engine, _dir) = engine();
     let bad = load(&engine, guests::ADVERSARY_COMPONENT, Kind::Cleanup);
     let good = load(&engine, guests::BACKOFF_COMPONENT, Kind::Recovery);
-    let good = bind(&good, "neighbour", json!({}), Limits::default());
+    let good = bind(&good, "neighbour", &json!({}), Limits::default());
     let failure = Failure {
         operation: "op".into(),
         class: ErrorClass::Timeout,
@@ -110,7 +110,7 @@ fn contained_with(
     bind(
         &bad,
         "after",
-        json!({ "mode": "delete-all" }),
+        &json!({ "mode": "delete-all" }),
         Limits::default(),
     )
     .plan(false, ResourceSet::default())
@@ -195,7 +195,7 @@ fn more_decisions_than_the_limit_are_refused_by_count() {
         ..Default::default()
     });
     contained_with(
-        json!({ "mode": "flood", "count": 200_000 }),
+        &json!({ "mode": "flood", "count": 200_000 }),
         one,
         Limits::default(),
         |f| matches!(f, EvalFailure::InvalidOutput(m) if m.contains("returned 200000 items; a policy may return at most 100000")),

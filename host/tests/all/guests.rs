@@ -31,7 +31,7 @@ fn temp_files() {
     let policy = bind(
         &plugin,
         "tmp",
-        json!({ "max_age": "1h", "max_total_bytes": 150 }),
+        &json!({ "max_age": "1h", "max_total_bytes": 150 }),
         Limits::default(),
     );
     let now = now_ms();
@@ -71,7 +71,7 @@ fn temp_files() {
     let bad = bind(
         &plugin,
         "tmp",
-        json!({ "max_age": "1h", "maxage": 1 }),
+        &json!({ "max_age": "1h", "maxage": 1 }),
         Limits::default(),
     );
     let err = bad.plan(false, ResourceSet::default()).unwrap_err();
@@ -89,7 +89,7 @@ fn backoff() {
     let policy = bind(
         &plugin,
         "db",
-        json!({ "base": "100ms", "max": "1s", "jitter": 0, "open_circuit_after": 3 }),
+        &json!({ "base": "100ms", "max": "1s", "jitter": 0, "open_circuit_after": 3 }),
         Limits::default(),
     );
     let failure = |attempt, class| Failure {
@@ -148,7 +148,7 @@ fn threshold() {
     let policy = bind_with(
         &plugin,
         "memory",
-        config,
+        &config,
         Limits::default(),
         Arc::new(sources),
     );
@@ -205,7 +205,7 @@ fn linear_trend() {
     let policy = bind_with(
         &plugin,
         "disk",
-        config,
+        &config,
         Limits::default(),
         Arc::new(sources),
     );
@@ -239,7 +239,7 @@ fn adversary() {
     let all = bind(
         &plugin,
         "all",
-        json!({ "mode": "delete-all" }),
+        &json!({ "mode": "delete-all" }),
         Limits::default(),
     )
     .plan(true, set.clone())
@@ -248,7 +248,7 @@ fn adversary() {
     let err = bind(
         &plugin,
         "bad",
-        json!({ "mode": "bad-index" }),
+        &json!({ "mode": "bad-index" }),
         Limits::default(),
     )
     .plan(true, set)
@@ -266,7 +266,7 @@ fn the_sandbox_grants_no_files_env_args_or_network() {
     let err = bind(
         &plugin,
         "escape",
-        json!({ "mode": "escape" }),
+        &json!({ "mode": "escape" }),
         Limits::default(),
     )
     .plan(false, ResourceSet::default())
@@ -303,7 +303,7 @@ fn list_resources_serves_the_registry() {
     let policy = bind_with(
         &plugin,
         "lister",
-        json!({ "mode": "list" }),
+        &json!({ "mode": "list" }),
         Limits::default(),
         Arc::new(sources),
     );
@@ -342,7 +342,7 @@ fn plugin_output_goes_to_the_log_tagged_with_the_plugin() {
         bind(
             &plugin,
             "chatty",
-            json!({ "mode": "print" }),
+            &json!({ "mode": "print" }),
             Limits::default(),
         )
         .plan(false, ResourceSet::default())

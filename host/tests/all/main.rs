@@ -7,6 +7,8 @@
 //! - `bad_input`: files that are not usable plugins get errors that say why.
 //! - `cache`: compiled plugins are cached on disk and reused.
 //! - `cli`: the `warden` binary as a user runs it.
+//! - `policies`: policy files, `warden check`, hot reload, schedules and state.
+//! - `daemon`: `warden run` end to end: status, reload on edit and SIGHUP, shutdown.
 
 /// Fails to compile unless a test function named after the guest exists in scope.
 macro_rules! assert_test_exists {
@@ -20,5 +22,7 @@ mod bad_input;
 mod cache;
 mod cli;
 mod containment;
+mod daemon;
 mod guests;
+mod policies;
 mod util;

@@ -23,7 +23,7 @@ pub fn load(engine: &Engine, path: &str, kind: Kind) -> Arc<Plugin> {
 pub fn bind(
     plugin: &Arc<Plugin>,
     policy: &str,
-    config: serde_json::Value,
+    config: &serde_json::Value,
     limits: Limits,
 ) -> Evaluator {
     bind_with(plugin, policy, config, limits, Arc::new(NoData))
@@ -33,9 +33,9 @@ pub fn bind(
 pub fn bind_with(
     plugin: &Arc<Plugin>,
     policy: &str,
-    config: serde_json::Value,
+    config: &serde_json::Value,
     limits: Limits,
     data: Arc<dyn DataSource>,
 ) -> Evaluator {
-    Evaluator::new(Arc::clone(plugin), policy, &config, limits, data)
+    Evaluator::new(Arc::clone(plugin), policy, config, limits, data)
 }

@@ -49,7 +49,7 @@ impl ResourceSet {
 
     /// Returns the resource at `index`, if there is one.
     pub fn get(&self, index: usize) -> Option<Resource<'_>> {
-        (index < self.len()).then(|| Resource {
+        (index < self.len()).then_some(Resource {
             set: &self.raw,
             index,
         })
@@ -170,7 +170,7 @@ impl std::fmt::Debug for Resource<'_> {
 }
 
 /// Fields of one resource for [`ResourceSetBuilder::push`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct NewResource<'a> {
     /// What kind of resource it is (`temp-file` by default).
     pub kind: Option<ResourceKind>,
@@ -193,14 +193,14 @@ pub struct NewResource<'a> {
 }
 
 /// Builds a [`ResourceSet`] in the host's layout.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ResourceSetBuilder {
     raw: wit::ResourceSet,
 }
 
-impl Default for wit::ResourceSet {
+impl Default for ResourceSetBuilder {
     fn default() -> Self {
-        wit::ResourceSet {
+        let raw = wit::ResourceSet {
             strings: String::new(),
             handles: Vec::new(),
             kinds: Vec::new(),
@@ -213,7 +213,8 @@ impl Default for wit::ResourceSet {
             pids: Vec::new(),
             label_ranges: Vec::new(),
             labels: Vec::new(),
-        }
+        };
+        ResourceSetBuilder { raw }
     }
 }
 

@@ -105,16 +105,16 @@ impl CleanupStrategy for TempFiles {
                 }
             }
         }
-        if let Some(budget) = self.0.max_total_bytes {
-            if kept_bytes > budget {
-                kept.sort_unstable_by_key(|(touched, _)| *touched);
-                for (_, r) in kept {
-                    if kept_bytes <= budget {
-                        break;
-                    }
-                    kept_bytes -= r.size_bytes();
-                    plan.delete(&r, "over max_total_bytes, oldest first");
+        if let Some(budget) = self.0.max_total_bytes
+            && kept_bytes > budget
+        {
+            kept.sort_unstable_by_key(|(touched, _)| *touched);
+            for (_, r) in kept {
+                if kept_bytes <= budget {
+                    break;
                 }
+                kept_bytes -= r.size_bytes();
+                plan.delete(&r, "over max_total_bytes, oldest first");
             }
         }
         Ok(plan)

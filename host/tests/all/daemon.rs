@@ -1,0 +1,176 @@
+//! `warden run` end to end: it serves status, picks up edits, reloads on
+//! SIGHUP and the API, keeps a broken file's last good version, and stops
+//! cleanly on SIGTERM.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::policies::alert;
+
+struct Daemon {
+    child: Child,
+    addr: String,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn warden(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+impl Daemon {
+    fn start() -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("policies")).unwrap();
+        std::fs::write(dir.path().join("policies/a.yaml"), alert("a", 1.0)).unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["run", "--listen", &addr])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let d = Daemon { child, addr, dir };
+        d.until("the API answers", |s| s["policies"].is_array());
+        d
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let out = warden(&["status", "--addr", &self.addr, "--format", "json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn until(&self, what: &str, cond: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let t = Instant::now();
+        loop {
+            let s = self.status();
+            if cond(&s) {
+                return s;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "timed out waiting for {what}: {s:#}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        assert!(
+            Command::new("kill")
+                .args([sig, &self.child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+}
+
+fn threshold(status: &serde_json::Value) -> Option<String> {
+    status["files"]
+        .as_array()?
+        .iter()
+        .find_map(|f| f["hash"].as_str().map(str::to_owned))
+}
+
+#[test]
+fn run_with_defaults_serves_status_and_follows_edits() {
+    let d = Daemon::start();
+    // No flags but the address: ./policies loaded, ./warden-data created.
+    assert!(d.dir.path().join("warden-data/cache/plugins").is_dir());
+    let s = d.status();
+    assert_eq!(s["policies"][0]["name"], "a");
+    assert_eq!(s["policies"][0]["wit_version"], "0.1.0");
+    assert_eq!(s["policies"][0]["plugin"], "builtin:threshold");
+    let first = threshold(&s).unwrap();
+
+    // An edit is picked up without a restart.
+    std::fs::write(d.dir.path().join("policies/a.yaml"), alert("a", 2.0)).unwrap();
+    d.until("the edit", |s| threshold(s).is_some_and(|h| h != first));
+
+    // A broken edit keeps the last good version; status says why, and exits 1.
+    std::fs::write(d.dir.path().join("policies/a.yaml"), "policies: [").unwrap();
+    let s = d.until("the error", |s| !s["files"][0]["error"].is_null());
+    assert_eq!(s["policies"][0]["name"], "a");
+    let human = warden(&["status", "--addr", &d.addr]);
+    assert_eq!(human.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&human.stdout).contains("  error:"),
+        "{}",
+        String::from_utf8_lossy(&human.stdout)
+    );
+
+    // Metrics count reloads.
+    let metrics = String::from_utf8(
+        Command::new("curl")
+            .args(["-s", &format!("http://{}/metrics", d.addr)])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap_or_default();
+    if !metrics.is_empty() {
+        assert!(
+            metrics.contains("warden_policy_file_reloads_total{result=\"failure\"} 1"),
+            "{metrics}"
+        );
+    }
+}
+
+#[test]
+fn sighup_and_the_api_reload_and_sigterm_stops_cleanly() {
+    let mut d = Daemon::start();
+    let before = d.status()["reloads"]["reloads"].as_u64().unwrap();
+    d.signal("-HUP");
+    d.until("a SIGHUP reload", |s| {
+        s["reloads"]["reloads"].as_u64().unwrap_or(0) > before
+    });
+    let out = warden(&["reload", "--addr", &d.addr]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["unchanged"], 1);
+
+    d.signal("-TERM");
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = d.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "warden did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn status_without_a_daemon_says_how_to_fix_it() {
+    let out = warden(&["status", "--addr", &format!("127.0.0.1:{}", free_port())]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("is `warden run` running there?"), "{err}");
+}
