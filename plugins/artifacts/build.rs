@@ -12,8 +12,8 @@ use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
 
-/// Every guest: its folder under `plugins/`, its package, its policy kind, and
-/// whether Warden ships it (built-in name) or it only exists for tests.
+/// Every guest: its folder in the workspace, its package, its policy kind, and
+/// whether Warden ships it (built-in name) or it exists for tests and examples.
 struct Guest {
     dir: &'static str,
     package: &'static str,
@@ -23,32 +23,38 @@ struct Guest {
 
 const GUESTS: &[Guest] = &[
     Guest {
-        dir: "temp-files",
+        dir: "plugins/temp-files",
         package: "warden-plugin-temp-files",
         kind: "cleanup",
         builtin: Some("temp-files"),
     },
     Guest {
-        dir: "backoff",
+        dir: "plugins/backoff",
         package: "warden-plugin-backoff",
         kind: "recovery",
         builtin: Some("backoff"),
     },
     Guest {
-        dir: "threshold",
+        dir: "plugins/threshold",
         package: "warden-plugin-threshold",
         kind: "alert",
         builtin: Some("threshold"),
     },
     Guest {
-        dir: "linear-trend",
+        dir: "plugins/linear-trend",
         package: "warden-plugin-linear-trend",
         kind: "detector",
         builtin: Some("linear-trend"),
     },
     Guest {
-        dir: "testing/adversary",
+        dir: "plugins/testing/adversary",
         package: "warden-test-adversary",
+        kind: "cleanup",
+        builtin: None,
+    },
+    Guest {
+        dir: "examples/big-files",
+        package: "example-big-files",
         kind: "cleanup",
         builtin: None,
     },
@@ -149,6 +155,10 @@ fn main() {
 
     println!("cargo:rerun-if-changed={}", workspace.join("wit").display());
     println!("cargo:rerun-if-changed={}", plugins_dir.display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace.join("examples").display()
+    );
     for d in deps {
         println!("cargo:rerun-if-changed={}", d.display());
     }
@@ -175,7 +185,9 @@ fn check_every_guest_is_listed(plugins_dir: &Path) {
                 .unwrap()
                 .to_string_lossy()
                 .replace('\\', "/");
-            if !listed.contains(rel.as_str()) && !NOT_GUESTS.contains(&rel.as_str()) {
+            if !listed.contains(format!("plugins/{rel}").as_str())
+                && !NOT_GUESTS.contains(&rel.as_str())
+            {
                 panic!(
                     "`plugins/{rel}` is a crate that `GUESTS` in plugins/artifacts/build.rs does not list; add it there with its kind"
                 );

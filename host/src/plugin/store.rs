@@ -41,7 +41,9 @@ pub(crate) struct CallInfo {
 }
 
 pub(crate) struct StoreState {
-    wasi: WasiCtx,
+    /// Built on first use: most evaluations never call WASI (a plugin reaches
+    /// it only to print or panic), and building it is a third of instantiation.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     pub(crate) cap: MemoryCap,
     pub(crate) call: CallInfo,
@@ -55,15 +57,9 @@ impl StoreState {
     pub(crate) fn new(call: CallInfo, memory_limit: u64) -> Self {
         let stdout = Capture::default();
         let stderr = Capture::default();
-        // Nothing granted: no preopened directories, no environment, no
-        // arguments, no network (the builder's defaults deny sockets and name
-        // lookups). Clocks and randomness stay, being harmless and needed by std.
-        let wasi = WasiCtxBuilder::new()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .build();
+
         StoreState {
-            wasi,
+            wasi: None,
             table: ResourceTable::new(),
             cap: MemoryCap {
                 limit: usize::try_from(memory_limit).unwrap_or(usize::MAX),
@@ -196,7 +192,16 @@ fn explain(stderr: &str) -> Option<String> {
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self.wasi.get_or_insert_with(|| {
+                // Nothing granted: no preopened directories, no environment, no
+                // arguments, no network (the builder's defaults deny sockets and
+                // name lookups). Clocks and randomness stay: harmless, and std
+                // needs them.
+                WasiCtxBuilder::new()
+                    .stdout(self.stdout.clone())
+                    .stderr(self.stderr.clone())
+                    .build()
+            }),
             table: &mut self.table,
         }
     }

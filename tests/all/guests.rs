@@ -260,6 +260,30 @@ fn adversary() {
 }
 
 #[test]
+fn big_files() {
+    // The README's twenty-line plugin, built from examples/big-files.
+    let (engine, _dir) = engine();
+    let plugin = load(&engine, guests::BIG_FILES_COMPONENT, Kind::Cleanup);
+    let policy = bind(
+        &plugin,
+        "big",
+        &json!({ "max_size_bytes": 100 }),
+        Limits::default(),
+    );
+    let mut set = ResourceSet::default();
+    for (name, size) in [("/a", 10), ("/b", 1000), ("/c", 100)] {
+        set.push(NewResource {
+            name,
+            size_bytes: size,
+            ..Default::default()
+        });
+    }
+    let plan = policy.plan(false, set).unwrap();
+    assert_eq!(plan.actions, vec![(CleanupAction::DeletePath(1), 0)]);
+    assert_eq!(plan.reason(0), "larger than max_size_bytes");
+}
+
+#[test]
 fn the_sandbox_grants_no_files_env_args_or_network() {
     let (engine, _dir) = engine();
     let plugin = load(&engine, guests::ADVERSARY_COMPONENT, Kind::Cleanup);
