@@ -125,21 +125,26 @@ impl Evaluator {
         Ok(found)
     }
 
-    /// Returns an instance kept across calls. Warden never evaluates this way
-    /// (a trap poisons a store, so each evaluation gets a fresh one); it exists
-    /// so benchmarks can measure a call apart from its instantiation.
-    #[doc(hidden)]
-    pub fn warm(&self) -> anyhow::Result<WarmInstance> {
-        let state = StoreState::new(
+    /// Returns the state of a store for one call of this policy at `now_ms`.
+    fn store_state(&self, now_ms: i64) -> StoreState {
+        StoreState::new(
             CallInfo {
                 policy: Arc::clone(&self.policy),
                 plugin: self.plugin.info.name.as_str().into(),
                 config_json: Arc::clone(&self.config_json),
                 data: Arc::clone(&self.data),
-                now_ms: crate::clock::now_ms(),
+                now_ms,
             },
             self.limits.memory_bytes,
-        );
+        )
+    }
+
+    /// Returns an instance kept across calls. Warden never evaluates this way
+    /// (a trap poisons a store, so each evaluation gets a fresh one); it exists
+    /// so benchmarks can measure a call apart from its instantiation.
+    #[doc(hidden)]
+    pub fn warm(&self) -> anyhow::Result<WarmInstance> {
+        let state = self.store_state(crate::clock::now_ms());
         let mut store = self.plugin.engine.store(state, &self.limits);
         let instance = self
             .plugin
@@ -206,16 +211,7 @@ impl Evaluator {
             ))));
         }
         let now_ms = crate::clock::now_ms();
-        let state = StoreState::new(
-            CallInfo {
-                policy: Arc::clone(&self.policy),
-                plugin: self.plugin.info.name.as_str().into(),
-                config_json: Arc::clone(&self.config_json),
-                data: Arc::clone(&self.data),
-                now_ms,
-            },
-            self.limits.memory_bytes,
-        );
+        let state = self.store_state(now_ms);
         let started = Instant::now();
         let result = {
             let _running = engine.running();

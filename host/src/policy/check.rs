@@ -87,13 +87,7 @@ fn check_file(
         }
     };
     for policy in policies {
-        let error = |message: String| PolicyError {
-            file: path.to_path_buf(),
-            line: Some(policy.line),
-            column: None,
-            policy: Some(policy.name().to_owned()),
-            message,
-        };
+        let error = |message: String| PolicyError::at_policy(path, &policy, message);
         if let Some(other) = seen.get(policy.name()) {
             report.errors.push(error(format!(
                 "the name is already used by a policy in `{}`",

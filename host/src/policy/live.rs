@@ -334,13 +334,7 @@ impl PolicyDir {
         let mut errors = Vec::new();
         let mut live = Vec::new();
         for policy in policies {
-            let at = |message: String| PolicyError {
-                file: path.to_path_buf(),
-                line: Some(policy.line),
-                column: None,
-                policy: Some(policy.name().to_owned()),
-                message,
-            };
+            let at = |message: String| PolicyError::at_policy(path, &policy, message);
             if let Some(other) = taken.get(policy.name()) {
                 errors.push(at(format!("the name is already used by a policy in `{}`; names are unique across the directory", other.display())));
                 continue;
@@ -378,12 +372,12 @@ impl PolicyDir {
                 let plugin = self
                     .plugins
                     .resolve(source, kind, policy.spec.sha256.as_deref())
-                    .map_err(|e| PolicyError {
-                        file: path.to_path_buf(),
-                        line: Some(policy.line),
-                        column: None,
-                        policy: Some(policy.name().to_owned()),
-                        message: format!("plugin {}", e.kind_message()),
+                    .map_err(|e| {
+                        PolicyError::at_policy(
+                            path,
+                            &policy,
+                            format!("plugin {}", e.kind_message()),
+                        )
                     })?;
                 let evaluator = Evaluator::new(
                     Arc::clone(&plugin),

@@ -53,6 +53,19 @@ impl fmt::Display for PolicyError {
     }
 }
 
+impl PolicyError {
+    /// Returns an error about `policy` of `file`, at the line it starts on.
+    pub fn at_policy(file: &Path, policy: &Policy, message: String) -> Self {
+        PolicyError {
+            file: file.to_path_buf(),
+            line: Some(policy.line),
+            column: None,
+            policy: Some(policy.name().to_owned()),
+            message,
+        }
+    }
+}
+
 /// Where a policy's plugin comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub enum PluginSource {
