@@ -22,6 +22,10 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
+        Env::with(Arc::new(Sources::default()))
+    }
+
+    pub fn with(sources: Arc<Sources>) -> Env {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("policies")).unwrap();
         let engine = Engine::new(&EngineOptions {
@@ -34,7 +38,7 @@ impl Env {
                 data_dir: dir.path().join("data"),
             },
             PluginCache::new(engine),
-            Arc::new(Sources::default()),
+            sources,
             Arc::new(Telemetry::default()),
         ));
         policies.reload();
@@ -542,4 +546,74 @@ fn schema_is_a_json_schema_of_the_format() {
         spec["additionalProperties"], false,
         "unknown fields are rejected"
     );
+}
+
+#[test]
+fn alert_state_follows_edits_of_for_and_threshold() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sources = Arc::new(Sources::default());
+    let env = Env::with(Arc::clone(&sources));
+    let rule = |for_: &str, threshold: u32| {
+        format!(
+            "policies:\n  - name: hot\n    kind: alert\n    plugin: threshold\n    trigger: manual\n    for: {for_}\n    config:\n      rules:\n        - {{alert: Hot, metric: temp, condition: gt, threshold: {threshold}}}\n"
+        )
+    };
+    let value = |v: f64| {
+        sources
+            .series
+            .record("temp", &[("host", "a")], warden::clock::now_ms(), v)
+            .unwrap()
+    };
+    value(50.0);
+    env.write("hot.yaml", &rule("1h", 40));
+    env.wait("loaded", |s| names(s) == ["hot"]);
+    let state = Arc::new(StateStore::default());
+    let scheduler = Scheduler::new(Arc::clone(&state), Arc::new(Telemetry::default()));
+    let file = env.path("hot.yaml");
+    let run = || {
+        let set = env.policies.current();
+        let p = Arc::clone(set.get("hot").unwrap());
+        let record = rt.block_on(scheduler.run_now(&p));
+        assert!(record.ok, "{record:?}");
+        state
+            .alerts(&file, "hot")
+            .first()
+            .map(|a| (a.phase, a.active_since_ms))
+    };
+    use warden::runtime::alerts::Phase;
+    let (phase, since) = run().unwrap();
+    assert_eq!(phase, Phase::Pending, "held for less than `for: 1h`");
+
+    // A shorter `for`, already exceeded by the time held: fires at the next
+    // evaluation, and the clock did not restart.
+    std::thread::sleep(Duration::from_millis(30));
+    env.write("hot.yaml", &rule("20ms", 40));
+    env.wait("new for", |s| {
+        s.get("hot").is_some_and(|p| {
+            p.policy
+                .spec
+                .hold_for
+                .is_some_and(|d| d.0 == Duration::from_millis(20))
+        })
+    });
+    assert_eq!(run(), Some((Phase::Firing, since)));
+
+    // A threshold the value no longer crosses: the firing alert resolves.
+    env.write("hot.yaml", &rule("20ms", 90));
+    env.wait("new threshold", |s| threshold_of_rule(s) == Some(90));
+    assert_eq!(run().map(|a| a.0), Some(Phase::Resolved));
+
+    // Crossing again starts over as pending under the current `for`.
+    env.write("hot.yaml", &rule("1h", 10));
+    env.wait("lower threshold", |s| threshold_of_rule(s) == Some(10));
+    assert_eq!(run().map(|a| a.0), Some(Phase::Pending));
+}
+
+fn threshold_of_rule(set: &LiveSet) -> Option<u64> {
+    set.get("hot")
+        .and_then(|p| p.policy.config["rules"][0]["threshold"].as_u64())
 }

@@ -100,6 +100,8 @@ pub struct PolicyStatus {
     pub fingerprint: String,
     /// Runtime state.
     pub state: Option<crate::runtime::PolicyState>,
+    /// Alert policies: their alerts and where each is.
+    pub alerts: Vec<crate::runtime::alerts::AlertState>,
 }
 
 /// The status of one file.
@@ -158,6 +160,7 @@ pub fn status(s: &AppState) -> Status {
             loaded_at_ms: p.loaded_at_ms,
             fingerprint: p.fingerprint.clone(),
             state: s.state.get(&StateKey::policy(&p.file, p.name())),
+            alerts: s.state.alerts(&p.file, p.name()),
         })
         .collect();
     Status {

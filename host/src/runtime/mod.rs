@@ -1,7 +1,8 @@
 //! Running policies: the scheduler that evaluates each live policy on its
-//! trigger, the runtime state that outlives reloads, and the candidates a
-//! cleanup policy is shown.
+//! trigger, the runtime state that outlives reloads (alert states among it),
+//! and the candidates a cleanup policy is shown.
 
+pub mod alerts;
 pub mod candidates;
 pub mod scheduler;
 pub mod state;

@@ -150,7 +150,9 @@ pub async fn evaluate(
     let started = Instant::now();
     let p = Arc::clone(policy);
     let outcome = match tokio::task::spawn_blocking(move || evaluate_blocking(&p)).await {
-        Ok(o) => o,
+        Ok(Ok(Decided::Summary(s))) => Ok(s),
+        Ok(Ok(Decided::Alerts(alerts))) => Ok(apply_alerts(policy, state, &alerts, at_ms)),
+        Ok(Err(e)) => Err(e),
         Err(e) => Err(("panic", format!("the evaluation task failed: {e}"))),
     };
     let kind = policy.policy.kind().name();
@@ -187,29 +189,62 @@ pub async fn evaluate(
     record
 }
 
+/// What an evaluation produced.
+enum Decided {
+    /// A summary for the record.
+    Summary(String),
+    /// Alert conditions, for the state machine.
+    Alerts(Vec<crate::plugin::records::Alert>),
+}
+
+/// Moves the policy's alerts through their state machine and logs changes.
+fn apply_alerts(
+    policy: &LivePolicy,
+    state: &StateStore,
+    alerts: &[crate::plugin::records::Alert],
+    now_ms: i64,
+) -> String {
+    let ms = |d: Option<crate::policy::values::HumanDuration>| {
+        d.map_or(0, |d| u64::try_from(d.0.as_millis()).unwrap_or(u64::MAX))
+    };
+    let spec = &policy.policy.spec;
+    for change in state.apply_alerts(
+        &policy.file,
+        policy.name(),
+        alerts,
+        now_ms,
+        ms(spec.hold_for),
+        ms(spec.keep_firing_for),
+    ) {
+        tracing::warn!(policy = policy.name(), alert = %change.name, labels = ?change.labels, value = change.value, phase = ?change.phase, "alert changed phase");
+    }
+    let all = state.alerts(&policy.file, policy.name());
+    let count = |p| all.iter().filter(|a| a.phase == p).count();
+    use crate::runtime::alerts::Phase;
+    format!(
+        "{} alerts firing, {} pending",
+        count(Phase::Firing),
+        count(Phase::Pending)
+    )
+}
+
 /// Runs one evaluation and summarizes what the plugin decided.
-fn evaluate_blocking(p: &LivePolicy) -> Result<String, (&'static str, String)> {
+fn evaluate_blocking(p: &LivePolicy) -> Result<Decided, (&'static str, String)> {
     let fail = |e: crate::plugin::EvalError| (e.failure.label(), e.to_string());
     let Some(evaluator) = &p.evaluator else {
-        return Ok(match p.policy.kind() {
+        return Ok(Decided::Summary(match p.policy.kind() {
             PolicyKind::Quota => "quota checked by the host".into(),
             _ => "no plugin".into(),
-        });
+        }));
     };
     match p.policy.kind() {
-        PolicyKind::Alert => {
-            let alerts = evaluator.evaluate_alerts().map_err(fail)?;
-            for a in &alerts {
-                tracing::info!(policy = p.name(), alert = %a.name, value = a.value, labels = ?a.labels, condition = ?a.condition, "alert condition holds");
-            }
-            Ok(format!("{} alert conditions hold", alerts.len()))
-        }
+        PolicyKind::Alert => Ok(Decided::Alerts(evaluator.evaluate_alerts().map_err(fail)?)),
         PolicyKind::Detector => {
             let found = evaluator.detect().map_err(fail)?;
             for f in &found {
                 tracing::info!(policy = p.name(), pattern = %f.pattern, subject = %f.subject, exhaustion_in_ms = ?f.exhaustion_in_ms, "{}", f.recommendation);
             }
-            Ok(format!("{} findings", found.len()))
+            Ok(Decided::Summary(format!("{} findings", found.len())))
         }
         PolicyKind::Cleanup => {
             let candidates = candidates::scan(&p.policy.scope_paths);
@@ -217,12 +252,14 @@ fn evaluate_blocking(p: &LivePolicy) -> Result<String, (&'static str, String)> {
             let plan = evaluator
                 .plan(p.policy.spec.dry_run, candidates)
                 .map_err(fail)?;
-            Ok(format!(
+            Ok(Decided::Summary(format!(
                 "planned {} actions over {n} candidates",
                 plan.actions.len()
-            ))
+            )))
         }
-        PolicyKind::Recovery => Ok("recovery strategies decide when a failure is reported".into()),
-        PolicyKind::Quota => Ok("quota checked by the host".into()),
+        PolicyKind::Recovery => Ok(Decided::Summary(
+            "recovery strategies decide when a failure is reported".into(),
+        )),
+        PolicyKind::Quota => Ok(Decided::Summary("quota checked by the host".into())),
     }
 }

@@ -65,10 +65,14 @@ pub struct PolicyState {
     pub cooldown_until_ms: Option<i64>,
 }
 
+/// Alert states of one policy, by alert identity.
+type PolicyAlerts = HashMap<super::alerts::AlertId, super::alerts::AlertState>;
+
 /// All runtime state.
 #[derive(Debug, Default)]
 pub struct StateStore {
     map: Mutex<HashMap<StateKey, PolicyState>>,
+    alerts: Mutex<HashMap<(PathBuf, String), PolicyAlerts>>,
 }
 
 impl StateStore {
@@ -122,12 +126,45 @@ impl StateStore {
             .cloned()
     }
 
+    /// Applies an alert policy's evaluation at `now_ms` and returns the alerts
+    /// that changed phase (see [`alerts`](super::alerts) for the rules).
+    pub fn apply_alerts(
+        &self,
+        file: &std::path::Path,
+        policy: &str,
+        alerts: &[crate::plugin::records::Alert],
+        now_ms: i64,
+        default_for_ms: u64,
+        keep_firing_for_ms: u64,
+    ) -> Vec<super::alerts::AlertState> {
+        let mut all = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
+        let states = all
+            .entry((file.to_path_buf(), policy.to_owned()))
+            .or_default();
+        super::alerts::step(states, alerts, now_ms, default_for_ms, keep_firing_for_ms)
+    }
+
+    /// Returns the alerts of a policy, by name then labels.
+    pub fn alerts(&self, file: &std::path::Path, policy: &str) -> Vec<super::alerts::AlertState> {
+        let all = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = all
+            .get(&(file.to_path_buf(), policy.to_owned()))
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
+        v
+    }
+
     /// Drops the state of every policy for which `keep(file, policy)` is false.
     pub fn retain(&self, keep: impl Fn(&std::path::Path, &str) -> bool) {
         self.map
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|k, _| keep(&k.file, &k.policy));
+        self.alerts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(file, policy), _| keep(file, policy));
     }
 }
 

@@ -1,0 +1,258 @@
+//! The alert state machine the host keeps for alert-rule policies: a plugin
+//! only says which conditions hold now; the host turns that into
+//! inactive → pending → firing → resolved, per alert identity (policy file,
+//! policy name, alert name and labels).
+//!
+//! - A firing condition starts *pending*; it fires once it has held for the
+//!   alert's `for` (the rule's own, else the policy's, else at once).
+//! - A *holding* condition (between the firing and the clearing threshold)
+//!   keeps an active alert as it is and never starts an inactive one.
+//! - When the condition stops holding, a pending alert is dropped without ever
+//!   notifying; a firing one stays firing for `keep_firing_for`, then resolves.
+//!
+//! What a reload changes: state belongs to the alert's identity, so editing the
+//! policy keeps it. A new `for` applies from the next evaluation to the time
+//! already held — an alert pending for 3 minutes fires at once under a new
+//! `for: 2m`, and waits until 10 minutes have passed under `for: 10m`. A new
+//! threshold is judged at the next evaluation — if the condition no longer
+//! holds, a pending alert is dropped and a firing one starts to resolve.
+//! Removing or renaming the policy drops its alerts.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::plugin::records::{Alert, AlertCondition};
+
+/// Where an alert is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Its condition holds, but not yet for long enough.
+    Pending,
+    /// Firing.
+    Firing,
+    /// It fired and has stopped.
+    Resolved,
+}
+
+/// The state of one alert.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertState {
+    /// The alert's name.
+    pub name: String,
+    /// Its labels.
+    pub labels: Vec<(String, String)>,
+    /// Where it is.
+    pub phase: Phase,
+    /// When its condition started to hold, ms since the epoch.
+    pub active_since_ms: i64,
+    /// When it started firing.
+    pub fired_at_ms: Option<i64>,
+    /// When its condition was last seen holding.
+    pub last_seen_ms: i64,
+    /// When it resolved.
+    pub resolved_at_ms: Option<i64>,
+    /// The latest value.
+    pub value: f64,
+}
+
+/// How long resolved alerts are remembered (for status and for re-sending
+/// resolutions to receivers that missed them).
+pub const KEEP_RESOLVED_MS: i64 = 15 * 60 * 1000;
+
+/// Identity of an alert within its policy: name and sorted labels.
+pub type AlertId = (String, Vec<(String, String)>);
+
+/// Applies one evaluation's `alerts` at `now_ms` to `states`, with the policy's
+/// default `for` and `keep_firing_for`. Returns the alerts that changed phase.
+pub fn step(
+    states: &mut HashMap<AlertId, AlertState>,
+    alerts: &[Alert],
+    now_ms: i64,
+    default_for_ms: u64,
+    keep_firing_for_ms: u64,
+) -> Vec<AlertState> {
+    let mut changed = Vec::new();
+    let mut seen = Vec::with_capacity(alerts.len());
+    for a in alerts {
+        let mut labels = a.labels.clone();
+        labels.sort();
+        let id = (a.name.clone(), labels.clone());
+        seen.push(id.clone());
+        let hold_for = i64::try_from(a.for_ms.unwrap_or(default_for_ms)).unwrap_or(i64::MAX);
+        let entry = states.get_mut(&id);
+        match (entry, a.condition) {
+            // Active (or resolved and back) and the condition holds or is holding.
+            (Some(s), cond) if s.phase != Phase::Resolved => {
+                s.last_seen_ms = now_ms;
+                s.value = a.value;
+                if s.phase == Phase::Pending
+                    && cond == AlertCondition::Firing
+                    && now_ms - s.active_since_ms >= hold_for
+                {
+                    s.phase = Phase::Firing;
+                    s.fired_at_ms = Some(now_ms);
+                    changed.push(s.clone());
+                }
+            }
+            // Holding never starts an alert.
+            (_, AlertCondition::Holding) => {}
+            (_, AlertCondition::Firing) => {
+                let firing = hold_for <= 0;
+                let s = AlertState {
+                    name: a.name.clone(),
+                    labels,
+                    phase: if firing {
+                        Phase::Firing
+                    } else {
+                        Phase::Pending
+                    },
+                    active_since_ms: now_ms,
+                    fired_at_ms: firing.then_some(now_ms),
+                    last_seen_ms: now_ms,
+                    resolved_at_ms: None,
+                    value: a.value,
+                };
+                changed.push(s.clone());
+                states.insert(id, s);
+            }
+        }
+    }
+    let keep = i64::try_from(keep_firing_for_ms).unwrap_or(i64::MAX);
+    states.retain(|id, s| {
+        if seen.contains(id) {
+            return true;
+        }
+        match s.phase {
+            // Pending never notifies: it just goes away.
+            Phase::Pending => false,
+            Phase::Firing if now_ms - s.last_seen_ms >= keep => {
+                s.phase = Phase::Resolved;
+                s.resolved_at_ms = Some(now_ms);
+                changed.push(s.clone());
+                true
+            }
+            Phase::Firing => true,
+            Phase::Resolved => s
+                .resolved_at_ms
+                .is_some_and(|t| now_ms - t < KEEP_RESOLVED_MS),
+        }
+    });
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::records::Severity;
+
+    fn alert(condition: AlertCondition, for_ms: Option<u64>) -> Alert {
+        Alert {
+            name: "Hot".into(),
+            condition,
+            severity: Severity::Warning,
+            labels: vec![("host".into(), "a".into())],
+            annotations: vec![],
+            value: 1.0,
+            for_ms,
+        }
+    }
+
+    fn phase(states: &HashMap<AlertId, AlertState>) -> Option<Phase> {
+        states.values().next().map(|s| s.phase)
+    }
+
+    #[test]
+    fn pending_then_firing_after_for_then_resolved_after_keep_firing_for() {
+        let mut st = HashMap::new();
+        let firing = [alert(AlertCondition::Firing, None)];
+        step(&mut st, &firing, 0, 100, 50);
+        assert_eq!(phase(&st), Some(Phase::Pending));
+        step(&mut st, &firing, 99, 100, 50);
+        assert_eq!(phase(&st), Some(Phase::Pending));
+        let changed = step(&mut st, &firing, 100, 100, 50);
+        assert_eq!((phase(&st), changed.len()), (Some(Phase::Firing), 1));
+        step(&mut st, &[], 120, 100, 50);
+        assert_eq!(
+            phase(&st),
+            Some(Phase::Firing),
+            "kept firing for keep_firing_for"
+        );
+        step(&mut st, &[], 150, 100, 50);
+        assert_eq!(phase(&st), Some(Phase::Resolved));
+        step(&mut st, &[], 150 + KEEP_RESOLVED_MS, 100, 50);
+        assert_eq!(phase(&st), None);
+    }
+
+    #[test]
+    fn pending_that_stops_holding_is_dropped_silently() {
+        let mut st = HashMap::new();
+        step(
+            &mut st,
+            &[alert(AlertCondition::Firing, Some(1000))],
+            0,
+            0,
+            0,
+        );
+        let changed = step(&mut st, &[], 10, 0, 0);
+        assert!(changed.is_empty() && st.is_empty());
+    }
+
+    #[test]
+    fn holding_keeps_an_active_alert_and_never_starts_one() {
+        let mut st = HashMap::new();
+        step(&mut st, &[alert(AlertCondition::Holding, None)], 0, 0, 0);
+        assert!(st.is_empty());
+        step(&mut st, &[alert(AlertCondition::Firing, None)], 0, 0, 0);
+        assert_eq!(phase(&st), Some(Phase::Firing));
+        step(&mut st, &[alert(AlertCondition::Holding, None)], 10, 0, 0);
+        assert_eq!(phase(&st), Some(Phase::Firing));
+    }
+
+    #[test]
+    fn a_new_for_applies_to_the_time_already_held() {
+        let mut st = HashMap::new();
+        step(
+            &mut st,
+            &[alert(AlertCondition::Firing, Some(180_000))],
+            0,
+            0,
+            0,
+        );
+        // Reloaded with `for: 2m`: held 3 minutes already, so it fires now.
+        step(
+            &mut st,
+            &[alert(AlertCondition::Firing, Some(120_000))],
+            180_000,
+            0,
+            0,
+        );
+        assert_eq!(phase(&st), Some(Phase::Firing));
+        let mut st = HashMap::new();
+        step(
+            &mut st,
+            &[alert(AlertCondition::Firing, Some(60_000))],
+            0,
+            0,
+            0,
+        );
+        // Reloaded with `for: 10m`: keeps pending until 10 minutes have passed.
+        step(
+            &mut st,
+            &[alert(AlertCondition::Firing, Some(600_000))],
+            180_000,
+            0,
+            0,
+        );
+        assert_eq!(phase(&st), Some(Phase::Pending));
+        step(
+            &mut st,
+            &[alert(AlertCondition::Firing, Some(600_000))],
+            600_000,
+            0,
+            0,
+        );
+        assert_eq!(phase(&st), Some(Phase::Firing));
+    }
+}
