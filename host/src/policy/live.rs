@@ -233,11 +233,13 @@ impl PolicyDir {
             };
             let hash = hex::encode(Sha256::digest(text.as_bytes()));
             match old.files.get(path) {
-                Some(f) if f.hash.as_deref() == Some(&hash) && f.error.is_none() => {
-                    files.insert(path.clone(), f.clone());
-                    report.unchanged += 1;
-                }
-                Some(f) if f.error.as_ref().is_some_and(|e| e.hash == hash) => {
+                // Unchanged: the content running without error, or the content
+                // whose failure is already reported.
+                Some(f)
+                    if f.error
+                        .as_ref()
+                        .map_or(f.hash.as_deref() == Some(&hash), |e| e.hash == hash) =>
+                {
                     files.insert(path.clone(), f.clone());
                     report.unchanged += 1;
                 }

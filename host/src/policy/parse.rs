@@ -7,7 +7,7 @@
 //! is its maintained fork with the same API (same `from_str`, same error
 //! locations), so nothing here depends on a YAML library that stopped moving.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::locate::Locations;
 use super::schema::{
-    EventKind, PolicyFile, PolicyKind, PolicySpec, QuotaSpec, Retries, Scope, Severity, Trigger,
+    EventKind, PolicyFile, PolicyKind, PolicySpec, QuotaSpec, Retries, Scope, Trigger,
 };
 use super::values::HumanDuration;
 use crate::plugin::{Limits, MAX_PLUGIN_MEMORY};
@@ -531,16 +531,6 @@ pub fn fingerprint(policy: &Policy) -> String {
     h.update(spec.as_bytes());
     h.update(format!("{:?}{:?}", policy.plugin, policy.scope_paths).as_bytes());
     hex::encode(&h.finalize()[..12])
-}
-
-/// Returns the severity a policy raises at by default.
-pub fn severity(policy: &Policy) -> Severity {
-    policy.spec.severity.unwrap_or(Severity::Warning)
-}
-
-/// Returns the labels of a policy, for tests and status.
-pub fn labels(policy: &Policy) -> &BTreeMap<String, String> {
-    &policy.spec.labels
 }
 
 #[cfg(test)]
