@@ -32,6 +32,9 @@ pub struct DaemonConfig {
     /// The API's address.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Collection, ingest, store and batch files.
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 fn default_policies() -> PathBuf {
@@ -50,6 +53,7 @@ impl Default for DaemonConfig {
             policies: default_policies(),
             data_dir: default_data_dir(),
             listen: default_listen(),
+            metrics: crate::metrics::MetricsConfig::default(),
         }
     }
 }
@@ -83,7 +87,20 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         cache_dir: Some(data_dir.join("cache").join("plugins")),
     })?;
     let telemetry = Arc::new(Telemetry::default());
-    let sources = Arc::new(Sources::default());
+    let pipeline = {
+        let config = config.metrics.clone();
+        let data_dir = data_dir.clone();
+        Arc::new(
+            tokio::task::spawn_blocking(move || {
+                crate::metrics::Pipeline::start(&config, &data_dir)
+            })
+            .await??,
+        )
+    };
+    let sources = Arc::new(Sources {
+        series: Arc::clone(pipeline.store()),
+        ..Sources::default()
+    });
     let dir = Arc::new(PolicyDir::new(
         &policies_dir,
         ParseContext {
@@ -139,6 +156,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         state,
         scheduler,
         telemetry,
+        metrics: Some(Arc::clone(&pipeline)),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -152,6 +170,8 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown())
         .await?;
+    // Everything accepted before the signal is written before exit.
+    tokio::task::spawn_blocking(move || pipeline.shutdown()).await?;
     tracing::info!("stopped");
     Ok(())
 }

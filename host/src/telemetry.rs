@@ -99,4 +99,15 @@ impl Telemetry {
             .expect("writing to a String cannot fail");
         out
     }
+
+    /// Writes Warden's own metrics, then `more` (the metrics pipeline), then
+    /// the closing `# EOF`.
+    pub fn encode_with(&self, more: impl FnOnce(&mut String) -> std::fmt::Result) -> String {
+        let mut out = String::with_capacity(64 * 1024);
+        let written = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)
+            .and_then(|()| more(&mut out))
+            .and_then(|()| prometheus_client::encoding::text::encode_eof(&mut out));
+        written.expect("writing to a String cannot fail");
+        out
+    }
 }

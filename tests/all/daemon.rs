@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use crate::policies::alert;
 
-struct Daemon {
-    child: Child,
-    addr: String,
-    dir: tempfile::TempDir,
+pub struct Daemon {
+    pub child: Child,
+    pub addr: String,
+    pub dir: tempfile::TempDir,
 }
 
 impl Drop for Daemon {
@@ -20,7 +20,7 @@ impl Drop for Daemon {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -40,9 +40,20 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("policies")).unwrap();
         std::fs::write(dir.path().join("policies/a.yaml"), alert("a", 1.0)).unwrap();
+        Daemon::start_in(dir, None)
+    }
+
+    /// Starts `warden run` in `dir` (which holds `policies/`), with a config
+    /// file if one is given.
+    pub fn start_in(dir: tempfile::TempDir, config: Option<&str>) -> Daemon {
         let addr = format!("127.0.0.1:{}", free_port());
+        let mut args = vec!["run".to_owned(), "--listen".to_owned(), addr.clone()];
+        if let Some(config) = config {
+            std::fs::write(dir.path().join("warden.yaml"), config).unwrap();
+            args.extend(["--config".to_owned(), "warden.yaml".to_owned()]);
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["run", "--listen", &addr])
+            .args(&args)
             .current_dir(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -53,12 +64,35 @@ impl Daemon {
         d
     }
 
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        self.signal("-TERM");
+        let t = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "warden did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "{status:?}");
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
     fn status(&self) -> serde_json::Value {
         let out = warden(&["status", "--addr", &self.addr, "--format", "json"]);
         serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
     }
 
-    fn until(&self, what: &str, cond: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub fn until(
+        &self,
+        what: &str,
+        cond: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let t = Instant::now();
         loop {
             let s = self.status();
@@ -73,7 +107,7 @@ impl Daemon {
         }
     }
 
-    fn signal(&self, sig: &str) {
+    pub fn signal(&self, sig: &str) {
         assert!(
             Command::new("kill")
                 .args([sig, &self.child.id().to_string()])

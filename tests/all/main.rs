@@ -24,5 +24,6 @@ mod cli;
 mod containment;
 mod daemon;
 mod guests;
+mod metrics;
 mod policies;
 mod util;

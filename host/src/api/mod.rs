@@ -1,5 +1,8 @@
-//! The HTTP API: health, policy status and reload, run-now, and `/metrics`.
-//! Errors are JSON with a message a person can act on.
+//! The HTTP API: health, policy status and reload, run-now, metrics push and
+//! queries (`metrics`), and `/metrics`. Errors are JSON with a message a
+//! person can act on.
+
+mod metrics;
 
 use std::sync::Arc;
 
@@ -24,8 +27,10 @@ pub struct AppState {
     pub state: Arc<StateStore>,
     /// The scheduler.
     pub scheduler: Arc<Scheduler>,
-    /// Metrics.
+    /// Warden's own metrics.
     pub telemetry: Arc<Telemetry>,
+    /// The metrics pipeline, if the daemon runs one.
+    pub metrics: Option<Arc<crate::metrics::Pipeline>>,
 }
 
 /// An error as the API returns it.
@@ -42,8 +47,9 @@ impl IntoResponse for ApiError {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(exposition))
         .merge(policy_routes())
+        .merge(metrics::routes())
         .with_state(state)
 }
 
@@ -65,13 +71,17 @@ async fn health(State(s): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
-async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+async fn exposition(State(s): State<AppState>) -> impl IntoResponse {
+    let body = s.telemetry.encode_with(|out| match &s.metrics {
+        Some(p) => p.encode(out),
+        None => Ok(()),
+    });
     (
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        s.telemetry.encode(),
+        body,
     )
 }
 

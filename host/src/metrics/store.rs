@@ -1,144 +1,205 @@
-//! Labeled series in bounded ring buffers, queried by metric name, label
-//! matchers and time window. This is what the `query-series` host import reads.
+//! Labeled series in bounded ring buffers: what the `query-series` host import,
+//! the query API and `/metrics` read. Each series keeps its newest samples, at
+//! most `max_samples` of them and none older than `retention` behind its
+//! newest; the number of series is capped by the [`Interner`].
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::RwLock;
+use std::collections::VecDeque;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use crate::plugin::records::{Labels, Sample, Series, SeriesSelector, TimestampMs};
+use super::aggregate::{Accumulator, Aggregation};
+use super::series::{Interner, Kind, SeriesError, SeriesId, SeriesKey};
+use super::validate::{self, PiiKeys};
+use crate::plugin::records::{Sample, Series, SeriesSelector, TimestampMs};
 
-/// Why a sample was not stored.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The store holds as many series as it may; a new one was refused.
-    #[error(
-        "the store already holds its limit of {limit} series; `{metric}` with new labels was refused (raise `max_series` or drop a label with many values)"
-    )]
-    TooManySeries {
-        /// The limit.
-        limit: usize,
-        /// The metric of the refused series.
-        metric: String,
-    },
-    /// The value is NaN or infinite.
-    #[error("`{metric}`: value {value} is not a finite number")]
-    NotFinite {
-        /// The metric.
-        metric: String,
-        /// The value, as text.
-        value: String,
-    },
+/// How a recorded value changes its series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// The value is the series' new value (gauges; counters on refill).
+    Set,
+    /// The value is added to the counter's total.
+    Add,
+    /// The value is one observation (histograms).
+    Observe,
+}
+
+/// The bounds of the store.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreLimits {
+    /// The most series.
+    pub max_series: usize,
+    /// The most samples one series keeps.
+    pub max_samples: usize,
+    /// How far behind its newest sample a series keeps samples.
+    pub retention: Duration,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        StoreLimits {
+            max_series: 100_000,
+            max_samples: 720,
+            retention: Duration::from_secs(3600),
+        }
+    }
 }
 
 struct SeriesData {
-    metric: String,
-    labels: Labels,
+    key: Arc<SeriesKey>,
     samples: VecDeque<Sample>,
+    /// A counter's running total.
+    total: f64,
 }
 
-#[derive(Default)]
-struct Inner {
-    index: HashMap<(String, Labels), usize>,
-    by_metric: HashMap<String, Vec<usize>>,
-    series: Vec<SeriesData>,
-    refused: u64,
-}
-
-/// The series store. Shared between ingest and every policy evaluation.
+/// The series store. Shared between ingest and every reader.
 pub struct SeriesStore {
-    inner: RwLock<Inner>,
-    max_series: usize,
-    max_samples: usize,
+    interner: Arc<Interner>,
+    data: RwLock<Vec<SeriesData>>,
+    limits: StoreLimits,
+    retention_ms: i64,
 }
 
 impl std::fmt::Debug for SeriesStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SeriesStore")
-            .field("max_series", &self.max_series)
-            .field("max_samples", &self.max_samples)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
 
 impl Default for SeriesStore {
     fn default() -> Self {
-        SeriesStore::new(100_000, 720)
+        SeriesStore::new(StoreLimits::default(), PiiKeys::default())
     }
 }
 
+/// Aggregates of one series.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SeriesAggregates {
+    /// The labels.
+    pub labels: Vec<(String, String)>,
+    /// One value per asked aggregate, `None` where there is nothing to say.
+    pub values: Vec<Option<f64>>,
+}
+
+/// Aggregates over every matching series, each and together.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AggregateResult {
+    /// Per series.
+    pub series: Vec<SeriesAggregates>,
+    /// Over all the series together (rates add up).
+    pub combined: Vec<Option<f64>>,
+}
+
 impl SeriesStore {
-    /// Returns a store of at most `max_series` series, each keeping its newest
-    /// `max_samples` samples.
-    pub fn new(max_series: usize, max_samples: usize) -> Self {
+    /// Returns an empty store.
+    pub fn new(limits: StoreLimits, pii: PiiKeys) -> Self {
         SeriesStore {
-            inner: RwLock::new(Inner::default()),
-            max_series,
-            max_samples: max_samples.max(1),
+            interner: Arc::new(Interner::new(limits.max_series, pii)),
+            data: RwLock::default(),
+            limits: StoreLimits {
+                max_samples: limits.max_samples.max(1),
+                ..limits
+            },
+            retention_ms: i64::try_from(limits.retention.as_millis()).unwrap_or(i64::MAX),
         }
     }
 
-    /// Records `value` at `at_ms` for the series `metric{labels}`.
+    /// The series table.
+    pub fn interner(&self) -> &Arc<Interner> {
+        &self.interner
+    }
+
+    /// The bounds.
+    pub fn limits(&self) -> StoreLimits {
+        self.limits
+    }
+
+    /// Records a gauge value straight into the store, bypassing the ingest
+    /// queue and persistence (tests, embedders that only want queries).
     pub fn record(
         &self,
         metric: &str,
         labels: &[(&str, &str)],
         at_ms: TimestampMs,
         value: f64,
-    ) -> Result<(), StoreError> {
-        if !value.is_finite() {
-            return Err(StoreError::NotFinite {
-                metric: metric.to_owned(),
-                value: value.to_string(),
-            });
-        }
-        let mut key_labels: Labels = labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        key_labels.sort();
-        let key = (metric.to_owned(), key_labels);
-        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        let id = match inner.index.get(&key) {
-            Some(id) => *id,
-            None => {
-                if inner.series.len() >= self.max_series {
-                    inner.refused += 1;
-                    return Err(StoreError::TooManySeries {
-                        limit: self.max_series,
-                        metric: metric.to_owned(),
-                    });
-                }
-                let id = inner.series.len();
-                inner.series.push(SeriesData {
-                    metric: key.0.clone(),
-                    labels: key.1.clone(),
-                    samples: VecDeque::new(),
-                });
-                inner.by_metric.entry(key.0.clone()).or_default().push(id);
-                inner.index.insert(key, id);
-                id
-            }
-        };
-        let samples = &mut inner.series[id].samples;
-        if samples.len() == self.max_samples {
-            samples.pop_front();
-        }
-        samples.push_back(Sample { at_ms, value });
+    ) -> Result<(), SeriesError> {
+        validate::value(value)?;
+        let id = self.interner.intern(metric, labels, Kind::Gauge)?;
+        self.apply(&[(id, Op::Set, at_ms, value)], |_, _, _| {});
         Ok(())
+    }
+
+    /// Applies changes under one lock. `stored` is told each change as it
+    /// now stands in the series (a counter's new total), for persistence.
+    pub fn apply(
+        &self,
+        changes: &[(SeriesId, Op, TimestampMs, f64)],
+        mut stored: impl FnMut(SeriesId, TimestampMs, f64),
+    ) {
+        if changes.is_empty() {
+            return;
+        }
+        let mut data = self.data.write().unwrap_or_else(|p| p.into_inner());
+        for &(id, op, at_ms, value) in changes {
+            let idx = id as usize;
+            if idx >= data.len() {
+                self.interner.with_keys(|keys| {
+                    for key in &keys[data.len()..=idx.min(keys.len() - 1)] {
+                        data.push(SeriesData {
+                            key: Arc::clone(key),
+                            samples: VecDeque::new(),
+                            total: 0.0,
+                        });
+                    }
+                });
+            }
+            let Some(s) = data.get_mut(idx) else { continue };
+            let v = match op {
+                Op::Set => {
+                    s.total = value;
+                    value
+                }
+                Op::Add => {
+                    s.total += value;
+                    s.total
+                }
+                Op::Observe => value,
+            };
+            push_sample(
+                &mut s.samples,
+                Sample { at_ms, value: v },
+                self.limits.max_samples,
+                self.retention_ms,
+            );
+            stored(id, at_ms, v);
+        }
     }
 
     /// Returns the number of series.
     pub fn series_count(&self) -> usize {
-        self.inner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .series
-            .len()
+        self.interner.len()
     }
 
     /// Returns how many new series were refused for the series cap.
     pub fn refused_series(&self) -> u64 {
-        self.inner.read().unwrap_or_else(|p| p.into_inner()).refused
+        self.interner.refused()
+    }
+
+    fn matching(&self, selector: &SeriesSelector) -> Vec<SeriesId> {
+        let mut ids = self.interner.series_of(&selector.metric);
+        if !selector.matchers.is_empty() {
+            self.interner.with_keys(|keys| {
+                ids.retain(|id| {
+                    let key = &keys[*id as usize];
+                    selector
+                        .matchers
+                        .iter()
+                        .all(|(k, v)| key.labels.iter().any(|(lk, lv)| **lk == **k && **lv == **v))
+                });
+            });
+        }
+        ids
     }
 
     /// Returns every series matching `selector` with its samples in
@@ -150,29 +211,118 @@ impl SeriesStore {
         now_ms: TimestampMs,
     ) -> Vec<Series> {
         let from = now_ms.saturating_sub(i64::try_from(window_ms).unwrap_or(i64::MAX));
-        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        let Some(ids) = inner.by_metric.get(&selector.metric) else {
-            return Vec::new();
-        };
+        self.range(selector, from, now_ms)
+    }
+
+    /// Returns every series matching `selector` with its samples in `(from, to]`.
+    pub fn range(
+        &self,
+        selector: &SeriesSelector,
+        from: TimestampMs,
+        to: TimestampMs,
+    ) -> Vec<Series> {
+        let ids = self.matching(selector);
+        let data = self.data.read().unwrap_or_else(|p| p.into_inner());
         ids.iter()
-            .map(|id| &inner.series[*id])
-            .filter(|s| {
-                selector
-                    .matchers
-                    .iter()
-                    .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
-            })
+            .filter_map(|id| data.get(*id as usize))
             .map(|s| Series {
-                metric: s.metric.clone(),
-                labels: s.labels.clone(),
-                samples: s
-                    .samples
-                    .iter()
-                    .filter(|p| p.at_ms > from && p.at_ms <= now_ms)
-                    .copied()
-                    .collect(),
+                metric: s.key.metric.to_string(),
+                labels: s.key.label_pairs(),
+                samples: in_window(&s.samples, from, to).collect(),
             })
+            // A series with nothing in the window says nothing.
+            .filter(|s| !s.samples.is_empty())
             .collect()
+    }
+
+    /// Computes `aggs` over `(now - window, now]` for every series matching
+    /// `selector`, and over all of them together.
+    pub fn aggregate(
+        &self,
+        selector: &SeriesSelector,
+        window: Duration,
+        now_ms: TimestampMs,
+        aggs: &[Aggregation],
+    ) -> AggregateResult {
+        let from = now_ms.saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
+        let quantiles = aggs.iter().any(|a| matches!(a, Aggregation::Quantile(_)));
+        let ids = self.matching(selector);
+        let data = self.data.read().unwrap_or_else(|p| p.into_inner());
+        let mut combined = Accumulator::new(quantiles);
+        let mut series = Vec::with_capacity(ids.len());
+        for s in ids.iter().filter_map(|id| data.get(*id as usize)) {
+            let mut acc = Accumulator::new(quantiles);
+            acc.add_series(s.key.kind, in_window(&s.samples, from, now_ms));
+            combined.merge(&acc);
+            series.push(SeriesAggregates {
+                labels: s.key.label_pairs(),
+                values: aggs.iter().map(|a| acc.get(*a)).collect(),
+            });
+        }
+        AggregateResult {
+            series,
+            combined: aggs.iter().map(|a| combined.get(*a)).collect(),
+        }
+    }
+
+    /// Calls `f` for every metric with its kind and, per series, its key and
+    /// the samples in `(from, to]`, in metric-name order (for `/metrics`).
+    pub fn for_each_metric(
+        &self,
+        from: TimestampMs,
+        to: TimestampMs,
+        mut f: impl FnMut(&str, Kind, &[(&SeriesKey, Vec<Sample>)]),
+    ) {
+        let metrics = self.interner.metrics();
+        let data = self.data.read().unwrap_or_else(|p| p.into_inner());
+        let mut rows = Vec::new();
+        for (metric, kind, ids) in metrics {
+            rows.clear();
+            rows.extend(
+                ids.iter()
+                    .filter_map(|id| data.get(*id as usize))
+                    .filter_map(|s| {
+                        let samples: Vec<Sample> = in_window(&s.samples, from, to).collect();
+                        (!samples.is_empty()).then_some((&*s.key, samples))
+                    }),
+            );
+            if !rows.is_empty() {
+                f(&metric, kind, &rows);
+            }
+        }
+    }
+}
+
+fn in_window(
+    samples: &VecDeque<Sample>,
+    from: TimestampMs,
+    to: TimestampMs,
+) -> impl Iterator<Item = Sample> + '_ {
+    // Samples are in time order: find the start by binary search.
+    let start = samples.partition_point(|p| p.at_ms <= from);
+    samples
+        .range(start..)
+        .take_while(move |p| p.at_ms <= to)
+        .copied()
+}
+
+fn push_sample(samples: &mut VecDeque<Sample>, s: Sample, max: usize, retention_ms: i64) {
+    if samples.back().is_none_or(|b| b.at_ms <= s.at_ms) {
+        samples.push_back(s);
+    } else {
+        // A late sample (pushed with an explicit timestamp) keeps time order.
+        let at = samples.partition_point(|p| p.at_ms <= s.at_ms);
+        samples.insert(at, s);
+    }
+    while samples.len() > max {
+        samples.pop_front();
+    }
+    let newest = samples.back().map_or(s.at_ms, |b| b.at_ms);
+    while samples
+        .front()
+        .is_some_and(|f| newest.saturating_sub(f.at_ms) > retention_ms)
+    {
+        samples.pop_front();
     }
 }
 
@@ -190,9 +340,20 @@ mod tests {
         }
     }
 
+    fn store(max_series: usize, max_samples: usize) -> SeriesStore {
+        SeriesStore::new(
+            StoreLimits {
+                max_series,
+                max_samples,
+                retention: Duration::from_secs(3600),
+            },
+            PiiKeys::default(),
+        )
+    }
+
     #[test]
     fn query_filters_by_labels_and_window_and_keeps_order() {
-        let s = SeriesStore::new(10, 100);
+        let s = store(10, 100);
         for t in 1..=5 {
             s.record("cpu", &[("core", "0")], t * 1000, t as f64)
                 .unwrap();
@@ -210,16 +371,8 @@ mod tests {
     }
 
     #[test]
-    fn label_order_does_not_make_a_new_series() {
-        let s = SeriesStore::new(10, 10);
-        s.record("m", &[("a", "1"), ("b", "2")], 1, 1.0).unwrap();
-        s.record("m", &[("b", "2"), ("a", "1")], 2, 2.0).unwrap();
-        assert_eq!(s.series_count(), 1);
-    }
-
-    #[test]
-    fn ring_buffer_keeps_the_newest_samples() {
-        let s = SeriesStore::new(10, 3);
+    fn ring_buffer_keeps_the_newest_samples_and_drops_the_expired() {
+        let s = store(10, 3);
         for t in 1..=10 {
             s.record("m", &[], t, t as f64).unwrap();
         }
@@ -228,20 +381,99 @@ mod tests {
             got[0].samples.iter().map(|p| p.at_ms).collect::<Vec<_>>(),
             vec![8, 9, 10]
         );
+        let s = SeriesStore::new(
+            StoreLimits {
+                max_series: 10,
+                max_samples: 100,
+                retention: Duration::from_secs(10),
+            },
+            PiiKeys::default(),
+        );
+        for t in [0, 5_000, 9_000, 15_000, 20_000] {
+            s.record("m", &[], t, 1.0).unwrap();
+        }
+        let got = s.range(&sel("m", &[]), i64::MIN, i64::MAX);
+        assert_eq!(
+            got[0].samples.iter().map(|p| p.at_ms).collect::<Vec<_>>(),
+            vec![15_000, 20_000]
+        );
+    }
+
+    #[test]
+    fn late_samples_keep_time_order() {
+        let s = store(10, 10);
+        for t in [1, 3, 2] {
+            s.record("m", &[], t, t as f64).unwrap();
+        }
+        let got = s.range(&sel("m", &[]), 0, 10);
+        assert_eq!(
+            got[0].samples.iter().map(|p| p.at_ms).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn counters_accumulate_and_histograms_keep_observations() {
+        let s = store(10, 10);
+        let c = s.interner().intern("reqs", &[], Kind::Counter).unwrap();
+        let h = s.interner().intern("lat", &[], Kind::Histogram).unwrap();
+        let mut stored = Vec::new();
+        s.apply(
+            &[
+                (c, Op::Add, 1, 2.0),
+                (c, Op::Add, 2, 3.0),
+                (h, Op::Observe, 2, 7.0),
+            ],
+            |id, at, v| stored.push((id, at, v)),
+        );
+        assert_eq!(stored, vec![(c, 1, 2.0), (c, 2, 5.0), (h, 2, 7.0)]);
+        let r = s.aggregate(
+            &sel("reqs", &[]),
+            Duration::from_secs(1),
+            2,
+            &[Aggregation::Last, Aggregation::Rate],
+        );
+        // 3 more over 1 ms.
+        assert_eq!(r.combined, vec![Some(5.0), Some(3000.0)]);
+    }
+
+    #[test]
+    fn aggregates_per_series_and_combined() {
+        let s = store(10, 100);
+        for t in 1..=4 {
+            s.record("lat", &[("route", "a")], t * 1000, t as f64)
+                .unwrap();
+            s.record("lat", &[("route", "b")], t * 1000, 10.0 * t as f64)
+                .unwrap();
+        }
+        let r = s.aggregate(
+            &sel("lat", &[]),
+            Duration::from_secs(60),
+            4000,
+            &[Aggregation::Avg, Aggregation::Max, Aggregation::Count],
+        );
+        assert_eq!(r.series.len(), 2);
+        assert_eq!(r.series[0].values, vec![Some(2.5), Some(4.0), Some(4.0)]);
+        assert_eq!(r.series[1].values, vec![Some(25.0), Some(40.0), Some(4.0)]);
+        assert_eq!(r.combined, vec![Some(13.75), Some(40.0), Some(8.0)]);
+        let r = s.aggregate(
+            &sel("lat", &[("route", "a")]),
+            Duration::from_millis(1500),
+            4000,
+            &[Aggregation::Sum],
+        );
+        assert_eq!(r.combined, vec![Some(7.0)]);
     }
 
     #[test]
     fn the_series_cap_refuses_new_series_with_a_clear_error() {
-        let s = SeriesStore::new(2, 3);
+        let s = store(2, 3);
         s.record("m", &[("i", "1")], 1, 1.0).unwrap();
         s.record("m", &[("i", "2")], 1, 1.0).unwrap();
         let e = s.record("m", &[("i", "3")], 1, 1.0).unwrap_err();
         assert!(e.to_string().contains("limit of 2 series"), "{e}");
         s.record("m", &[("i", "1")], 2, 1.0).unwrap();
         assert_eq!((s.series_count(), s.refused_series()), (2, 1));
-        assert!(matches!(
-            s.record("m", &[], 1, f64::NAN),
-            Err(StoreError::NotFinite { .. })
-        ));
+        assert!(s.record("m", &[], 1, f64::NAN).is_err());
     }
 }

@@ -1,0 +1,288 @@
+//! Aggregates over a window of samples: avg, min, max, sum, count, rate, last
+//! and quantiles. Quantiles come from a DDSketch (1 % relative error), so
+//! their cost is one bucket increment per sample, not a sort.
+
+use sketches_ddsketch::{Config, DDSketch};
+
+use super::series::Kind;
+use crate::plugin::records::Sample;
+
+/// The relative error of quantiles.
+pub const QUANTILE_RELATIVE_ERROR: f64 = 0.01;
+
+/// One aggregate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Aggregation {
+    /// The mean.
+    Avg,
+    /// The smallest value.
+    Min,
+    /// The largest value.
+    Max,
+    /// The sum of values.
+    Sum,
+    /// The number of samples.
+    Count,
+    /// Per second: a counter's increase (resets handled), else the change.
+    Rate,
+    /// The newest value.
+    Last,
+    /// A quantile in `[0, 1]`, such as 0.99 for `p99`.
+    Quantile(f64),
+}
+
+impl std::str::FromStr for Aggregation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s.trim() {
+            "avg" | "mean" => Aggregation::Avg,
+            "min" => Aggregation::Min,
+            "max" => Aggregation::Max,
+            "sum" => Aggregation::Sum,
+            "count" => Aggregation::Count,
+            "rate" => Aggregation::Rate,
+            "last" => Aggregation::Last,
+            other => {
+                let q = other
+                    .strip_prefix('p')
+                    .and_then(|n| n.parse::<f64>().ok())
+                    .filter(|n| (0.0..=100.0).contains(n))
+                    .ok_or_else(|| {
+                        format!(
+                            "`{other}` is not an aggregate; use avg, min, max, sum, count, rate, last, or a quantile such as p50, p90, p95, p99, p99.9"
+                        )
+                    })?;
+                Aggregation::Quantile(q / 100.0)
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for Aggregation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Aggregation::Avg => f.write_str("avg"),
+            Aggregation::Min => f.write_str("min"),
+            Aggregation::Max => f.write_str("max"),
+            Aggregation::Sum => f.write_str("sum"),
+            Aggregation::Count => f.write_str("count"),
+            Aggregation::Rate => f.write_str("rate"),
+            Aggregation::Last => f.write_str("last"),
+            Aggregation::Quantile(q) => write!(f, "p{}", q * 100.0),
+        }
+    }
+}
+
+pub(crate) fn sketch() -> DDSketch {
+    DDSketch::new(Config::new(QUANTILE_RELATIVE_ERROR, 2048, 1.0e-9))
+}
+
+/// Running state of the aggregates over one series, or over many merged.
+#[derive(Clone)]
+pub struct Accumulator {
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    first: Option<Sample>,
+    last: Option<Sample>,
+    /// Sum of increases (counters) or of changes (others).
+    delta: f64,
+    /// Per-second rates of merged series, summed.
+    merged_rate: Option<f64>,
+    sketch: Option<DDSketch>,
+}
+
+impl std::fmt::Debug for Accumulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accumulator")
+            .field("count", &self.count)
+            .field("sum", &self.sum)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Accumulator {
+    /// An empty accumulator; `quantiles` says whether to keep a sketch.
+    pub fn new(quantiles: bool) -> Self {
+        Accumulator {
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            first: None,
+            last: None,
+            delta: 0.0,
+            merged_rate: None,
+            sketch: quantiles.then(sketch),
+        }
+    }
+
+    /// Adds a series' samples, oldest first.
+    pub fn add_series(&mut self, kind: Kind, samples: impl Iterator<Item = Sample>) {
+        for s in samples {
+            self.count += 1;
+            self.sum += s.value;
+            self.min = self.min.min(s.value);
+            self.max = self.max.max(s.value);
+            if let Some(prev) = self.last {
+                self.delta += if kind == Kind::Counter && s.value < prev.value {
+                    // A reset: the counter started again from zero.
+                    s.value
+                } else {
+                    s.value - prev.value
+                };
+            } else {
+                self.first = Some(s);
+            }
+            self.last = Some(s);
+            if let Some(sk) = &mut self.sketch {
+                sk.add(s.value);
+            }
+        }
+    }
+
+    /// Folds another series' accumulator into this one (for an aggregate over
+    /// many series). Rates add up, like `sum(rate(...))`.
+    pub fn merge(&mut self, other: &Accumulator) {
+        self.count += other.count;
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        if let Some(r) = other.rate() {
+            *self.merged_rate.get_or_insert(0.0) += r;
+        }
+        if let (Some(a), Some(b)) = (&mut self.sketch, &other.sketch) {
+            // Sketches made by `sketch()` share one config, which is all merge checks.
+            let _ = a.merge(b);
+        }
+        if self
+            .first
+            .is_none_or(|f| other.first.is_some_and(|o| o.at_ms < f.at_ms))
+        {
+            self.first = other.first;
+        }
+        if self
+            .last
+            .is_none_or(|l| other.last.is_some_and(|o| o.at_ms > l.at_ms))
+        {
+            self.last = other.last;
+        }
+    }
+
+    fn rate(&self) -> Option<f64> {
+        if let Some(r) = self.merged_rate {
+            return Some(r);
+        }
+        let (first, last) = (self.first?, self.last?);
+        let secs = (last.at_ms - first.at_ms) as f64 / 1000.0;
+        (secs > 0.0).then(|| self.delta / secs)
+    }
+
+    /// The value of one aggregate; `None` where there is nothing to say (no
+    /// samples, or a rate from fewer than two).
+    pub fn get(&self, agg: Aggregation) -> Option<f64> {
+        if self.count == 0 {
+            return (agg == Aggregation::Count).then_some(0.0);
+        }
+        match agg {
+            Aggregation::Avg => Some(self.sum / self.count as f64),
+            Aggregation::Min => Some(self.min),
+            Aggregation::Max => Some(self.max),
+            Aggregation::Sum => Some(self.sum),
+            Aggregation::Count => Some(self.count as f64),
+            Aggregation::Rate => self.rate(),
+            Aggregation::Last => self.last.map(|s| s.value),
+            Aggregation::Quantile(q) => self.sketch.as_ref()?.quantile(q).ok().flatten(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples(values: &[f64]) -> Vec<Sample> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Sample {
+                at_ms: i as i64 * 1000,
+                value: *v,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn basic_aggregates() {
+        let mut a = Accumulator::new(true);
+        a.add_series(Kind::Gauge, samples(&[4.0, 2.0, 6.0, 8.0]).into_iter());
+        assert_eq!(a.get(Aggregation::Avg), Some(5.0));
+        assert_eq!(a.get(Aggregation::Min), Some(2.0));
+        assert_eq!(a.get(Aggregation::Max), Some(8.0));
+        assert_eq!(a.get(Aggregation::Sum), Some(20.0));
+        assert_eq!(a.get(Aggregation::Count), Some(4.0));
+        assert_eq!(a.get(Aggregation::Last), Some(8.0));
+        // (8 - 4) over 3 s.
+        assert!((a.get(Aggregation::Rate).unwrap() - 4.0 / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn counter_rate_survives_a_reset() {
+        let mut a = Accumulator::new(false);
+        // 10 → 20 (+10), reset to 5 (+5), → 15 (+10): 25 over 3 s.
+        a.add_series(Kind::Counter, samples(&[10.0, 20.0, 5.0, 15.0]).into_iter());
+        assert!((a.get(Aggregation::Rate).unwrap() - 25.0 / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn quantiles_are_within_the_sketch_error() {
+        let mut a = Accumulator::new(true);
+        let values: Vec<f64> = (1..=10_000).map(f64::from).collect();
+        a.add_series(Kind::Histogram, samples(&values).into_iter());
+        for (q, want) in [(0.5, 5000.0), (0.9, 9000.0), (0.99, 9900.0)] {
+            let got = a.get(Aggregation::Quantile(q)).unwrap();
+            assert!(
+                (got - want).abs() / want <= 0.011,
+                "p{}: {got} vs {want}",
+                q * 100.0
+            );
+        }
+    }
+
+    #[test]
+    fn merging_series_adds_rates_and_merges_quantiles() {
+        let mut all = Accumulator::new(true);
+        for slope in [1.0, 2.0, 3.0] {
+            let mut a = Accumulator::new(true);
+            let v: Vec<f64> = (0..5).map(|i| f64::from(i) * slope).collect();
+            a.add_series(Kind::Counter, samples(&v).into_iter());
+            all.merge(&a);
+        }
+        assert!((all.get(Aggregation::Rate).unwrap() - 6.0).abs() < 1e-9);
+        assert_eq!(all.get(Aggregation::Count), Some(15.0));
+        assert_eq!(all.get(Aggregation::Max), Some(12.0));
+        assert!(all.get(Aggregation::Quantile(0.5)).is_some());
+    }
+
+    #[test]
+    fn nothing_to_aggregate() {
+        let a = Accumulator::new(true);
+        assert_eq!(a.get(Aggregation::Count), Some(0.0));
+        assert_eq!(a.get(Aggregation::Avg), None);
+        let mut one = Accumulator::new(false);
+        one.add_series(Kind::Gauge, samples(&[1.0]).into_iter());
+        assert_eq!(one.get(Aggregation::Rate), None);
+    }
+
+    #[test]
+    fn names_parse() {
+        assert_eq!(
+            "p99".parse::<Aggregation>(),
+            Ok(Aggregation::Quantile(0.99))
+        );
+        assert_eq!("avg".parse::<Aggregation>(), Ok(Aggregation::Avg));
+        assert!("p101".parse::<Aggregation>().is_err());
+        assert!("median".parse::<Aggregation>().unwrap_err().contains("p50"));
+    }
+}
