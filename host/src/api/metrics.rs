@@ -462,7 +462,7 @@ async fn aggregate(
         "window": HumanDuration(q.window).to_string(),
         "combined": row(&r.combined),
         "series": r.series.iter().map(|s| json!({
-            "labels": s.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            "labels": s.key.labels.iter().map(|(k, v)| (k.to_string(), json!(&**v))).collect::<serde_json::Map<_, _>>(),
             "values": row(&s.values),
         })).collect::<Vec<_>>(),
     })))

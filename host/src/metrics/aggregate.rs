@@ -1,6 +1,8 @@
 //! Aggregates over a window of samples: avg, min, max, sum, count, rate, last
-//! and quantiles. Quantiles come from a DDSketch (1 % relative error), so
-//! their cost is one bucket increment per sample, not a sort.
+//! and quantiles. Quantiles of more than [`EXACT_QUANTILE_MAX`] values come
+//! from a DDSketch (1 % relative error): one bucket increment per sample, not
+//! a sort. Fewer values are kept as they are and the quantile is selected
+//! exactly, which is both cheaper and more accurate than a sketch of them.
 
 use sketches_ddsketch::{Config, DDSketch};
 
@@ -77,6 +79,10 @@ pub(crate) fn sketch() -> DDSketch {
     DDSketch::new(Config::new(QUANTILE_RELATIVE_ERROR, 2048, 1.0e-9))
 }
 
+/// Windows of at most this many samples get exact quantiles by selection
+/// (O(n), no sort, no allocation); larger ones go through the sketch.
+pub const EXACT_QUANTILE_MAX: usize = 64;
+
 /// Running state of the aggregates over one series, or over many merged.
 #[derive(Clone)]
 pub struct Accumulator {
@@ -84,12 +90,18 @@ pub struct Accumulator {
     sum: f64,
     min: f64,
     max: f64,
-    first: Option<Sample>,
-    last: Option<Sample>,
+    first: Sample,
+    last: Sample,
     /// Sum of increases (counters) or of changes (others).
     delta: f64,
     /// Per-second rates of merged series, summed.
     merged_rate: Option<f64>,
+    /// True once another accumulator was merged in: the rate is then the sum
+    /// of theirs, never one computed across series.
+    merged: bool,
+    quantiles: bool,
+    /// The values while there are few of them.
+    small: [f64; EXACT_QUANTILE_MAX],
     sketch: Option<DDSketch>,
 }
 
@@ -102,81 +114,180 @@ impl std::fmt::Debug for Accumulator {
     }
 }
 
+const NO_SAMPLE: Sample = Sample {
+    at_ms: 0,
+    value: 0.0,
+};
+
 impl Accumulator {
-    /// An empty accumulator; `quantiles` says whether to keep a sketch.
+    /// An empty accumulator; `quantiles` says whether to keep values for them.
     pub fn new(quantiles: bool) -> Self {
         Accumulator {
             count: 0,
             sum: 0.0,
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
-            first: None,
-            last: None,
+            first: NO_SAMPLE,
+            last: NO_SAMPLE,
             delta: 0.0,
             merged_rate: None,
-            sketch: quantiles.then(sketch),
+            merged: false,
+            quantiles,
+            small: [0.0; EXACT_QUANTILE_MAX],
+            sketch: None,
+        }
+    }
+
+    /// Empties it for reuse, keeping the sketch's allocation out of it.
+    pub fn reset(&mut self) {
+        let quantiles = self.quantiles;
+        let sketch = self.sketch.take();
+        *self = Accumulator::new(quantiles);
+        drop(sketch);
+    }
+
+    #[inline]
+    fn keep(&mut self, v: f64) {
+        let n = self.count as usize;
+        if n < EXACT_QUANTILE_MAX && self.sketch.is_none() {
+            self.small[n] = v;
+            return;
+        }
+        let sk = self.sketch.get_or_insert_with(|| {
+            let mut sk = sketch();
+            for x in &self.small[..n.min(EXACT_QUANTILE_MAX)] {
+                sk.add(*x);
+            }
+            sk
+        });
+        sk.add(v);
+    }
+
+    /// Adds a series' samples, oldest first, in up to two runs (a ring
+    /// buffer's halves).
+    pub fn add_runs(&mut self, kind: Kind, runs: [&[Sample]; 2]) {
+        for run in runs {
+            for s in run {
+                if self.count == 0 {
+                    self.first = *s;
+                } else {
+                    let prev = self.last.value;
+                    self.delta += if kind == Kind::Counter && s.value < prev {
+                        // A reset: the counter started again from zero.
+                        s.value
+                    } else {
+                        s.value - prev
+                    };
+                }
+                if self.quantiles {
+                    self.keep(s.value);
+                }
+                self.count += 1;
+                self.sum += s.value;
+                self.min = self.min.min(s.value);
+                self.max = self.max.max(s.value);
+                self.last = *s;
+            }
         }
     }
 
     /// Adds a series' samples, oldest first.
     pub fn add_series(&mut self, kind: Kind, samples: impl Iterator<Item = Sample>) {
-        for s in samples {
-            self.count += 1;
-            self.sum += s.value;
-            self.min = self.min.min(s.value);
-            self.max = self.max.max(s.value);
-            if let Some(prev) = self.last {
-                self.delta += if kind == Kind::Counter && s.value < prev.value {
-                    // A reset: the counter started again from zero.
-                    s.value
-                } else {
-                    s.value - prev.value
-                };
-            } else {
-                self.first = Some(s);
-            }
-            self.last = Some(s);
-            if let Some(sk) = &mut self.sketch {
-                sk.add(s.value);
-            }
-        }
+        let all: Vec<Sample> = samples.collect();
+        self.add_runs(kind, [&all, &[]]);
     }
 
     /// Folds another series' accumulator into this one (for an aggregate over
     /// many series). Rates add up, like `sum(rate(...))`.
     pub fn merge(&mut self, other: &Accumulator) {
+        self.merged = true;
+        if other.count == 0 {
+            return;
+        }
+        if let Some(r) = other.rate() {
+            *self.merged_rate.get_or_insert(0.0) += r;
+        }
+        if self.quantiles {
+            match &other.sketch {
+                Some(theirs) => {
+                    let n = self.count as usize;
+                    let mine = self.sketch.get_or_insert_with(|| {
+                        let mut sk = sketch();
+                        for x in &self.small[..n.min(EXACT_QUANTILE_MAX)] {
+                            sk.add(*x);
+                        }
+                        sk
+                    });
+                    // Sketches made by `sketch()` share one config, which is all merge checks.
+                    let _ = mine.merge(theirs);
+                }
+                None => {
+                    let start = self.count;
+                    for (i, v) in other.small[..other.count as usize].iter().enumerate() {
+                        // `keep` indexes by count; advance it as we go.
+                        self.count = start + i as u64;
+                        self.keep(*v);
+                    }
+                    self.count = start;
+                }
+            }
+        }
+        if self.count == 0 || other.first.at_ms < self.first.at_ms {
+            self.first = other.first;
+        }
+        if self.count == 0 || other.last.at_ms > self.last.at_ms {
+            self.last = other.last;
+        }
         self.count += other.count;
         self.sum += other.sum;
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
-        if let Some(r) = other.rate() {
-            *self.merged_rate.get_or_insert(0.0) += r;
-        }
-        if let (Some(a), Some(b)) = (&mut self.sketch, &other.sketch) {
-            // Sketches made by `sketch()` share one config, which is all merge checks.
-            let _ = a.merge(b);
-        }
-        if self
-            .first
-            .is_none_or(|f| other.first.is_some_and(|o| o.at_ms < f.at_ms))
-        {
-            self.first = other.first;
-        }
-        if self
-            .last
-            .is_none_or(|l| other.last.is_some_and(|o| o.at_ms > l.at_ms))
-        {
-            self.last = other.last;
-        }
     }
 
     fn rate(&self) -> Option<f64> {
-        if let Some(r) = self.merged_rate {
-            return Some(r);
+        if self.merged {
+            return self.merged_rate;
         }
-        let (first, last) = (self.first?, self.last?);
-        let secs = (last.at_ms - first.at_ms) as f64 / 1000.0;
+        if self.count < 2 {
+            return None;
+        }
+        let secs = (self.last.at_ms - self.first.at_ms) as f64 / 1000.0;
         (secs > 0.0).then(|| self.delta / secs)
+    }
+
+    fn quantile(&self, q: f64) -> Option<f64> {
+        if let Some(sk) = &self.sketch {
+            return sk.quantile(q).ok().flatten();
+        }
+        let n = self.count as usize;
+        let mut values = self.small;
+        let values = &mut values[..n];
+        // The same rank the sketch uses: the lower of the two around q.
+        let rank = (q * (n as f64 - 1.0)) as usize;
+        let (_, v, _) = values.select_nth_unstable_by(rank.min(n - 1), f64::total_cmp);
+        Some(*v)
+    }
+
+    /// The values of several aggregates, quantiles selected from one copy.
+    pub fn get_many(&self, aggs: &[Aggregation]) -> Vec<Option<f64>> {
+        let n = self.count as usize;
+        if self.sketch.is_some() || n == 0 || !self.quantiles {
+            return aggs.iter().map(|a| self.get(*a)).collect();
+        }
+        let mut values = [0.0; EXACT_QUANTILE_MAX];
+        values[..n].copy_from_slice(&self.small[..n]);
+        let values = &mut values[..n];
+        aggs.iter()
+            .map(|a| match a {
+                // Selection leaves the rest partitioned, so the next one is
+                // still right.
+                Aggregation::Quantile(q) => {
+                    let rank = ((q * (n as f64 - 1.0)) as usize).min(n - 1);
+                    Some(*values.select_nth_unstable_by(rank, f64::total_cmp).1)
+                }
+                other => self.get(*other),
+            })
+            .collect()
     }
 
     /// The value of one aggregate; `None` where there is nothing to say (no
@@ -192,8 +303,9 @@ impl Accumulator {
             Aggregation::Sum => Some(self.sum),
             Aggregation::Count => Some(self.count as f64),
             Aggregation::Rate => self.rate(),
-            Aggregation::Last => self.last.map(|s| s.value),
-            Aggregation::Quantile(q) => self.sketch.as_ref()?.quantile(q).ok().flatten(),
+            Aggregation::Last => Some(self.last.value),
+            Aggregation::Quantile(q) if self.quantiles => self.quantile(q),
+            Aggregation::Quantile(_) => None,
         }
     }
 }
@@ -248,6 +360,35 @@ mod tests {
                 q * 100.0
             );
         }
+    }
+
+    #[test]
+    fn small_windows_get_exact_quantiles_and_large_ones_the_sketch() {
+        let mut a = Accumulator::new(true);
+        a.add_series(Kind::Gauge, samples(&[5.0, 1.0, 4.0, 2.0, 3.0]).into_iter());
+        assert_eq!(a.get(Aggregation::Quantile(0.5)), Some(3.0));
+        assert_eq!(a.get(Aggregation::Quantile(1.0)), Some(5.0));
+        let qs = [0.0, 0.25, 0.5, 0.75, 1.0].map(Aggregation::Quantile);
+        assert_eq!(
+            a.get_many(&qs),
+            vec![Some(1.0), Some(2.0), Some(3.0), Some(4.0), Some(5.0)]
+        );
+        // Crossing the threshold moves every value into the sketch.
+        let values: Vec<f64> = (1..=200).map(f64::from).collect();
+        let mut b = Accumulator::new(true);
+        b.add_series(Kind::Gauge, samples(&values).into_iter());
+        let p50 = b.get(Aggregation::Quantile(0.5)).unwrap();
+        assert!((p50 - 100.0).abs() / 100.0 <= 0.011, "{p50}");
+        // Merging many small ones spills into the combined sketch too.
+        let mut all = Accumulator::new(true);
+        for chunk in values.chunks(10) {
+            let mut a = Accumulator::new(true);
+            a.add_series(Kind::Gauge, samples(chunk).into_iter());
+            all.merge(&a);
+        }
+        assert_eq!(all.get(Aggregation::Count), Some(200.0));
+        let p99 = all.get(Aggregation::Quantile(0.99)).unwrap();
+        assert!((p99 - 198.0).abs() / 198.0 <= 0.011, "{p99}");
     }
 
     #[test]

@@ -12,6 +12,9 @@ use super::series::{Interner, Kind, SeriesError, SeriesId, SeriesKey};
 use super::validate::{self, PiiKeys};
 use crate::plugin::records::{Sample, Series, SeriesSelector, TimestampMs};
 
+/// From this many series on, an aggregate is computed on every core.
+const PARALLEL_FROM: usize = 4096;
+
 /// How a recorded value changes its series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -74,16 +77,16 @@ impl Default for SeriesStore {
 }
 
 /// Aggregates of one series.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct SeriesAggregates {
-    /// The labels.
-    pub labels: Vec<(String, String)>,
+    /// The series.
+    pub key: Arc<SeriesKey>,
     /// One value per asked aggregate, `None` where there is nothing to say.
     pub values: Vec<Option<f64>>,
 }
 
 /// Aggregates over every matching series, each and together.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct AggregateResult {
     /// Per series.
     pub series: Vec<SeriesAggregates>,
@@ -248,17 +251,47 @@ impl SeriesStore {
         let quantiles = aggs.iter().any(|a| matches!(a, Aggregation::Quantile(_)));
         let ids = self.matching(selector);
         let data = self.data.read().unwrap_or_else(|p| p.into_inner());
-        let mut combined = Accumulator::new(quantiles);
-        let mut series = Vec::with_capacity(ids.len());
-        for s in ids.iter().filter_map(|id| data.get(*id as usize)) {
+        let data: &[SeriesData] = &data;
+        let run = |ids: &[SeriesId]| {
+            let mut combined = Accumulator::new(quantiles);
             let mut acc = Accumulator::new(quantiles);
-            acc.add_series(s.key.kind, in_window(&s.samples, from, now_ms));
-            combined.merge(&acc);
-            series.push(SeriesAggregates {
-                labels: s.key.label_pairs(),
-                values: aggs.iter().map(|a| acc.get(*a)).collect(),
+            let mut series = Vec::with_capacity(ids.len());
+            for s in ids.iter().filter_map(|id| data.get(*id as usize)) {
+                acc.reset();
+                acc.add_runs(s.key.kind, window_runs(&s.samples, from, now_ms));
+                combined.merge(&acc);
+                series.push(SeriesAggregates {
+                    key: Arc::clone(&s.key),
+                    values: acc.get_many(aggs),
+                });
+            }
+            (series, combined)
+        };
+        // Many series: split them over the cores; the parts merge exactly
+        // (sums, extremes, summed rates, merged sketches).
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let (series, combined) = if ids.len() >= PARALLEL_FROM && threads > 1 {
+            let chunk = ids.len().div_ceil(threads);
+            let parts: Vec<_> = std::thread::scope(|scope| {
+                let handles: Vec<_> = ids
+                    .chunks(chunk)
+                    .map(|part| scope.spawn(move || run(part)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("an aggregate thread panicked"))
+                    .collect()
             });
-        }
+            let mut series = Vec::with_capacity(ids.len());
+            let mut combined = Accumulator::new(quantiles);
+            for (s, c) in parts {
+                series.extend(s);
+                combined.merge(&c);
+            }
+            (series, combined)
+        } else {
+            run(&ids)
+        };
         AggregateResult {
             series,
             combined: aggs.iter().map(|a| combined.get(*a)).collect(),
@@ -304,6 +337,20 @@ fn in_window(
         .range(start..)
         .take_while(move |p| p.at_ms <= to)
         .copied()
+}
+
+/// The samples in `(from, to]` as the two runs of the ring buffer.
+fn window_runs(samples: &VecDeque<Sample>, from: TimestampMs, to: TimestampMs) -> [&[Sample]; 2] {
+    let (a, b) = samples.as_slices();
+    let cut = |run: &'_ [Sample]| -> (usize, usize) {
+        (
+            run.partition_point(|p| p.at_ms <= from),
+            run.partition_point(|p| p.at_ms <= to),
+        )
+    };
+    let (a0, a1) = cut(a);
+    let (b0, b1) = cut(b);
+    [&a[a0..a1], &b[b0..b1]]
 }
 
 fn push_sample(samples: &mut VecDeque<Sample>, s: Sample, max: usize, retention_ms: i64) {
@@ -463,6 +510,50 @@ mod tests {
             &[Aggregation::Sum],
         );
         assert_eq!(r.combined, vec![Some(7.0)]);
+    }
+
+    #[test]
+    fn many_series_are_aggregated_in_parallel_with_the_same_answer() {
+        let n = PARALLEL_FROM * 2 + 3;
+        let s = store(n, 10);
+        for i in 0..n {
+            let name = i.to_string();
+            for t in 0..3i64 {
+                // Each series rises by i per second.
+                s.record("m", &[("i", &name)], t * 1000, (i as i64 * t) as f64)
+                    .unwrap();
+            }
+        }
+        let aggs = [
+            Aggregation::Count,
+            Aggregation::Sum,
+            Aggregation::Rate,
+            Aggregation::Max,
+            Aggregation::Quantile(0.5),
+        ];
+        let r = s.aggregate(&sel("m", &[]), Duration::from_secs(60), 2000, &aggs);
+        assert_eq!(r.series.len(), n);
+        let total: i64 = (0..n as i64).sum();
+        assert_eq!(r.combined[0], Some(3.0 * n as f64));
+        assert_eq!(r.combined[1], Some(3.0 * total as f64));
+        assert_eq!(r.combined[2], Some(total as f64));
+        assert_eq!(r.combined[3], Some(2.0 * (n - 1) as f64));
+        assert!(r.combined[4].is_some());
+        // Series keep their order and their own values.
+        assert_eq!(r.series[7].values[2], Some(7.0));
+        // A combined rate over series of one sample each says nothing.
+        let one = store(n, 10);
+        for i in 0..n {
+            one.record("m", &[("i", &i.to_string())], i as i64, 1.0)
+                .unwrap();
+        }
+        let r = one.aggregate(
+            &sel("m", &[]),
+            Duration::from_secs(60),
+            n as i64,
+            &[Aggregation::Rate],
+        );
+        assert_eq!(r.combined, vec![None]);
     }
 
     #[test]

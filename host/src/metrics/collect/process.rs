@@ -804,6 +804,13 @@ mod tests {
         let (pipe_r, mut pipe_w) = std::io::pipe().unwrap();
         pipe_w.write_all(b"x").unwrap();
         let file = tempfile::tempfile().unwrap();
+        // A young test process may not have used one clock tick of CPU yet;
+        // use a few so `process_cpu_seconds_total` has something to show.
+        let spin = std::time::Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed() < std::time::Duration::from_millis(50) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
 
         let children = Reap(vec![
             spawn_until_comm(&sleep_path(), &["5"], "sleep"),
