@@ -59,7 +59,7 @@ fn encode_metric(
                 MetricType::Counter,
             )?;
             for (key, samples) in rows {
-                let labels = labels_of(*key);
+                let labels = labels_of(key);
                 let v = samples.last().map_or(0.0, |s| s.value);
                 family
                     .encode_family(&labels)?
@@ -74,7 +74,7 @@ fn encode_metric(
                 MetricType::Gauge,
             )?;
             for (key, samples) in rows {
-                let labels = labels_of(*key);
+                let labels = labels_of(key);
                 let v = samples.last().map_or(0.0, |s| s.value);
                 family.encode_family(&labels)?.encode_gauge(&v)?;
             }
@@ -97,7 +97,7 @@ fn encode_metric(
                 )?;
                 for ((key, _), acc) in rows.iter().zip(&accs) {
                     for (q, text) in QUANTILES {
-                        let mut labels = labels_of(*key);
+                        let mut labels = labels_of(key);
                         labels.push(("quantile", text));
                         let v = acc.get(Aggregation::Quantile(q)).unwrap_or(0.0);
                         family.encode_family(&labels)?.encode_gauge(&v)?;
@@ -113,7 +113,7 @@ fn encode_metric(
                     MetricType::Gauge,
                 )?;
                 for ((key, _), acc) in rows.iter().zip(&accs) {
-                    let labels = labels_of(*key);
+                    let labels = labels_of(key);
                     let v = acc.get(agg).unwrap_or(0.0);
                     family.encode_family(&labels)?.encode_gauge(&v)?;
                 }

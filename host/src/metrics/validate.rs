@@ -437,7 +437,8 @@ mod tests {
     #[test]
     fn operations_are_checked_field_by_field() {
         let pii = PiiKeys::default();
-        let cases: Vec<(Box<dyn Fn(&mut Operation)>, &str)> = vec![
+        type Change = Box<dyn Fn(&mut Operation)>;
+        let cases: Vec<(Change, &str)> = vec![
             (Box::new(|o| o.duration_ms = -1.0), "duration_ms"),
             (Box::new(|o| o.duration_ms = f64::NAN), "duration_ms"),
             (Box::new(|o| o.duration_ms = f64::INFINITY), "duration_ms"),
