@@ -341,6 +341,7 @@ struct SeriesQuery {
     from: Option<i64>,
     to: Option<i64>,
     aggregates: Vec<Aggregation>,
+    scope: crate::metrics::store::Scope,
 }
 
 fn parse_query(raw: Option<&str>) -> Result<SeriesQuery, ApiError> {
@@ -356,6 +357,7 @@ fn parse_query(raw: Option<&str>) -> Result<SeriesQuery, ApiError> {
         from: None,
         to: None,
         aggregates: Vec::new(),
+        scope: crate::metrics::store::Scope::Both,
     };
     for (k, v) in pairs {
         match k.as_str() {
@@ -386,6 +388,18 @@ fn parse_query(raw: Option<&str>) -> Result<SeriesQuery, ApiError> {
                     q.to = Some(t)
                 }
             }
+            "by" => {
+                q.scope = match v.as_str() {
+                    "series" => crate::metrics::store::Scope::Each,
+                    "all" => crate::metrics::store::Scope::Combined,
+                    "both" => crate::metrics::store::Scope::Both,
+                    other => {
+                        return Err(bad(format!(
+                            "by: `{other}` is not one of `series`, `all`, `both`"
+                        )));
+                    }
+                }
+            }
             "aggregate" => {
                 for a in v.split(',') {
                     q.aggregates.push(
@@ -396,7 +410,7 @@ fn parse_query(raw: Option<&str>) -> Result<SeriesQuery, ApiError> {
             }
             other => {
                 return Err(bad(format!(
-                    "unknown parameter `{other}`; use metric, match, window, from, to, aggregate"
+                    "unknown parameter `{other}`; use metric, match, window, from, to, aggregate, by"
                 )));
             }
         }
@@ -448,7 +462,7 @@ async fn aggregate(
     let now = q.to.unwrap_or_else(crate::clock::now_ms);
     let r = p
         .store()
-        .aggregate(&q.selector, q.window, now, &q.aggregates);
+        .aggregate_by(&q.selector, q.window, now, &q.aggregates, q.scope);
     let names: Vec<String> = q.aggregates.iter().map(ToString::to_string).collect();
     let row = |values: &[Option<f64>]| -> serde_json::Map<String, serde_json::Value> {
         names
@@ -460,7 +474,7 @@ async fn aggregate(
     Ok(Json(json!({
         "metric": q.selector.metric,
         "window": HumanDuration(q.window).to_string(),
-        "combined": row(&r.combined),
+        "combined": (!r.combined.is_empty()).then(|| row(&r.combined)),
         "series": r.series.iter().map(|s| json!({
             "labels": s.key.labels.iter().map(|(k, v)| (k.to_string(), json!(&**v))).collect::<serde_json::Map<_, _>>(),
             "values": row(&s.values),

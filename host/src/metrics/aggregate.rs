@@ -140,10 +140,17 @@ impl Accumulator {
 
     /// Empties it for reuse, keeping the sketch's allocation out of it.
     pub fn reset(&mut self) {
-        let quantiles = self.quantiles;
-        let sketch = self.sketch.take();
-        *self = Accumulator::new(quantiles);
-        drop(sketch);
+        // `small` is only read up to `count`, so it need not be cleared.
+        self.count = 0;
+        self.sum = 0.0;
+        self.min = f64::INFINITY;
+        self.max = f64::NEG_INFINITY;
+        self.first = NO_SAMPLE;
+        self.last = NO_SAMPLE;
+        self.delta = 0.0;
+        self.merged_rate = None;
+        self.merged = false;
+        self.sketch = None;
     }
 
     #[inline]
@@ -221,6 +228,12 @@ impl Accumulator {
                     // Sketches made by `sketch()` share one config, which is all merge checks.
                     let _ = mine.merge(theirs);
                 }
+                None if self.sketch.is_some() => {
+                    let sk = self.sketch.as_mut().expect("checked above");
+                    for v in &other.small[..other.count as usize] {
+                        sk.add(*v);
+                    }
+                }
                 None => {
                     let start = self.count;
                     for (i, v) in other.small[..other.count as usize].iter().enumerate() {
@@ -268,26 +281,30 @@ impl Accumulator {
         Some(*v)
     }
 
-    /// The values of several aggregates, quantiles selected from one copy.
-    pub fn get_many(&self, aggs: &[Aggregation]) -> Vec<Option<f64>> {
+    /// The values of several aggregates, quantiles selected in place (the
+    /// kept values are reordered, which nothing else minds).
+    pub fn get_many(&mut self, aggs: &[Aggregation]) -> Vec<Option<f64>> {
         let n = self.count as usize;
         if self.sketch.is_some() || n == 0 || !self.quantiles {
             return aggs.iter().map(|a| self.get(*a)).collect();
         }
-        let mut values = [0.0; EXACT_QUANTILE_MAX];
-        values[..n].copy_from_slice(&self.small[..n]);
-        let values = &mut values[..n];
-        aggs.iter()
+        let mut out: Vec<Option<f64>> = aggs
+            .iter()
             .map(|a| match a {
-                // Selection leaves the rest partitioned, so the next one is
-                // still right.
-                Aggregation::Quantile(q) => {
-                    let rank = ((q * (n as f64 - 1.0)) as usize).min(n - 1);
-                    Some(*values.select_nth_unstable_by(rank, f64::total_cmp).1)
-                }
+                Aggregation::Quantile(_) => None,
                 other => self.get(*other),
             })
-            .collect()
+            .collect();
+        let values = &mut self.small[..n];
+        for (slot, a) in out.iter_mut().zip(aggs) {
+            if let Aggregation::Quantile(q) = a {
+                // Selection leaves the rest partitioned, so the next one is
+                // still right.
+                let rank = ((q * (n as f64 - 1.0)) as usize).min(n - 1);
+                *slot = Some(*values.select_nth_unstable_by(rank, f64::total_cmp).1);
+            }
+        }
+        out
     }
 
     /// The value of one aggregate; `None` where there is nothing to say (no
@@ -366,11 +383,12 @@ mod tests {
     fn small_windows_get_exact_quantiles_and_large_ones_the_sketch() {
         let mut a = Accumulator::new(true);
         a.add_series(Kind::Gauge, samples(&[5.0, 1.0, 4.0, 2.0, 3.0]).into_iter());
+        let mut a2 = a.clone();
         assert_eq!(a.get(Aggregation::Quantile(0.5)), Some(3.0));
         assert_eq!(a.get(Aggregation::Quantile(1.0)), Some(5.0));
         let qs = [0.0, 0.25, 0.5, 0.75, 1.0].map(Aggregation::Quantile);
         assert_eq!(
-            a.get_many(&qs),
+            a2.get_many(&qs),
             vec![Some(1.0), Some(2.0), Some(3.0), Some(4.0), Some(5.0)]
         );
         // Crossing the threshold moves every value into the sketch.

@@ -105,7 +105,9 @@ pub struct PersistConfig {
     pub dir: Option<PathBuf>,
     /// The longest a record waits before it is written.
     pub flush_interval: HumanDuration,
-    /// A batch is written as soon as this many records are queued.
+    /// A batch goes to the writer as soon as this many records are queued.
+    /// A writer that is behind writes what piled up (up to 16 batches) as
+    /// one file: group commit, one pair of fsyncs for all of it.
     pub max_batch_size: usize,
     /// Records held between producers and the writer.
     pub max_queue_size: usize,

@@ -134,7 +134,7 @@ pub struct StatsCollector(pub super::Metrics);
 impl Collector for StatsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = self.0.stats();
-        let counters: [(&str, &str, u64); 7] = [
+        let counters: [(&str, &str, u64); 8] = [
             (
                 "warden_metrics_recorded",
                 "Records taken into the metrics queue",
@@ -169,6 +169,11 @@ impl Collector for StatsCollector {
                 "warden_metrics_write_errors",
                 "Failed batch writes (each retried)",
                 s.write_errors,
+            ),
+            (
+                "warden_metrics_abandoned",
+                "Records whose batch could not be written before shutdown",
+                s.abandoned_at_shutdown,
             ),
         ];
         for (name, help, v) in counters {

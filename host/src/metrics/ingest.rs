@@ -101,6 +101,9 @@ pub struct Stats {
     pub wait_timeouts: u64,
     /// Batch writes that failed (each retried).
     pub write_errors: u64,
+    /// Of the dropped: records whose batch could still not be written when
+    /// the daemon stopped.
+    pub abandoned_at_shutdown: u64,
     /// Series in the store.
     pub series: usize,
     /// New series refused by the cap.
@@ -111,7 +114,10 @@ pub struct Stats {
 
 #[derive(Default)]
 struct Counters {
-    recorded: AtomicU64,
+    /// Taken out of the queue by the worker. With what is still queued and
+    /// what `drop_oldest` pushed out, it is everything recorded, so the
+    /// record path needs no counter of its own.
+    popped: AtomicU64,
     persisted: AtomicU64,
     /// Taken out of the queue by the worker, not yet written.
     in_flight: AtomicU64,
@@ -121,6 +127,7 @@ struct Counters {
     rejected: AtomicU64,
     wait_timeouts: AtomicU64,
     write_errors: AtomicU64,
+    abandoned: AtomicU64,
 }
 
 struct Shared {
@@ -212,17 +219,27 @@ impl Metrics {
         });
         let max_batch = config.max_batch_size.max(1);
         let interval = config.flush_interval.0.max(Duration::from_millis(1));
-        // One batch being written and one waiting: beyond that the worker
-        // stops draining and the queue's full behaviour applies.
+        // One file being written and up to GROUP_COMMIT batches waiting:
+        // beyond that the worker stops draining and the queue's full
+        // behaviour applies.
         let (tx, writer_thread) = match writer {
             Some(mut writer) => {
-                let (tx, rx) = sync_channel::<Batch>(1);
+                let (tx, rx) = sync_channel::<Batch>(GROUP_COMMIT);
                 let s = Arc::clone(&shared);
                 let t = std::thread::Builder::new()
                     .name("warden-metrics-writer".into())
                     .spawn(move || {
-                        while let Ok(batch) = rx.recv() {
-                            s.write(&mut writer, &batch);
+                        while let Ok(first) = rx.recv() {
+                            // Group commit: batches that piled up while the
+                            // last file was written go into one file, one
+                            // pair of fsyncs for all of them.
+                            let mut group = first;
+                            for _ in 1..GROUP_COMMIT {
+                                let Ok(more) = rx.try_recv() else { break };
+                                group.records.extend(more.records);
+                                group.completes = group.completes.max(more.completes);
+                            }
+                            s.write(&mut writer, &group);
                         }
                     })?;
                 (Some(tx), Some(t))
@@ -396,7 +413,6 @@ impl Metrics {
             Ok(()) => {}
             Err(item) => self.full(item)?,
         }
-        s.counters.recorded.fetch_add(1, Ordering::Relaxed);
         s.wake();
         Ok(())
     }
@@ -482,8 +498,11 @@ impl Metrics {
         let dropped_oldest = c.dropped_oldest.load(Ordering::Relaxed);
         let rejected = c.rejected.load(Ordering::Relaxed);
         let wait_timeouts = c.wait_timeouts.load(Ordering::Relaxed);
+        let abandoned = c.abandoned.load(Ordering::Relaxed);
         Stats {
-            total_recorded: c.recorded.load(Ordering::Relaxed),
+            total_recorded: c.popped.load(Ordering::Relaxed)
+                + s.queue.len() as u64
+                + dropped_oldest,
             total_persisted: persisted,
             queue_size: s.queue.len() as u64 + c.in_flight.load(Ordering::Relaxed),
             batches_written: batches,
@@ -493,7 +512,8 @@ impl Metrics {
             } else {
                 persisted as f64 / batches as f64
             },
-            dropped: dropped_oldest + rejected + wait_timeouts,
+            dropped: dropped_oldest + rejected + wait_timeouts + abandoned,
+            abandoned_at_shutdown: abandoned,
             dropped_oldest,
             rejected,
             wait_timeouts,
@@ -510,6 +530,10 @@ struct Batch {
     records: Vec<Persisted>,
     completes: Option<u64>,
 }
+
+/// The most batches waiting for the writer, and so the most that one file
+/// holds when the writer is behind.
+const GROUP_COMMIT: usize = 16;
 
 /// How many records the worker takes per lock of the store.
 const CHUNK: usize = 4096;
@@ -566,6 +590,9 @@ impl Shared {
                 }
                 self.counters
                     .in_flight
+                    .fetch_add(took as u64, Ordering::Relaxed);
+                self.counters
+                    .popped
                     .fetch_add(took as u64, Ordering::Relaxed);
                 self.store.apply(&changes, |id, at_ms, value| {
                     batch.push(Persisted::Sample { id, at_ms, value });
@@ -673,8 +700,9 @@ impl Shared {
                         if !self.running.load(Ordering::Acquire) && delay > Duration::from_secs(2) {
                             tracing::error!(
                                 records = n,
-                                "giving up on a metrics batch at shutdown"
+                                "giving up on a metrics batch at shutdown; counted in `dropped`"
                             );
+                            self.counters.abandoned.fetch_add(n, Ordering::Relaxed);
                             self.counters.in_flight.fetch_sub(n, Ordering::Relaxed);
                             return;
                         }
@@ -732,10 +760,18 @@ mod tests {
         let store = Arc::new(SeriesStore::new(StoreLimits::default(), PiiKeys::default()));
         let m = Metrics::start(store, &config(full, queue), Some(writer)).unwrap();
         // Fill the writer and the hand-off, then wait for the worker to block.
-        for i in 0..3 {
-            m.record("fill", &[], f64::from(i)).unwrap();
-            std::thread::sleep(Duration::from_millis(30));
+        // One batch in the writer, GROUP_COMMIT waiting, one in the worker.
+        // Each is taken by the worker before the next goes in; after the
+        // last the worker is blocked on the full hand-off.
+        let t = Instant::now();
+        for i in 0..GROUP_COMMIT + 2 {
+            m.record("fill", &[], i as f64).unwrap();
+            while m.free() < queue {
+                assert!(t.elapsed() < Duration::from_secs(10), "{:?}", m.stats());
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
+        std::thread::sleep(Duration::from_millis(20));
         for i in 0..queue {
             m.record("fill", &[], i as f64).unwrap();
         }

@@ -51,13 +51,25 @@ impl SeriesKey {
             .collect()
     }
 
+    #[inline]
     fn matches(&self, metric: &str, labels: &[(&str, &str)]) -> bool {
+        if *self.metric != *metric || self.labels.len() != labels.len() {
+            return false;
+        }
+        // Labels given in sorted order (the usual case): the stored labels are
+        // sorted and distinct, so pairwise equality is set equality.
+        if self
+            .labels
+            .iter()
+            .zip(labels)
+            .all(|((a, b), (k, v))| **a == **k && **b == **v)
+        {
+            return true;
+        }
         // Both directions, so a repeated label cannot stand in for a missing one.
-        *self.metric == *metric
-            && self.labels.len() == labels.len()
-            && labels
-                .iter()
-                .all(|(k, v)| self.labels.iter().any(|(a, b)| **a == **k && **b == **v))
+        labels
+            .iter()
+            .all(|(k, v)| self.labels.iter().any(|(a, b)| **a == **k && **b == **v))
             && self
                 .labels
                 .iter()
@@ -111,6 +123,8 @@ struct Table {
 /// The table of series. Lookups of known series take a read lock and allocate
 /// nothing; a new series takes the write lock once.
 pub struct Interner {
+    /// Tells this table's entries in the per-thread cache from another's.
+    instance: u64,
     table: RwLock<Table>,
     hasher: foldhash::fast::FixedState,
     max_series: usize,
@@ -130,7 +144,9 @@ impl Interner {
     /// A table of at most `max_series` series whose labels are checked against
     /// `pii`.
     pub fn new(max_series: usize, pii: PiiKeys) -> Self {
+        static INSTANCES: AtomicU64 = AtomicU64::new(1);
         Interner {
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
             table: RwLock::default(),
             hasher: foldhash::fast::FixedState::with_seed(0x5741_5244_454e),
             max_series,
@@ -161,9 +177,13 @@ impl Interner {
         kind: Kind,
     ) -> Result<SeriesId, SeriesError> {
         let h = self.hash(metric, labels);
+        if let Some(found) = cached(self.instance, h, metric, labels, kind) {
+            return found;
+        }
         {
             let t = self.table.read().unwrap_or_else(|p| p.into_inner());
             if let Some(id) = find(&t, h, metric, labels) {
+                remember(self.instance, h, id, &t.keys[id as usize]);
                 return check_kind(&t.keys[id as usize], kind).map(|()| id);
             }
         }
@@ -279,6 +299,48 @@ impl Interner {
     }
 }
 
+/// Slots in each thread's cache of recently used series.
+const CACHE_SLOTS: usize = 64;
+
+type CacheSlot = Option<(u64, u64, SeriesId, Arc<SeriesKey>)>;
+
+thread_local! {
+    /// A direct-mapped cache of (table, hash) → series, so a thread that
+    /// records the same series again skips the table's lock. Entries never go
+    /// stale: series are never removed and their keys never change.
+    static CACHE: std::cell::RefCell<[CacheSlot; CACHE_SLOTS]> =
+        const { std::cell::RefCell::new([const { None }; CACHE_SLOTS]) };
+}
+
+#[inline]
+fn cached(
+    instance: u64,
+    h: u64,
+    metric: &str,
+    labels: &[(&str, &str)],
+    kind: Kind,
+) -> Option<Result<SeriesId, SeriesError>> {
+    CACHE.with(|c| {
+        let c = c.try_borrow().ok()?;
+        match &c[(h as usize) % CACHE_SLOTS] {
+            Some((i, hash, id, key))
+                if *i == instance && *hash == h && key.matches(metric, labels) =>
+            {
+                Some(check_kind(key, kind).map(|()| *id))
+            }
+            _ => None,
+        }
+    })
+}
+
+fn remember(instance: u64, h: u64, id: SeriesId, key: &Arc<SeriesKey>) {
+    CACHE.with(|c| {
+        if let Ok(mut c) = c.try_borrow_mut() {
+            c[(h as usize) % CACHE_SLOTS] = Some((instance, h, id, Arc::clone(key)));
+        }
+    });
+}
+
 fn find(t: &Table, h: u64, metric: &str, labels: &[(&str, &str)]) -> Option<SeriesId> {
     t.by_hash
         .get(&h)?
@@ -351,6 +413,29 @@ mod tests {
             &*i.key(a).unwrap().labels,
             &[("a".into(), "1".into()), ("b".into(), "2".into())]
         );
+    }
+
+    #[test]
+    fn the_per_thread_cache_keeps_tables_apart() {
+        let a = Interner::new(10, PiiKeys::default());
+        let b = Interner::new(10, PiiKeys::default());
+        assert_eq!(a.intern("m", &[("k", "v")], Kind::Gauge).unwrap(), 0);
+        b.intern("x", &[], Kind::Gauge).unwrap();
+        // The same series in another table is that table's own.
+        assert_eq!(b.intern("m", &[("k", "v")], Kind::Gauge).unwrap(), 1);
+        assert_eq!(a.intern("m", &[("k", "v")], Kind::Gauge).unwrap(), 0);
+        // A cached series still has its kind checked.
+        assert!(matches!(
+            a.intern("m", &[("k", "v")], Kind::Counter),
+            Err(SeriesError::KindMismatch { .. })
+        ));
+        // And another thread, with an empty cache, finds the same ids.
+        let id = std::thread::scope(|s| {
+            s.spawn(|| b.intern("m", &[("k", "v")], Kind::Gauge).unwrap())
+                .join()
+                .unwrap()
+        });
+        assert_eq!(id, 1);
     }
 
     #[test]

@@ -85,12 +85,24 @@ pub struct SeriesAggregates {
     pub values: Vec<Option<f64>>,
 }
 
+/// Which aggregates to compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scope {
+    /// For each series.
+    Each,
+    /// Over all the series together.
+    Combined,
+    /// Both.
+    #[default]
+    Both,
+}
+
 /// Aggregates over every matching series, each and together.
 #[derive(Debug, Clone)]
 pub struct AggregateResult {
-    /// Per series.
+    /// Per series (empty for [`Scope::Combined`]).
     pub series: Vec<SeriesAggregates>,
-    /// Over all the series together (rates add up).
+    /// Over all the series together, rates added up (empty for [`Scope::Each`]).
     pub combined: Vec<Option<f64>>,
 }
 
@@ -247,23 +259,44 @@ impl SeriesStore {
         now_ms: TimestampMs,
         aggs: &[Aggregation],
     ) -> AggregateResult {
+        self.aggregate_by(selector, window, now_ms, aggs, Scope::Both)
+    }
+
+    /// Like [`SeriesStore::aggregate`], computing only what `scope` asks for:
+    /// a query for each series' p99 need not build the fleet-wide sketch,
+    /// and a fleet-wide one need not select each series' quantiles.
+    pub fn aggregate_by(
+        &self,
+        selector: &SeriesSelector,
+        window: Duration,
+        now_ms: TimestampMs,
+        aggs: &[Aggregation],
+        scope: Scope,
+    ) -> AggregateResult {
+        let (each, together) = match scope {
+            Scope::Each => (true, false),
+            Scope::Combined => (false, true),
+            Scope::Both => (true, true),
+        };
         let from = now_ms.saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
         let quantiles = aggs.iter().any(|a| matches!(a, Aggregation::Quantile(_)));
         let ids = self.matching(selector);
         let data = self.data.read().unwrap_or_else(|p| p.into_inner());
         let data: &[SeriesData] = &data;
         let run = |ids: &[SeriesId]| {
-            let mut combined = Accumulator::new(quantiles);
+            let mut combined = Accumulator::new(quantiles && together);
             let mut acc = Accumulator::new(quantiles);
-            let mut series = Vec::with_capacity(ids.len());
+            let mut series = Vec::with_capacity(if each { ids.len() } else { 0 });
             for s in ids.iter().filter_map(|id| data.get(*id as usize)) {
                 acc.reset();
                 acc.add_runs(s.key.kind, window_runs(&s.samples, from, now_ms));
                 combined.merge(&acc);
-                series.push(SeriesAggregates {
-                    key: Arc::clone(&s.key),
-                    values: acc.get_many(aggs),
-                });
+                if each {
+                    series.push(SeriesAggregates {
+                        key: Arc::clone(&s.key),
+                        values: acc.get_many(aggs),
+                    });
+                }
             }
             (series, combined)
         };
@@ -283,7 +316,7 @@ impl SeriesStore {
                     .collect()
             });
             let mut series = Vec::with_capacity(ids.len());
-            let mut combined = Accumulator::new(quantiles);
+            let mut combined = Accumulator::new(quantiles && together);
             for (s, c) in parts {
                 series.extend(s);
                 combined.merge(&c);
@@ -294,7 +327,11 @@ impl SeriesStore {
         };
         AggregateResult {
             series,
-            combined: aggs.iter().map(|a| combined.get(*a)).collect(),
+            combined: if together {
+                aggs.iter().map(|a| combined.get(*a)).collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -541,6 +578,25 @@ mod tests {
         assert!(r.combined[4].is_some());
         // Series keep their order and their own values.
         assert_eq!(r.series[7].values[2], Some(7.0));
+        // Each scope computes only its part, with the same answers.
+        let each = s.aggregate_by(
+            &sel("m", &[]),
+            Duration::from_secs(60),
+            2000,
+            &aggs,
+            Scope::Each,
+        );
+        assert!(each.combined.is_empty());
+        assert_eq!(each.series[7].values, r.series[7].values);
+        let all = s.aggregate_by(
+            &sel("m", &[]),
+            Duration::from_secs(60),
+            2000,
+            &aggs,
+            Scope::Combined,
+        );
+        assert!(all.series.is_empty());
+        assert_eq!(all.combined[..4], r.combined[..4]);
         // A combined rate over series of one sample each says nothing.
         let one = store(n, 10);
         for i in 0..n {
