@@ -198,6 +198,18 @@ impl Accumulator {
         }
     }
 
+    /// Puts values straight into the quantile sketch, for a combined
+    /// aggregate whose series keep no values of their own; their other
+    /// aggregates come in through [`Accumulator::merge`].
+    pub fn sketch_values(&mut self, runs: [&[Sample]; 2]) {
+        let sk = self.sketch.get_or_insert_with(sketch);
+        for run in runs {
+            for s in run {
+                sk.add(s.value);
+            }
+        }
+    }
+
     /// Adds a series' samples, oldest first.
     pub fn add_series(&mut self, kind: Kind, samples: impl Iterator<Item = Sample>) {
         let all: Vec<Sample> = samples.collect();
@@ -214,7 +226,7 @@ impl Accumulator {
         if let Some(r) = other.rate() {
             *self.merged_rate.get_or_insert(0.0) += r;
         }
-        if self.quantiles {
+        if self.quantiles && other.quantiles {
             match &other.sketch {
                 Some(theirs) => {
                     let n = self.count as usize;
