@@ -20,6 +20,7 @@ macro_rules! assert_test_exists {
 
 mod bad_input;
 mod cache;
+mod cleanup;
 mod cli;
 mod containment;
 mod daemon;

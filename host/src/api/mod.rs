@@ -58,6 +58,23 @@ fn policy_routes() -> Router<AppState> {
         .route("/api/v1/policies", get(policies))
         .route("/api/v1/policies/reload", post(reload))
         .route("/api/v1/policies/{name}/run", post(run_now))
+        .route("/api/v1/cleanup/history", get(cleanup_history))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct HistoryQuery {
+    policy: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Cleanup runs, newest first: what each did, to what, why, and the bytes freed.
+async fn cleanup_history(
+    State(s): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<HistoryQuery>,
+) -> Json<Vec<crate::runtime::cleanup::Run>> {
+    let mut runs = s.state.cleanup_history(q.policy.as_deref());
+    runs.truncate(q.limit.unwrap_or(50));
+    Json(runs)
 }
 
 async fn health(State(s): State<AppState>) -> Json<serde_json::Value> {

@@ -99,6 +99,8 @@ pub struct Policy {
     pub config: serde_json::Value,
     /// Evaluation limits.
     pub limits: Limits,
+    /// Cleanup: the cap on actions per run.
+    pub max_actions: Option<crate::runtime::cleanup::Cap>,
     /// 1-based line where the policy starts.
     pub line: usize,
 }
@@ -239,6 +241,23 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
                 "`for` and `keep_firing_for` apply to alert policies only".into(),
             );
         }
+        let max_actions = match &spec.max_actions {
+            None => None,
+            Some(_) if spec.kind != PolicyKind::Cleanup => {
+                fail(
+                    "max_actions",
+                    "`max_actions` applies to cleanup policies only".into(),
+                );
+                None
+            }
+            Some(text) => match text.parse() {
+                Ok(cap) => Some(cap),
+                Err(e) => {
+                    fail("max_actions", e);
+                    None
+                }
+            },
+        };
         let config = match &spec.config {
             None | Some(serde_json::Value::Null) => serde_json::json!({}),
             Some(v) => v.clone(),
@@ -250,6 +269,7 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
             scope_paths,
             config,
             limits,
+            max_actions,
             line: at("").map_or(1, |p| p.0),
         });
     }
@@ -442,6 +462,11 @@ fn check_scope(
             );
         }
         paths.push(expanded);
+    }
+    for (i, g) in scope.exclude.iter().enumerate() {
+        if let Err(e) = crate::runtime::cleanup::exclude_set(std::slice::from_ref(g)) {
+            fail(&format!("scope.exclude[{i}]"), e);
+        }
     }
     for (i, s) in scope.signals.iter().enumerate() {
         let name = s.trim_start_matches("SIG");

@@ -83,6 +83,11 @@ pub struct PolicySpec {
     /// Quotas only: the limit the host enforces.
     #[serde(default)]
     pub quota: Option<QuotaSpec>,
+    /// Cleanup: the most actions one run may take, a number (`100`) or a
+    /// share of the candidates (`10%`). A plan that asks for more acts on
+    /// nothing and reports why.
+    #[serde(default)]
+    pub max_actions: Option<String>,
 }
 
 fn yes() -> bool {

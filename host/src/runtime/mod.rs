@@ -4,6 +4,8 @@
 
 pub mod alerts;
 pub mod candidates;
+pub mod cleanup;
+pub mod notify;
 pub mod scheduler;
 pub mod state;
 

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use crate::policy::live::{LivePolicy, LiveSet};
 use crate::policy::parse::next_cron_fire;
 use crate::policy::schema::{PolicyKind, Trigger};
-use crate::runtime::candidates;
 use crate::runtime::state::{EvalRecord, StateKey, StateStore};
+use crate::runtime::{candidates, cleanup};
 use crate::telemetry::{FailureLabels, PolicyLabels, Telemetry};
 
 struct Task {
@@ -152,6 +152,11 @@ pub async fn evaluate(
     let outcome = match tokio::task::spawn_blocking(move || evaluate_blocking(&p)).await {
         Ok(Ok(Decided::Summary(s))) => Ok(s),
         Ok(Ok(Decided::Alerts(alerts))) => Ok(apply_alerts(policy, state, &alerts, at_ms)),
+        Ok(Ok(Decided::Cleanup(run))) => {
+            let summary = cleanup_summary(&run);
+            state.record_cleanup(*run);
+            Ok(summary)
+        }
         Ok(Err(e)) => Err(e),
         Err(e) => Err(("panic", format!("the evaluation task failed: {e}"))),
     };
@@ -195,6 +200,26 @@ enum Decided {
     Summary(String),
     /// Alert conditions, for the state machine.
     Alerts(Vec<crate::plugin::records::Alert>),
+    /// A cleanup run, for the history.
+    Cleanup(Box<cleanup::Run>),
+}
+
+fn cleanup_summary(run: &cleanup::Run) -> String {
+    if let Some(why) = &run.cap_exceeded {
+        return why.clone();
+    }
+    let [deleted, would, refused, skipped, failed] = run.counts();
+    if run.dry_run {
+        format!(
+            "dry run over {} candidates: would delete {would} ({} bytes); {refused} refused, {skipped} skipped",
+            run.candidates, run.bytes_freed
+        )
+    } else {
+        format!(
+            "over {} candidates: deleted {deleted} ({} bytes freed); {refused} refused, {skipped} skipped, {failed} failed",
+            run.candidates, run.bytes_freed
+        )
+    }
 }
 
 /// Moves the policy's alerts through their state machine and logs changes.
@@ -248,14 +273,17 @@ fn evaluate_blocking(p: &LivePolicy) -> Result<Decided, (&'static str, String)> 
         }
         PolicyKind::Cleanup => {
             let candidates = candidates::scan(&p.policy.scope_paths);
-            let n = candidates.len();
-            let plan = evaluator
-                .plan(p.policy.spec.dry_run, candidates)
-                .map_err(fail)?;
-            Ok(Decided::Summary(format!(
-                "planned {} actions over {n} candidates",
-                plan.actions.len()
-            )))
+            let dry_run = p.policy.spec.dry_run;
+            let plan = evaluator.plan(dry_run, candidates.clone()).map_err(fail)?;
+            let rules = cleanup::Rules::new(
+                p.policy.scope_paths.clone(),
+                &p.policy.spec.scope.exclude,
+                p.policy.max_actions,
+                dry_run,
+            )
+            .map_err(|e| ("bad_scope", e))?;
+            let run = cleanup::execute(p.name(), &rules, &candidates, &plan);
+            Ok(Decided::Cleanup(Box::new(run)))
         }
         PolicyKind::Recovery => Ok(Decided::Summary(
             "recovery strategies decide when a failure is reported".into(),

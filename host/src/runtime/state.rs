@@ -73,9 +73,32 @@ type PolicyAlerts = HashMap<super::alerts::AlertId, super::alerts::AlertState>;
 pub struct StateStore {
     map: Mutex<HashMap<StateKey, PolicyState>>,
     alerts: Mutex<HashMap<(PathBuf, String), PolicyAlerts>>,
+    cleanup_runs: Mutex<std::collections::VecDeque<super::cleanup::Run>>,
 }
 
+/// How many cleanup runs the history keeps, newest first.
+pub const CLEANUP_HISTORY: usize = 500;
+
 impl StateStore {
+    /// Adds a cleanup run to the history, dropping the oldest beyond
+    /// [`CLEANUP_HISTORY`].
+    pub fn record_cleanup(&self, run: super::cleanup::Run) {
+        let mut h = self.cleanup_runs.lock().unwrap_or_else(|p| p.into_inner());
+        if h.len() == CLEANUP_HISTORY {
+            h.pop_back();
+        }
+        h.push_front(run);
+    }
+
+    /// The cleanup history, newest first, of one policy or all.
+    pub fn cleanup_history(&self, policy: Option<&str>) -> Vec<super::cleanup::Run> {
+        let h = self.cleanup_runs.lock().unwrap_or_else(|p| p.into_inner());
+        h.iter()
+            .filter(|r| policy.is_none_or(|p| r.policy == p))
+            .cloned()
+            .collect()
+    }
+
     /// Records an evaluation of `key` on schedule tick `tick`.
     pub fn record(&self, key: &StateKey, tick: Option<u64>, record: EvalRecord) {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());

@@ -1,0 +1,162 @@
+//! Cleanup end to end through `warden run`: a shipped plugin plans over a
+//! real tree, the host deletes only what the scope allows, a plan over the cap
+//! does nothing, a dry run lists everything, and the history says what was done.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use crate::daemon::Daemon;
+
+fn old_file(path: &Path, bytes: usize) {
+    std::fs::write(path, vec![b'x'; bytes]).unwrap();
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    let then = SystemTime::now() - Duration::from_secs(3 * 86_400);
+    f.set_times(
+        std::fs::FileTimes::new()
+            .set_accessed(then)
+            .set_modified(then),
+    )
+    .unwrap();
+}
+
+fn policy(scope: &Path, extra: &str) -> String {
+    format!(
+        "policies:\n  - name: sweep\n    kind: cleanup\n    plugin: temp-files\n    trigger: manual\n    scope:\n      paths: [\"{}\"]\n      exclude: [\"*.lock\"]\n{extra}    config:\n      max_age: 1d\n",
+        scope.display()
+    )
+}
+
+fn daemon_with(policy_text: &str) -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(dir.path().join("policies/sweep.yaml"), policy_text).unwrap();
+    Daemon::start_in(
+        dir,
+        Some("metrics:\n  collect:\n    enabled: false\n  persist:\n    enabled: false\n"),
+    )
+}
+
+fn run(d: &Daemon) -> Value {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent
+        .post(&format!("http://{}/api/v1/policies/sweep/run", d.addr))
+        .send_empty()
+        .unwrap();
+    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+fn history(d: &Daemon) -> Value {
+    let mut r = ureq::get(&format!(
+        "http://{}/api/v1/cleanup/history?policy=sweep",
+        d.addr
+    ))
+    .call()
+    .unwrap();
+    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+#[test]
+fn old_files_go_and_every_trap_stays() {
+    let tree = tempfile::tempdir().unwrap();
+    let scope = tree.path().join("scope");
+    let outside = tree.path().join("outside");
+    std::fs::create_dir_all(scope.join("sub")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    old_file(&scope.join("a.tmp"), 100);
+    old_file(&scope.join("sub/b.tmp"), 50);
+    old_file(&scope.join("keep.lock"), 10);
+    old_file(&outside.join("precious"), 10);
+    std::os::unix::fs::symlink(&outside, scope.join("out")).unwrap();
+    std::os::unix::fs::symlink(outside.join("precious"), scope.join("p")).unwrap();
+    old_file(&scope.join("held"), 10);
+    let held = std::fs::File::open(scope.join("held")).unwrap();
+    // SAFETY: `held` is an open descriptor.
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&held), libc::LOCK_EX) },
+        0
+    );
+    std::fs::write(scope.join("fresh.tmp"), "new").unwrap();
+
+    let d = daemon_with(&policy(&scope, ""));
+    let record = run(&d);
+    assert_eq!(record["ok"], true, "{record}");
+    assert!(
+        record["detail"]
+            .as_str()
+            .unwrap()
+            .contains("deleted 2 (150 bytes freed)"),
+        "{record}"
+    );
+    assert!(!scope.join("a.tmp").exists() && !scope.join("sub/b.tmp").exists());
+    for kept in ["keep.lock", "held", "fresh.tmp"] {
+        assert!(scope.join(kept).exists(), "{kept}");
+    }
+    assert!(std::fs::symlink_metadata(scope.join("out")).is_ok());
+    assert_eq!(
+        std::fs::read_to_string(outside.join("precious"))
+            .unwrap()
+            .len(),
+        10
+    );
+    let h = history(&d);
+    let items = h[0]["items"].as_array().unwrap();
+    let of = |name: &str| {
+        items
+            .iter()
+            .find(|i| i["target"].as_str().is_some_and(|t| t.ends_with(name)))
+            .unwrap_or_else(|| panic!("{name} in {h:#}"))
+    };
+    assert_eq!(of("a.tmp")["outcome"], "deleted");
+    assert_eq!(of("held")["outcome"], "skipped");
+    assert!(of("held")["why"].as_str().unwrap().contains("locked"));
+    assert_eq!(h[0]["bytes_freed"], 150);
+    drop(held);
+    d.stop();
+}
+
+#[test]
+fn over_the_cap_nothing_is_deleted_and_a_dry_run_only_lists() {
+    let tree = tempfile::tempdir().unwrap();
+    let scope = tree.path().join("scope");
+    std::fs::create_dir(&scope).unwrap();
+    for i in 0..1000 {
+        old_file(&scope.join(format!("f{i:04}")), 1);
+    }
+    let d = daemon_with(&policy(&scope, "    max_actions: 10%\n"));
+    let record = run(&d);
+    let detail = record["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("1000 actions") && detail.contains("allows 100"),
+        "{detail}"
+    );
+    assert_eq!(std::fs::read_dir(&scope).unwrap().count(), 1000);
+    assert!(history(&d)[0]["cap_exceeded"].is_string());
+    drop(d);
+
+    let d = daemon_with(&policy(&scope, "    dry_run: true\n"));
+    let record = run(&d);
+    assert!(
+        record["detail"]
+            .as_str()
+            .unwrap()
+            .contains("would delete 1000"),
+        "{record}"
+    );
+    assert_eq!(std::fs::read_dir(&scope).unwrap().count(), 1000);
+    let h = history(&d);
+    assert_eq!(h[0]["dry_run"], true);
+    assert_eq!(h[0]["items"].as_array().unwrap().len(), 1000);
+    assert!(
+        h[0]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["outcome"] == "would_delete")
+    );
+    d.stop();
+}
