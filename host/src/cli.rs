@@ -65,6 +65,9 @@ pub enum Command {
         /// The daemon's address.
         #[arg(long, default_value = crate::daemon::DEFAULT_LISTEN)]
         addr: String,
+        /// The API token, if the daemon requires one.
+        #[arg(long, env = "WARDEN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Work with plugin components.
     Plugin {
@@ -138,8 +141,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { addr, format } => status(&addr, format),
-        Command::Reload { addr } => {
-            let body: serde_json::Value = daemon_call(&addr, "POST", "/api/v1/policies/reload")?;
+        Command::Reload { addr, token } => {
+            let body: serde_json::Value =
+                daemon_call(&addr, "POST", "/api/v1/policies/reload", token.as_deref())?;
             println!("{}", serde_json::to_string_pretty(&body)?);
             let failed = body["failed"].as_array().is_some_and(|f| !f.is_empty());
             Ok(if failed {
@@ -247,14 +251,25 @@ fn check(paths: &[PathBuf], format: Format, data_dir: Option<PathBuf>) -> anyhow
 }
 
 /// Calls the running daemon's API and returns its JSON answer.
-fn daemon_call(addr: &str, method: &str, path: &str) -> anyhow::Result<serde_json::Value> {
+fn daemon_call(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<serde_json::Value> {
     let url = format!("http://{addr}{path}");
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .into();
     let response = match method {
-        "POST" => agent.post(&url).send_empty(),
+        "POST" => {
+            let mut request = agent.post(&url);
+            if let Some(t) = token {
+                request = request.header("authorization", &format!("Bearer {t}"));
+            }
+            request.send_empty()
+        }
         _ => agent.get(&url).call(),
     }
     .map_err(|e| anyhow::anyhow!("cannot reach warden at {addr} ({e}); is `warden run` running there? (`--addr` sets the address)"))?;
@@ -275,7 +290,7 @@ fn daemon_call(addr: &str, method: &str, path: &str) -> anyhow::Result<serde_jso
 }
 
 fn status(addr: &str, format: Format) -> anyhow::Result<ExitCode> {
-    let body = daemon_call(addr, "GET", "/api/v1/policies")?;
+    let body = daemon_call(addr, "GET", "/api/v1/policies", None)?;
     let mut out = std::io::stdout().lock();
     if format == Format::Json {
         writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;

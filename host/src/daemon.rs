@@ -35,6 +35,44 @@ pub struct DaemonConfig {
     /// Collection, ingest, store and batch files.
     #[serde(default)]
     pub metrics: crate::metrics::MetricsConfig,
+    /// Who may change things through the API.
+    #[serde(default)]
+    pub api: ApiConfig,
+}
+
+/// The API's access control.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// The bearer token every mutating request needs. Prefer `token_file`, or
+    /// the WARDEN_TOKEN environment variable, to keep it out of the file.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// A file holding the token (surrounding whitespace ignored).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+impl ApiConfig {
+    /// The token from the file, the config or WARDEN_TOKEN, in that order.
+    pub fn resolve(&self) -> anyhow::Result<Option<String>> {
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("api.token_file: failed to read `{}`", path.display()))?;
+            let token = text.trim().to_owned();
+            anyhow::ensure!(
+                !token.is_empty(),
+                "api.token_file: `{}` is empty",
+                path.display()
+            );
+            return Ok(Some(token));
+        }
+        Ok(self
+            .token
+            .clone()
+            .or_else(|| std::env::var("WARDEN_TOKEN").ok())
+            .filter(|t| !t.is_empty()))
+    }
 }
 
 fn default_policies() -> PathBuf {
@@ -54,6 +92,7 @@ impl Default for DaemonConfig {
             data_dir: default_data_dir(),
             listen: default_listen(),
             metrics: crate::metrics::MetricsConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -82,6 +121,12 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         config.policies.display()
     );
     let policies_dir = config.policies.canonicalize()?;
+    let token = config.api.resolve()?;
+    anyhow::ensure!(
+        token.is_some() || config.listen.ip().is_loopback(),
+        "listening on {} (beyond this machine) needs an API token: set `api.token_file` (or `api.token`, or WARDEN_TOKEN) so that only holders of it can change the daemon",
+        config.listen
+    );
 
     let engine = Engine::new(&EngineOptions {
         cache_dir: Some(data_dir.join("cache").join("plugins")),
@@ -157,6 +202,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         scheduler,
         telemetry,
         metrics: Some(Arc::clone(&pipeline)),
+        token: crate::api::auth::Token::new(token),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

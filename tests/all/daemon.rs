@@ -208,3 +208,77 @@ fn status_without_a_daemon_says_how_to_fix_it() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("is `warden run` running there?"), "{err}");
 }
+
+fn post_status(addr: &str, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = agent.post(&format!("http://{addr}{path}"));
+    if let Some(t) = token {
+        request = request.header("authorization", &format!("Bearer {t}"));
+    }
+    let mut r = request.send_empty().unwrap();
+    let status = r.status().as_u16();
+    let body = r.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&body).unwrap_or_default())
+}
+
+#[test]
+fn with_a_token_mutations_need_it_and_reads_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(dir.path().join("policies/a.yaml"), alert("a", 1.0)).unwrap();
+    std::fs::write(dir.path().join("token"), "s3cret\n").unwrap();
+    let d = Daemon::start_in(
+        dir,
+        Some("api:\n  token_file: token\nmetrics:\n  collect:\n    enabled: false\n"),
+    );
+    for (path, token) in [
+        ("/api/v1/policies/reload", None),
+        ("/api/v1/policies/reload", Some("wrong")),
+        ("/api/v1/policies/a/run", None),
+        ("/api/v1/metrics", None),
+    ] {
+        let (status, body) = post_status(&d.addr, path, token);
+        assert_eq!(status, 401, "{path} {token:?}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("token"), "{body}");
+    }
+    let (status, body) = post_status(&d.addr, "/api/v1/policies/reload", Some("s3cret"));
+    assert_eq!(status, 200, "{body}");
+    // Reads stay open.
+    assert_eq!(d.status()["policies"][0]["name"], "a");
+    // The CLI passes the token on.
+    let refused = warden(&["reload", "--addr", &d.addr]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Bearer"));
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["reload", "--addr", &d.addr])
+        .env("WARDEN_TOKEN", "s3cret")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.stop();
+}
+
+#[test]
+fn listening_beyond_loopback_without_a_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["run", "--listen", &format!("0.0.0.0:{}", free_port())])
+        .env_remove("WARDEN_TOKEN")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("needs an API token") && err.contains("api.token_file"),
+        "{err}"
+    );
+}

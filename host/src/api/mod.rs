@@ -2,6 +2,7 @@
 //! queries (`metrics`), and `/metrics`. Errors are JSON with a message a
 //! person can act on.
 
+pub mod auth;
 mod metrics;
 
 use std::sync::Arc;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub telemetry: Arc<Telemetry>,
     /// The metrics pipeline, if the daemon runs one.
     pub metrics: Option<Arc<crate::metrics::Pipeline>>,
+    /// The token mutations need.
+    pub token: auth::Token,
 }
 
 /// An error as the API returns it.
@@ -50,6 +53,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(exposition))
         .merge(policy_routes())
         .merge(metrics::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.token.clone(),
+            auth::require_token,
+        ))
         .with_state(state)
 }
 
