@@ -83,7 +83,7 @@ impl Daemon {
         std::mem::replace(&mut self.dir, dir)
     }
 
-    fn status(&self) -> serde_json::Value {
+    pub fn status(&self) -> serde_json::Value {
         let out = warden(&["status", "--addr", &self.addr, "--format", "json"]);
         serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
     }

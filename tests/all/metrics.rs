@@ -434,3 +434,42 @@ fn a_real_prometheus_scrapes_metrics_and_answers_queries() {
     assert_eq!(up[0]["value"][1], "1");
     d.stop();
 }
+
+#[test]
+fn a_pushed_metric_reaches_a_policy_through_query_series() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(
+        dir.path().join("policies/a.yaml"),
+        crate::policies::alert("a", 5.0),
+    )
+    .unwrap();
+    let d = Daemon::start_in(dir, Some(QUIET));
+    let (status, v) = post(
+        &d.addr,
+        "/api/v1/metrics",
+        &json!({"samples": [{"metric": "m", "labels": {"host": "db1"}, "value": 10}]}),
+    );
+    assert_eq!(status, 200, "{v}");
+    // The ingest worker applies records within milliseconds; run the policy
+    // until it sees the value.
+    let t = Instant::now();
+    loop {
+        let (status, record) = post(&d.addr, "/api/v1/policies/a/run", &json!({}));
+        assert_eq!(status, 200, "{record}");
+        if record["detail"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("1 alerts firing")
+        {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{record}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let s = d.status();
+    let alert = &s["policies"][0]["alerts"][0];
+    assert_eq!(alert["phase"], "firing", "{s:#}");
+    assert!(alert["labels"].to_string().contains("db1"), "{alert}");
+    d.stop();
+}
