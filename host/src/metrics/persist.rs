@@ -194,7 +194,10 @@ pub fn batch_files(dir: &Path) -> std::io::Result<Vec<(PathBuf, DateTime<Utc>)>>
 
 /// Deletes batch files older than `retention` at `now`; returns how many.
 pub fn expire(dir: &Path, retention: Duration, now: SystemTime) -> std::io::Result<usize> {
-    let cutoff: DateTime<Utc> = (now - retention).into();
+    let cutoff: DateTime<Utc> = now
+        .checked_sub(retention)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+        .into();
     let mut n = 0;
     for (path, t) in batch_files(dir)? {
         if t < cutoff {
@@ -402,7 +405,10 @@ pub fn refill(dir: &Path, store: &SeriesStore, now: SystemTime) -> std::io::Resu
         return Ok(report);
     }
     let retention = store.limits().retention;
-    let cutoff: DateTime<Utc> = (now - retention).into();
+    let cutoff: DateTime<Utc> = now
+        .checked_sub(retention)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+        .into();
     let cutoff_ms = cutoff.timestamp_millis();
     let interner = store.interner();
     let mut changes = Vec::new();

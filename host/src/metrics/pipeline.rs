@@ -31,8 +31,19 @@ impl Pipeline {
     /// Starts everything `config` asks for; batch files go under
     /// `data_dir/metrics` unless the config names a directory.
     pub fn start(config: &MetricsConfig, data_dir: &Path) -> anyhow::Result<Pipeline> {
-        let store = Arc::new(SeriesStore::new(config.store.limits(), config.pii()));
         let p = &config.persist;
+        anyhow::ensure!(
+            (1..=19).contains(&p.zstd_level),
+            "metrics.persist.zstd_level: {} is not a level; use 1 (fast) to 19 (small)",
+            p.zstd_level
+        );
+        anyhow::ensure!(
+            config.store.max_series > 0 && config.store.max_series <= u32::MAX as usize,
+            "metrics.store.max_series: {} is out of range; use 1 to {}",
+            config.store.max_series,
+            u32::MAX
+        );
+        let store = Arc::new(SeriesStore::new(config.store.limits(), config.pii()));
         let (writer, persist_dir, refilled) = if p.enabled {
             let dir = p.dir.clone().unwrap_or_else(|| data_dir.join("metrics"));
             let writer = Writer::open(&dir, p.compression, p.zstd_level, p.retention.0)
@@ -199,5 +210,51 @@ impl Sink for RecordSink<'_> {
         if self.metrics.push_sample(id, op, self.at_ms, value).is_err() {
             self.refused += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_settings_are_refused_by_name_before_anything_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = MetricsConfig::default();
+        config.persist.zstd_level = 0;
+        let e = Pipeline::start(&config, dir.path()).unwrap_err();
+        assert!(e.to_string().contains("metrics.persist.zstd_level"), "{e}");
+        let mut config = MetricsConfig::default();
+        config.store.max_series = 0;
+        let e = Pipeline::start(&config, dir.path()).unwrap_err();
+        assert!(e.to_string().contains("metrics.store.max_series"), "{e}");
+        assert!(!dir.path().join("metrics").exists(), "nothing was created");
+    }
+
+    #[test]
+    fn a_pipeline_collects_records_and_writes_on_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = MetricsConfig::default();
+        config.collect.interval = crate::policy::values::HumanDuration(Duration::from_millis(100));
+        let p = Pipeline::start(&config, dir.path()).unwrap();
+        p.metrics()
+            .record("app_queue_depth", &[("shard", "1")], 3.0)
+            .unwrap();
+        let t = Instant::now();
+        while p
+            .store()
+            .interner()
+            .lookup("memory_total_bytes", &[])
+            .is_none()
+        {
+            assert!(t.elapsed() < Duration::from_secs(10), "nothing collected");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        p.shutdown();
+        let stats = p.metrics().stats();
+        assert!(!stats.is_running);
+        assert_eq!(stats.total_recorded, stats.total_persisted, "{stats:?}");
+        let files = super::super::persist::batch_files(&dir.path().join("metrics")).unwrap();
+        assert!(!files.is_empty());
     }
 }
