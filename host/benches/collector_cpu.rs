@@ -14,6 +14,10 @@
 //! Run: `cargo bench -p warden --bench collector_cpu`.
 //! `WARDEN_NODE_EXPORTER` overrides the exporter's path.
 
+#[path = "support/cpu.rs"]
+mod cpu;
+use cpu::thread_cpu;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -123,18 +127,6 @@ fn pipeline_cpu() -> Duration {
         }
     }
     Duration::from_nanos(total)
-}
-
-/// This thread's CPU time.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// utime + stime of `pid`, from /proc/PID/stat.

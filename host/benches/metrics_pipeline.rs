@@ -9,6 +9,10 @@
 //! Run: `cargo bench -p warden --bench metrics_pipeline`. Under `cargo test`
 //! it runs each part once, small, as a smoke test.
 
+#[path = "support/cpu.rs"]
+mod cpu;
+use cpu::thread_cpu;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,18 +111,6 @@ fn record_cost<T>(
     }
     m.shutdown();
     median(per_call)
-}
-
-/// This thread's CPU time.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// A mix like a service's: request latencies (log-normal-ish, 0.1 ms

@@ -78,6 +78,18 @@ enum PushKind {
 }
 
 /// An operation as pushed: the fields of [`Operation`] and an optional time.
+impl PushKind {
+    /// The series kind, and how a pushed value changes it: a gauge is set, a
+    /// counter is added to, a histogram observes.
+    fn kind_op(self) -> (Kind, Op) {
+        match self {
+            PushKind::Gauge => (Kind::Gauge, Op::Set),
+            PushKind::Counter => (Kind::Counter, Op::Add),
+            PushKind::Histogram => (Kind::Histogram, Op::Observe),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PushOperation {
@@ -173,10 +185,11 @@ async fn push(State(s): State<AppState>, body: Bytes) -> Response {
         let at = || format!("samples[{i}]");
         label_buf.clear();
         label_buf.extend(sample.labels.0.iter().map(|(k, v)| (&**k, &**v)));
-        let (kind, op, checked) = match sample.kind {
-            PushKind::Gauge => (Kind::Gauge, Op::Set, validate::value(sample.value)),
-            PushKind::Counter => (Kind::Counter, Op::Add, validate::increment(sample.value)),
-            PushKind::Histogram => (Kind::Histogram, Op::Observe, validate::value(sample.value)),
+        let (kind, op) = sample.kind.kind_op();
+        let checked = if op == Op::Add {
+            validate::increment(sample.value)
+        } else {
+            validate::value(sample.value)
         };
         if let Err(e) = checked {
             problems.push(e.within(&at()));
@@ -244,12 +257,7 @@ async fn push(State(s): State<AppState>, body: Bytes) -> Response {
             let sample = &parsed.samples[r.1];
             label_buf.clear();
             label_buf.extend(sample.labels.0.iter().map(|(k, v)| (&**k, &**v)));
-            let kind = match sample.kind {
-                PushKind::Gauge => Kind::Gauge,
-                PushKind::Counter => Kind::Counter,
-                PushKind::Histogram => Kind::Histogram,
-            };
-            match interner.intern(&sample.metric, &label_buf, kind) {
+            match interner.intern(&sample.metric, &label_buf, sample.kind.kind_op().0) {
                 Ok(id) => r.0 = Some(id),
                 Err(e) => problems.push(Invalid::new(format!("samples[{}]", r.1), e.to_string())),
             }

@@ -160,14 +160,19 @@ impl Accumulator {
             self.small[n] = v;
             return;
         }
-        let sk = self.sketch.get_or_insert_with(|| {
+        self.spilled().add(v);
+    }
+
+    /// The sketch, made on first need from the values kept so far.
+    fn spilled(&mut self) -> &mut DDSketch {
+        let kept = &self.small[..(self.count as usize).min(EXACT_QUANTILE_MAX)];
+        self.sketch.get_or_insert_with(|| {
             let mut sk = sketch();
-            for x in &self.small[..n.min(EXACT_QUANTILE_MAX)] {
+            for x in kept {
                 sk.add(*x);
             }
             sk
-        });
-        sk.add(v);
+        })
     }
 
     /// Adds a series' samples, oldest first, in up to two runs (a ring
@@ -229,16 +234,8 @@ impl Accumulator {
         if self.quantiles && other.quantiles {
             match &other.sketch {
                 Some(theirs) => {
-                    let n = self.count as usize;
-                    let mine = self.sketch.get_or_insert_with(|| {
-                        let mut sk = sketch();
-                        for x in &self.small[..n.min(EXACT_QUANTILE_MAX)] {
-                            sk.add(*x);
-                        }
-                        sk
-                    });
                     // Sketches made by `sketch()` share one config, which is all merge checks.
-                    let _ = mine.merge(theirs);
+                    let _ = self.spilled().merge(theirs);
                 }
                 None if self.sketch.is_some() => {
                     let sk = self.sketch.as_mut().expect("checked above");

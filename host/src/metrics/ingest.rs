@@ -18,7 +18,7 @@ use crossbeam_queue::ArrayQueue;
 
 use super::config::{FullQueue, PersistConfig};
 use super::persist::Writer;
-use super::series::{Kind, SeriesError, SeriesId};
+use super::series::{Interner, Kind, SeriesError, SeriesId};
 use super::store::{Op, SeriesStore};
 use super::validate::{self, Invalid, Operation};
 use crate::plugin::records::TimestampMs;
@@ -525,6 +525,35 @@ impl Metrics {
     }
 }
 
+/// The changes an operation makes to its two series,
+/// `operation_duration_ms{operation_type, operation_name}` and
+/// `operations_total{..., outcome}`: on record, and again on refill, since the
+/// operation alone is persisted.
+pub(crate) fn operation_series(
+    interner: &Interner,
+    operation_type: &str,
+    operation_name: &str,
+    success: bool,
+    duration_ms: f64,
+    at_ms: TimestampMs,
+    out: &mut Vec<(SeriesId, Op, TimestampMs, f64)>,
+) {
+    let base = [
+        ("operation_type", operation_type),
+        ("operation_name", operation_name),
+    ];
+    // A refused series (the cap) is counted by the interner; the operation
+    // itself is still persisted.
+    if let Ok(id) = interner.intern("operation_duration_ms", &base, Kind::Histogram) {
+        out.push((id, Op::Observe, at_ms, duration_ms));
+    }
+    let outcome = if success { "success" } else { "failure" };
+    let labels = [base[0], base[1], ("outcome", outcome)];
+    if let Ok(id) = interner.intern("operations_total", &labels, Kind::Counter) {
+        out.push((id, Op::Add, at_ms, 1.0));
+    }
+}
+
 /// A batch on its way to the writer, with the flush request it completes.
 struct Batch {
     records: Vec<Persisted>,
@@ -579,7 +608,15 @@ impl Shared {
                         value,
                     } => changes.push((id, op, at_ms, value)),
                     Item::Operation { at_ms, op } => {
-                        self.derive(&op, at_ms, &mut derived);
+                        operation_series(
+                            self.store.interner(),
+                            &op.operation_type,
+                            &op.operation_name,
+                            op.success,
+                            op.duration_ms,
+                            at_ms,
+                            &mut derived,
+                        );
                         batch.push(Persisted::Operation { at_ms, op });
                     }
                 }
@@ -661,29 +698,6 @@ impl Shared {
             } else {
                 empty_polls = 0;
             }
-        }
-    }
-
-    fn derive(
-        &self,
-        op: &Operation,
-        at_ms: TimestampMs,
-        out: &mut Vec<(SeriesId, Op, TimestampMs, f64)>,
-    ) {
-        let interner = self.store.interner();
-        let base = [
-            ("operation_type", op.operation_type.as_str()),
-            ("operation_name", op.operation_name.as_str()),
-        ];
-        // A refused series (the cap) is counted by the interner; the operation
-        // itself is still persisted.
-        if let Ok(id) = interner.intern("operation_duration_ms", &base, Kind::Histogram) {
-            out.push((id, Op::Observe, at_ms, op.duration_ms));
-        }
-        let outcome = if op.success { "success" } else { "failure" };
-        let labels = [base[0], base[1], ("outcome", outcome)];
-        if let Ok(id) = interner.intern("operations_total", &labels, Kind::Counter) {
-            out.push((id, Op::Add, at_ms, 1.0));
         }
     }
 

@@ -461,21 +461,15 @@ pub fn refill(dir: &Path, store: &SeriesStore, now: SystemTime) -> std::io::Resu
         store.apply(&changes, |_, _, _| {});
         changes.clear();
         for o in derived_ops.drain(..) {
-            let base = [
-                ("operation_type", o.operation_type.as_str()),
-                ("operation_name", o.operation_name.as_str()),
-            ];
-            if let Ok(id) = interner.intern("operation_duration_ms", &base, Kind::Histogram) {
-                changes.push((id, Op::Observe, o.timestamp_ms, o.duration_ms));
-            }
-            let outcome = if o.success { "success" } else { "failure" };
-            if let Ok(id) = interner.intern(
-                "operations_total",
-                &[base[0], base[1], ("outcome", outcome)],
-                Kind::Counter,
-            ) {
-                changes.push((id, Op::Add, o.timestamp_ms, 1.0));
-            }
+            super::ingest::operation_series(
+                interner,
+                &o.operation_type,
+                &o.operation_name,
+                o.success,
+                o.duration_ms,
+                o.timestamp_ms,
+                &mut changes,
+            );
             report.records += 1;
         }
         store.apply(&changes, |_, _, _| {});
