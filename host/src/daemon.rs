@@ -38,6 +38,44 @@ pub struct DaemonConfig {
     /// Who may change things through the API.
     #[serde(default)]
     pub api: ApiConfig,
+    /// Where alerts go.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+    /// Memory pressure levels, for cleanup policies' `on_pressure`.
+    #[serde(default)]
+    pub pressure: crate::runtime::pressure::PressureConfig,
+}
+
+/// The `alerts:` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Receivers of the alerts of every policy without its own `notify:`.
+    #[serde(default = "default_notifiers")]
+    pub notifiers: Vec<crate::runtime::notify::NotifierConfig>,
+    /// How often firing alerts are repeated to receivers that expire them
+    /// (Alertmanager), and resolved ones re-sent while remembered.
+    #[serde(default = "default_refresh")]
+    pub refresh: crate::policy::values::HumanDuration,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            notifiers: default_notifiers(),
+            refresh: default_refresh(),
+        }
+    }
+}
+
+fn default_notifiers() -> Vec<crate::runtime::notify::NotifierConfig> {
+    vec![crate::runtime::notify::NotifierConfig::Log {}]
+}
+
+fn default_refresh() -> crate::policy::values::HumanDuration {
+    crate::policy::values::HumanDuration(std::time::Duration::from_millis(
+        crate::runtime::alerts::DEFAULT_REFRESH_MS,
+    ))
 }
 
 /// The API's access control.
@@ -93,6 +131,8 @@ impl Default for DaemonConfig {
             listen: default_listen(),
             metrics: crate::metrics::MetricsConfig::default(),
             api: ApiConfig::default(),
+            alerts: AlertsConfig::default(),
+            pressure: crate::runtime::pressure::PressureConfig::default(),
         }
     }
 }
@@ -128,6 +168,24 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         config.listen
     );
 
+    let dispatcher = crate::runtime::notify::Dispatcher::new(config.alerts.notifiers.clone())
+        .map_err(|e| anyhow::anyhow!("alerts.notifiers: {e}"))?;
+    anyhow::ensure!(
+        !config.alerts.refresh.0.is_zero(),
+        "alerts.refresh: must be longer than 0s"
+    );
+    let pressure = config
+        .pressure
+        .thresholds()
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let state_dir = data_dir.join("state");
+    let state = Arc::new(StateStore::open(&state_dir).with_context(|| {
+        format!(
+            "failed to open the state directory `{}`",
+            state_dir.display()
+        )
+    })?);
+
     let engine = Engine::new(&EngineOptions {
         cache_dir: Some(data_dir.join("cache").join("plugins")),
     })?;
@@ -142,9 +200,10 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
             .await??,
         )
     };
+    let registry = Arc::new(crate::resources::Registry::default());
     let sources = Arc::new(Sources {
         series: Arc::clone(pipeline.store()),
-        ..Sources::default()
+        resources: Arc::clone(&registry),
     });
     let dir = Arc::new(PolicyDir::new(
         &policies_dir,
@@ -168,9 +227,17 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         "policies loaded"
     );
 
-    let state = Arc::new(StateStore::default());
-    let scheduler = Arc::new(Scheduler::new(Arc::clone(&state), Arc::clone(&telemetry)));
+    let cx = crate::runtime::scheduler::Context {
+        dispatcher: Arc::new(dispatcher),
+        series: Arc::clone(pipeline.store()),
+        registry: Arc::clone(&registry),
+        refresh_ms: u64::try_from(config.alerts.refresh.0.as_millis()).unwrap_or(u64::MAX),
+        ..crate::runtime::scheduler::Context::new(Arc::clone(&state), Arc::clone(&telemetry))
+    };
+    let scheduler = Arc::new(Scheduler::with_context(cx.clone()));
     scheduler.sync(&set);
+    let monitor = Arc::new(crate::runtime::pressure::Monitor::default());
+    tokio::spawn(Arc::clone(&monitor).run(pressure, config.pressure.every.0, cx));
     let mut changes = dir.subscribe();
     {
         let scheduler = Arc::clone(&scheduler);
@@ -202,6 +269,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         scheduler,
         telemetry,
         metrics: Some(Arc::clone(&pipeline)),
+        pressure: monitor,
         token: crate::api::auth::Token::new(token),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)

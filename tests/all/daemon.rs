@@ -239,6 +239,9 @@ fn with_a_token_mutations_need_it_and_reads_do_not() {
         ("/api/v1/policies/reload", Some("wrong")),
         ("/api/v1/policies/a/run", None),
         ("/api/v1/metrics", None),
+        ("/api/v1/resources", None),
+        ("/api/v1/resources/1/access", None),
+        ("/api/v1/cleanup/tasks/a/run", None),
     ] {
         let (status, body) = post_status(&d.addr, path, token);
         assert_eq!(status, 401, "{path} {token:?}: {body}");

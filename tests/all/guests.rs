@@ -317,6 +317,7 @@ fn list_resources_serves_the_registry() {
         size_bytes: 5,
         pid: None,
         labels: vec![("pool".into(), "hot".into())],
+        ttl_ms: None,
     };
     registry.register(reg(ResourceKind::AppObject, "cache/x"), now_ms());
     registry.register(reg(ResourceKind::Socket, "conn/1"), now_ms());

@@ -9,6 +9,9 @@
 //! - `cli`: the `warden` binary as a user runs it.
 //! - `policies`: policy files, `warden check`, hot reload, schedules and state.
 //! - `daemon`: `warden run` end to end: status, reload on edit and SIGHUP, shutdown.
+//! - `api`: resources, cleanup tasks, triggers and `/health` over HTTP.
+//! - `alerts`: alert notifications to a real Alertmanager and a webhook, and
+//!   alert state across restarts.
 
 /// Fails to compile unless a test function named after the guest exists in scope.
 macro_rules! assert_test_exists {
@@ -18,6 +21,8 @@ macro_rules! assert_test_exists {
     };
 }
 
+mod alerts;
+mod api;
 mod bad_input;
 mod cache;
 mod cleanup;

@@ -2,8 +2,12 @@
 //! queries (`metrics`), and `/metrics`. Errors are JSON with a message a
 //! person can act on.
 
+mod alerts;
 pub mod auth;
+mod cleanup;
+pub mod health;
 mod metrics;
+mod resources;
 
 use std::sync::Arc;
 
@@ -32,6 +36,8 @@ pub struct AppState {
     pub telemetry: Arc<Telemetry>,
     /// The metrics pipeline, if the daemon runs one.
     pub metrics: Option<Arc<crate::metrics::Pipeline>>,
+    /// Memory pressure, as last measured.
+    pub pressure: Arc<crate::runtime::pressure::Monitor>,
     /// The token mutations need.
     pub token: auth::Token,
 }
@@ -39,6 +45,31 @@ pub struct AppState {
 /// An error as the API returns it.
 #[derive(Debug)]
 pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    /// A 400 with `message`.
+    pub fn bad_request(message: String) -> Self {
+        ApiError(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+/// A query string, refused as JSON naming what is wrong (axum's own
+/// extractor answers in plain text).
+#[derive(Debug)]
+pub struct Q<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Q<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
+            .map(Q)
+            .map_err(|e| ApiError::bad_request(format!("the query string is not understood: {e}")))
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -49,10 +80,13 @@ impl IntoResponse for ApiError {
 /// Returns the API's router.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/health", get(health))
+        .route("/health", get(health::health))
         .route("/metrics", get(exposition))
         .merge(policy_routes())
         .merge(metrics::routes())
+        .merge(alerts::routes())
+        .merge(cleanup::routes())
+        .merge(resources::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.token.clone(),
             auth::require_token,
@@ -65,34 +99,6 @@ fn policy_routes() -> Router<AppState> {
         .route("/api/v1/policies", get(policies))
         .route("/api/v1/policies/reload", post(reload))
         .route("/api/v1/policies/{name}/run", post(run_now))
-        .route("/api/v1/cleanup/history", get(cleanup_history))
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct HistoryQuery {
-    policy: Option<String>,
-    limit: Option<usize>,
-}
-
-/// Cleanup runs, newest first: what each did, to what, why, and the bytes freed.
-async fn cleanup_history(
-    State(s): State<AppState>,
-    axum::extract::Query(q): axum::extract::Query<HistoryQuery>,
-) -> Json<Vec<crate::runtime::cleanup::Run>> {
-    let mut runs = s.state.cleanup_history(q.policy.as_deref());
-    runs.truncate(q.limit.unwrap_or(50));
-    Json(runs)
-}
-
-async fn health(State(s): State<AppState>) -> Json<serde_json::Value> {
-    let set = s.policies.current();
-    let failing = set.files.values().filter(|f| f.error.is_some()).count();
-    Json(json!({
-        "status": if failing == 0 { "ok" } else { "degraded" },
-        "policies": set.policies().count(),
-        "files": set.files.len(),
-        "files_with_errors": failing,
-    }))
 }
 
 async fn exposition(State(s): State<AppState>) -> impl IntoResponse {

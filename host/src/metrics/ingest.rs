@@ -393,6 +393,11 @@ impl Metrics {
         })
     }
 
+    /// How many records the queue holds at most.
+    pub fn queue_capacity(&self) -> usize {
+        self.shared.queue.capacity()
+    }
+
     /// Room left in the queue now.
     pub fn free(&self) -> usize {
         self.shared.queue.capacity() - self.shared.queue.len()

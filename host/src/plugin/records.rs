@@ -184,6 +184,20 @@ impl ResourceSet {
             .copied()
             .filter(|t| *t != UNKNOWN_TIME)
     }
+
+    /// Returns the labels of the resource at `index` (none if out of range).
+    pub fn labels(&self, index: usize) -> impl Iterator<Item = (&str, &str)> {
+        let (first, count) = match self.label_ranges.get(2 * index..2 * index + 2) {
+            Some([first, count]) => (*first as usize, *count as usize),
+            _ => (0, 0),
+        };
+        (first..first + count).map(move |l| {
+            (
+                self.span(&self.labels, 2 * l),
+                self.span(&self.labels, 2 * l + 1),
+            )
+        })
+    }
 }
 
 /// Which resources `list-resources` returns.

@@ -84,6 +84,11 @@ impl fmt::Display for PluginSource {
     }
 }
 
+/// Cleanup actions at once unless `max_concurrent` says otherwise.
+pub const DEFAULT_MAX_CONCURRENT: usize = 4;
+/// How long a cleanup run may act unless `run_timeout` says otherwise.
+pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// A policy that passed every check that needs no plugin, with defaults filled.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -101,6 +106,10 @@ pub struct Policy {
     pub limits: Limits,
     /// Cleanup: the cap on actions per run.
     pub max_actions: Option<crate::runtime::cleanup::Cap>,
+    /// Cleanup: actions at once.
+    pub max_concurrent: usize,
+    /// Cleanup: the longest a run may act.
+    pub run_timeout: Duration,
     /// 1-based line where the policy starts.
     pub line: usize,
 }
@@ -258,6 +267,54 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
                 }
             },
         };
+        let cleanup_only = [
+            ("max_concurrent", spec.max_concurrent.is_some()),
+            ("run_timeout", spec.run_timeout.is_some()),
+            ("on_pressure", spec.on_pressure.is_some()),
+        ];
+        for (field, set) in cleanup_only {
+            if set && spec.kind != PolicyKind::Cleanup {
+                fail(field, format!("`{field}` applies to cleanup policies only"));
+            }
+        }
+        let max_concurrent = match spec.max_concurrent {
+            None => DEFAULT_MAX_CONCURRENT,
+            Some(n @ 1..=64) => n as usize,
+            Some(n) => {
+                fail(
+                    "max_concurrent",
+                    format!("`max_concurrent` is {n}; it must be between 1 and 64"),
+                );
+                DEFAULT_MAX_CONCURRENT
+            }
+        };
+        let run_timeout = match spec.run_timeout {
+            None => DEFAULT_RUN_TIMEOUT,
+            Some(t) if t.0.is_zero() || t.0 > Duration::from_secs(24 * 3600) => {
+                fail(
+                    "run_timeout",
+                    format!("`run_timeout` is {t}; it must be more than 0s and at most 24h"),
+                );
+                DEFAULT_RUN_TIMEOUT
+            }
+            Some(t) => t.0,
+        };
+        if let Some(list) = &spec.notify {
+            if spec.kind != PolicyKind::Alert {
+                fail("notify", "`notify` applies to alert policies only".into());
+            }
+            for (n, config) in list.iter().enumerate() {
+                if let Err(e) = crate::runtime::notify::build(config) {
+                    let field = match &e {
+                        crate::runtime::notify::NotifyError::Config { field, .. } => {
+                            format!("notify[{n}].{field}")
+                        }
+                        _ => format!("notify[{n}]"),
+                    };
+                    fail(&field, format!("`{field}`: {e}"));
+                }
+            }
+        }
         let config = match &spec.config {
             None | Some(serde_json::Value::Null) => serde_json::json!({}),
             Some(v) => v.clone(),
@@ -270,6 +327,8 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
             config,
             limits,
             max_actions,
+            max_concurrent,
+            run_timeout,
             line: at("").map_or(1, |p| p.0),
         });
     }
@@ -608,6 +667,44 @@ mod tests {
         assert!(e[0].ends_with("did you mean `timeout`?"), "{}", e[0]);
         let e = errors("policies:\n  - name: a\n    kind: alrt\n");
         assert!(e[0].contains("did you mean `alert`?"), "{}", e[0]);
+    }
+
+    #[test]
+    fn runtime_fields_are_checked_where_they_are_written() {
+        let text = "policies:
+  - name: a
+    kind: alert
+    plugin: threshold
+    notify:
+      - {type: log}
+      - type: webhook
+        url: https://hooks.example/x
+    max_concurrent: 4
+  - name: b
+    kind: cleanup
+    plugin: temp-files
+    max_concurrent: 0
+    run_timeout: 0s
+    on_pressure: critical
+";
+        let e = errors(text);
+        let find = |s: &str| {
+            e.iter()
+                .find(|m| m.contains(s))
+                .unwrap_or_else(|| panic!("no `{s}` in {e:#?}"))
+        };
+        assert!(find("notify[1].url").starts_with("p.yaml:8:"), "{e:#?}");
+        assert!(find("TLS is not built into Warden").contains("notify[1].url"));
+        assert!(find("`max_concurrent` applies to cleanup").starts_with("p.yaml:9:"));
+        assert!(find("between 1 and 64").starts_with("p.yaml:13:"));
+        assert!(find("`run_timeout` is 0s").starts_with("p.yaml:14:"));
+        assert_eq!(e.len(), 4, "{e:#?}");
+        let ok = "policies:\n  - name: b\n    kind: cleanup\n    plugin: temp-files\n    max_concurrent: 8\n    run_timeout: 1m\n    on_pressure: critical\n    config: {max_age: 1d}\n";
+        let p = parse(Path::new("p.yaml"), ok, &cx()).unwrap();
+        assert_eq!(
+            (p[0].max_concurrent, p[0].run_timeout),
+            (8, Duration::from_secs(60))
+        );
     }
 
     #[test]

@@ -88,6 +88,37 @@ pub struct PolicySpec {
     /// nothing and reports why.
     #[serde(default)]
     pub max_actions: Option<String>,
+    /// Cleanup: how many actions run at once (default 4, at most 64).
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+    /// Cleanup: the longest one run may spend acting (default 5m). Actions
+    /// not started by then are skipped and reported.
+    #[serde(default)]
+    pub run_timeout: Option<HumanDuration>,
+    /// Cleanup: also run whenever memory pressure is at this level or above
+    /// (`standard`, `critical`, `emergency`; the levels are set in the
+    /// daemon's `pressure:` config).
+    #[serde(default)]
+    pub on_pressure: Option<PressureLevel>,
+    /// Alerts: where this policy's alerts go, instead of the daemon's
+    /// `alerts.notifiers`. Each is `type: log`, `type: webhook` (`url`) or
+    /// `type: alertmanager` (`url`).
+    #[serde(default)]
+    pub notify: Option<Vec<crate::runtime::notify::NotifierConfig>>,
+}
+
+/// Memory pressure levels, lowest first.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum PressureLevel {
+    /// Above the first threshold (default 70% memory used).
+    Standard,
+    /// Above the second (default 85%).
+    Critical,
+    /// Above the third (default 95%).
+    Emergency,
 }
 
 fn yes() -> bool {
@@ -239,6 +270,20 @@ pub enum Comparison {
     Eq,
     /// Not equal.
     Ne,
+}
+
+impl Comparison {
+    /// Whether `value` compares so with `threshold`.
+    pub fn holds(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Comparison::Gt => value > threshold,
+            Comparison::Lt => value < threshold,
+            Comparison::Ge => value >= threshold,
+            Comparison::Le => value <= threshold,
+            Comparison::Eq => value == threshold,
+            Comparison::Ne => value != threshold,
+        }
+    }
 }
 
 /// Events that can trigger a policy.

@@ -20,12 +20,12 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::plugin::records::{Alert, AlertCondition};
 
 /// Where an alert is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// Its condition holds, but not yet for long enough.
@@ -37,7 +37,7 @@ pub enum Phase {
 }
 
 /// The state of one alert.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertState {
     /// The alert's name.
     pub name: String,
@@ -55,11 +55,99 @@ pub struct AlertState {
     pub resolved_at_ms: Option<i64>,
     /// The latest value.
     pub value: f64,
+    /// Its severity, as the rule last said.
+    #[serde(default)]
+    pub severity: String,
+    /// Its annotations, as the rule last said.
+    #[serde(default)]
+    pub annotations: Vec<(String, String)>,
+    /// Whether receivers were last told it fires (and so must hear that it
+    /// resolved).
+    #[serde(default)]
+    pub told_firing: bool,
+    /// When receivers were last told anything about it.
+    #[serde(default)]
+    pub last_notified_ms: Option<i64>,
+}
+
+/// What receivers are to be told about one alert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Due {
+    /// The alert as it is now.
+    pub alert: AlertState,
+    /// Firing or resolved.
+    pub resolved: bool,
+    /// True for a repeat of what receivers were already told, which only
+    /// receivers that expire alerts by themselves (Alertmanager) need.
+    pub refresh: bool,
+}
+
+/// Decides what receivers hear at `now_ms` and marks it as told.
+///
+/// - A newly firing alert is announced, unless the same alert was announced
+///   less than `cooldown_ms` ago (it flapped): then the announcement waits
+///   until the cooldown has passed, if it still fires by then.
+/// - Resolving is announced once to every receiver told it fired, at once: a
+///   receiver must never be left believing an alert fires.
+/// - Every `refresh_ms`, firing alerts are repeated, and resolved ones too
+///   while they are remembered, as refreshes.
+/// - A pending alert is never announced.
+pub fn due(
+    states: &mut HashMap<AlertId, AlertState>,
+    now_ms: i64,
+    cooldown_ms: u64,
+    refresh_ms: u64,
+) -> Vec<Due> {
+    let cooldown = i64::try_from(cooldown_ms).unwrap_or(i64::MAX);
+    let refresh = i64::try_from(refresh_ms).unwrap_or(i64::MAX);
+    let mut out = Vec::new();
+    for s in states.values_mut() {
+        let since = s.last_notified_ms.map(|t| now_ms.saturating_sub(t));
+        let (resolved, is_refresh) = match (s.phase, s.told_firing) {
+            (Phase::Pending, _) => continue,
+            (Phase::Firing, false) if since.is_none_or(|d| d >= cooldown) => (false, false),
+            (Phase::Firing, true) if since.is_some_and(|d| d >= refresh) => (false, true),
+            (Phase::Resolved, true) => (true, false),
+            // Told it resolved (or never told it fired, which sends nothing).
+            (Phase::Resolved, false)
+                if s.last_notified_ms.is_some() && since.is_some_and(|d| d >= refresh) =>
+            {
+                (true, true)
+            }
+            _ => continue,
+        };
+        s.told_firing = !resolved;
+        s.last_notified_ms = Some(now_ms);
+        out.push(Due {
+            alert: s.clone(),
+            resolved,
+            refresh: is_refresh,
+        });
+    }
+    out.sort_by(|a, b| (&a.alert.name, &a.alert.labels).cmp(&(&b.alert.name, &b.alert.labels)));
+    out
 }
 
 /// How long resolved alerts are remembered (for status and for re-sending
 /// resolutions to receivers that missed them).
 pub const KEEP_RESOLVED_MS: i64 = 15 * 60 * 1000;
+
+/// The timings of one alert policy, in ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Timing {
+    /// The policy's `for` (a rule's own wins).
+    pub default_for_ms: u64,
+    /// The policy's `keep_firing_for`.
+    pub keep_firing_for_ms: u64,
+    /// The policy's `cooldown`: least time between two announcements of one alert.
+    pub cooldown_ms: u64,
+    /// How often firing alerts are repeated to receivers that expire them.
+    pub refresh_ms: u64,
+}
+
+/// How often firing alerts are repeated to Alertmanager unless configured:
+/// Prometheus' `rules.alert.resend-delay`.
+pub const DEFAULT_REFRESH_MS: u64 = 60_000;
 
 /// Identity of an alert within its policy: name and sorted labels.
 pub type AlertId = (String, Vec<(String, String)>);
@@ -74,12 +162,10 @@ pub fn step(
     keep_firing_for_ms: u64,
 ) -> Vec<AlertState> {
     let mut changed = Vec::new();
-    let mut seen = Vec::with_capacity(alerts.len());
     for a in alerts {
         let mut labels = a.labels.clone();
         labels.sort();
         let id = (a.name.clone(), labels.clone());
-        seen.push(id.clone());
         let hold_for = i64::try_from(a.for_ms.unwrap_or(default_for_ms)).unwrap_or(i64::MAX);
         let entry = states.get_mut(&id);
         match (entry, a.condition) {
@@ -87,6 +173,8 @@ pub fn step(
             (Some(s), cond) if s.phase != Phase::Resolved => {
                 s.last_seen_ms = now_ms;
                 s.value = a.value;
+                s.severity = a.severity.to_string();
+                s.annotations.clone_from(&a.annotations);
                 if s.phase == Phase::Pending
                     && cond == AlertCondition::Firing
                     && now_ms - s.active_since_ms >= hold_for
@@ -98,7 +186,10 @@ pub fn step(
             }
             // Holding never starts an alert.
             (_, AlertCondition::Holding) => {}
-            (_, AlertCondition::Firing) => {
+            (previous, AlertCondition::Firing) => {
+                // A resolved alert that fires again keeps what receivers were
+                // told, so the cooldown can hold back a flapping one.
+                let told = previous.and_then(|p| p.last_notified_ms);
                 let firing = hold_for <= 0;
                 let s = AlertState {
                     name: a.name.clone(),
@@ -113,6 +204,10 @@ pub fn step(
                     last_seen_ms: now_ms,
                     resolved_at_ms: None,
                     value: a.value,
+                    severity: a.severity.to_string(),
+                    annotations: a.annotations.clone(),
+                    told_firing: false,
+                    last_notified_ms: told,
                 };
                 changed.push(s.clone());
                 states.insert(id, s);
@@ -120,8 +215,11 @@ pub fn step(
         }
     }
     let keep = i64::try_from(keep_firing_for_ms).unwrap_or(i64::MAX);
-    states.retain(|id, s| {
-        if seen.contains(id) {
+    states.retain(|_, s| {
+        // Seen in this evaluation (every alert seen holding gets `now_ms`);
+        // comparing times instead of keeping a set of ids keeps a step
+        // linear in the number of alerts.
+        if s.last_seen_ms == now_ms && s.phase != Phase::Resolved {
             return true;
         }
         match s.phase {
@@ -208,6 +306,91 @@ mod tests {
         assert_eq!(phase(&st), Some(Phase::Firing));
         step(&mut st, &[alert(AlertCondition::Holding, None)], 10, 0, 0);
         assert_eq!(phase(&st), Some(Phase::Firing));
+    }
+
+    fn told(st: &mut HashMap<AlertId, AlertState>, now: i64, cooldown: u64) -> Vec<(bool, bool)> {
+        due(st, now, cooldown, 100)
+            .into_iter()
+            .map(|d| (d.resolved, d.refresh))
+            .collect()
+    }
+
+    #[test]
+    fn receivers_hear_firing_once_refreshes_on_schedule_and_resolved_once() {
+        let mut st = HashMap::new();
+        let firing = [alert(AlertCondition::Firing, None)];
+        step(&mut st, &firing, 0, 0, 0);
+        assert_eq!(told(&mut st, 0, 0), [(false, false)], "announced");
+        step(&mut st, &firing, 50, 0, 0);
+        assert!(
+            told(&mut st, 50, 0).is_empty(),
+            "nothing new before the refresh"
+        );
+        step(&mut st, &firing, 100, 0, 0);
+        assert_eq!(told(&mut st, 100, 0), [(false, true)], "a refresh");
+        step(&mut st, &[], 120, 0, 0);
+        assert_eq!(told(&mut st, 120, 0), [(true, false)], "resolved at once");
+        assert!(told(&mut st, 150, 0).is_empty());
+        assert_eq!(
+            told(&mut st, 220, 0),
+            [(true, true)],
+            "resolved, repeated as a refresh"
+        );
+    }
+
+    #[test]
+    fn pending_alerts_are_never_announced() {
+        let mut st = HashMap::new();
+        for t in [0, 100, 200] {
+            step(
+                &mut st,
+                &[alert(AlertCondition::Firing, Some(1000))],
+                t,
+                0,
+                0,
+            );
+            assert!(told(&mut st, t, 0).is_empty());
+        }
+        step(&mut st, &[], 300, 0, 0);
+        assert!(told(&mut st, 300, 0).is_empty() && st.is_empty());
+    }
+
+    #[test]
+    fn cooldown_holds_back_a_flapping_alert() {
+        let mut st = HashMap::new();
+        let firing = [alert(AlertCondition::Firing, None)];
+        step(&mut st, &firing, 0, 0, 0);
+        assert_eq!(told(&mut st, 0, 1000), [(false, false)]);
+        step(&mut st, &[], 10, 0, 0);
+        assert_eq!(
+            told(&mut st, 10, 1000),
+            [(true, false)],
+            "resolved is never held back"
+        );
+        step(&mut st, &firing, 20, 0, 0);
+        assert!(
+            told(&mut st, 20, 1000).is_empty(),
+            "fired again within the cooldown"
+        );
+        step(&mut st, &firing, 1010, 0, 0);
+        assert_eq!(
+            told(&mut st, 1010, 1000),
+            [(false, false)],
+            "announced once it has passed"
+        );
+        let mut st2 = HashMap::new();
+        step(&mut st2, &firing, 0, 0, 0);
+        told(&mut st2, 0, 1000);
+        step(&mut st2, &[], 10, 0, 0);
+        told(&mut st2, 10, 1000);
+        step(&mut st2, &firing, 20, 0, 0);
+        step(&mut st2, &[], 30, 0, 0);
+        assert!(
+            told(&mut st2, 30, 1000)
+                .iter()
+                .all(|(resolved, refresh)| *resolved && *refresh),
+            "a firing never announced is not announced as resolved either"
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@ pub mod alerts;
 pub mod candidates;
 pub mod cleanup;
 pub mod notify;
+pub mod pressure;
+pub mod registered;
 pub mod scheduler;
 pub mod state;
 

@@ -4,6 +4,11 @@
 //! timestamps (as systemd-tmpfiles does), then, if what remains is larger than
 //! `max_total_bytes`, the oldest remaining ones until it fits.
 //!
+//! Resources applications registered (when the policy's `scope.kinds` names
+//! their kind) are judged the same way and released instead of deleted; one
+//! registered with a TTL is also released once it has gone unused for longer
+//! than its TTL.
+//!
 //! ```yaml
 //! config:
 //!   max_age: 7d            # required
@@ -15,7 +20,22 @@
 use serde::Deserialize;
 use warden_sdk::cleanup::{CleanupContext, CleanupStrategy, Plan};
 use warden_sdk::config::HumanDuration;
-use warden_sdk::resources::Resource;
+use warden_sdk::resources::{Resource, ResourceKind};
+
+/// The label under which the host passes a registered resource's TTL in ms.
+const TTL_LABEL: &str = "warden.ttl_ms";
+
+/// Deletes a file; releases anything else (an object an application registered).
+fn remove(plan: &mut Plan, r: &Resource<'_>, reason: &str) {
+    match r.kind() {
+        ResourceKind::TempFile | ResourceKind::File | ResourceKind::Directory => {
+            plan.delete(r, reason);
+        }
+        _ => {
+            plan.release(r, reason);
+        }
+    }
+}
 
 /// Which timestamp says how old a file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -96,8 +116,15 @@ impl CleanupStrategy for TempFiles {
                 continue;
             };
             let age = now.saturating_sub(touched);
+            let ttl_lapsed = r
+                .label(TTL_LABEL)
+                .and_then(|t| t.parse::<i64>().ok())
+                .zip(r.accessed_ms())
+                .is_some_and(|(ttl, used)| now.saturating_sub(used) > ttl);
             if age > max_age {
-                plan.delete(&r, "older than max_age");
+                remove(&mut plan, &r, "older than max_age");
+            } else if ttl_lapsed {
+                remove(&mut plan, &r, "unused for longer than its TTL");
             } else {
                 kept_bytes += r.size_bytes();
                 if age >= min_age {
@@ -114,7 +141,7 @@ impl CleanupStrategy for TempFiles {
                     break;
                 }
                 kept_bytes -= r.size_bytes();
-                plan.delete(&r, "over max_total_bytes, oldest first");
+                remove(&mut plan, &r, "over max_total_bytes, oldest first");
             }
         }
         Ok(plan)
@@ -243,6 +270,41 @@ mod tests {
             s.plan(&CleanupContext::new(inv, b.build()))
                 .unwrap()
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn registered_objects_are_released_by_age_or_lapsed_ttl() {
+        let s = strategy(r#"{"max_age": "1d"}"#);
+        let mut b = ResourceSet::builder();
+        let used_10m_ago = Some(NOW - 10 * MIN);
+        for (name, ttl) in [("lease/lapsed", "300000"), ("lease/live", "3600000")] {
+            b.push(NewResource {
+                kind: Some(ResourceKind::AppObject),
+                name,
+                accessed_ms: used_10m_ago,
+                labels: &[(TTL_LABEL, ttl)],
+                ..Default::default()
+            });
+        }
+        b.push(NewResource {
+            kind: Some(ResourceKind::AppObject),
+            name: "cache/ancient",
+            accessed_ms: Some(NOW - 2 * 24 * 60 * MIN),
+            ..Default::default()
+        });
+        let inv = Invocation {
+            policy: "t".into(),
+            now_ms: NOW,
+            dry_run: false,
+        };
+        let plan = s.plan(&CleanupContext::new(inv, b.build())).unwrap();
+        assert_eq!(
+            plan.decisions(),
+            vec![
+                Decision::Release(0, "unused for longer than its TTL"),
+                Decision::Release(2, "older than max_age"),
+            ]
         );
     }
 

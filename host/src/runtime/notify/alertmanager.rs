@@ -74,6 +74,10 @@ impl Notifier for AlertmanagerNotifier {
         self.post.target.clone()
     }
 
+    fn wants_refresh(&self) -> bool {
+        true
+    }
+
     fn send(&self, batch: &[Notification], now_ms: i64) -> Result<(), NotifyError> {
         if batch.is_empty() {
             return Ok(());

@@ -26,6 +26,7 @@
 //! sleeps, so callers run it off the evaluation path.
 
 mod alertmanager;
+mod dispatch;
 mod log;
 mod webhook;
 
@@ -38,6 +39,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::policy::values::HumanDuration;
+
+pub use dispatch::{DeliveryCounts, Dispatcher};
 
 /// Whether an alert is (still) firing or has resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -75,6 +78,12 @@ pub trait Notifier: Send + Sync + std::fmt::Debug {
     /// Blocking; retries inside, per the config; returns the last error
     /// after the retries are spent. An empty batch sends nothing.
     fn send(&self, batch: &[Notification], now_ms: i64) -> Result<(), NotifyError>;
+    /// Whether it wants firing alerts repeated on every refresh (and
+    /// resolved ones re-sent for a while): receivers that expire alerts
+    /// unless refreshed do; event-style receivers hear each change once.
+    fn wants_refresh(&self) -> bool {
+        false
+    }
 }
 
 /// Where and how to deliver alerts, as written in the configuration.

@@ -1,0 +1,342 @@
+//! Alerts end to end through `warden run`: a threshold policy over a pushed
+//! metric notifies a real Alertmanager and a webhook receiver when it fires
+//! and when it resolves; a pending alert never notifies; alert state
+//! survives a restart.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::daemon::{Daemon, free_port};
+
+const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into()
+}
+
+fn push(addr: &str, value: f64) {
+    let body = json!({"samples": [{"metric": "m", "labels": {"host": "db1"}, "value": value}]});
+    let r = agent()
+        .post(&format!("http://{addr}/api/v1/metrics"))
+        .header("content-type", "application/json")
+        .send(body.to_string())
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+fn get(url: &str) -> Value {
+    let mut r = agent().get(url).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{url}");
+    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+fn wait(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {secs}s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A webhook receiver on loopback that keeps every JSON body it is sent.
+struct Receiver {
+    url: String,
+    bodies: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let keep = Arc::clone(&bodies);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':')
+                        && k.eq_ignore_ascii_case("content-length")
+                    {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_ok()
+                    && let Ok(v) = serde_json::from_slice(&body)
+                {
+                    keep.lock().unwrap().push(v);
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        Receiver { url, bodies }
+    }
+
+    /// Every alert received so far: (status, alertname).
+    fn alerts(&self) -> Vec<(String, String)> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b["alerts"].as_array().cloned().unwrap_or_default())
+            .map(|a| {
+                (
+                    a["status"].as_str().unwrap_or("").to_owned(),
+                    a["labels"]["alertname"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn count(&self, status: &str, name: &str) -> usize {
+        self.alerts()
+            .iter()
+            .filter(|(s, n)| s == status && n == name)
+            .count()
+    }
+}
+
+/// A real Alertmanager on loopback, killed on drop.
+struct Alertmanager {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Alertmanager {
+    fn start() -> Alertmanager {
+        assert!(
+            Path::new(ALERTMANAGER).exists(),
+            "{ALERTMANAGER} is missing; this test needs the real Alertmanager: apt-get install prometheus-alertmanager (.ci/run does)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("am.yml");
+        std::fs::write(
+            &config,
+            "route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n",
+        )
+        .unwrap();
+        let port = free_port();
+        let child = Command::new(ALERTMANAGER)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let am = Alertmanager {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        wait("alertmanager ready", 30, || {
+            agent()
+                .get(&format!("{}/-/ready", am.base))
+                .call()
+                .is_ok_and(|r| r.status().as_u16() == 200)
+        });
+        am
+    }
+
+    /// Names of the alerts Alertmanager holds as active.
+    fn active(&self) -> Vec<Value> {
+        get(&format!("{}/api/v2/alerts?active=true", self.base))
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a["status"]["state"] == "active")
+            .collect()
+    }
+
+    fn active_named(&self, name: &str) -> Option<Value> {
+        self.active()
+            .into_iter()
+            .find(|a| a["labels"]["alertname"] == name)
+    }
+}
+
+/// A policy with a rule that fires at once (`Now`) and one that stays
+/// pending for an hour (`Later`), both on `m > 5`.
+const POLICY: &str = "policies:
+  - name: db
+    kind: alert
+    plugin: threshold
+    trigger:
+      interval: 100ms
+    labels:
+      team: storage
+    config:
+      rules:
+        - {alert: Now, metric: m, condition: gt, threshold: 5, severity: critical, summary: m is high}
+        - {alert: Later, metric: m, condition: gt, threshold: 5, for: 1h}
+";
+
+fn config(notifiers: &str) -> String {
+    format!(
+        "metrics:\n  collect:\n    enabled: false\nalerts:\n  refresh: 300ms\n  notifiers:\n{notifiers}"
+    )
+}
+
+fn daemon(config: &str) -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(dir.path().join("policies/db.yaml"), POLICY).unwrap();
+    Daemon::start_in(dir, Some(config))
+}
+
+fn alerts(d: &Daemon, query: &str) -> Vec<Value> {
+    get(&format!("http://{}/api/v1/alerts{query}", d.addr))
+        .as_array()
+        .cloned()
+        .unwrap()
+}
+
+#[test]
+fn a_threshold_alert_reaches_alertmanager_and_a_webhook_and_resolves_after_recovery() {
+    let am = Alertmanager::start();
+    let hook = Receiver::start();
+    let d = daemon(&config(&format!(
+        "    - {{type: webhook, url: \"{}\"}}\n    - {{type: alertmanager, url: \"{}\", resend_ends_after: 1m}}\n",
+        hook.url, am.base
+    )));
+    push(&d.addr, 10.0);
+    wait("the webhook hears `Now` firing", 20, || {
+        hook.count("firing", "Now") >= 1
+    });
+    wait("Alertmanager holds `Now` as active", 20, || {
+        am.active_named("Now").is_some()
+    });
+    let active = am.active_named("Now").unwrap();
+    assert_eq!(active["labels"]["team"], "storage", "{active}");
+    assert_eq!(active["labels"]["severity"], "critical", "{active}");
+    assert_eq!(active["labels"]["host"], "db1", "{active}");
+    assert_eq!(active["annotations"]["summary"], "m is high", "{active}");
+
+    // `Later` is pending: listed as such, never sent anywhere.
+    let pending = alerts(&d, "?state=pending");
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0]["name"], "Later");
+
+    // Several refreshes pass: Alertmanager keeps getting `Now`, the webhook
+    // heard it once.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(hook.count("firing", "Now"), 1, "{:?}", hook.alerts());
+
+    push(&d.addr, 1.0);
+    wait("the webhook hears `Now` resolved", 20, || {
+        hook.count("resolved", "Now") == 1
+    });
+    wait("Alertmanager no longer holds `Now` as active", 20, || {
+        am.active_named("Now").is_none()
+    });
+    let resolved = alerts(&d, "?state=resolved");
+    assert_eq!(resolved.len(), 1, "{resolved:?}");
+    assert!(
+        alerts(&d, "?state=pending").is_empty(),
+        "a pending alert whose condition stops is dropped"
+    );
+
+    // Pending never notified, anywhere.
+    assert!(
+        hook.alerts().iter().all(|(_, n)| n != "Later"),
+        "{:?}",
+        hook.alerts()
+    );
+    assert!(am.active_named("Later").is_none());
+
+    let history = get(&format!("http://{}/api/v1/alerts/history", d.addr));
+    let phases: Vec<(&str, &str)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["phase"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        phases,
+        [("Now", "resolved"), ("Later", "pending"), ("Now", "firing")],
+        "newest first"
+    );
+    let rules = get(&format!("http://{}/api/v1/alerts/rules", d.addr));
+    assert_eq!(rules[0]["policy"], "db");
+    assert_eq!(rules[0]["config"]["rules"].as_array().unwrap().len(), 2);
+    d.stop();
+}
+
+#[test]
+fn alert_state_survives_a_restart_without_announcing_again() {
+    let hook = Receiver::start();
+    let cfg = config(&format!("    - {{type: webhook, url: \"{}\"}}\n", hook.url));
+    let d = daemon(&cfg);
+    push(&d.addr, 10.0);
+    wait("`Now` fires", 20, || hook.count("firing", "Now") == 1);
+    let before: BTreeMap<String, Value> = alerts(&d, "")
+        .into_iter()
+        .map(|a| (a["name"].as_str().unwrap().to_owned(), a))
+        .collect();
+    assert_eq!(before["Now"]["phase"], "firing");
+    assert_eq!(before["Later"]["phase"], "pending");
+
+    let dir = d.stop();
+    let d = Daemon::start_in(dir, Some(&cfg));
+    // The refilled store still says 10; let the policy run a few times.
+    std::thread::sleep(Duration::from_millis(1000));
+    let after: BTreeMap<String, Value> = alerts(&d, "")
+        .into_iter()
+        .map(|a| (a["name"].as_str().unwrap().to_owned(), a))
+        .collect();
+    assert_eq!(after["Now"]["phase"], "firing", "{after:?}");
+    assert_eq!(
+        after["Now"]["fired_at_ms"], before["Now"]["fired_at_ms"],
+        "still the same firing"
+    );
+    assert_eq!(after["Later"]["phase"], "pending");
+    assert_eq!(
+        after["Later"]["active_since_ms"], before["Later"]["active_since_ms"],
+        "pending time already held counts toward `for`"
+    );
+    assert_eq!(
+        hook.count("firing", "Now"),
+        1,
+        "a restart does not announce a firing alert again: {:?}",
+        hook.alerts()
+    );
+    push(&d.addr, 1.0);
+    wait("`Now` resolves after the restart", 20, || {
+        hook.count("resolved", "Now") == 1
+    });
+    d.stop();
+}

@@ -1,0 +1,290 @@
+//! The HTTP API of `warden run` beyond policies and metrics: resources that
+//! applications register and the cleanup policies that release them, cleanup
+//! tasks, threshold, event and memory-pressure triggers, and `/health`.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::daemon::Daemon;
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn call(method: &str, addr: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let url = format!("http://{addr}{path}");
+    let a = agent();
+    let mut r = match (method, body) {
+        ("GET", _) => a.get(&url).call(),
+        ("DELETE", _) => a.delete(&url).call(),
+        (_, Some(b)) => a
+            .post(&url)
+            .header("content-type", "application/json")
+            .send(b.to_string()),
+        (_, None) => a.post(&url).send_empty(),
+    }
+    .unwrap();
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+const QUIET: &str = "metrics:\n  collect:\n    enabled: false\n  persist:\n    enabled: false\n";
+
+fn daemon(policies: &[(&str, &str)], config: &str) -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    for (name, text) in policies {
+        std::fs::write(dir.path().join("policies").join(name), text).unwrap();
+    }
+    Daemon::start_in(dir, Some(config))
+}
+
+fn wait(what: &str, mut done: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !done() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{what}: not within 20s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Releases registered leases whose TTL lapsed, through the shipped plugin.
+const LEASES: &str = "policies:
+  - name: leases
+    kind: cleanup
+    plugin: temp-files
+    trigger: manual
+    scope:
+      kinds: [app-object]
+    max_actions: 50%
+    config:
+      max_age: 1d
+      min_age: 0s
+";
+
+#[test]
+fn registered_resources_are_listed_used_released_and_cleaned_up_by_ttl() {
+    let d = daemon(&[("leases.yaml", LEASES)], QUIET);
+    let register = |name: &str, ttl: &str| {
+        let (status, v) = call(
+            "POST",
+            &d.addr,
+            "/api/v1/resources",
+            Some(
+                json!({"kind": "app-object", "name": name, "owner": "svc", "size_bytes": 100, "ttl": ttl, "labels": {"pool": "a"}}),
+            ),
+        );
+        assert_eq!(status, 201, "{v}");
+        v["handle"].as_u64().unwrap()
+    };
+    let short = register("lease/short", "200ms");
+    let long = register("lease/long", "1h");
+    let done = register("lease/done", "1h");
+    let (status, list) = call("GET", &d.addr, "/api/v1/resources?owner=svc", None);
+    assert_eq!((status, list.as_array().unwrap().len()), (200, 3), "{list}");
+    assert_eq!(list[0]["labels"]["pool"], "a");
+    assert_eq!(list[0]["ttl_ms"], 200);
+
+    // The application is done with one, and keeps another in use.
+    assert_eq!(
+        call(
+            "DELETE",
+            &d.addr,
+            &format!("/api/v1/resources/{done}"),
+            None
+        )
+        .0,
+        204
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        call(
+            "POST",
+            &d.addr,
+            &format!("/api/v1/resources/{long}/access"),
+            None
+        )
+        .0,
+        204
+    );
+
+    let (status, ran) = call("POST", &d.addr, "/api/v1/cleanup/tasks/leases/run", None);
+    assert_eq!(status, 200, "{ran}");
+    let runs = ran["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "no paths in scope, so no file run: {ran:#}");
+    let registered = &runs[0];
+    assert_eq!(registered["candidates"], 2, "{ran:#}");
+    assert_eq!(registered["items"].as_array().unwrap().len(), 1, "{ran:#}");
+    let item = &registered["items"][0];
+    assert_eq!(item["action"], "release");
+    assert_eq!(item["outcome"], "deleted");
+    assert_eq!(item["reason"], "unused for longer than its TTL");
+    assert_eq!(item["target"], format!("{short}:lease/short"));
+
+    // The application learns who released it; the one in use is untouched.
+    let (status, gone) = call(
+        "POST",
+        &d.addr,
+        &format!("/api/v1/resources/{short}/access"),
+        None,
+    );
+    assert_eq!(status, 410, "{gone}");
+    assert!(
+        gone["error"].as_str().unwrap().contains("`leases`"),
+        "{gone}"
+    );
+    assert_eq!(
+        call("GET", &d.addr, &format!("/api/v1/resources/{long}"), None).0,
+        200
+    );
+    assert_eq!(
+        call("GET", &d.addr, &format!("/api/v1/resources/{done}"), None).0,
+        404
+    );
+
+    // Bad input names the field.
+    let (status, bad) = call(
+        "POST",
+        &d.addr,
+        "/api/v1/resources",
+        Some(json!({"kind": "blob", "name": "x"})),
+    );
+    assert_eq!(status, 400);
+    assert!(bad["error"].as_str().unwrap().starts_with("kind:"), "{bad}");
+    let (status, bad) = call("GET", &d.addr, "/api/v1/resources/abc", None);
+    assert_eq!(status, 400, "{bad}");
+    let (status, bad) = call("GET", &d.addr, "/api/v1/resources?limit=lots", None);
+    assert_eq!(status, 400, "{bad}");
+    assert!(
+        bad["error"].as_str().unwrap().contains("query string"),
+        "{bad}"
+    );
+
+    let (_, tasks) = call("GET", &d.addr, "/api/v1/cleanup/tasks", None);
+    assert_eq!(tasks[0]["id"], "leases");
+    assert_eq!(tasks[0]["max_concurrent"], 4);
+    assert!(tasks[0]["last_run"].is_object(), "{tasks}");
+    let (status, _) = call("POST", &d.addr, "/api/v1/cleanup/tasks/nope/run", None);
+    assert_eq!(status, 404);
+    d.stop();
+}
+
+/// Counts runs of a cleanup policy over an empty scratch directory.
+fn counter(name: &str, trigger: &str, extra: &str) -> String {
+    format!(
+        "policies:
+  - name: {name}
+    kind: cleanup
+    plugin: temp-files
+    trigger:
+{trigger}
+    scope:
+      paths: [\"${{data_dir}}\"]
+{extra}    dry_run: true
+    config:
+      max_age: 1d
+"
+    )
+}
+
+fn runs(d: &Daemon, policy: &str) -> usize {
+    let (_, h) = call(
+        "GET",
+        &d.addr,
+        &format!("/api/v1/cleanup/history?policy={policy}"),
+        None,
+    );
+    h.as_array().map_or(0, Vec::len)
+}
+
+#[test]
+fn threshold_event_and_pressure_triggers_run_their_policies() {
+    let d = daemon(
+        &[
+            (
+                "hot.yaml",
+                &counter(
+                    "on-hot",
+                    "      threshold: {metric: queue_depth, condition: gt, value: 100}",
+                    "",
+                ),
+            ),
+            (
+                "reg.yaml",
+                &counter("on-register", "      event: resource-registered", ""),
+            ),
+            (
+                "mem.yaml",
+                &counter(
+                    "on-memory",
+                    "      cron: \"0 0 1 1 *\"",
+                    "    on_pressure: standard\n",
+                ),
+            ),
+        ],
+        // Thresholds every machine is above, so the level is `emergency`
+        // from the first measurement.
+        &format!(
+            "{QUIET}pressure:\n  standard: 0.001\n  critical: 0.002\n  emergency: 0.003\n  every: 100ms\n"
+        ),
+    );
+    wait("memory pressure runs `on-memory`", || {
+        runs(&d, "on-memory") == 1
+    });
+    let (_, health) = call("GET", &d.addr, "/health", None);
+    assert_eq!(health["subsystems"]["memory"]["score"], 10, "{health:#}");
+    assert_eq!(health["status"], "critical", "{health:#}");
+    for name in ["policies", "alerts", "cleanup", "metrics", "notifications"] {
+        assert!(
+            health["subsystems"][name]["score"].is_u64(),
+            "{name}: {health:#}"
+        );
+    }
+
+    assert_eq!(runs(&d, "on-hot"), 0);
+    let push = |v: f64| {
+        let (status, body) = call(
+            "POST",
+            &d.addr,
+            "/api/v1/metrics",
+            Some(json!({"samples": [{"metric": "queue_depth", "value": v}]})),
+        );
+        assert_eq!(status, 200, "{body}");
+    };
+    push(50.0);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(runs(&d, "on-hot"), 0, "below the threshold");
+    push(500.0);
+    wait("crossing the threshold runs `on-hot`", || {
+        runs(&d, "on-hot") == 1
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(runs(&d, "on-hot"), 1, "once per crossing");
+    push(10.0);
+    std::thread::sleep(Duration::from_millis(1500));
+    push(500.0);
+    wait("a second crossing runs it again", || {
+        runs(&d, "on-hot") == 2
+    });
+
+    assert_eq!(runs(&d, "on-register"), 0);
+    let (status, _) = call(
+        "POST",
+        &d.addr,
+        "/api/v1/resources",
+        Some(json!({"kind": "socket", "name": "conn/1"})),
+    );
+    assert_eq!(status, 201);
+    wait("registering runs `on-register`", || {
+        runs(&d, "on-register") == 1
+    });
+    assert_eq!(runs(&d, "on-memory"), 1, "once per rise in level");
+    d.stop();
+}
