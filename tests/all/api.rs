@@ -286,5 +286,19 @@ fn threshold_event_and_pressure_triggers_run_their_policies() {
         runs(&d, "on-register") == 1
     });
     assert_eq!(runs(&d, "on-memory"), 1, "once per rise in level");
+
+    // A policy added while the pressure is already high runs at once.
+    std::fs::write(
+        d.dir.path().join("policies/mem2.yaml"),
+        counter(
+            "on-memory-too",
+            "      cron: \"0 0 1 1 *\"",
+            "    on_pressure: critical\n",
+        ),
+    )
+    .unwrap();
+    wait("a new policy under pressure runs", || {
+        runs(&d, "on-memory-too") == 1
+    });
     d.stop();
 }

@@ -1,8 +1,8 @@
 //! Memory pressure levels. The daemon measures memory pressure every
 //! `every` and maps it to a level — below all, `standard`, `critical` or
 //! `emergency` — by the configured thresholds. Each change of level is
-//! logged and published as a `pressure-changed` event, which runs the
-//! cleanup policies whose `on_pressure` level has been reached.
+//! logged, published as a `pressure-changed` event, and set as the current
+//! level, whose rise to a cleanup policy's `on_pressure` level runs it.
 //!
 //! Two measures are offered:
 //! - `memory` (default): the share of memory in use, `1 - MemAvailable /
@@ -206,6 +206,7 @@ impl Monitor {
                     tracing::warn!(?level, percent, source = ?thresholds.source, "memory pressure level changed");
                 }
                 previous = Some(level);
+                cx.pressure.send_replace(level);
                 cx.publish(super::scheduler::Event {
                     kind: crate::policy::schema::EventKind::PressureChanged,
                     pressure: level,

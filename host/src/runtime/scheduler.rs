@@ -61,8 +61,11 @@ pub struct Context {
     pub series: Arc<SeriesStore>,
     /// Resources applications registered.
     pub registry: Arc<Registry>,
-    /// Events, for `event:` triggers and `on_pressure`.
+    /// Events, for `event:` triggers.
     pub events: tokio::sync::broadcast::Sender<Event>,
+    /// The memory pressure level now, for `on_pressure`: a watch, not an
+    /// event, so a policy loaded while pressure is already high runs at once.
+    pub pressure: tokio::sync::watch::Sender<Option<PressureLevel>>,
     /// How often firing alerts are repeated to receivers that expire them.
     pub refresh_ms: u64,
 }
@@ -77,6 +80,7 @@ impl Context {
             series: Arc::default(),
             registry: Arc::default(),
             events: tokio::sync::broadcast::channel(256).0,
+            pressure: tokio::sync::watch::channel(None).0,
             refresh_ms: DEFAULT_REFRESH_MS,
         }
     }
@@ -240,24 +244,19 @@ impl Scheduler {
         if let Some(level) = policy.policy.spec.on_pressure {
             let cx = self.cx.clone();
             let p = Arc::clone(policy);
-            let mut rx = cx.events.subscribe();
+            let mut rx = cx.pressure.subscribe();
             handles.push(tokio::spawn(async move {
                 let mut above = false;
                 loop {
-                    match rx.recv().await {
-                        Ok(Event {
-                            kind: EventKind::PressureChanged,
-                            pressure,
-                        }) => {
-                            let now_above = pressure.is_some_and(|l| l >= level);
-                            if now_above && !above {
-                                tracing::warn!(policy = p.name(), level = ?pressure, "memory pressure: running the cleanup policy");
-                                evaluate(&p, &cx, None).await;
-                            }
-                            above = now_above;
-                        }
-                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    let pressure = *rx.borrow_and_update();
+                    let now_above = pressure.is_some_and(|l| l >= level);
+                    if now_above && !above {
+                        tracing::warn!(policy = p.name(), level = ?pressure, "memory pressure: running the cleanup policy");
+                        evaluate(&p, &cx, None).await;
+                    }
+                    above = now_above;
+                    if rx.changed().await.is_err() {
+                        return;
                     }
                 }
             }));
