@@ -173,6 +173,19 @@ fn registered_resources_are_listed_used_released_and_cleaned_up_by_ttl() {
     assert!(tasks[0]["last_run"].is_object(), "{tasks}");
     let (status, _) = call("POST", &d.addr, "/api/v1/cleanup/tasks/nope/run", None);
     assert_eq!(status, 404);
+    // Errors are JSON even where no handler runs.
+    let (status, e) = call("GET", &d.addr, "/api/v1/nothing-here", None);
+    assert_eq!(status, 404);
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("/api/v1/nothing-here"),
+        "{e}"
+    );
+    let (status, e) = call("DELETE", &d.addr, "/api/v1/cleanup/tasks", None);
+    assert_eq!(status, 405);
+    assert!(e["error"].as_str().unwrap().contains("DELETE"), "{e}");
     d.stop();
 }
 

@@ -6,7 +6,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, AppState, Q};
+use super::{ApiError, AppState, HistoryQuery, Q};
 use crate::policy::schema::PolicyKind;
 use crate::runtime::StateKey;
 use crate::runtime::alerts::Phase;
@@ -60,13 +60,6 @@ async fn alerts(
             .map(|(_, policy, alert)| Listed { policy, alert })
             .collect(),
     ))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HistoryQuery {
-    policy: Option<String>,
-    limit: Option<usize>,
 }
 
 /// Phase changes, newest first (the last 1,000, kept across restarts).

@@ -5,9 +5,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::{ApiError, AppState, Q};
+use super::{ApiError, AppState, HistoryQuery, Q};
 use crate::policy::schema::PolicyKind;
 use crate::runtime::StateKey;
 
@@ -114,13 +114,6 @@ async fn run(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<R
         Vec::new()
     };
     Ok(Json(Ran { evaluation, runs }))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HistoryQuery {
-    policy: Option<String>,
-    limit: Option<usize>,
 }
 
 /// Cleanup runs, newest first: what each did, to what, why, and the bytes freed.

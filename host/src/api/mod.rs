@@ -53,6 +53,14 @@ impl ApiError {
     }
 }
 
+/// `?policy=NAME&limit=N` of the history endpoints.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    policy: Option<String>,
+    limit: Option<usize>,
+}
+
 /// A query string, refused as JSON naming what is wrong (axum's own
 /// extractor answers in plain text).
 #[derive(Debug)]
@@ -87,11 +95,30 @@ pub fn router(state: AppState) -> Router {
         .merge(alerts::routes())
         .merge(cleanup::routes())
         .merge(resources::routes())
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(axum::middleware::from_fn_with_state(
             state.token.clone(),
             auth::require_token,
         ))
         .with_state(state)
+}
+
+async fn no_route(uri: axum::http::Uri) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!(
+            "there is no endpoint `{}`; the endpoints are /health, /metrics and /api/v1/{{policies,alerts,cleanup,resources,metrics,series}} (see the README)",
+            uri.path()
+        ),
+    )
+}
+
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("`{}` does not take {method}", uri.path()),
+    )
 }
 
 fn policy_routes() -> Router<AppState> {

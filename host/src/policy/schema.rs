@@ -344,6 +344,23 @@ pub enum ScopeKind {
     AppObject,
 }
 
+impl ScopeKind {
+    /// The resource kind it names.
+    pub fn resource_kind(self) -> crate::plugin::records::ResourceKind {
+        use crate::plugin::records::ResourceKind;
+        match self {
+            ScopeKind::TempFile => ResourceKind::TempFile,
+            ScopeKind::File => ResourceKind::File,
+            ScopeKind::Directory => ResourceKind::Directory,
+            ScopeKind::FileDescriptor => ResourceKind::FileDescriptor,
+            ScopeKind::Socket => ResourceKind::Socket,
+            ScopeKind::Thread => ResourceKind::Thread,
+            ScopeKind::Process => ResourceKind::Process,
+            ScopeKind::AppObject => ResourceKind::AppObject,
+        }
+    }
+}
+
 /// Which processes a policy may signal.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

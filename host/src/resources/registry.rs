@@ -115,21 +115,11 @@ pub fn kind_name(kind: ResourceKind) -> &'static str {
     }
 }
 
-/// The kind named so, as [`kind_name`] writes it.
+/// The kind named so, as [`kind_name`] writes it (and policy scopes do).
 pub fn kind_by_name(name: &str) -> Option<ResourceKind> {
-    use ResourceKind::*;
-    [
-        TempFile,
-        File,
-        Directory,
-        FileDescriptor,
-        Socket,
-        Thread,
-        Process,
-        AppObject,
-    ]
-    .into_iter()
-    .find(|k| kind_name(*k) == name)
+    serde_json::from_value::<crate::policy::schema::ScopeKind>(name.into())
+        .ok()
+        .map(crate::policy::schema::ScopeKind::resource_kind)
 }
 
 impl Registry {

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::plugin::records::{CleanupAction, CleanupPlan, ResourceSet};
+use crate::plugin::records::{CleanupAction, CleanupPlan, ResourceKind, ResourceSet};
 use crate::policy::parse::{DEFAULT_MAX_CONCURRENT, DEFAULT_RUN_TIMEOUT};
 use crate::policy::schema::Retries;
 
@@ -298,63 +298,112 @@ impl Run {
     }
 }
 
-/// Carries out `plan` over `candidates` under `rules`.
-pub fn execute(policy: &str, rules: &Rules, candidates: &ResourceSet, plan: &CleanupPlan) -> Run {
-    let started = Instant::now();
-    // `None`: a timeout too long for the clock, which is no timeout.
-    let deadline = started.checked_add(rules.run_timeout);
-    let started_ms = crate::clock::now_ms();
-    let mut run = Run {
-        policy: policy.to_owned(),
-        started_ms,
-        finished_ms: started_ms,
-        duration_ms: 0,
-        dry_run: rules.dry_run,
-        candidates: candidates.len(),
-        planned: plan.actions.len(),
-        cap_exceeded: None,
-        timed_out: false,
-        items: Vec::with_capacity(plan.actions.len()),
-        bytes_freed: 0,
-        omitted: [0; 5],
-    };
-    let finish = |mut run: Run| {
-        run.finished_ms = crate::clock::now_ms();
-        run.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        run
-    };
+impl Run {
+    /// A run starting now, with nothing done yet.
+    pub fn begin(policy: &str, dry_run: bool, candidates: usize, planned: usize) -> Run {
+        let started_ms = crate::clock::now_ms();
+        Run {
+            policy: policy.to_owned(),
+            started_ms,
+            finished_ms: started_ms,
+            duration_ms: 0,
+            dry_run,
+            candidates,
+            planned,
+            cap_exceeded: None,
+            timed_out: false,
+            items: Vec::with_capacity(planned),
+            bytes_freed: 0,
+            omitted: [0; 5],
+        }
+    }
+
+    /// The run, ended now; `started` is when it began by the monotonic clock.
+    pub fn end(mut self, started: Instant) -> Run {
+        self.finished_ms = crate::clock::now_ms();
+        self.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self
+    }
+}
+
+/// Why `plan` may not run under `cap` over `candidates`, if it asks for
+/// more actions (notices aside) than the cap allows; logged with the policy.
+pub fn over_cap(
+    policy: &str,
+    cap: Option<Cap>,
+    plan: &CleanupPlan,
+    candidates: usize,
+) -> Option<String> {
+    let cap = cap?;
     let acting = plan
         .actions
         .iter()
         .filter(|(a, _)| !matches!(a, CleanupAction::Notify(_)))
         .count() as u64;
-    if let Some(cap) = rules.cap {
-        let allowed = cap.allowed(candidates.len());
-        if acting > allowed {
-            let why = format!(
-                "the plan asks for {acting} actions over {} candidates; the cap `{cap}` allows {allowed}, so nothing was done",
-                candidates.len()
-            );
-            tracing::warn!(
-                policy,
-                planned = acting,
-                allowed,
-                "cleanup plan exceeds its cap; nothing done"
-            );
-            run.cap_exceeded = Some(why);
-            return finish(run);
-        }
+    let allowed = cap.allowed(candidates);
+    if acting <= allowed {
+        return None;
     }
-    // Deletions go to the workers; everything else is settled here.
-    let jobs: Vec<usize> = plan
+    tracing::warn!(
+        policy,
+        planned = acting,
+        allowed,
+        "cleanup plan exceeds its cap; nothing done"
+    );
+    Some(format!(
+        "the plan asks for {acting} actions over {candidates} candidates; the cap `{cap}` allows {allowed}, so nothing was done"
+    ))
+}
+
+/// Carries out `plan` over `candidates` under `rules`.
+pub fn execute(policy: &str, rules: &Rules, candidates: &ResourceSet, plan: &CleanupPlan) -> Run {
+    let started = Instant::now();
+    // `None`: a timeout too long for the clock, which is no timeout.
+    let deadline = started.checked_add(rules.run_timeout);
+    let mut run = Run::begin(policy, rules.dry_run, candidates.len(), plan.actions.len());
+    let finish = |run: Run| run.end(started);
+    if let Some(why) = over_cap(policy, rules.cap, plan, candidates.len()) {
+        run.cap_exceeded = Some(why);
+        return finish(run);
+    }
+    // Deletions go to the workers; everything else is settled here. Files
+    // go first, in parallel; then directories, one at a time and deepest
+    // first, so a directory emptied by this run can go in the same run.
+    let is_dir = |t: usize| candidates.kind(t) == Some(ResourceKind::Directory);
+    let deletes = plan
         .actions
         .iter()
-        .filter_map(|(a, _)| match a {
-            CleanupAction::DeletePath(t) => Some(*t as usize),
+        .enumerate()
+        .filter_map(|(i, (a, _))| match a {
+            CleanupAction::DeletePath(t) => Some((i, *t as usize)),
             _ => None,
-        })
+        });
+    // (action, candidate) pairs.
+    type Jobs = Vec<(usize, usize)>;
+    let (dirs, files): (Jobs, Jobs) = deletes.partition(|(_, t)| is_dir(*t));
+    let mut results: Vec<Option<Done>> = std::iter::repeat_with(|| None)
+        .take(plan.actions.len())
         .collect();
-    let mut deletions = delete_all(rules, candidates, &jobs, deadline).into_iter();
+    let file_jobs: Vec<usize> = files.iter().map(|(_, t)| *t).collect();
+    for ((i, _), done) in files.iter().zip(delete_all(
+        rules,
+        candidates,
+        &file_jobs,
+        deadline,
+        rules.max_concurrent,
+    )) {
+        results[*i] = Some(done);
+    }
+    let mut dirs = dirs;
+    let depth = |t: usize| candidates.name(t).map_or(0, |n| n.matches('/').count());
+    dirs.sort_by_key(|(_, t)| std::cmp::Reverse(depth(*t)));
+    let dir_jobs: Vec<usize> = dirs.iter().map(|(_, t)| *t).collect();
+    for ((i, _), done) in dirs
+        .iter()
+        .zip(delete_all(rules, candidates, &dir_jobs, deadline, 1))
+    {
+        results[*i] = Some(done);
+    }
     let mut not_started = 0usize;
     for (i, (action, _)) in plan.actions.iter().enumerate() {
         let reason = plan.reason(i).to_owned();
@@ -363,7 +412,7 @@ pub fn execute(policy: &str, rules: &Rules, candidates: &ResourceSet, plan: &Cle
             .and_then(|t| candidates.name(t as usize))
             .map(str::to_owned);
         let done = match action {
-            CleanupAction::DeletePath(_) => deletions.next().expect("one result per deletion"),
+            CleanupAction::DeletePath(_) => results[i].take().expect("one result per deletion"),
             CleanupAction::Notify(message) => {
                 tracing::info!(policy, "{message}");
                 Done::settled(skipped("a notice; nothing to act on"))
@@ -478,9 +527,10 @@ fn delete_all(
     candidates: &ResourceSet,
     jobs: &[usize],
     deadline: Option<Instant>,
+    workers: usize,
 ) -> Vec<Done> {
     let batches = batches(candidates, jobs);
-    let workers = rules.max_concurrent.clamp(1, batches.len().max(1));
+    let workers = workers.clamp(1, batches.len().max(1));
     let next = AtomicUsize::new(0);
     let work = || {
         let mut worker = Worker {
@@ -566,10 +616,11 @@ impl Worker<'_> {
             Err(outcome) => return Done::settled(outcome),
         };
         let expect_inode = self.candidates.handle(index).unwrap_or(0);
+        let dir = self.candidates.kind(index) == Some(ResourceKind::Directory);
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let (message, errno) = match self.unlink(root, rel, expect_inode) {
+            let (message, errno) = match self.unlink(root, rel, expect_inode, dir) {
                 Ok(bytes) if self.rules.dry_run => {
                     return Done::tried(Outcome::WouldDelete { bytes }, attempts);
                 }
@@ -607,9 +658,15 @@ impl Worker<'_> {
         }
     }
 
-    /// Unlinks `rel` under scope root `root`, reusing the open directory if
-    /// the last deletion was in the same one.
-    fn unlink(&mut self, root: usize, rel: &Path, expect_inode: u64) -> Result<u64, Stop> {
+    /// Unlinks `rel` under scope root `root` (removes it if `dir`), reusing
+    /// the open directory if the last deletion was in the same one.
+    fn unlink(
+        &mut self,
+        root: usize,
+        rel: &Path,
+        expect_inode: u64,
+        dir: bool,
+    ) -> Result<u64, Stop> {
         let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
             return Err(Stop::Refuse(format!(
                 "`{}` does not name a file",
@@ -625,8 +682,12 @@ impl Worker<'_> {
             self.dir = None;
             self.dir = Some(open_dir(root, &self.rules.roots[root], parent)?);
         }
-        let dir = self.dir.as_ref().expect("opened above");
-        unlink_in(&dir.fd, dir.dev, &name, expect_inode, self.rules.dry_run)
+        let open = self.dir.as_ref().expect("opened above");
+        if dir {
+            rmdir_in(&open.fd, open.dev, &name, expect_inode, self.rules.dry_run)
+        } else {
+            unlink_in(&open.fd, open.dev, &name, expect_inode, self.rules.dry_run)
+        }
     }
 }
 
@@ -886,6 +947,17 @@ fn unlink_in(
         }
         Err(e) => return Err(io("opening the file to check its lock", &e)),
     };
+    // The name may have been pointed at another file since the stat: the
+    // lock must be checked on the file that was judged.
+    match fstat(&file) {
+        Ok(f) if f.st_ino == st.st_ino && f.st_dev == st.st_dev => {}
+        Ok(_) => {
+            return Err(Stop::Skip(
+                "replaced while being checked (another inode)".into(),
+            ));
+        }
+        Err(e) => return Err(io("reading the opened file", &e)),
+    }
     // SAFETY: `file` is an open descriptor.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let e = std::io::Error::last_os_error();
@@ -910,6 +982,63 @@ fn unlink_in(
     }
     drop(file);
     Ok(bytes)
+}
+
+/// Removes the directory `name` in `dir` if it is empty, on `root_dev`,
+/// and still inode `expect_inode` (any, if 0). Like systemd-tmpfiles, only
+/// empty directories go: what is in one is judged file by file.
+fn rmdir_in(
+    dir: &OwnedFd,
+    root_dev: libc::dev_t,
+    name: &CString,
+    expect_inode: u64,
+    dry_run: bool,
+) -> Result<u64, Stop> {
+    let st = match fstatat(dir, name) {
+        Ok(st) => st,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            return Err(Stop::Skip("already gone".into()));
+        }
+        Err(e) => return Err(io("reading the directory", &e)),
+    };
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFDIR => {}
+        libc::S_IFLNK => {
+            return Err(Stop::Refuse(
+                "a symlink; symlinks are never followed or deleted through".into(),
+            ));
+        }
+        _ => {
+            return Err(Stop::Skip(
+                "no longer a directory since the plan was made".into(),
+            ));
+        }
+    }
+    if st.st_dev != root_dev {
+        return Err(Stop::Refuse(
+            "a mount point; a mount point is never crossed".into(),
+        ));
+    }
+    if expect_inode != 0 && st.st_ino != expect_inode {
+        return Err(Stop::Skip(
+            "replaced since the plan was made (another inode)".into(),
+        ));
+    }
+    if dry_run {
+        return Ok(0);
+    }
+    // SAFETY: `dir` is open and `name` NUL-terminated.
+    if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::ENOTEMPTY | libc::EEXIST) => {
+                Stop::Skip("not empty; only empty directories are removed".into())
+            }
+            Some(libc::ENOENT) => Stop::Skip("already gone".into()),
+            _ => io("removing the directory", &e),
+        });
+    }
+    Ok(0)
 }
 
 #[cfg(test)]
@@ -948,6 +1077,72 @@ mod tests {
             });
         }
         set
+    }
+
+    #[test]
+    fn empty_directories_go_after_their_files_and_full_ones_stay() {
+        let tmp = tempfile::tempdir().unwrap();
+        let scope = tmp.path().join("scope");
+        let outside = tmp.path().join("outside");
+        for d in ["a/b", "keep", "empty"] {
+            std::fs::create_dir_all(scope.join(d)).unwrap();
+        }
+        std::fs::create_dir_all(outside.join("x")).unwrap();
+        std::fs::write(scope.join("a/b/old"), "1").unwrap();
+        std::fs::write(scope.join("keep/young"), "2").unwrap();
+        std::os::unix::fs::symlink(outside.join("x"), scope.join("dirlink")).unwrap();
+        // The host's own scan lists each directory after its contents.
+        let set = crate::runtime::candidates::scan(&[&scope]);
+        let index = |p: &str| {
+            (0..set.len())
+                .find(|i| set.name(*i) == scope.join(p).to_str())
+                .unwrap_or_else(|| panic!("{p} not scanned"))
+        };
+        // The plan names the directories first, to show the host reorders.
+        let mut actions: Vec<(CleanupAction, u32)> = ["a", "a/b", "keep", "empty", "a/b/old"]
+            .iter()
+            .map(|p| (CleanupAction::DeletePath(index(p) as u32), 0))
+            .collect();
+        // A symlink to a directory is not a candidate; one named anyway is refused.
+        let mut set = set;
+        let link = set.push(NewResource {
+            handle: 0,
+            kind: Some(ResourceKind::Directory),
+            name: scope.join("dirlink").to_str().unwrap(),
+            ..Default::default()
+        });
+        actions.push((CleanupAction::DeletePath(link), 0));
+        let plan = CleanupPlan {
+            reasons: vec!["old".into()],
+            actions,
+        };
+        let rules = Rules::new(vec![scope.clone()], &[], None, false).unwrap();
+        let run = execute("dirs", &rules, &set, &plan);
+        let outcome = |i: usize| run.items[i].outcome.clone();
+        assert!(
+            matches!(outcome(0), Outcome::Deleted { .. }),
+            "{:?}",
+            run.items
+        );
+        assert!(
+            matches!(outcome(1), Outcome::Deleted { .. }),
+            "{:?}",
+            run.items
+        );
+        assert!(
+            matches!(outcome(2), Outcome::Skipped { ref why } if why.contains("not empty")),
+            "{:?}",
+            run.items
+        );
+        assert!(matches!(outcome(3), Outcome::Deleted { .. }));
+        assert!(matches!(outcome(4), Outcome::Deleted { bytes: 1 }));
+        assert!(
+            matches!(outcome(5), Outcome::Refused { .. }),
+            "{:?}",
+            run.items[5]
+        );
+        assert!(!scope.join("a").exists() && !scope.join("empty").exists());
+        assert!(scope.join("keep/young").exists() && outside.join("x").exists());
     }
 
     fn plan_all(n: usize) -> CleanupPlan {

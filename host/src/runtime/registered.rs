@@ -7,26 +7,10 @@
 
 use std::time::Instant;
 
-use crate::plugin::records::{
-    CleanupAction, CleanupPlan, ResourceFilter, ResourceKind, ResourceSet,
-};
+use crate::plugin::records::{CleanupAction, CleanupPlan, ResourceFilter, ResourceSet};
 use crate::policy::schema::ScopeKind;
 use crate::resources::Registry;
-use crate::runtime::cleanup::{Cap, Item, Outcome, Run};
-
-/// The resource kind a scope kind names.
-pub fn resource_kind(k: ScopeKind) -> ResourceKind {
-    match k {
-        ScopeKind::TempFile => ResourceKind::TempFile,
-        ScopeKind::File => ResourceKind::File,
-        ScopeKind::Directory => ResourceKind::Directory,
-        ScopeKind::FileDescriptor => ResourceKind::FileDescriptor,
-        ScopeKind::Socket => ResourceKind::Socket,
-        ScopeKind::Thread => ResourceKind::Thread,
-        ScopeKind::Process => ResourceKind::Process,
-        ScopeKind::AppObject => ResourceKind::AppObject,
-    }
-}
+use crate::runtime::cleanup::{Cap, Item, Outcome, Run, over_cap};
 
 /// The registered resources a policy with `kinds` in scope may act on;
 /// empty when `kinds` is.
@@ -35,7 +19,7 @@ pub fn candidates(registry: &Registry, kinds: &[ScopeKind]) -> ResourceSet {
         return ResourceSet::default();
     }
     registry.list(&ResourceFilter {
-        kinds: kinds.iter().map(|k| resource_kind(*k)).collect(),
+        kinds: kinds.iter().map(|k| k.resource_kind()).collect(),
         name_prefix: None,
         limit: Some(crate::runtime::candidates::MAX_CANDIDATES as u32),
     })
@@ -51,37 +35,10 @@ pub fn execute(
     dry_run: bool,
 ) -> Run {
     let started = Instant::now();
-    let started_ms = crate::clock::now_ms();
-    let mut run = Run {
-        policy: policy.to_owned(),
-        started_ms,
-        finished_ms: started_ms,
-        duration_ms: 0,
-        dry_run,
-        candidates: candidates.len(),
-        planned: plan.actions.len(),
-        cap_exceeded: None,
-        timed_out: false,
-        items: Vec::with_capacity(plan.actions.len()),
-        bytes_freed: 0,
-        omitted: [0; 5],
-    };
-    let acting = plan
-        .actions
-        .iter()
-        .filter(|(a, _)| !matches!(a, CleanupAction::Notify(_)))
-        .count();
-    if let Some(cap) = cap
-        && !dry_run
-        && acting as u64 > cap.allowed(candidates.len())
-    {
-        let why = format!(
-            "the plan asks for {acting} actions on {} registered resources, over the cap of {cap}; nothing was done",
-            candidates.len()
-        );
-        tracing::warn!(policy, "{why}");
+    let mut run = Run::begin(policy, dry_run, candidates.len(), plan.actions.len());
+    if let Some(why) = over_cap(policy, cap, plan, candidates.len()) {
         run.cap_exceeded = Some(why);
-        return finish(run, started);
+        return run.end(started);
     }
     let now = crate::clock::now_ms();
     for (i, (action, _)) in plan.actions.iter().enumerate() {
@@ -164,18 +121,13 @@ pub fn execute(
             attempts: u32::from(verb == "release" || verb == "evict"),
         });
     }
-    finish(run, started)
-}
-
-fn finish(mut run: Run, started: Instant) -> Run {
-    run.finished_ms = crate::clock::now_ms();
-    run.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    run
+    run.end(started)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugin::records::ResourceKind;
     use crate::resources::Registration;
     use crate::resources::registry::Lookup;
 

@@ -15,7 +15,14 @@
 //!   age_by: [modified, accessed]   # default: modified, accessed, created
 //!   max_total_bytes: 1073741824    # optional
 //!   min_age: 1m            # never touch files younger than this (default 1m)
+//!   include: ["*.tmp", "/var/cache/app/**"]  # optional: only these
 //! ```
+//!
+//! `include` globs without a `/` match the last part of the name (`*.tmp`);
+//! others match the whole path, `*` within one part and `**` across parts.
+//! Directories come after their contents and go only once empty (the host
+//! checks), so an old directory whose old files are deleted goes in the
+//! same run.
 
 use serde::Deserialize;
 use warden_sdk::cleanup::{CleanupContext, CleanupStrategy, Plan};
@@ -64,6 +71,9 @@ pub struct Config {
     /// Files younger than this are never touched, even over budget.
     #[serde(default = "default_min_age")]
     pub min_age: HumanDuration,
+    /// Only candidates matching one of these globs; all when empty.
+    #[serde(default)]
+    pub include: Vec<String>,
 }
 
 fn default_stamps() -> Vec<Stamp> {
@@ -75,9 +85,29 @@ fn default_min_age() -> HumanDuration {
 }
 
 /// The strategy.
-pub struct TempFiles(Config);
+pub struct TempFiles(Config, Vec<(glob::Pattern, bool)>);
+
+/// How `include` globs match: `*` stays within one part of a path.
+const MATCH: glob::MatchOptions = glob::MatchOptions {
+    case_sensitive: true,
+    require_literal_separator: true,
+    require_literal_leading_dot: false,
+};
 
 impl TempFiles {
+    /// Whether `name` is one the policy covers.
+    fn included(&self, name: &str) -> bool {
+        self.1.is_empty()
+            || self.1.iter().any(|(p, whole)| {
+                let subject = if *whole {
+                    name
+                } else {
+                    name.rsplit('/').next().unwrap_or(name)
+                };
+                p.matches_with(subject, MATCH)
+            })
+    }
+
     /// Returns the newest of the chosen timestamps, if the file has any.
     fn last_touched(&self, r: &Resource<'_>) -> Option<i64> {
         self.0
@@ -99,7 +129,13 @@ impl CleanupStrategy for TempFiles {
         if config.age_by.is_empty() {
             return Err("`age_by` must name at least one of modified, accessed, created".into());
         }
-        Ok(TempFiles(config))
+        let mut include = Vec::with_capacity(config.include.len());
+        for (i, g) in config.include.iter().enumerate() {
+            let p = glob::Pattern::new(g)
+                .map_err(|e| format!("`include[{i}]`: `{g}` is not a glob: {e}"))?;
+            include.push((p, g.contains('/')));
+        }
+        Ok(TempFiles(config, include))
     }
 
     fn plan(&self, ctx: &CleanupContext) -> warden_sdk::Result<Plan> {
@@ -111,6 +147,9 @@ impl CleanupStrategy for TempFiles {
         let mut kept: Vec<(i64, Resource<'_>)> = Vec::new();
         let mut kept_bytes = 0u64;
         for r in ctx.candidates().iter() {
+            if !self.included(r.name()) {
+                continue;
+            }
             // A file with no usable timestamp has no known age: leave it alone.
             let Some(touched) = self.last_touched(&r) else {
                 continue;
@@ -306,6 +345,35 @@ mod tests {
                 Decision::Release(2, "older than max_age"),
             ]
         );
+    }
+
+    #[test]
+    fn include_globs_narrow_the_candidates() {
+        let s = strategy(r#"{"max_age": "1h", "include": ["*.tmp", "/t/cache/**"]}"#);
+        let old = 2 * 60 * MIN;
+        let plan = s
+            .plan(&ctx(&[
+                ("/t/a.tmp", old, 1),
+                ("/t/a.log", old, 1),
+                ("/t/cache/x/y.bin", old, 1),
+                ("/t/sub/b.tmp", old, 1),
+            ]))
+            .unwrap();
+        let reason = "older than max_age";
+        assert_eq!(
+            plan.decisions(),
+            vec![
+                Decision::Delete(0, reason),
+                Decision::Delete(2, reason),
+                Decision::Delete(3, reason)
+            ]
+        );
+        let e = TempFiles::new(
+            serde_json::from_str(r#"{"max_age": "1h", "include": ["a["]}"#).unwrap(),
+        )
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("include[0]"), "{e}");
     }
 
     #[test]
