@@ -191,18 +191,17 @@ pub fn assess(s: &AppState) -> Health {
     }
 
     let n = s.scheduler.context().dispatcher.counts();
-    let sent = n.delivered + n.failed + n.dropped;
     subsystems.insert(
         "notifications",
         sub(
-            if sent == 0 {
+            if n.recent == 0 {
                 100.0
             } else {
-                100.0 * n.delivered as f64 / sent as f64
+                100.0 * n.recent_delivered as f64 / n.recent as f64
             },
             format!(
-                "{} batches delivered, {} failed after retries, {} dropped",
-                n.delivered, n.failed, n.dropped
+                "{} of the last {} batches delivered; since start {} delivered, {} failed after retries, {} dropped",
+                n.recent_delivered, n.recent, n.delivered, n.failed, n.dropped
             ),
         ),
     );

@@ -29,6 +29,22 @@ pub struct DeliveryStats {
     pub failed: AtomicU64,
     /// Batches dropped because a receiver's queue was full.
     pub dropped: AtomicU64,
+    /// Whether each of the latest [`RECENT`] batches got through, newest last.
+    recent: Mutex<std::collections::VecDeque<bool>>,
+}
+
+/// How many of the latest batches [`DeliveryCounts::recent_delivered`] covers.
+pub const RECENT: usize = 100;
+
+impl DeliveryStats {
+    fn note(&self, counter: &AtomicU64, delivered: bool) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        let mut r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if r.len() == RECENT {
+            r.pop_front();
+        }
+        r.push_back(delivered);
+    }
 }
 
 /// A snapshot of [`DeliveryStats`].
@@ -40,6 +56,12 @@ pub struct DeliveryCounts {
     pub failed: u64,
     /// Batches dropped because a receiver's queue was full.
     pub dropped: u64,
+    /// Of the latest batches (at most [`RECENT`]): how many got through, and
+    /// how many there were. Health is judged by these, so an outage long
+    /// past does not count against it for ever.
+    pub recent_delivered: usize,
+    /// See `recent_delivered`.
+    pub recent: usize,
 }
 
 struct Worker {
@@ -86,10 +108,13 @@ impl Dispatcher {
 
     /// What was delivered so far.
     pub fn counts(&self) -> DeliveryCounts {
+        let recent = self.stats.recent.lock().unwrap_or_else(|p| p.into_inner());
         DeliveryCounts {
             delivered: self.stats.delivered.load(Ordering::Relaxed),
             failed: self.stats.failed.load(Ordering::Relaxed),
             dropped: self.stats.dropped.load(Ordering::Relaxed),
+            recent_delivered: recent.iter().filter(|d| **d).count(),
+            recent: recent.len(),
         }
     }
 
@@ -125,7 +150,7 @@ impl Dispatcher {
             match worker.tx.try_send((batch, now_ms)) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.stats.note(&self.stats.dropped, false);
                     tracing::error!(policy, receiver = %worker.describe, "the receiver is not keeping up; a batch of alerts was dropped");
                 }
             }
@@ -160,12 +185,12 @@ impl Dispatcher {
                 for (batch, now_ms) in rx {
                     let _span = tracing::info_span!("notify", receiver = %notifier.describe(), alerts = batch.len()).entered();
                     match notifier.send(&batch, now_ms) {
-                        Ok(()) => stats.delivered.fetch_add(1, Ordering::Relaxed),
+                        Ok(()) => stats.note(&stats.delivered, true),
                         Err(e) => {
                             tracing::error!(error = %e, "alerts not delivered");
-                            stats.failed.fetch_add(1, Ordering::Relaxed)
+                            stats.note(&stats.failed, false);
                         }
-                    };
+                    }
                 }
             });
         if let Err(e) = spawned {
@@ -216,5 +241,97 @@ fn notification(policy: &str, policy_labels: &BTreeMap<String, String>, d: &Due)
         starts_at_ms: a.fired_at_ms.unwrap_or(a.active_since_ms),
         ends_at_ms: if d.resolved { a.resolved_at_ms } else { None },
         policy: policy.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::alerts::{AlertState, Phase};
+
+    fn due(resolved: bool, refresh: bool) -> Due {
+        Due {
+            alert: AlertState {
+                name: "Hot".into(),
+                labels: vec![("host".into(), "a".into())],
+                phase: if resolved {
+                    Phase::Resolved
+                } else {
+                    Phase::Firing
+                },
+                active_since_ms: 1,
+                fired_at_ms: Some(2),
+                last_seen_ms: 3,
+                resolved_at_ms: resolved.then_some(4),
+                value: 9.5,
+                severity: "critical".into(),
+                annotations: vec![("summary".into(), "hot".into())],
+                told_firing: true,
+                last_notified_ms: None,
+            },
+            resolved,
+            refresh,
+        }
+    }
+
+    fn wait_for(d: &Dispatcher, done: impl Fn(DeliveryCounts) -> bool) -> DeliveryCounts {
+        let t = std::time::Instant::now();
+        loop {
+            let c = d.counts();
+            if done(c) {
+                return c;
+            }
+            assert!(t.elapsed().as_secs() < 10, "{c:?}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn labels_carry_policy_rule_and_severity_and_ends_only_when_resolved() {
+        let policy_labels = BTreeMap::from([("team".to_owned(), "ops".to_owned())]);
+        let n = notification("p", &policy_labels, &due(true, false));
+        assert_eq!(n.status, AlertStatus::Resolved);
+        assert_eq!(
+            n.labels.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["alertname", "host", "severity", "team"]
+        );
+        assert_eq!((n.starts_at_ms, n.ends_at_ms), (2, Some(4)));
+        assert_eq!(n.annotations["value"], "9.5");
+        let n = notification("p", &policy_labels, &due(false, false));
+        assert_eq!((n.status, n.ends_at_ms), (AlertStatus::Firing, None));
+    }
+
+    #[test]
+    fn failures_count_and_only_recent_batches_judge_health() {
+        // Nothing listens on port 1; no retries, so each batch fails fast.
+        let hook: NotifierConfig = serde_norway::from_str(
+            "type: webhook\nurl: http://127.0.0.1:1/hook\nretries: 0\ntimeout: 200ms\n",
+        )
+        .unwrap();
+        let d = Dispatcher::new(vec![hook, NotifierConfig::Log {}]).unwrap();
+        d.dispatch("p", &BTreeMap::new(), None, &[due(false, false)], 0);
+        let c = wait_for(&d, |c| c.failed == 1 && c.delivered == 1);
+        assert_eq!((c.recent_delivered, c.recent), (1, 2));
+        // Refreshes go only to receivers that want them: neither does.
+        d.dispatch("p", &BTreeMap::new(), None, &[due(false, true)], 0);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(d.counts().recent, 2);
+        // A policy's own receivers replace the global ones.
+        for _ in 0..RECENT {
+            d.dispatch(
+                "p",
+                &BTreeMap::new(),
+                Some(&[NotifierConfig::Log {}]),
+                &[due(false, false)],
+                0,
+            );
+        }
+        let c = wait_for(&d, |c| c.delivered == 1 + RECENT as u64);
+        assert_eq!(c.failed, 1, "since start");
+        assert_eq!(
+            (c.recent_delivered, c.recent),
+            (RECENT, RECENT),
+            "the failure aged out"
+        );
     }
 }
