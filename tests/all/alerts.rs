@@ -1,6 +1,8 @@
-//! Alerts end to end through `warden run`: a threshold policy over a pushed
-//! metric notifies a real Alertmanager and a webhook receiver when it fires
-//! and when it resolves; a pending alert never notifies; alert state
+//! Alerts against a real Alertmanager: the notifier on its own (firing with
+//! `endsAt` ahead, the fingerprint Alertmanager computes, resolved, a refusal
+//! not retried), then end to end through `warden run`: a threshold policy
+//! over a pushed metric notifies Alertmanager and a webhook receiver when it
+//! fires and when it resolves; a pending alert never notifies; alert state
 //! survives a restart.
 
 use std::collections::BTreeMap;
@@ -12,6 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+use warden::runtime::notify::{
+    AlertStatus, Notification, Notifier, NotifierConfig, NotifyError, fingerprint,
+};
 
 use crate::daemon::{Daemon, free_port};
 
@@ -182,11 +188,105 @@ impl Alertmanager {
             .collect()
     }
 
+    /// Active alerts with exactly these labels.
+    fn active_with(&self, labels: &BTreeMap<String, String>) -> Vec<Value> {
+        let wanted = serde_json::to_value(labels).unwrap();
+        self.active()
+            .into_iter()
+            .filter(|a| a["labels"] == wanted)
+            .collect()
+    }
+
     fn active_named(&self, name: &str) -> Option<Value> {
         self.active()
             .into_iter()
             .find(|a| a["labels"]["alertname"] == name)
     }
+}
+
+fn notifier(url: &str, retries: u32) -> Box<dyn Notifier> {
+    let config: NotifierConfig = serde_json::from_value(json!({
+        "type": "alertmanager", "url": url, "retries": retries, "backoff": "50ms",
+        "resend_ends_after": "5m"
+    }))
+    .unwrap();
+    warden::runtime::notify::build(&config).unwrap()
+}
+
+#[test]
+fn the_alertmanager_notifier_fires_refreshes_ahead_and_resolves() {
+    let am = Alertmanager::start();
+    let n = notifier(&format!("{}/", am.base), 2);
+    let now = chrono::Utc::now().timestamp_millis();
+    let labels: BTreeMap<String, String> = [
+        ("alertname", "WardenNotifyTest"),
+        ("severity", "warning"),
+        ("policy", "notify-test"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let mut alert = Notification {
+        status: AlertStatus::Firing,
+        labels: labels.clone(),
+        annotations: [("summary".to_owned(), "it works".to_owned())].into(),
+        starts_at_ms: now - 60_000,
+        ends_at_ms: None,
+        policy: "notify-test".to_owned(),
+    };
+    n.send(std::slice::from_ref(&alert), now).unwrap();
+    wait("the firing alert is listed", 10, || {
+        !am.active_with(&labels).is_empty()
+    });
+    let listed = &am.active_with(&labels)[0];
+    assert_eq!(listed["annotations"]["summary"], "it works");
+    // Our fingerprint is Alertmanager's, so receivers can correlate.
+    assert_eq!(listed["fingerprint"], fingerprint(&labels));
+    let ends_at = chrono::DateTime::parse_from_rfc3339(listed["endsAt"].as_str().unwrap())
+        .unwrap()
+        .timestamp_millis();
+    assert!(
+        (now + 299_000..=now + 301_000).contains(&ends_at),
+        "endsAt is `resend_ends_after` ahead: {listed}"
+    );
+    let later = chrono::Utc::now().timestamp_millis();
+    alert.status = AlertStatus::Resolved;
+    alert.ends_at_ms = Some(later);
+    n.send(&[alert], later).unwrap();
+    wait("the resolved alert leaves the active list", 10, || {
+        am.active_with(&labels).is_empty()
+    });
+}
+
+#[test]
+fn alerts_alertmanager_refuses_are_not_retried_by_the_notifier() {
+    let am = Alertmanager::start();
+    let n = notifier(&am.base, 3);
+    // Alertmanager refuses alerts without labels.
+    let e = n
+        .send(
+            &[Notification {
+                status: AlertStatus::Firing,
+                labels: BTreeMap::new(),
+                annotations: BTreeMap::new(),
+                starts_at_ms: 0,
+                ends_at_ms: None,
+                policy: "p".to_owned(),
+            }],
+            1_000,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            NotifyError::Status {
+                status: 400,
+                attempts: 1,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 }
 
 /// A policy with a rule that fires at once (`Now`) and one that stays

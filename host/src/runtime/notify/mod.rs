@@ -313,7 +313,7 @@ fn rfc3339(ms: i64) -> String {
 /// The alert's identity as 16 hex digits: FNV-1a over the sorted labels,
 /// exactly as Prometheus and Alertmanager compute fingerprints, so the value
 /// matches what Alertmanager shows for the same alert.
-fn fingerprint(labels: &BTreeMap<String, String>) -> String {
+pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
     const SEPARATOR: &[u8] = &[0xff];
     let mut hash = Fnv::new();
     // BTreeMap iterates in sorted order, which the fingerprint requires.
