@@ -899,30 +899,36 @@ fn open_dir(index: usize, root: &Path, rel: &Path) -> Result<OpenDir, Stop> {
     })
 }
 
-/// Unlinks `name` in `dir` if it is a regular file on `root_dev` with inode
-/// `expect_inode` (any, if 0) that no other process holds an `flock` on;
-/// returns the file's size.
-fn unlink_in(
+/// Stats `name` in `dir` without following it and checks it is still what
+/// may be removed: of type `want` (`S_IFREG` or `S_IFDIR`), never a
+/// symlink, on `root_dev` (so not a mount point), with inode `expect_inode`
+/// (any, if 0).
+fn judge(
     dir: &OwnedFd,
     root_dev: libc::dev_t,
     name: &CString,
     expect_inode: u64,
-    dry_run: bool,
-) -> Result<u64, Stop> {
+    want: libc::mode_t,
+) -> Result<libc::stat, Stop> {
     let st = match fstatat(dir, name) {
         Ok(st) => st,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
             return Err(Stop::Skip("already gone".into()));
         }
-        Err(e) => return Err(io("reading the file", &e)),
+        Err(e) => return Err(io("reading it", &e)),
     };
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        let kind = kind_of(st.st_mode);
-        return Err(if kind == "a symlink" {
-            Stop::Refuse("a symlink; symlinks are never followed or deleted through".into())
+    let kind = st.st_mode & libc::S_IFMT;
+    if kind == libc::S_IFLNK {
+        return Err(Stop::Refuse(
+            "a symlink; symlinks are never followed or deleted through".into(),
+        ));
+    }
+    if kind != want {
+        return Err(Stop::Skip(if want == libc::S_IFDIR {
+            "no longer a directory since the plan was made".into()
         } else {
-            Stop::Skip(format!("{kind}; only regular files are deleted"))
-        });
+            format!("{}; only regular files are deleted", kind_of(st.st_mode))
+        }));
     }
     if st.st_dev != root_dev {
         return Err(Stop::Refuse(
@@ -934,6 +940,20 @@ fn unlink_in(
             "replaced since the plan was made (another inode)".into(),
         ));
     }
+    Ok(st)
+}
+
+/// Unlinks `name` in `dir` if it is a regular file on `root_dev` with inode
+/// `expect_inode` (any, if 0) that no other process holds an `flock` on;
+/// returns the file's size.
+fn unlink_in(
+    dir: &OwnedFd,
+    root_dev: libc::dev_t,
+    name: &CString,
+    expect_inode: u64,
+    dry_run: bool,
+) -> Result<u64, Stop> {
+    let st = judge(dir, root_dev, name, expect_inode, libc::S_IFREG)?;
     // Another process's advisory lock means it is in use: leave it. The lock
     // is held across the unlink so nobody takes it in between.
     let file = match openat(
@@ -994,36 +1014,7 @@ fn rmdir_in(
     expect_inode: u64,
     dry_run: bool,
 ) -> Result<u64, Stop> {
-    let st = match fstatat(dir, name) {
-        Ok(st) => st,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-            return Err(Stop::Skip("already gone".into()));
-        }
-        Err(e) => return Err(io("reading the directory", &e)),
-    };
-    match st.st_mode & libc::S_IFMT {
-        libc::S_IFDIR => {}
-        libc::S_IFLNK => {
-            return Err(Stop::Refuse(
-                "a symlink; symlinks are never followed or deleted through".into(),
-            ));
-        }
-        _ => {
-            return Err(Stop::Skip(
-                "no longer a directory since the plan was made".into(),
-            ));
-        }
-    }
-    if st.st_dev != root_dev {
-        return Err(Stop::Refuse(
-            "a mount point; a mount point is never crossed".into(),
-        ));
-    }
-    if expect_inode != 0 && st.st_ino != expect_inode {
-        return Err(Stop::Skip(
-            "replaced since the plan was made (another inode)".into(),
-        ));
-    }
+    judge(dir, root_dev, name, expect_inode, libc::S_IFDIR)?;
     if dry_run {
         return Ok(0);
     }
