@@ -11,7 +11,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -20,40 +20,14 @@ use warden::runtime::notify::{
 };
 
 use crate::daemon::{Daemon, free_port};
+use crate::http::{agent, get, get_url, post, wait};
 
 const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into()
-}
-
 fn push(addr: &str, value: f64) {
     let body = json!({"samples": [{"metric": "m", "labels": {"host": "db1"}, "value": value}]});
-    let r = agent()
-        .post(&format!("http://{addr}/api/v1/metrics"))
-        .header("content-type", "application/json")
-        .send(body.to_string())
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-}
-
-fn get(url: &str) -> Value {
-    let mut r = agent().get(url).call().unwrap();
-    assert_eq!(r.status().as_u16(), 200, "{url}");
-    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
-}
-
-fn wait(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within {secs}s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (status, answer) = post(addr, "/api/v1/metrics", &body);
+    assert_eq!(status, 200, "{answer}");
 }
 
 /// A webhook receiver on loopback that keeps every JSON body it is sent.
@@ -179,7 +153,7 @@ impl Alertmanager {
 
     /// Names of the alerts Alertmanager holds as active.
     fn active(&self) -> Vec<Value> {
-        get(&format!("{}/api/v2/alerts?active=true", self.base))
+        get_url(&format!("{}/api/v2/alerts?active=true", self.base))
             .as_array()
             .cloned()
             .unwrap_or_default()
@@ -319,7 +293,7 @@ fn daemon(config: &str) -> Daemon {
 }
 
 fn alerts(d: &Daemon, query: &str) -> Vec<Value> {
-    get(&format!("http://{}/api/v1/alerts{query}", d.addr))
+    get(&d.addr, &format!("/api/v1/alerts{query}"))
         .as_array()
         .cloned()
         .unwrap()
@@ -378,7 +352,7 @@ fn a_threshold_alert_reaches_alertmanager_and_a_webhook_and_resolves_after_recov
     );
     assert!(am.active_named("Later").is_none());
 
-    let history = get(&format!("http://{}/api/v1/alerts/history", d.addr));
+    let history = get(&d.addr, "/api/v1/alerts/history");
     let phases: Vec<(&str, &str)> = history
         .as_array()
         .unwrap()
@@ -390,7 +364,7 @@ fn a_threshold_alert_reaches_alertmanager_and_a_webhook_and_resolves_after_recov
         [("Now", "resolved"), ("Later", "pending"), ("Now", "firing")],
         "newest first"
     );
-    let rules = get(&format!("http://{}/api/v1/alerts/rules", d.addr));
+    let rules = get(&d.addr, "/api/v1/alerts/rules");
     assert_eq!(rules[0]["policy"], "db");
     assert_eq!(rules[0]["config"]["rules"].as_array().unwrap().len(), 2);
     d.stop();

@@ -2,36 +2,12 @@
 //! applications register and the cleanup policies that release them, cleanup
 //! tasks, threshold, event and memory-pressure triggers, and `/health`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::daemon::Daemon;
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-fn call(method: &str, addr: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let url = format!("http://{addr}{path}");
-    let a = agent();
-    let mut r = match (method, body) {
-        ("GET", _) => a.get(&url).call(),
-        ("DELETE", _) => a.delete(&url).call(),
-        (_, Some(b)) => a
-            .post(&url)
-            .header("content-type", "application/json")
-            .send(b.to_string()),
-        (_, None) => a.post(&url).send_empty(),
-    }
-    .unwrap();
-    let status = r.status().as_u16();
-    let text = r.body_mut().read_to_string().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
+use crate::http::{call, wait};
 
 const QUIET: &str = "metrics:\n  collect:\n    enabled: false\n  persist:\n    enabled: false\n";
 
@@ -42,17 +18,6 @@ fn daemon(policies: &[(&str, &str)], config: &str) -> Daemon {
         std::fs::write(dir.path().join("policies").join(name), text).unwrap();
     }
     Daemon::start_in(dir, Some(config))
-}
-
-fn wait(what: &str, mut done: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !done() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "{what}: not within 20s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Releases registered leases whose TTL lapsed, through the shipped plugin.
@@ -78,7 +43,7 @@ fn registered_resources_are_listed_used_released_and_cleaned_up_by_ttl() {
             &d.addr,
             "/api/v1/resources",
             Some(
-                json!({"kind": "app-object", "name": name, "owner": "svc", "size_bytes": 100, "ttl": ttl, "labels": {"pool": "a"}}),
+                &json!({"kind": "app-object", "name": name, "owner": "svc", "size_bytes": 100, "ttl": ttl, "labels": {"pool": "a"}}),
             ),
         );
         assert_eq!(status, 201, "{v}");
@@ -154,7 +119,7 @@ fn registered_resources_are_listed_used_released_and_cleaned_up_by_ttl() {
         "POST",
         &d.addr,
         "/api/v1/resources",
-        Some(json!({"kind": "blob", "name": "x"})),
+        Some(&json!({"kind": "blob", "name": "x"})),
     );
     assert_eq!(status, 400);
     assert!(bad["error"].as_str().unwrap().starts_with("kind:"), "{bad}");
@@ -248,7 +213,7 @@ fn threshold_event_and_pressure_triggers_run_their_policies() {
             "{QUIET}pressure:\n  standard: 0.001\n  critical: 0.002\n  emergency: 0.003\n  every: 100ms\n"
         ),
     );
-    wait("memory pressure runs `on-memory`", || {
+    wait("memory pressure runs `on-memory`", 20, || {
         runs(&d, "on-memory") == 1
     });
     let (_, health) = call("GET", &d.addr, "/health", None);
@@ -267,7 +232,7 @@ fn threshold_event_and_pressure_triggers_run_their_policies() {
             "POST",
             &d.addr,
             "/api/v1/metrics",
-            Some(json!({"samples": [{"metric": "queue_depth", "value": v}]})),
+            Some(&json!({"samples": [{"metric": "queue_depth", "value": v}]})),
         );
         assert_eq!(status, 200, "{body}");
     };
@@ -275,7 +240,7 @@ fn threshold_event_and_pressure_triggers_run_their_policies() {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(runs(&d, "on-hot"), 0, "below the threshold");
     push(500.0);
-    wait("crossing the threshold runs `on-hot`", || {
+    wait("crossing the threshold runs `on-hot`", 20, || {
         runs(&d, "on-hot") == 1
     });
     std::thread::sleep(Duration::from_millis(1500));
@@ -283,7 +248,7 @@ fn threshold_event_and_pressure_triggers_run_their_policies() {
     push(10.0);
     std::thread::sleep(Duration::from_millis(1500));
     push(500.0);
-    wait("a second crossing runs it again", || {
+    wait("a second crossing runs it again", 20, || {
         runs(&d, "on-hot") == 2
     });
 
@@ -292,10 +257,10 @@ fn threshold_event_and_pressure_triggers_run_their_policies() {
         "POST",
         &d.addr,
         "/api/v1/resources",
-        Some(json!({"kind": "socket", "name": "conn/1"})),
+        Some(&json!({"kind": "socket", "name": "conn/1"})),
     );
     assert_eq!(status, 201);
-    wait("registering runs `on-register`", || {
+    wait("registering runs `on-register`", 20, || {
         runs(&d, "on-register") == 1
     });
     assert_eq!(runs(&d, "on-memory"), 1, "once per rise in level");
@@ -310,7 +275,7 @@ fn threshold_event_and_pressure_triggers_run_their_policies() {
         ),
     )
     .unwrap();
-    wait("a new policy under pressure runs", || {
+    wait("a new policy under pressure runs", 20, || {
         runs(&d, "on-memory-too") == 1
     });
     d.stop();

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 
 use crate::daemon::Daemon;
+use crate::http::{call, get};
 
 fn old_file(path: &Path, bytes: usize) {
     std::fs::write(path, vec![b'x'; bytes]).unwrap();
@@ -39,25 +40,11 @@ fn daemon_with(policy_text: &str) -> Daemon {
 }
 
 fn run(d: &Daemon) -> Value {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut r = agent
-        .post(&format!("http://{}/api/v1/policies/sweep/run", d.addr))
-        .send_empty()
-        .unwrap();
-    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+    call("POST", &d.addr, "/api/v1/policies/sweep/run", None).1
 }
 
 fn history(d: &Daemon) -> Value {
-    let mut r = ureq::get(&format!(
-        "http://{}/api/v1/cleanup/history?policy=sweep",
-        d.addr
-    ))
-    .call()
-    .unwrap();
-    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+    get(&d.addr, "/api/v1/cleanup/history?policy=sweep")
 }
 
 #[test]

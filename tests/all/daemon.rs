@@ -210,11 +210,7 @@ fn status_without_a_daemon_says_how_to_fix_it() {
 }
 
 fn post_status(addr: &str, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut request = agent.post(&format!("http://{addr}{path}"));
+    let mut request = crate::http::agent().post(&format!("http://{addr}{path}"));
     if let Some(t) = token {
         request = request.header("authorization", &format!("Bearer {t}"));
     }

@@ -9,6 +9,7 @@
 //! - `cli`: the `warden` binary as a user runs it.
 //! - `policies`: policy files, `warden check`, hot reload, schedules and state.
 //! - `daemon`: `warden run` end to end: status, reload on edit and SIGHUP, shutdown.
+//! - `http`: the HTTP client, calls and waits those tests share.
 //! - `api`: resources, cleanup tasks, triggers and `/health` over HTTP.
 //! - `alerts`: alert notifications to a real Alertmanager and a webhook, and
 //!   alert state across restarts.
@@ -30,6 +31,7 @@ mod cli;
 mod containment;
 mod daemon;
 mod guests;
+mod http;
 mod metrics;
 mod policies;
 mod util;

@@ -10,36 +10,7 @@ use serde_json::{Value, json};
 use warden::metrics::persist::{RecordIn, batch_files, read_batch};
 
 use crate::daemon::{Daemon, free_port};
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-fn post(addr: &str, path: &str, body: &Value) -> (u16, Value) {
-    let mut r = agent()
-        .post(&format!("http://{addr}{path}"))
-        .header("content-type", "application/json")
-        .send(body.to_string())
-        .unwrap();
-    let status = r.status().as_u16();
-    let v = serde_json::from_str(&r.body_mut().read_to_string().unwrap_or_default())
-        .unwrap_or(Value::Null);
-    (status, v)
-}
-
-fn get(addr: &str, path: &str) -> Value {
-    agent()
-        .get(&format!("http://{addr}{path}"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .map(|t| serde_json::from_str(&t).unwrap())
-        .unwrap()
-}
+use crate::http::{agent, get, post};
 
 fn get_text(addr: &str, path: &str) -> String {
     agent()

@@ -1,0 +1,65 @@
+//! HTTP for the tests that talk to a running `warden` (or Alertmanager,
+//! Prometheus): one client, one call returning status and JSON, one wait.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A client that reports error statuses instead of failing on them, ignores
+/// proxy settings (everything here is on loopback), and gives up on one
+/// request after 30 s so that a hang fails the test instead of stalling it.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// `method` (GET, POST or DELETE) on `http://{addr}{path}`, with `body` as
+/// JSON for a POST; returns the status and the answer as JSON (`Null` if it
+/// is not JSON).
+pub fn call(method: &str, addr: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let url = format!("http://{addr}{path}");
+    let a = agent();
+    let mut r = match (method, body) {
+        ("GET", _) => a.get(&url).call(),
+        ("DELETE", _) => a.delete(&url).call(),
+        (_, Some(b)) => a
+            .post(&url)
+            .header("content-type", "application/json")
+            .send(b.to_string()),
+        (_, None) => a.post(&url).send_empty(),
+    }
+    .unwrap();
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// `POST`s `body` as JSON; returns the status and the answer.
+pub fn post(addr: &str, path: &str, body: &Value) -> (u16, Value) {
+    call("POST", addr, path, Some(body))
+}
+
+/// The JSON at `http://{addr}{path}`, which must answer 200.
+pub fn get(addr: &str, path: &str) -> Value {
+    get_url(&format!("http://{addr}{path}"))
+}
+
+/// The JSON at `url`, which must answer 200.
+pub fn get_url(url: &str) -> Value {
+    let mut r = agent().get(url).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{url}");
+    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+/// Polls `done` every 50 ms until it holds, failing after `secs` seconds.
+pub fn wait(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {secs}s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
