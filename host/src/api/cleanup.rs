@@ -69,7 +69,7 @@ async fn tasks(State(s): State<AppState>) -> Json<Vec<Task>> {
                         .state
                         .get(&StateKey::policy(&p.file, p.name()))
                         .and_then(|st| st.last),
-                    last_run: s.state.cleanup_history(Some(p.name())).into_iter().next(),
+                    last_run: s.state.cleanup_history(Some(p.name()), 1).pop(),
                 }
             })
             .collect(),
@@ -103,10 +103,11 @@ async fn run(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<R
         ));
     }
     let evaluation = s.scheduler.run_now(policy).await;
-    // Runs are recorded only if the plugin got as far as a plan.
+    // Runs are recorded only if the plugin got as far as a plan; one
+    // evaluation makes at most two (files, registered resources).
     let runs = if evaluation.ok {
         s.state
-            .cleanup_history(Some(&id))
+            .cleanup_history(Some(&id), 2)
             .into_iter()
             .take_while(|r| r.started_ms >= evaluation.at_ms)
             .collect()
@@ -121,7 +122,8 @@ async fn history(
     State(s): State<AppState>,
     Q(q): Q<HistoryQuery>,
 ) -> Json<Vec<crate::runtime::cleanup::Run>> {
-    let mut runs = s.state.cleanup_history(q.policy.as_deref());
-    runs.truncate(q.limit.unwrap_or(50));
-    Json(runs)
+    Json(
+        s.state
+            .cleanup_history(q.policy.as_deref(), q.limit.unwrap_or(50)),
+    )
 }

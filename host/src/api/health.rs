@@ -113,10 +113,9 @@ pub fn assess(s: &AppState) -> Health {
 
     // The last 20 runs: the share of attempted deletions that succeeded, and
     // runs stopped by their cap count as half a success.
-    let runs = s.state.cleanup_history(None);
-    let recent = &runs[..runs.len().min(20)];
+    let recent = s.state.cleanup_history(None, 20);
     let (mut ok, mut failed, mut capped) = (0usize, 0usize, 0usize);
-    for r in recent {
+    for r in &recent {
         let [deleted, _, _, _, f] = r.counts();
         ok += deleted;
         failed += f;

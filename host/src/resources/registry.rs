@@ -34,7 +34,6 @@ struct Entry {
     reg: Registration,
     created_ms: TimestampMs,
     accessed_ms: TimestampMs,
-    ttl_label: Option<String>,
 }
 
 /// Why a handle is no longer registered, kept for a while so that the
@@ -128,14 +127,12 @@ impl Registry {
         let mut g = self.inner.write().unwrap_or_else(|p| p.into_inner());
         g.next += 1;
         let handle = g.next;
-        let ttl_label = reg.ttl_ms.map(|t| t.to_string());
         g.entries.insert(
             handle,
             Entry {
                 reg,
                 created_ms: now_ms,
                 accessed_ms: now_ms,
-                ttl_label,
             },
         );
         handle
@@ -229,12 +226,13 @@ impl Registry {
             if !matches(filter, e) {
                 continue;
             }
+            let ttl = e.reg.ttl_ms.map(|t| t.to_string());
             let labels: Vec<(&str, &str)> = e
                 .reg
                 .labels
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
-                .chain(e.ttl_label.as_deref().map(|t| (TTL_LABEL, t)))
+                .chain(ttl.as_deref().map(|t| (TTL_LABEL, t)))
                 .collect();
             set.push(NewResource {
                 handle: *handle,

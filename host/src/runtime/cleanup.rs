@@ -380,7 +380,7 @@ pub fn execute(policy: &str, rules: &Rules, candidates: &ResourceSet, plan: &Cle
         });
     // (action, candidate) pairs.
     type Jobs = Vec<(usize, usize)>;
-    let (dirs, files): (Jobs, Jobs) = deletes.partition(|(_, t)| is_dir(*t));
+    let (mut dirs, files): (Jobs, Jobs) = deletes.partition(|(_, t)| is_dir(*t));
     let mut results: Vec<Option<Done>> = std::iter::repeat_with(|| None)
         .take(plan.actions.len())
         .collect();
@@ -394,7 +394,6 @@ pub fn execute(policy: &str, rules: &Rules, candidates: &ResourceSet, plan: &Cle
     )) {
         results[*i] = Some(done);
     }
-    let mut dirs = dirs;
     let depth = |t: usize| candidates.name(t).map_or(0, |n| n.matches('/').count());
     dirs.sort_by_key(|(_, t)| std::cmp::Reverse(depth(*t)));
     let dir_jobs: Vec<usize> = dirs.iter().map(|(_, t)| *t).collect();

@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::metrics::SeriesStore;
+use crate::metrics::aggregate::Aggregation;
+use crate::metrics::store::Scope;
 use crate::plugin::records::SeriesSelector;
 use crate::policy::live::{LivePolicy, LiveSet};
 use crate::policy::parse::next_cron_fire;
@@ -33,7 +35,7 @@ use crate::runtime::{candidates, cleanup};
 use crate::telemetry::{FailureLabels, PolicyLabels, Telemetry};
 
 /// How far back a threshold trigger looks for a series' newest sample.
-const LOOKBACK_MS: u64 = 5 * 60 * 1000;
+const LOOKBACK: Duration = Duration::from_secs(5 * 60);
 
 /// How often a threshold trigger looks at its metric.
 pub const THRESHOLD_CHECK: Duration = Duration::from_secs(1);
@@ -297,13 +299,16 @@ async fn watch_threshold(p: &Arc<LivePolicy>, cx: &Context, t: &ThresholdTrigger
         every.tick().await;
         let now = crate::clock::now_ms();
         // The newest sample of each series within Prometheus' lookback of
-        // 5 minutes: a series that stopped reporting stops counting.
+        // 5 minutes: a series that stopped reporting stops counting. The
+        // store's `last` aggregate reads it in place, without copying the
+        // window's samples out every second.
         let holds = cx
             .series
-            .query(&selector, LOOKBACK_MS, now)
+            .aggregate_by(&selector, LOOKBACK, now, &[Aggregation::Last], Scope::Each)
+            .series
             .iter()
-            .filter_map(|s| s.samples.last())
-            .any(|s| t.condition.holds(s.value, t.value));
+            .filter_map(|s| s.values.first().copied().flatten())
+            .any(|v| t.condition.holds(v, t.value));
         if !holds {
             since = None;
             fired = false;
@@ -436,7 +441,7 @@ fn apply_alerts(
         d.map_or(0, |d| u64::try_from(d.0.as_millis()).unwrap_or(u64::MAX))
     };
     let spec = &policy.policy.spec;
-    let (changed, due) = cx.state.apply_alerts(
+    let applied = cx.state.apply_alerts(
         &policy.file,
         policy.name(),
         alerts,
@@ -449,7 +454,7 @@ fn apply_alerts(
         },
     );
     let mut fired = false;
-    for change in &changed {
+    for change in &applied.changed {
         fired |= change.phase == Phase::Firing;
         tracing::warn!(policy = policy.name(), alert = %change.name, labels = ?change.labels, value = change.value, phase = ?change.phase, "alert changed phase");
     }
@@ -457,7 +462,7 @@ fn apply_alerts(
         policy.name(),
         &spec.labels,
         spec.notify.as_deref(),
-        &due,
+        &applied.due,
         now_ms,
     );
     if fired {
@@ -466,12 +471,9 @@ fn apply_alerts(
             pressure: None,
         });
     }
-    let all = cx.state.alerts(&policy.file, policy.name());
-    let count = |p| all.iter().filter(|a| a.phase == p).count();
     format!(
         "{} alerts firing, {} pending",
-        count(Phase::Firing),
-        count(Phase::Pending)
+        applied.firing, applied.pending
     )
 }
 

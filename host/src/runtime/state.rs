@@ -89,6 +89,19 @@ pub struct AlertEvent {
     pub severity: String,
 }
 
+/// What one evaluation of an alert policy did to its alerts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// The alerts that changed phase.
+    pub changed: Vec<super::alerts::AlertState>,
+    /// What receivers are to hear.
+    pub due: Vec<super::alerts::Due>,
+    /// How many of the policy's alerts fire now.
+    pub firing: usize,
+    /// How many are pending.
+    pub pending: usize,
+}
+
 /// How many alert phase changes the history keeps.
 pub const ALERT_HISTORY: usize = 1000;
 
@@ -290,12 +303,14 @@ impl StateStore {
         self.save_cleanup(&mut h);
     }
 
-    /// The cleanup history, newest first, of one policy or all.
-    pub fn cleanup_history(&self, policy: Option<&str>) -> Vec<super::cleanup::Run> {
+    /// The newest `limit` runs of the cleanup history, newest first, of one
+    /// policy or all. Only those are copied: a run may hold 1,000 items.
+    pub fn cleanup_history(&self, policy: Option<&str>, limit: usize) -> Vec<super::cleanup::Run> {
         let h = self.cleanup_runs.lock().unwrap_or_else(|p| p.into_inner());
         h.runs
             .iter()
             .filter(|r| policy.is_none_or(|p| r.policy == p))
+            .take(limit)
             .cloned()
             .collect()
     }
@@ -353,8 +368,8 @@ impl StateStore {
     /// Applies an alert policy's evaluation at `now_ms`: moves its alerts
     /// through their phases (see [`alerts`](super::alerts) for the rules),
     /// records the changes in the history, and decides what receivers are to
-    /// hear. Returns the changes and what is due; saves the state if either
-    /// is not empty.
+    /// hear. Returns the changes, what is due and the policy's counts; saves
+    /// the state if the changes or what is due are not empty.
     pub fn apply_alerts(
         &self,
         file: &std::path::Path,
@@ -362,7 +377,7 @@ impl StateStore {
         alerts: &[crate::plugin::records::Alert],
         now_ms: i64,
         timing: super::alerts::Timing,
-    ) -> (Vec<super::alerts::AlertState>, Vec<super::alerts::Due>) {
+    ) -> Applied {
         let mut all = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
         let states = all
             .by_policy
@@ -376,6 +391,11 @@ impl StateStore {
             timing.keep_firing_for_ms,
         );
         let due = super::alerts::due(states, now_ms, timing.cooldown_ms, timing.refresh_ms);
+        let count = |p| states.values().filter(|a| a.phase == p).count();
+        let (firing, pending) = (
+            count(super::alerts::Phase::Firing),
+            count(super::alerts::Phase::Pending),
+        );
         for c in &changed {
             if all.history.len() == ALERT_HISTORY {
                 all.history.pop_back();
@@ -394,7 +414,12 @@ impl StateStore {
         if !changed.is_empty() || !due.is_empty() {
             self.save_alerts(&all);
         }
-        (changed, due)
+        Applied {
+            changed,
+            due,
+            firing,
+            pending,
+        }
     }
 
     /// Returns the alerts of a policy, by name then labels.
@@ -495,14 +520,17 @@ mod tests {
             value: 3.0,
             for_ms: None,
         };
-        let (changed, due) = s.apply_alerts(
+        let applied = s.apply_alerts(
             "p.yaml".as_ref(),
             "p",
             &[alert],
             1000,
             super::super::alerts::Timing::default(),
         );
-        assert_eq!((changed.len(), due.len()), (1, 1));
+        assert_eq!(
+            (applied.changed.len(), applied.due.len(), applied.firing),
+            (1, 1, 1)
+        );
         for i in 0..(2 * CLEANUP_HISTORY + 3) {
             s.record_cleanup(run(&format!("c{i}")));
         }
@@ -512,7 +540,7 @@ mod tests {
         assert_eq!(a.len(), 1);
         assert!(a[0].told_firing && a[0].fired_at_ms == Some(1000));
         assert_eq!(s.alert_history(None).len(), 1);
-        let h = s.cleanup_history(None);
+        let h = s.cleanup_history(None, usize::MAX);
         assert_eq!(h.len(), CLEANUP_HISTORY);
         assert_eq!(
             h[0].policy,
@@ -558,7 +586,7 @@ mod tests {
             })
             .collect();
         s.record_cleanup(r);
-        let kept = &s.cleanup_history(Some("big"))[0];
+        let kept = &s.cleanup_history(Some("big"), 1)[0];
         assert_eq!(kept.items.len(), CLEANUP_ITEMS);
         assert_eq!(kept.counts(), [750, 0, 0, 0, 750]);
     }
