@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use warden::runtime::notify::{
+use warden::notify::{
     AlertStatus, Notification, Notifier, NotifierConfig, NotifyError, fingerprint,
 };
 
@@ -184,7 +184,7 @@ fn notifier(url: &str, retries: u32) -> Box<dyn Notifier> {
         "resend_ends_after": "5m"
     }))
     .unwrap();
-    warden::runtime::notify::build(&config).unwrap()
+    warden::notify::build(&config).unwrap()
 }
 
 #[test]

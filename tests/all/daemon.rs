@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::policies::alert;
 
-pub struct Daemon {
+pub(crate) struct Daemon {
     pub child: Child,
     pub addr: String,
     pub dir: tempfile::TempDir,
@@ -20,7 +20,7 @@ impl Drop for Daemon {
     }
 }
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -45,7 +45,7 @@ impl Daemon {
 
     /// Starts `warden run` in `dir` (which holds `policies/`), with a config
     /// file if one is given.
-    pub fn start_in(dir: tempfile::TempDir, config: Option<&str>) -> Daemon {
+    pub(crate) fn start_in(dir: tempfile::TempDir, config: Option<&str>) -> Daemon {
         let addr = format!("127.0.0.1:{}", free_port());
         let mut args = vec!["run".to_owned(), "--listen".to_owned(), addr.clone()];
         if let Some(config) = config {
@@ -65,7 +65,7 @@ impl Daemon {
     }
 
     /// Sends SIGTERM and waits for a clean exit.
-    pub fn stop(mut self) -> tempfile::TempDir {
+    pub(crate) fn stop(mut self) -> tempfile::TempDir {
         self.signal("-TERM");
         let t = Instant::now();
         let status = loop {
@@ -83,12 +83,12 @@ impl Daemon {
         std::mem::replace(&mut self.dir, dir)
     }
 
-    pub fn status(&self) -> serde_json::Value {
+    pub(crate) fn status(&self) -> serde_json::Value {
         let out = warden(&["status", "--addr", &self.addr, "--format", "json"]);
         serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
     }
 
-    pub fn until(
+    pub(crate) fn until(
         &self,
         what: &str,
         cond: impl Fn(&serde_json::Value) -> bool,
@@ -107,7 +107,7 @@ impl Daemon {
         }
     }
 
-    pub fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         assert!(
             Command::new("kill")
                 .args([sig, &self.child.id().to_string()])

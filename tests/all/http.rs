@@ -8,7 +8,7 @@ use serde_json::Value;
 /// A client that reports error statuses instead of failing on them, ignores
 /// proxy settings (everything here is on loopback), and gives up on one
 /// request after 30 s so that a hang fails the test instead of stalling it.
-pub fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .proxy(None)
@@ -20,7 +20,7 @@ pub fn agent() -> ureq::Agent {
 /// `method` (GET, POST or DELETE) on `http://{addr}{path}`, with `body` as
 /// JSON for a POST; returns the status and the answer as JSON (`Null` if it
 /// is not JSON).
-pub fn call(method: &str, addr: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+pub(crate) fn call(method: &str, addr: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
     let url = format!("http://{addr}{path}");
     let a = agent();
     let mut r = match (method, body) {
@@ -39,24 +39,24 @@ pub fn call(method: &str, addr: &str, path: &str, body: Option<&Value>) -> (u16,
 }
 
 /// `POST`s `body` as JSON; returns the status and the answer.
-pub fn post(addr: &str, path: &str, body: &Value) -> (u16, Value) {
+pub(crate) fn post(addr: &str, path: &str, body: &Value) -> (u16, Value) {
     call("POST", addr, path, Some(body))
 }
 
 /// The JSON at `http://{addr}{path}`, which must answer 200.
-pub fn get(addr: &str, path: &str) -> Value {
+pub(crate) fn get(addr: &str, path: &str) -> Value {
     get_url(&format!("http://{addr}{path}"))
 }
 
 /// The JSON at `url`, which must answer 200.
-pub fn get_url(url: &str) -> Value {
+pub(crate) fn get_url(url: &str) -> Value {
     let mut r = agent().get(url).call().unwrap();
     assert_eq!(r.status().as_u16(), 200, "{url}");
     serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
 }
 
 /// Polls `done` every 50 ms until it holds, failing after `secs` seconds.
-pub fn wait(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !done() {
         assert!(Instant::now() < deadline, "{what}: not within {secs}s");

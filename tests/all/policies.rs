@@ -14,18 +14,18 @@ use warden::sources::Sources;
 use warden::telemetry::Telemetry;
 
 /// A temporary policies directory with a live `PolicyDir` watching it.
-pub struct Env {
+pub(crate) struct Env {
     pub dir: tempfile::TempDir,
     pub policies: Arc<PolicyDir>,
     _watch: warden::policy::watch::Watch,
 }
 
 impl Env {
-    pub fn new() -> Env {
+    pub(crate) fn new() -> Env {
         Env::with(Arc::new(Sources::default()))
     }
 
-    pub fn with(sources: Arc<Sources>) -> Env {
+    pub(crate) fn with(sources: Arc<Sources>) -> Env {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("policies")).unwrap();
         let engine = Engine::new(&EngineOptions {
@@ -50,16 +50,16 @@ impl Env {
         }
     }
 
-    pub fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join("policies").join(name)
     }
 
-    pub fn write(&self, name: &str, text: &str) {
+    pub(crate) fn write(&self, name: &str, text: &str) {
         std::fs::write(self.path(name), text).unwrap();
     }
 
     /// Waits until `cond` holds for the live set (the watcher reloads on its own).
-    pub fn wait(&self, what: &str, cond: impl Fn(&LiveSet) -> bool) -> Arc<LiveSet> {
+    pub(crate) fn wait(&self, what: &str, cond: impl Fn(&LiveSet) -> bool) -> Arc<LiveSet> {
         let started = Instant::now();
         loop {
             let set = self.policies.current();
@@ -89,7 +89,7 @@ fn summary(set: &LiveSet) -> Vec<(PathBuf, Vec<String>, bool)> {
         .collect()
 }
 
-pub fn alert(name: &str, threshold: f64) -> String {
+pub(crate) fn alert(name: &str, threshold: f64) -> String {
     format!(
         "policies:\n  - name: {name}\n    kind: alert\n    plugin: threshold\n    trigger:\n      interval: 1h\n    config:\n      rules:\n        - {{alert: A, metric: m, condition: gt, threshold: {threshold}}}\n"
     )
@@ -504,7 +504,10 @@ fn check_compiles_plugins_and_links_them_to_their_kind() {
 #[test]
 fn the_default_policy_set_passes_check() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["check", concat!(env!("CARGO_MANIFEST_DIR"), "/../policies")])
+        .args([
+            "check",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../policies"),
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

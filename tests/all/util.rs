@@ -5,7 +5,7 @@ use std::sync::Arc;
 use warden::plugin::{DataSource, Engine, EngineOptions, Evaluator, Kind, Limits, NoData, Plugin};
 
 /// Returns an engine with a compile cache in a fresh temporary directory.
-pub fn engine() -> (Engine, tempfile::TempDir) {
+pub(crate) fn engine() -> (Engine, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::new(&EngineOptions {
         cache_dir: Some(dir.path().join("cache")),
@@ -15,12 +15,12 @@ pub fn engine() -> (Engine, tempfile::TempDir) {
 }
 
 /// Loads a guest component from its path.
-pub fn load(engine: &Engine, path: &str, kind: Kind) -> Arc<Plugin> {
+pub(crate) fn load(engine: &Engine, path: &str, kind: Kind) -> Arc<Plugin> {
     Arc::new(engine.load_file(path.as_ref(), Some(kind)).unwrap())
 }
 
 /// Binds a plugin to a policy with a config, no data.
-pub fn bind(
+pub(crate) fn bind(
     plugin: &Arc<Plugin>,
     policy: &str,
     config: &serde_json::Value,
@@ -30,7 +30,7 @@ pub fn bind(
 }
 
 /// Binds a plugin to a policy with a config and a data source.
-pub fn bind_with(
+pub(crate) fn bind_with(
     plugin: &Arc<Plugin>,
     policy: &str,
     config: &serde_json::Value,

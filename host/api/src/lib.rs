@@ -1,0 +1,278 @@
+//! # warden-api
+//!
+//! The HTTP API: health, policy status and reload, run-now, metrics push and
+//! queries (`metrics`), and `/metrics`. Errors are JSON with a message a
+//! person can act on.
+//!
+//! Layering: the top library layer. It depends on the runtime and everything
+//! below it, and is driven by the `warden` binary; no other crate depends on
+//! it.
+
+#![deny(missing_docs)]
+
+mod alerts;
+pub mod auth;
+mod cleanup;
+pub mod health;
+mod metrics;
+mod resources;
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::json;
+
+use warden_core::telemetry::Telemetry;
+use warden_policy::PolicyDir;
+use warden_runtime::{Scheduler, StateKey, StateStore};
+
+/// What the handlers share.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The policies directory.
+    pub policies: Arc<PolicyDir>,
+    /// Runtime state.
+    pub state: Arc<StateStore>,
+    /// The scheduler.
+    pub scheduler: Arc<Scheduler>,
+    /// Warden's own metrics.
+    pub telemetry: Arc<Telemetry>,
+    /// The metrics pipeline, if the daemon runs one.
+    pub metrics: Option<Arc<warden_metrics::Pipeline>>,
+    /// Memory pressure, as last measured.
+    pub pressure: Arc<warden_runtime::pressure::Monitor>,
+    /// The token mutations need.
+    pub token: auth::Token,
+}
+
+/// An error as the API returns it.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    /// A 400 with `message`.
+    pub fn bad_request(message: String) -> Self {
+        ApiError(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+/// `?policy=NAME&limit=N` of the history endpoints.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    policy: Option<String>,
+    limit: Option<usize>,
+}
+
+/// A query string, refused as JSON naming what is wrong (axum's own
+/// extractor answers in plain text).
+#[derive(Debug)]
+pub struct Q<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Q<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
+            .map(Q)
+            .map_err(|e| ApiError::bad_request(format!("the query string is not understood: {e}")))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+/// Returns the API's router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/metrics", get(exposition))
+        .merge(policy_routes())
+        .merge(metrics::routes())
+        .merge(alerts::routes())
+        .merge(cleanup::routes())
+        .merge(resources::routes())
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(axum::middleware::from_fn_with_state(
+            state.token.clone(),
+            auth::require_token,
+        ))
+        .with_state(state)
+}
+
+async fn no_route(uri: axum::http::Uri) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!(
+            "there is no endpoint `{}`; the endpoints are /health, /metrics and /api/v1/{{policies,alerts,cleanup,resources,metrics,series}} (see the README)",
+            uri.path()
+        ),
+    )
+}
+
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("`{}` does not take {method}", uri.path()),
+    )
+}
+
+fn policy_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/policies", get(policies))
+        .route("/api/v1/policies/reload", post(reload))
+        .route("/api/v1/policies/{name}/run", post(run_now))
+}
+
+async fn exposition(State(s): State<AppState>) -> impl IntoResponse {
+    let body = s.telemetry.encode_with(|out| match &s.metrics {
+        Some(p) => p.encode(out),
+        None => Ok(()),
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+}
+
+/// The status of one policy.
+#[derive(Debug, Serialize)]
+pub struct PolicyStatus {
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: &'static str,
+    /// File.
+    pub file: String,
+    /// Enabled.
+    pub enabled: bool,
+    /// Dry-run.
+    pub dry_run: bool,
+    /// Plugin name.
+    pub plugin: Option<String>,
+    /// Plugin sha256.
+    pub plugin_sha256: Option<String>,
+    /// WIT version the plugin was built for.
+    pub wit_version: Option<String>,
+    /// When this version was loaded.
+    pub loaded_at_ms: i64,
+    /// Fingerprint.
+    pub fingerprint: String,
+    /// Runtime state.
+    pub state: Option<warden_runtime::PolicyState>,
+    /// Alert policies: their alerts and where each is.
+    pub alerts: Vec<warden_runtime::alerts::AlertState>,
+}
+
+/// The status of one file.
+#[derive(Debug, Serialize)]
+pub struct FileStatus {
+    /// Path.
+    pub path: String,
+    /// sha256 of the running content.
+    pub hash: Option<String>,
+    /// When it was loaded.
+    pub loaded_at_ms: Option<i64>,
+    /// Its running policies.
+    pub policies: Vec<String>,
+    /// Why its current content does not load.
+    pub error: Option<warden_policy::live::FileFailure>,
+}
+
+/// Everything `warden status` shows.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// The directory.
+    pub directory: String,
+    /// Files.
+    pub files: Vec<FileStatus>,
+    /// Policies.
+    pub policies: Vec<PolicyStatus>,
+    /// Reload counters.
+    pub reloads: warden_policy::live::ReloadStats,
+}
+
+/// Returns the status of every file and policy.
+pub fn status(s: &AppState) -> Status {
+    let set = s.policies.current();
+    let files = set
+        .files
+        .values()
+        .map(|f| FileStatus {
+            path: f.path.display().to_string(),
+            hash: f.hash.clone(),
+            loaded_at_ms: f.loaded_at_ms,
+            policies: f.policies.iter().map(|p| p.name().to_owned()).collect(),
+            error: f.error.clone(),
+        })
+        .collect();
+    let policies = set
+        .policies()
+        .map(|p| PolicyStatus {
+            name: p.name().to_owned(),
+            kind: p.policy.kind().name(),
+            file: p.file.display().to_string(),
+            enabled: p.policy.spec.enabled,
+            dry_run: p.policy.spec.dry_run,
+            plugin: p.plugin.as_ref().map(|x| x.info().name.clone()),
+            plugin_sha256: p.plugin.as_ref().map(|x| x.info().sha256.clone()),
+            wit_version: p.plugin.as_ref().map(|x| x.info().wit_version.clone()),
+            loaded_at_ms: p.loaded_at_ms,
+            fingerprint: p.fingerprint.clone(),
+            state: s.state.get(&StateKey::policy(&p.file, p.name())),
+            alerts: s.state.alerts(&p.file, p.name()),
+        })
+        .collect();
+    Status {
+        directory: s.policies.dir().display().to_string(),
+        files,
+        policies,
+        reloads: s.policies.stats(),
+    }
+}
+
+async fn policies(State(s): State<AppState>) -> Json<Status> {
+    Json(status(&s))
+}
+
+async fn reload(State(s): State<AppState>) -> Result<Json<warden_policy::ReloadReport>, ApiError> {
+    let dir = Arc::clone(&s.policies);
+    let report = tokio::task::spawn_blocking(move || dir.reload())
+        .await
+        .map_err(|e| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the reload failed: {e}"),
+            )
+        })?;
+    Ok(Json(report))
+}
+
+async fn run_now(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<warden_runtime::state::EvalRecord>, ApiError> {
+    let set = s.policies.current();
+    let Some(policy) = set.get(&name) else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no policy called `{name}` is loaded; `GET /api/v1/policies` lists them"),
+        ));
+    };
+    Ok(Json(s.scheduler.run_now(policy).await))
+}

@@ -1,0 +1,634 @@
+//! Labeled series in bounded ring buffers: what the `query-series` host import,
+//! the query API and `/metrics` read. Each series keeps its newest samples, at
+//! most `max_samples` of them and none older than `retention` behind its
+//! newest; the number of series is capped by the [`Interner`].
+
+use std::collections::VecDeque;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use super::aggregate::{Accumulator, Aggregation};
+use super::series::{Interner, Kind, SeriesError, SeriesId, SeriesKey};
+use super::validate::{self, PiiKeys};
+use warden_core::records::{Sample, Series, SeriesSelector, TimestampMs};
+
+/// From this many series on, an aggregate is computed on every core.
+const PARALLEL_FROM: usize = 4096;
+
+/// How a recorded value changes its series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// The value is the series' new value (gauges; counters on refill).
+    Set,
+    /// The value is added to the counter's total.
+    Add,
+    /// The value is one observation (histograms).
+    Observe,
+}
+
+/// The bounds of the store.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreLimits {
+    /// The most series.
+    pub max_series: usize,
+    /// The most samples one series keeps.
+    pub max_samples: usize,
+    /// How far behind its newest sample a series keeps samples.
+    pub retention: Duration,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        StoreLimits {
+            max_series: 100_000,
+            max_samples: 720,
+            retention: Duration::from_secs(3600),
+        }
+    }
+}
+
+struct SeriesData {
+    key: Arc<SeriesKey>,
+    samples: VecDeque<Sample>,
+    /// A counter's running total.
+    total: f64,
+}
+
+/// The series store. Shared between ingest and every reader.
+pub struct SeriesStore {
+    interner: Arc<Interner>,
+    data: RwLock<Vec<SeriesData>>,
+    limits: StoreLimits,
+    retention_ms: i64,
+}
+
+impl std::fmt::Debug for SeriesStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeriesStore")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SeriesStore {
+    fn default() -> Self {
+        SeriesStore::new(StoreLimits::default(), PiiKeys::default())
+    }
+}
+
+/// Aggregates of one series.
+#[derive(Debug, Clone)]
+pub struct SeriesAggregates {
+    /// The series.
+    pub key: Arc<SeriesKey>,
+    /// One value per asked aggregate, `None` where there is nothing to say.
+    pub values: Vec<Option<f64>>,
+}
+
+/// Which aggregates to compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scope {
+    /// For each series.
+    Each,
+    /// Over all the series together.
+    Combined,
+    /// Both.
+    #[default]
+    Both,
+}
+
+/// Aggregates over every matching series, each and together.
+#[derive(Debug, Clone)]
+pub struct AggregateResult {
+    /// Per series (empty for [`Scope::Combined`]).
+    pub series: Vec<SeriesAggregates>,
+    /// Over all the series together, rates added up (empty for [`Scope::Each`]).
+    pub combined: Vec<Option<f64>>,
+}
+
+impl SeriesStore {
+    /// Returns an empty store.
+    pub fn new(limits: StoreLimits, pii: PiiKeys) -> Self {
+        SeriesStore {
+            interner: Arc::new(Interner::new(limits.max_series, pii)),
+            data: RwLock::default(),
+            limits: StoreLimits {
+                max_samples: limits.max_samples.max(1),
+                ..limits
+            },
+            retention_ms: i64::try_from(limits.retention.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// The series table.
+    pub fn interner(&self) -> &Arc<Interner> {
+        &self.interner
+    }
+
+    /// The bounds.
+    pub fn limits(&self) -> StoreLimits {
+        self.limits
+    }
+
+    /// Records a gauge value straight into the store, bypassing the ingest
+    /// queue and persistence (tests, embedders that only want queries).
+    pub fn record(
+        &self,
+        metric: &str,
+        labels: &[(&str, &str)],
+        at_ms: TimestampMs,
+        value: f64,
+    ) -> Result<(), SeriesError> {
+        validate::value(value)?;
+        let id = self.interner.intern(metric, labels, Kind::Gauge)?;
+        self.apply(&[(id, Op::Set, at_ms, value)], |_, _, _| {});
+        Ok(())
+    }
+
+    /// Applies changes under one lock. `stored` is told each change as it
+    /// now stands in the series (a counter's new total), for persistence.
+    pub fn apply(
+        &self,
+        changes: &[(SeriesId, Op, TimestampMs, f64)],
+        mut stored: impl FnMut(SeriesId, TimestampMs, f64),
+    ) {
+        if changes.is_empty() {
+            return;
+        }
+        let mut data = self.data.write().unwrap_or_else(|p| p.into_inner());
+        for &(id, op, at_ms, value) in changes {
+            let idx = id as usize;
+            if idx >= data.len() {
+                self.interner.with_keys(|keys| {
+                    for key in &keys[data.len()..=idx.min(keys.len() - 1)] {
+                        data.push(SeriesData {
+                            key: Arc::clone(key),
+                            samples: VecDeque::new(),
+                            total: 0.0,
+                        });
+                    }
+                });
+            }
+            let Some(s) = data.get_mut(idx) else { continue };
+            let v = match op {
+                Op::Set => {
+                    s.total = value;
+                    value
+                }
+                Op::Add => {
+                    s.total += value;
+                    s.total
+                }
+                Op::Observe => value,
+            };
+            push_sample(
+                &mut s.samples,
+                Sample { at_ms, value: v },
+                self.limits.max_samples,
+                self.retention_ms,
+            );
+            stored(id, at_ms, v);
+        }
+    }
+
+    /// Returns the number of series.
+    pub fn series_count(&self) -> usize {
+        self.interner.len()
+    }
+
+    /// Returns how many new series were refused for the series cap.
+    pub fn refused_series(&self) -> u64 {
+        self.interner.refused()
+    }
+
+    fn matching(&self, selector: &SeriesSelector) -> Vec<SeriesId> {
+        let mut ids = self.interner.series_of(&selector.metric);
+        if !selector.matchers.is_empty() {
+            self.interner.with_keys(|keys| {
+                ids.retain(|id| {
+                    let key = &keys[*id as usize];
+                    selector
+                        .matchers
+                        .iter()
+                        .all(|(k, v)| key.labels.iter().any(|(lk, lv)| **lk == **k && **lv == **v))
+                });
+            });
+        }
+        ids
+    }
+
+    /// Returns every series matching `selector` with its samples in
+    /// `(now - window_ms, now]`.
+    pub fn query(
+        &self,
+        selector: &SeriesSelector,
+        window_ms: u64,
+        now_ms: TimestampMs,
+    ) -> Vec<Series> {
+        let from = now_ms.saturating_sub(i64::try_from(window_ms).unwrap_or(i64::MAX));
+        self.range(selector, from, now_ms)
+    }
+
+    /// Returns every series matching `selector` with its samples in `(from, to]`.
+    pub fn range(
+        &self,
+        selector: &SeriesSelector,
+        from: TimestampMs,
+        to: TimestampMs,
+    ) -> Vec<Series> {
+        let ids = self.matching(selector);
+        let data = self.data.read().unwrap_or_else(|p| p.into_inner());
+        ids.iter()
+            .filter_map(|id| data.get(*id as usize))
+            .map(|s| Series {
+                metric: s.key.metric.to_string(),
+                labels: s.key.label_pairs(),
+                samples: in_window(&s.samples, from, to).collect(),
+            })
+            // A series with nothing in the window says nothing.
+            .filter(|s| !s.samples.is_empty())
+            .collect()
+    }
+
+    /// Computes `aggs` over `(now - window, now]` for every series matching
+    /// `selector`, and over all of them together.
+    pub fn aggregate(
+        &self,
+        selector: &SeriesSelector,
+        window: Duration,
+        now_ms: TimestampMs,
+        aggs: &[Aggregation],
+    ) -> AggregateResult {
+        self.aggregate_by(selector, window, now_ms, aggs, Scope::Both)
+    }
+
+    /// Like [`SeriesStore::aggregate`], computing only what `scope` asks for:
+    /// a query for each series' p99 need not build the fleet-wide sketch,
+    /// and a fleet-wide one need not select each series' quantiles.
+    pub fn aggregate_by(
+        &self,
+        selector: &SeriesSelector,
+        window: Duration,
+        now_ms: TimestampMs,
+        aggs: &[Aggregation],
+        scope: Scope,
+    ) -> AggregateResult {
+        let (each, together) = match scope {
+            Scope::Each => (true, false),
+            Scope::Combined => (false, true),
+            Scope::Both => (true, true),
+        };
+        let from = now_ms.saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
+        let quantiles = aggs.iter().any(|a| matches!(a, Aggregation::Quantile(_)));
+        let ids = self.matching(selector);
+        let data = self.data.read().unwrap_or_else(|p| p.into_inner());
+        let data: &[SeriesData] = &data;
+        // Only the combined quantiles are asked: values go straight into the
+        // combined sketch, not through each series' own buffer.
+        let direct = quantiles && together && !each;
+        let run = |ids: &[SeriesId]| {
+            let mut combined = Accumulator::new(quantiles && together);
+            let mut acc = Accumulator::new(quantiles && !direct);
+            let mut series = Vec::with_capacity(if each { ids.len() } else { 0 });
+            for s in ids.iter().filter_map(|id| data.get(*id as usize)) {
+                acc.reset();
+                let runs = window_runs(&s.samples, from, now_ms);
+                acc.add_runs(s.key.kind, runs);
+                if direct {
+                    combined.sketch_values(runs);
+                }
+                combined.merge(&acc);
+                if each {
+                    series.push(SeriesAggregates {
+                        key: Arc::clone(&s.key),
+                        values: acc.get_many(aggs),
+                    });
+                }
+            }
+            (series, combined)
+        };
+        // Many series: split them over the cores; the parts merge exactly
+        // (sums, extremes, summed rates, merged sketches).
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let (series, combined) = if ids.len() >= PARALLEL_FROM && threads > 1 {
+            let chunk = ids.len().div_ceil(threads);
+            let parts: Vec<_> = std::thread::scope(|scope| {
+                let handles: Vec<_> = ids
+                    .chunks(chunk)
+                    .map(|part| scope.spawn(move || run(part)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("an aggregate thread panicked"))
+                    .collect()
+            });
+            let mut series = Vec::with_capacity(ids.len());
+            let mut combined = Accumulator::new(quantiles && together);
+            for (s, c) in parts {
+                series.extend(s);
+                combined.merge(&c);
+            }
+            (series, combined)
+        } else {
+            run(&ids)
+        };
+        AggregateResult {
+            series,
+            combined: if together {
+                aggs.iter().map(|a| combined.get(*a)).collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// Calls `f` for every metric with its kind and, per series, its key and
+    /// the samples in `(from, to]`, in metric-name order (for `/metrics`).
+    pub fn for_each_metric(
+        &self,
+        from: TimestampMs,
+        to: TimestampMs,
+        mut f: impl FnMut(&str, Kind, &[(&SeriesKey, Vec<Sample>)]),
+    ) {
+        let metrics = self.interner.metrics();
+        let data = self.data.read().unwrap_or_else(|p| p.into_inner());
+        let mut rows = Vec::new();
+        for (metric, kind, ids) in metrics {
+            rows.clear();
+            rows.extend(
+                ids.iter()
+                    .filter_map(|id| data.get(*id as usize))
+                    .filter_map(|s| {
+                        let samples: Vec<Sample> = in_window(&s.samples, from, to).collect();
+                        (!samples.is_empty()).then_some((&*s.key, samples))
+                    }),
+            );
+            if !rows.is_empty() {
+                f(&metric, kind, &rows);
+            }
+        }
+    }
+}
+
+fn in_window(
+    samples: &VecDeque<Sample>,
+    from: TimestampMs,
+    to: TimestampMs,
+) -> impl Iterator<Item = Sample> + '_ {
+    // Samples are in time order: find the start by binary search.
+    let start = samples.partition_point(|p| p.at_ms <= from);
+    samples
+        .range(start..)
+        .take_while(move |p| p.at_ms <= to)
+        .copied()
+}
+
+/// The samples in `(from, to]` as the two runs of the ring buffer.
+fn window_runs(samples: &VecDeque<Sample>, from: TimestampMs, to: TimestampMs) -> [&[Sample]; 2] {
+    let (a, b) = samples.as_slices();
+    let cut = |run: &'_ [Sample]| -> (usize, usize) {
+        (
+            run.partition_point(|p| p.at_ms <= from),
+            run.partition_point(|p| p.at_ms <= to),
+        )
+    };
+    let (a0, a1) = cut(a);
+    let (b0, b1) = cut(b);
+    [&a[a0..a1], &b[b0..b1]]
+}
+
+fn push_sample(samples: &mut VecDeque<Sample>, s: Sample, max: usize, retention_ms: i64) {
+    if samples.back().is_none_or(|b| b.at_ms <= s.at_ms) {
+        samples.push_back(s);
+    } else {
+        // A late sample (pushed with an explicit timestamp) keeps time order.
+        let at = samples.partition_point(|p| p.at_ms <= s.at_ms);
+        samples.insert(at, s);
+    }
+    while samples.len() > max {
+        samples.pop_front();
+    }
+    let newest = samples.back().map_or(s.at_ms, |b| b.at_ms);
+    while samples
+        .front()
+        .is_some_and(|f| newest.saturating_sub(f.at_ms) > retention_ms)
+    {
+        samples.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sel(metric: &str, matchers: &[(&str, &str)]) -> SeriesSelector {
+        SeriesSelector {
+            metric: metric.into(),
+            matchers: matchers
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+        }
+    }
+
+    fn store(max_series: usize, max_samples: usize) -> SeriesStore {
+        SeriesStore::new(
+            StoreLimits {
+                max_series,
+                max_samples,
+                retention: Duration::from_secs(3600),
+            },
+            PiiKeys::default(),
+        )
+    }
+
+    #[test]
+    fn query_filters_by_labels_and_window_and_keeps_order() {
+        let s = store(10, 100);
+        for t in 1..=5 {
+            s.record("cpu", &[("core", "0")], t * 1000, t as f64)
+                .unwrap();
+            s.record("cpu", &[("core", "1")], t * 1000, -(t as f64))
+                .unwrap();
+        }
+        let got = s.query(&sel("cpu", &[("core", "0")]), 2500, 5000);
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0].samples.iter().map(|p| p.value).collect::<Vec<_>>(),
+            vec![3.0, 4.0, 5.0]
+        );
+        assert_eq!(s.query(&sel("cpu", &[]), 60_000, 5000).len(), 2);
+        assert!(s.query(&sel("mem", &[]), 60_000, 5000).is_empty());
+    }
+
+    #[test]
+    fn ring_buffer_keeps_the_newest_samples_and_drops_the_expired() {
+        let s = store(10, 3);
+        for t in 1..=10 {
+            s.record("m", &[], t, t as f64).unwrap();
+        }
+        let got = s.query(&sel("m", &[]), 1000, 10);
+        assert_eq!(
+            got[0].samples.iter().map(|p| p.at_ms).collect::<Vec<_>>(),
+            vec![8, 9, 10]
+        );
+        let s = SeriesStore::new(
+            StoreLimits {
+                max_series: 10,
+                max_samples: 100,
+                retention: Duration::from_secs(10),
+            },
+            PiiKeys::default(),
+        );
+        for t in [0, 5_000, 9_000, 15_000, 20_000] {
+            s.record("m", &[], t, 1.0).unwrap();
+        }
+        let got = s.range(&sel("m", &[]), i64::MIN, i64::MAX);
+        assert_eq!(
+            got[0].samples.iter().map(|p| p.at_ms).collect::<Vec<_>>(),
+            vec![15_000, 20_000]
+        );
+    }
+
+    #[test]
+    fn late_samples_keep_time_order() {
+        let s = store(10, 10);
+        for t in [1, 3, 2] {
+            s.record("m", &[], t, t as f64).unwrap();
+        }
+        let got = s.range(&sel("m", &[]), 0, 10);
+        assert_eq!(
+            got[0].samples.iter().map(|p| p.at_ms).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn counters_accumulate_and_histograms_keep_observations() {
+        let s = store(10, 10);
+        let c = s.interner().intern("reqs", &[], Kind::Counter).unwrap();
+        let h = s.interner().intern("lat", &[], Kind::Histogram).unwrap();
+        let mut stored = Vec::new();
+        s.apply(
+            &[
+                (c, Op::Add, 1, 2.0),
+                (c, Op::Add, 2, 3.0),
+                (h, Op::Observe, 2, 7.0),
+            ],
+            |id, at, v| stored.push((id, at, v)),
+        );
+        assert_eq!(stored, vec![(c, 1, 2.0), (c, 2, 5.0), (h, 2, 7.0)]);
+        let r = s.aggregate(
+            &sel("reqs", &[]),
+            Duration::from_secs(1),
+            2,
+            &[Aggregation::Last, Aggregation::Rate],
+        );
+        // 3 more over 1 ms.
+        assert_eq!(r.combined, vec![Some(5.0), Some(3000.0)]);
+    }
+
+    #[test]
+    fn aggregates_per_series_and_combined() {
+        let s = store(10, 100);
+        for t in 1..=4 {
+            s.record("lat", &[("route", "a")], t * 1000, t as f64)
+                .unwrap();
+            s.record("lat", &[("route", "b")], t * 1000, 10.0 * t as f64)
+                .unwrap();
+        }
+        let r = s.aggregate(
+            &sel("lat", &[]),
+            Duration::from_secs(60),
+            4000,
+            &[Aggregation::Avg, Aggregation::Max, Aggregation::Count],
+        );
+        assert_eq!(r.series.len(), 2);
+        assert_eq!(r.series[0].values, vec![Some(2.5), Some(4.0), Some(4.0)]);
+        assert_eq!(r.series[1].values, vec![Some(25.0), Some(40.0), Some(4.0)]);
+        assert_eq!(r.combined, vec![Some(13.75), Some(40.0), Some(8.0)]);
+        let r = s.aggregate(
+            &sel("lat", &[("route", "a")]),
+            Duration::from_millis(1500),
+            4000,
+            &[Aggregation::Sum],
+        );
+        assert_eq!(r.combined, vec![Some(7.0)]);
+    }
+
+    #[test]
+    fn many_series_are_aggregated_in_parallel_with_the_same_answer() {
+        let n = PARALLEL_FROM * 2 + 3;
+        let s = store(n, 10);
+        for i in 0..n {
+            let name = i.to_string();
+            for t in 0..3i64 {
+                // Each series rises by i per second.
+                s.record("m", &[("i", &name)], t * 1000, (i as i64 * t) as f64)
+                    .unwrap();
+            }
+        }
+        let aggs = [
+            Aggregation::Count,
+            Aggregation::Sum,
+            Aggregation::Rate,
+            Aggregation::Max,
+            Aggregation::Quantile(0.5),
+        ];
+        let r = s.aggregate(&sel("m", &[]), Duration::from_secs(60), 2000, &aggs);
+        assert_eq!(r.series.len(), n);
+        let total: i64 = (0..n as i64).sum();
+        assert_eq!(r.combined[0], Some(3.0 * n as f64));
+        assert_eq!(r.combined[1], Some(3.0 * total as f64));
+        assert_eq!(r.combined[2], Some(total as f64));
+        assert_eq!(r.combined[3], Some(2.0 * (n - 1) as f64));
+        assert!(r.combined[4].is_some());
+        // Series keep their order and their own values.
+        assert_eq!(r.series[7].values[2], Some(7.0));
+        // Each scope computes only its part, with the same answers.
+        let each = s.aggregate_by(
+            &sel("m", &[]),
+            Duration::from_secs(60),
+            2000,
+            &aggs,
+            Scope::Each,
+        );
+        assert!(each.combined.is_empty());
+        assert_eq!(each.series[7].values, r.series[7].values);
+        let all = s.aggregate_by(
+            &sel("m", &[]),
+            Duration::from_secs(60),
+            2000,
+            &aggs,
+            Scope::Combined,
+        );
+        assert!(all.series.is_empty());
+        // The combined sketch fed directly gives the same quantile too.
+        assert_eq!(all.combined, r.combined);
+        // A combined rate over series of one sample each says nothing.
+        let one = store(n, 10);
+        for i in 0..n {
+            one.record("m", &[("i", &i.to_string())], i as i64, 1.0)
+                .unwrap();
+        }
+        let r = one.aggregate(
+            &sel("m", &[]),
+            Duration::from_secs(60),
+            n as i64,
+            &[Aggregation::Rate],
+        );
+        assert_eq!(r.combined, vec![None]);
+    }
+
+    #[test]
+    fn the_series_cap_refuses_new_series_with_a_clear_error() {
+        let s = store(2, 3);
+        s.record("m", &[("i", "1")], 1, 1.0).unwrap();
+        s.record("m", &[("i", "2")], 1, 1.0).unwrap();
+        let e = s.record("m", &[("i", "3")], 1, 1.0).unwrap_err();
+        assert!(e.to_string().contains("limit of 2 series"), "{e}");
+        s.record("m", &[("i", "1")], 2, 1.0).unwrap();
+        assert_eq!((s.series_count(), s.refused_series()), (2, 1));
+        assert!(s.record("m", &[], 1, f64::NAN).is_err());
+    }
+}

@@ -1,0 +1,719 @@
+//! # warden-notify
+//!
+//! Alert notifiers: deliver what the host's alert state machine decides
+//! (an alert started firing, is still firing, or resolved) to the outside
+//! world.
+//!
+//! The state machine hands each configured notifier one batch per evaluation
+//! cycle of one policy through [`Notifier::send`]. Three kinds exist, chosen
+//! by `type` in the configuration ([`NotifierConfig`]):
+//!
+//! - `log`: one `tracing` event per alert, `warn` when firing and `info` when
+//!   resolved.
+//! - `webhook`: a JSON `POST` in Alertmanager's webhook format, so receivers
+//!   written for Alertmanager understand it unchanged.
+//! - `alertmanager`: `POST /api/v2/alerts`, the way Prometheus talks to
+//!   Alertmanager. Firing alerts carry an `endsAt` in the near future
+//!   (`resend_ends_after`), so Alertmanager resolves them by itself if Warden
+//!   stops refreshing them.
+//!
+//! HTTP is plain `http://` only: the daemon carries no TLS stack, so `https`
+//! URLs are refused when the configuration is built, not on the first alert.
+//! For the same predictability, proxy environment variables are ignored and
+//! redirects are not followed (a redirected `POST` would silently lose its
+//! body). Connection errors, timeouts, `5xx` and `429` are retried with
+//! exponential backoff; other answers are final.
+//!
+//! `send` blocks for at most `(retries + 1) * timeout` plus the backoff
+//! sleeps, so callers run it off the evaluation path (the runtime's
+//! dispatcher does).
+//!
+//! Layering: this crate depends only on `warden-core`. Policy files name their
+//! receivers with [`NotifierConfig`], so `warden-policy` sits above it; the
+//! alert state machine and the dispatcher that feeds receivers live in
+//! `warden-runtime`, above both.
+
+#![deny(missing_docs)]
+
+mod alertmanager;
+mod log;
+mod webhook;
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use warden_core::values::HumanDuration;
+
+/// Whether an alert is (still) firing or has resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertStatus {
+    /// The alert's condition holds.
+    Firing,
+    /// The alert's condition stopped holding.
+    Resolved,
+}
+
+/// One alert's state change or refresh, as the host's alert state machine emits it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Notification {
+    /// Firing or resolved.
+    pub status: AlertStatus,
+    /// Identity: includes `alertname`, plus policy labels and rule labels (e.g. severity).
+    pub labels: BTreeMap<String, String>,
+    /// summary, description, value etc.
+    pub annotations: BTreeMap<String, String>,
+    /// When the alert started firing, in milliseconds since the Unix epoch.
+    pub starts_at_ms: i64,
+    /// Set when resolved: when the alert stopped firing, in milliseconds
+    /// since the Unix epoch.
+    pub ends_at_ms: Option<i64>,
+    /// The policy that raised it.
+    pub policy: String,
+}
+
+/// Somewhere alerts are delivered to.
+pub trait Notifier: Send + Sync + std::fmt::Debug {
+    /// A short name for logs and metrics, e.g. "webhook http://host/path".
+    fn describe(&self) -> String;
+    /// Delivers a batch (all alerts of one evaluation cycle of one policy).
+    /// Blocking; retries inside, per the config; returns the last error
+    /// after the retries are spent. An empty batch sends nothing.
+    fn send(&self, batch: &[Notification], now_ms: i64) -> Result<(), NotifyError>;
+    /// Whether it wants firing alerts repeated on every refresh (and
+    /// resolved ones re-sent for a while): receivers that expire alerts
+    /// unless refreshed do; event-style receivers hear each change once.
+    fn wants_refresh(&self) -> bool {
+        false
+    }
+}
+
+/// Where and how to deliver alerts, as written in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum NotifierConfig {
+    /// Write each alert to the daemon's log.
+    // A struct variant, not a unit one: serde ignores extra keys next to the
+    // tag of a unit variant, and a typo like `url:` under `type: log` should
+    // be an error.
+    Log {},
+    /// `POST` each batch as JSON in Alertmanager's webhook format.
+    Webhook(WebhookConfig),
+    /// Push alerts to Alertmanager's API v2, as Prometheus does.
+    Alertmanager(AlertmanagerConfig),
+}
+
+/// Settings of the `webhook` notifier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where to `POST`, e.g. `http://127.0.0.1:8080/alerts`. Plain http only.
+    pub url: String,
+    /// Limit for one attempt, connecting included.
+    #[serde(default = "default_timeout")]
+    pub timeout: HumanDuration,
+    /// How many times a failed delivery is tried again.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Wait before the first retry; doubles for each further retry, up to 30s.
+    #[serde(default = "default_backoff")]
+    pub backoff: HumanDuration,
+    /// Extra request headers, e.g. `Authorization`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Settings of the `alertmanager` notifier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    /// Alertmanager's base URL, e.g. `http://127.0.0.1:9093`; alerts go to
+    /// `{url}/api/v2/alerts`. Plain http only.
+    pub url: String,
+    /// Limit for one attempt, connecting included.
+    #[serde(default = "default_timeout")]
+    pub timeout: HumanDuration,
+    /// How many times a failed delivery is tried again.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Wait before the first retry; doubles for each further retry, up to 30s.
+    #[serde(default = "default_backoff")]
+    pub backoff: HumanDuration,
+    /// How far past each refresh a firing alert's `endsAt` is set, so that
+    /// Alertmanager resolves it by itself when Warden stops refreshing it
+    /// (for example because Warden died). Keep it a few evaluation
+    /// intervals long, or alerts flap between refreshes.
+    #[serde(default = "default_resend_ends_after")]
+    pub resend_ends_after: HumanDuration,
+}
+
+fn default_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
+}
+
+fn default_retries() -> u32 {
+    3
+}
+
+fn default_backoff() -> HumanDuration {
+    HumanDuration(Duration::from_millis(500))
+}
+
+fn default_resend_ends_after() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5 * 60))
+}
+
+/// Why a notifier could not be built or a batch not be delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// The configuration is unusable; `field` names the offending key.
+    #[error("{field}: {message}")]
+    Config {
+        /// The configuration key, e.g. `url` or `headers.Authorization`.
+        field: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// The receiver answered with an error status.
+    #[error("{target}: HTTP {status}, giving up after attempt {attempts}: {body}")]
+    Status {
+        /// The notifier, as [`Notifier::describe`] names it.
+        target: String,
+        /// The HTTP status code of the last answer.
+        status: u16,
+        /// The start of the last answer's body, for diagnosis.
+        body: String,
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// The receiver could not be reached or did not answer in time.
+    #[error("{target}: {message}, giving up after attempt {attempts}")]
+    Transport {
+        /// The notifier, as [`Notifier::describe`] names it.
+        target: String,
+        /// What went wrong on the last attempt.
+        message: String,
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// The batch could not be encoded as JSON.
+    #[error("cannot encode the alerts as JSON: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Builds the notifier a configuration describes, checking it first so that
+/// mistakes show up when the configuration is loaded, not on the first alert.
+pub fn build(config: &NotifierConfig) -> Result<Box<dyn Notifier>, NotifyError> {
+    Ok(match config {
+        NotifierConfig::Log {} => Box::new(log::LogNotifier),
+        NotifierConfig::Webhook(c) => Box::new(webhook::WebhookNotifier::new(c)?),
+        NotifierConfig::Alertmanager(c) => Box::new(alertmanager::AlertmanagerNotifier::new(c)?),
+    })
+}
+
+fn config_error(field: &str, message: String) -> NotifyError {
+    NotifyError::Config {
+        field: field.to_owned(),
+        message,
+    }
+}
+
+/// Checks that `url` is `http://host[:port][/...]`; the error names `field`.
+fn check_http_url(field: &str, url: &str) -> Result<(), NotifyError> {
+    let bad = |why: &str| {
+        config_error(
+            field,
+            format!("`{url}` {why}; write it like `http://host:port/path`"),
+        )
+    };
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("contains spaces or control characters"));
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(bad("is not a URL"));
+    };
+    if scheme.eq_ignore_ascii_case("https") {
+        return Err(config_error(
+            field,
+            format!(
+                "`{url}` uses https, but TLS is not built into Warden; use an http:// URL \
+                 (for example a local TLS-terminating proxy)"
+            ),
+        ));
+    }
+    if !scheme.eq_ignore_ascii_case("http") {
+        return Err(bad(&format!("has the scheme `{scheme}`, only http works")));
+    }
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    if authority.contains('@') {
+        return Err(bad("carries credentials, which are not supported there"));
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let Some((host, after)) = v6.split_once(']') else {
+            return Err(bad("has an unclosed `[` in its host"));
+        };
+        let ok = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
+        if !ok {
+            return Err(bad("has an invalid IPv6 host"));
+        }
+        match after {
+            "" => (host, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => return Err(bad("has garbage after its IPv6 host")),
+            },
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad("has no host"));
+    }
+    if !host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':'))
+    {
+        return Err(bad(&format!("has an invalid host `{host}`")));
+    }
+    if let Some(port) = port
+        && !matches!(port.parse::<u16>(), Ok(p) if p > 0)
+    {
+        return Err(bad(&format!("has an invalid port `{port}`")));
+    }
+    // The HTTP client's own parser has the last word on the path and query.
+    ureq::http::Uri::try_from(url).map_err(|e| bad(&format!("is not a valid URL ({e})")))?;
+    Ok(())
+}
+
+fn check_positive(field: &str, value: HumanDuration) -> Result<(), NotifyError> {
+    if value.0.is_zero() {
+        return Err(config_error(field, "must be longer than 0s".to_owned()));
+    }
+    Ok(())
+}
+
+/// What Go (and so Alertmanager) writes for "no time".
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// Milliseconds since the epoch as RFC 3339 in UTC, the way Alertmanager
+/// writes timestamps.
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        // Only reachable for times hundreds of thousands of years away;
+        // "no time" is the least surprising thing to send then.
+        || ZERO_TIME.to_owned(),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
+}
+
+/// The alert's identity as 16 hex digits: FNV-1a over the sorted labels,
+/// exactly as Prometheus and Alertmanager compute fingerprints, so the value
+/// matches what Alertmanager shows for the same alert.
+pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
+    const SEPARATOR: &[u8] = &[0xff];
+    let mut hash = Fnv::new();
+    // BTreeMap iterates in sorted order, which the fingerprint requires.
+    for (name, value) in labels {
+        hash.add(name.as_bytes());
+        hash.add(SEPARATOR);
+        hash.add(value.as_bytes());
+        hash.add(SEPARATOR);
+    }
+    format!("{:016x}", hash.0)
+}
+
+/// 64-bit FNV-1a.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn add(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+/// The longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How much of an error answer's body goes into the error.
+const ERROR_BODY_BYTES: u64 = 200;
+
+/// A JSON `POST` with the retry rules shared by the HTTP notifiers.
+#[derive(Debug)]
+struct JsonPost {
+    /// The notifier's name, for errors and logs.
+    target: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    retries: u32,
+    backoff: Duration,
+    agent: ureq::Agent,
+    /// State of the jitter generator (splitmix64).
+    jitter: AtomicU64,
+}
+
+/// Settings [`JsonPost::new`] takes, checked already.
+struct PostSettings<'a> {
+    target: String,
+    url: String,
+    headers: &'a BTreeMap<String, String>,
+    timeout: Duration,
+    retries: u32,
+    backoff: Duration,
+}
+
+/// One failed attempt.
+struct Failure {
+    retry: bool,
+    status: Option<(u16, String)>,
+    message: String,
+}
+
+impl JsonPost {
+    fn new(s: PostSettings<'_>) -> Result<Self, NotifyError> {
+        for (name, value) in s.headers {
+            let field = format!("headers.{name}");
+            ureq::http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| {
+                config_error(&field, format!("`{name}` is not a header name ({e})"))
+            })?;
+            ureq::http::HeaderValue::from_str(value).map_err(|e| {
+                config_error(&field, format!("the value is not valid in a header ({e})"))
+            })?;
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(s.timeout))
+            // Error statuses are ours to classify and report with their body.
+            .http_status_as_error(false)
+            .max_redirects(0)
+            // Alerts go to internal addresses; an http_proxy meant for
+            // something else must not swallow them.
+            .proxy(None)
+            .user_agent(concat!("warden/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        // Seeded from the URL and the process so that daemons sending to the
+        // same receiver after the same outage do not retry in lockstep.
+        let mut seed = Fnv::new();
+        seed.add(s.url.as_bytes());
+        seed.add(&std::process::id().to_le_bytes());
+        Ok(Self {
+            target: s.target,
+            url: s.url,
+            headers: s
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            retries: s.retries,
+            backoff: s.backoff,
+            agent,
+            jitter: AtomicU64::new(seed.0),
+        })
+    }
+
+    /// Posts `body`, retrying as configured.
+    fn send(&self, body: &[u8]) -> Result<(), NotifyError> {
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let failure = match self.attempt(body) {
+                Ok(()) => return Ok(()),
+                Err(failure) => failure,
+            };
+            if !failure.retry || attempt > self.retries {
+                return Err(match failure.status {
+                    Some((status, body)) => NotifyError::Status {
+                        target: self.target.clone(),
+                        status,
+                        body,
+                        attempts: attempt,
+                    },
+                    None => NotifyError::Transport {
+                        target: self.target.clone(),
+                        message: failure.message,
+                        attempts: attempt,
+                    },
+                });
+            }
+            let delay = self.delay(attempt - 1);
+            tracing::debug!(
+                target_name = %self.target,
+                attempt,
+                error = %failure.message,
+                delay = %humantime::format_duration(delay),
+                "alert delivery failed, retrying"
+            );
+            std::thread::sleep(delay);
+        }
+    }
+
+    fn attempt(&self, body: &[u8]) -> Result<(), Failure> {
+        let mut request = self.agent.post(&self.url);
+        if !self
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            request = request.header("content-type", "application/json");
+        }
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        let response = request.send(body).map_err(|e| Failure {
+            // Errors about the request itself will not go away by retrying.
+            retry: !matches!(
+                e,
+                ureq::Error::BadUri(_)
+                    | ureq::Error::Http(_)
+                    | ureq::Error::RequireHttpsOnly(_)
+                    | ureq::Error::TlsRequired
+                    | ureq::Error::InvalidProxyUrl
+            ),
+            status: None,
+            message: e.to_string(),
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let mut start = Vec::new();
+        // A body we cannot read still leaves the status to report.
+        let _ = response
+            .into_body()
+            .as_reader()
+            .take(ERROR_BODY_BYTES)
+            .read_to_end(&mut start);
+        let text = String::from_utf8_lossy(&start).trim().to_owned();
+        let text = if text.is_empty() {
+            "(empty body)".to_owned()
+        } else {
+            text
+        };
+        Err(Failure {
+            retry: status.is_server_error() || status.as_u16() == 429,
+            message: format!("HTTP {}: {text}", status.as_u16()),
+            status: Some((status.as_u16(), text)),
+        })
+    }
+
+    /// The wait before retry number `retry` (0-based): the backoff doubled
+    /// per retry, capped, with ±20% jitter.
+    fn delay(&self, retry: u32) -> Duration {
+        let factor = 1u32.checked_shl(retry).unwrap_or(u32::MAX);
+        let base = self.backoff.saturating_mul(factor).min(MAX_BACKOFF);
+        let random = splitmix64(&self.jitter);
+        // Top 53 bits give a uniform float in [0, 1).
+        let unit = (random >> 11) as f64 / (1u64 << 53) as f64;
+        base.mul_f64(0.8 + 0.4 * unit).min(MAX_BACKOFF)
+    }
+}
+
+/// A cheap pseudo-random step: good enough to spread retries, no crate needed.
+fn splitmix64(state: &AtomicU64) -> u64 {
+    let mut z = state
+        .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+        .wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<NotifierConfig, String> {
+        serde_norway::from_str(yaml).map_err(|e| e.to_string())
+    }
+
+    fn build_err(config: &NotifierConfig) -> String {
+        build(config).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn log_config_parses() {
+        assert_eq!(parse("type: log").unwrap(), NotifierConfig::Log {});
+        assert_eq!(build(&NotifierConfig::Log {}).unwrap().describe(), "log");
+    }
+
+    #[test]
+    fn webhook_config_parses_with_defaults() {
+        let config = parse("type: webhook\nurl: http://127.0.0.1:8080/hook").unwrap();
+        let NotifierConfig::Webhook(w) = &config else {
+            panic!("not a webhook: {config:?}");
+        };
+        assert_eq!(w.url, "http://127.0.0.1:8080/hook");
+        assert_eq!(w.timeout.0, Duration::from_secs(5));
+        assert_eq!(w.retries, 3);
+        assert_eq!(w.backoff.0, Duration::from_millis(500));
+        assert!(w.headers.is_empty());
+        assert_eq!(
+            build(&config).unwrap().describe(),
+            "webhook http://127.0.0.1:8080/hook"
+        );
+
+        let config = parse(
+            "type: webhook\nurl: http://alerts.internal/in\ntimeout: 2s\nretries: 0\n\
+             backoff: 1s\nheaders:\n  Authorization: Bearer abc",
+        )
+        .unwrap();
+        let NotifierConfig::Webhook(w) = &config else {
+            panic!("not a webhook: {config:?}");
+        };
+        assert_eq!(w.timeout.0, Duration::from_secs(2));
+        assert_eq!(w.retries, 0);
+        assert_eq!(w.headers["Authorization"], "Bearer abc");
+        build(&config).unwrap();
+    }
+
+    #[test]
+    fn alertmanager_config_parses_with_defaults() {
+        let config = parse("type: alertmanager\nurl: http://127.0.0.1:9093").unwrap();
+        let NotifierConfig::Alertmanager(a) = &config else {
+            panic!("not alertmanager: {config:?}");
+        };
+        assert_eq!(a.timeout.0, Duration::from_secs(5));
+        assert_eq!(a.retries, 3);
+        assert_eq!(a.backoff.0, Duration::from_millis(500));
+        assert_eq!(a.resend_ends_after.0, Duration::from_secs(300));
+        assert_eq!(
+            build(&config).unwrap().describe(),
+            "alertmanager http://127.0.0.1:9093/api/v2/alerts"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let e = parse("type: webhook\nurl: http://h/\nretry: 3").unwrap_err();
+        assert!(e.contains("retry"), "{e}");
+        let e = parse("type: alertmanager\nurl: http://h/\nheaders: {}").unwrap_err();
+        assert!(e.contains("headers"), "{e}");
+        assert!(parse("type: log\nurl: http://h/").is_err());
+        assert!(parse("type: email").is_err());
+    }
+
+    #[test]
+    fn bad_urls_are_rejected_naming_the_field() {
+        let webhook = |url: &str| {
+            NotifierConfig::Webhook(WebhookConfig {
+                url: url.to_owned(),
+                timeout: default_timeout(),
+                retries: 3,
+                backoff: default_backoff(),
+                headers: BTreeMap::new(),
+            })
+        };
+        let e = build_err(&webhook("https://hooks.example.com/x"));
+        assert!(e.starts_with("url: "), "{e}");
+        assert!(e.contains("TLS is not built in"), "{e}");
+
+        for garbage in [
+            "not a url",
+            "hooks.example.com/x",
+            "http://",
+            "http:///path",
+            "http://host:99999/",
+            "http://host:0/",
+            "http://host:port/",
+            "http://user:pw@host/",
+            "ftp://host/",
+            "http://ho st/",
+            "http://[::1/",
+        ] {
+            let e = build_err(&webhook(garbage));
+            assert!(e.starts_with("url: "), "{garbage}: {e}");
+        }
+        for fine in [
+            "http://localhost",
+            "http://127.0.0.1:8080/a/b?c=d",
+            "http://[::1]:9093/",
+            "HTTP://Host.Internal/x",
+        ] {
+            build(&webhook(fine)).unwrap();
+        }
+
+        let e = build_err(&NotifierConfig::Alertmanager(AlertmanagerConfig {
+            url: "https://am:9093".to_owned(),
+            timeout: default_timeout(),
+            retries: 3,
+            backoff: default_backoff(),
+            resend_ends_after: default_resend_ends_after(),
+        }));
+        assert!(e.starts_with("url: ") && e.contains("TLS"), "{e}");
+    }
+
+    #[test]
+    fn other_bad_settings_name_their_field() {
+        let config = parse("type: webhook\nurl: http://h/\ntimeout: 0s").unwrap();
+        assert!(build_err(&config).starts_with("timeout: "));
+        let config = parse("type: webhook\nurl: http://h/\nheaders:\n  'Bad Name': x").unwrap();
+        assert!(build_err(&config).starts_with("headers.Bad Name: "));
+        let config = parse("type: alertmanager\nurl: http://h/api/v2/alerts").unwrap();
+        assert!(build_err(&config).starts_with("url: "));
+        let config = parse("type: alertmanager\nurl: http://h\nresend_ends_after: 0s").unwrap();
+        assert!(build_err(&config).starts_with("resend_ends_after: "));
+    }
+
+    #[test]
+    fn schema_names_the_types() {
+        let schema = serde_json::to_string(&schemars::schema_for!(NotifierConfig)).unwrap();
+        for word in ["webhook", "alertmanager", "resend_ends_after", "Duration"] {
+            assert!(schema.contains(word), "{word} missing from {schema}");
+        }
+    }
+
+    #[test]
+    fn fingerprint_is_prometheus_fnv() {
+        // The empty label set hashes to the FNV-1a offset basis.
+        assert_eq!(fingerprint(&BTreeMap::new()), "cbf29ce484222325");
+        let a = BTreeMap::from([("alertname".to_owned(), "x".to_owned())]);
+        let b = BTreeMap::from([("alertname".to_owned(), "y".to_owned())]);
+        assert_ne!(fingerprint(&a), fingerprint(&b));
+        assert_eq!(fingerprint(&a), fingerprint(&a.clone()));
+    }
+
+    #[test]
+    fn backoff_doubles_jitters_and_caps() {
+        let headers = BTreeMap::new();
+        let post = JsonPost::new(PostSettings {
+            target: "t".to_owned(),
+            url: "http://127.0.0.1/".to_owned(),
+            headers: &headers,
+            timeout: Duration::from_secs(1),
+            retries: 3,
+            backoff: Duration::from_millis(1000),
+        })
+        .unwrap();
+        for _ in 0..50 {
+            let first = post.delay(0);
+            assert!((800..=1200).contains(&first.as_millis()), "{first:?}");
+            let third = post.delay(2);
+            assert!((3200..=4800).contains(&third.as_millis()), "{third:?}");
+            assert!(post.delay(40) <= MAX_BACKOFF);
+            assert!(post.delay(40) >= MAX_BACKOFF.mul_f64(0.8));
+        }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+}

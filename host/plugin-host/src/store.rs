@@ -1,0 +1,224 @@
+//! The state behind one evaluation's `Store`: a WASI context that grants
+//! nothing, the memory cap, captured stdio, and what the host imports serve
+//! (the policy's config, its data source). A fresh one per evaluation, because
+//! a trap poisons the whole store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::data::DataSource;
+use super::limits::MemoryCap;
+use super::output::Capture;
+use warden_core::records::{ResourceFilter, ResourceSet, Series, SeriesSelector, TimestampMs};
+
+/// A plugin may log this many lines per evaluation; the rest are counted, so a
+/// looping `log` call cannot flood the daemon's log.
+const MAX_LOG_LINES: u32 = 256;
+/// Longer log messages are cut to this many bytes.
+const MAX_LOG_BYTES: usize = 4096;
+
+/// Log levels a plugin may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Who is being evaluated, for the host imports and for tagging output.
+#[derive(Clone)]
+pub(crate) struct CallInfo {
+    pub(crate) policy: Arc<str>,
+    pub(crate) plugin: Arc<str>,
+    pub(crate) config_json: Arc<str>,
+    pub(crate) data: Arc<dyn DataSource>,
+    pub(crate) now_ms: TimestampMs,
+}
+
+pub(crate) struct StoreState {
+    /// Built on first use: most evaluations never call WASI (a plugin reaches
+    /// it only to print or panic), and building it is a third of instantiation.
+    wasi: Option<WasiCtx>,
+    table: ResourceTable,
+    pub(crate) cap: MemoryCap,
+    pub(crate) call: CallInfo,
+    pub(crate) stdout: Capture,
+    pub(crate) stderr: Capture,
+    log_lines: u32,
+    pub(crate) logs_dropped: u32,
+}
+
+impl StoreState {
+    pub(crate) fn new(call: CallInfo, memory_limit: u64) -> Self {
+        let stdout = Capture::default();
+        let stderr = Capture::default();
+
+        StoreState {
+            wasi: None,
+            table: ResourceTable::new(),
+            cap: MemoryCap {
+                limit: usize::try_from(memory_limit).unwrap_or(usize::MAX),
+                hit: false,
+            },
+            call,
+            stdout,
+            stderr,
+            log_lines: 0,
+            logs_dropped: 0,
+        }
+    }
+
+    /// Returns the state for a load-time check, which runs no plugin code.
+    pub(crate) fn probe(plugin: &str) -> Self {
+        StoreState::new(
+            CallInfo {
+                policy: "(load check)".into(),
+                plugin: plugin.into(),
+                config_json: "{}".into(),
+                data: Arc::new(super::data::NoData),
+                now_ms: 0,
+            },
+            super::limits::Limits::DEFAULT_MEMORY,
+        )
+    }
+
+    pub(crate) fn log(&mut self, level: LogLevel, mut message: String) {
+        if self.log_lines >= MAX_LOG_LINES {
+            self.logs_dropped += 1;
+            return;
+        }
+        self.log_lines += 1;
+        if message.len() > MAX_LOG_BYTES {
+            let mut end = MAX_LOG_BYTES;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push_str(" …");
+        }
+        let (policy, plugin) = (&*self.call.policy, &*self.call.plugin);
+        match level {
+            LogLevel::Trace => {
+                tracing::trace!(target: "warden::plugin", policy, plugin, "{message}");
+            }
+            LogLevel::Debug => {
+                tracing::debug!(target: "warden::plugin", policy, plugin, "{message}");
+            }
+            LogLevel::Info => {
+                tracing::info!(target: "warden::plugin", policy, plugin, "{message}");
+            }
+            LogLevel::Warn => {
+                tracing::warn!(target: "warden::plugin", policy, plugin, "{message}");
+            }
+            LogLevel::Error => {
+                tracing::error!(target: "warden::plugin", policy, plugin, "{message}");
+            }
+        }
+    }
+
+    pub(crate) fn now_ms(&self) -> TimestampMs {
+        warden_core::clock::now_ms()
+    }
+
+    pub(crate) fn config_json(&self) -> String {
+        self.call.config_json.to_string()
+    }
+
+    pub(crate) fn query_series(
+        &self,
+        selector: &SeriesSelector,
+        window_ms: u64,
+    ) -> Result<Vec<Series>, String> {
+        self.call
+            .data
+            .query_series(selector, Duration::from_millis(window_ms), self.call.now_ms)
+    }
+
+    pub(crate) fn list_resources(&self, filter: &ResourceFilter) -> Result<ResourceSet, String> {
+        self.call.data.list_resources(filter)
+    }
+
+    /// Sends what the plugin wrote to stdout and stderr to the log, one event
+    /// per line, and returns what best explains a failure: its panic message,
+    /// else the last line it wrote to stderr.
+    pub(crate) fn flush_output(&self) -> Option<String> {
+        let (policy, plugin) = (&*self.call.policy, &*self.call.plugin);
+        let mut explanation = None;
+        for (stream, capture) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            let (text, dropped) = capture.take();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                tracing::info!(target: "warden::plugin", policy, plugin, stream, "{line}");
+            }
+            if stream == "stderr" {
+                explanation = explain(&text);
+            }
+            if dropped > 0 {
+                tracing::warn!(target: "warden::plugin", policy, plugin, stream, dropped, "plugin output over the capture limit was dropped");
+            }
+        }
+        if self.logs_dropped > 0 {
+            tracing::warn!(target: "warden::plugin", policy, plugin, dropped = self.logs_dropped, "plugin log lines over the per-evaluation limit were dropped");
+        }
+        explanation
+    }
+}
+
+/// Picks the panic message out of what a Rust guest printed when it panicked
+/// (`thread '…' panicked at FILE:LINE:COL:` then the message, then a note about
+/// backtraces), or else the last non-empty line.
+fn explain(stderr: &str) -> Option<String> {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if let Some(i) = lines.iter().rposition(|l| l.contains("panicked at")) {
+        let at = &lines[i][lines[i].find("panicked at").unwrap_or(0)..];
+        let message: Vec<&str> = lines[i + 1..]
+            .iter()
+            .copied()
+            .take_while(|l| !l.starts_with("note: "))
+            .collect();
+        return Some(format!("{} {}", at, message.join(" ")).trim().to_owned());
+    }
+    lines.last().map(|l| (*l).to_owned())
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: self.wasi.get_or_insert_with(|| {
+                // Nothing granted: no preopened directories, no environment, no
+                // arguments, no network (the builder's defaults deny sockets and
+                // name lookups). Clocks and randomness stay: harmless, and std
+                // needs them.
+                WasiCtxBuilder::new()
+                    .stdout(self.stdout.clone())
+                    .stderr(self.stderr.clone())
+                    .build()
+            }),
+            table: &mut self.table,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::explain;
+
+    #[test]
+    fn explain_prefers_the_panic_message() {
+        let out = "thread '<unnamed>' panicked at src/lib.rs:57:23:\nboom went the plugin\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(
+            explain(out).as_deref(),
+            Some("panicked at src/lib.rs:57:23: boom went the plugin")
+        );
+        assert_eq!(explain("one\ntwo\n\n").as_deref(), Some("two"));
+        assert_eq!(explain(""), None);
+    }
+}

@@ -1,0 +1,753 @@
+//! Reading a policy file: YAML into the schema, then every check that does not
+//! need the plugin (names, durations, limits, cron schedules, scopes, quotas),
+//! each error located at a line and column. The result is a list of
+//! [`Policy`] with defaults filled in, ready to compile.
+//!
+//! YAML is read with `serde_norway`: `serde_yaml` is archived, and serde_norway
+//! is its maintained fork with the same API (same `from_str`, same error
+//! locations), so nothing here depends on a YAML library that stopped moving.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::locate::Locations;
+use super::schema::{
+    EventKind, PolicyFile, PolicyKind, PolicySpec, QuotaSpec, Retries, Scope, Trigger,
+};
+use warden_core::values::HumanDuration;
+use warden_plugin_host::{Limits, MAX_PLUGIN_MEMORY};
+
+/// A problem in a policy file, located where the file has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// The policy concerned, when known.
+    pub policy: Option<String>,
+    /// What is wrong and, where it can say, how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        write!(f, ": ")?;
+        if let Some(p) = &self.policy {
+            write!(f, "policy `{p}`: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl PolicyError {
+    /// Returns an error about `policy` of `file`, at the line it starts on.
+    pub fn at_policy(file: &Path, policy: &Policy, message: String) -> Self {
+        PolicyError {
+            file: file.to_path_buf(),
+            line: Some(policy.line),
+            column: None,
+            policy: Some(policy.name().to_owned()),
+            message,
+        }
+    }
+}
+
+/// Where a policy's plugin comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub enum PluginSource {
+    /// Shipped with Warden.
+    Builtin(String),
+    /// A `.wasm` file (resolved to an absolute path).
+    File(PathBuf),
+}
+
+impl fmt::Display for PluginSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginSource::Builtin(n) => write!(f, "builtin:{n}"),
+            PluginSource::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+pub use crate::cleanup::{DEFAULT_MAX_CONCURRENT, DEFAULT_RUN_TIMEOUT};
+
+/// A policy that passed every check that needs no plugin, with defaults filled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// As written.
+    pub spec: PolicySpec,
+    /// The plugin, for every kind but quota.
+    pub plugin: Option<PluginSource>,
+    /// The trigger, defaulted by kind.
+    pub trigger: Trigger,
+    /// Scope paths with `${data_dir}` expanded.
+    pub scope_paths: Vec<PathBuf>,
+    /// The plugin's config as JSON (`{}` when absent).
+    pub config: serde_json::Value,
+    /// Evaluation limits.
+    pub limits: Limits,
+    /// Cleanup: the cap on actions per run.
+    pub max_actions: Option<crate::cleanup::Cap>,
+    /// Cleanup: actions at once.
+    pub max_concurrent: usize,
+    /// Cleanup: the longest a run may act.
+    pub run_timeout: Duration,
+    /// 1-based line where the policy starts.
+    pub line: usize,
+}
+
+impl Policy {
+    /// Returns its name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// Returns its kind.
+    pub fn kind(&self) -> PolicyKind {
+        self.spec.kind
+    }
+}
+
+/// What parsing needs to know about the machine.
+#[derive(Debug, Clone)]
+pub struct ParseContext {
+    /// Warden's data directory, for `${data_dir}` in scopes.
+    pub data_dir: PathBuf,
+}
+
+const SIGNALS: &[&str] = &[
+    "TERM", "KILL", "HUP", "INT", "QUIT", "USR1", "USR2", "STOP", "CONT",
+];
+const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+const MIN_MEMORY: u64 = 1 << 20;
+
+/// Parses and checks the policy file `path` whose content is `text`.
+pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, Vec<PolicyError>> {
+    let err_at = |line: Option<usize>,
+                  column: Option<usize>,
+                  policy: Option<&str>,
+                  message: String| PolicyError {
+        file: path.to_path_buf(),
+        line,
+        column,
+        policy: policy.map(str::to_owned),
+        message,
+    };
+    let file: PolicyFile = match serde_norway::from_str(text) {
+        Ok(f) => f,
+        Err(e) => {
+            let loc = e.location();
+            return Err(vec![err_at(
+                loc.as_ref().map(|l| l.line()),
+                loc.as_ref().map(|l| l.column()),
+                None,
+                explain_serde(&e.to_string()),
+            )]);
+        }
+    };
+    let locations = Locations::of(text);
+    let mut errors = Vec::new();
+    let mut policies = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
+    for (i, spec) in file.policies.iter().enumerate() {
+        let at = |field: &str| {
+            locations.find(&format!(
+                "policies[{i}]{}{field}",
+                if field.is_empty() { "" } else { "." }
+            ))
+        };
+        let mut fail = |field: &str, message: String| {
+            let pos = at(field);
+            errors.push(err_at(
+                pos.map(|p| p.0),
+                pos.map(|p| p.1),
+                Some(&spec.name),
+                message,
+            ));
+        };
+        if !valid_name(&spec.name) {
+            fail(
+                "name",
+                format!(
+                    "`{}` is not a valid policy name; use letters, digits, `-`, `_` and `.`",
+                    spec.name
+                ),
+            );
+        } else if !seen.insert(&spec.name) {
+            fail("name", "this name is used by another policy in the same file; names are unique across the directory".into());
+        }
+        let plugin = check_plugin(spec, path, &mut fail);
+        let trigger = spec
+            .trigger
+            .clone()
+            .unwrap_or_else(|| default_trigger(spec.kind));
+        check_trigger(&trigger, &mut fail);
+        let limits = check_limits(spec, &mut fail);
+        if let Some(r) = &spec.retries {
+            check_retries(r, &mut fail);
+        }
+        if let Some(sha) = &spec.sha256
+            && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            fail(
+                "sha256",
+                "`sha256` must be 64 hex digits (the output of `sha256sum`)".into(),
+            );
+        }
+        let scope_paths = check_scope(&spec.scope, cx, &mut fail);
+        match (spec.kind, &spec.quota) {
+            (PolicyKind::Quota, Some(q)) => check_quota(q, &mut fail),
+            (PolicyKind::Quota, None) => fail(
+                "kind",
+                "a quota policy needs a `quota:` block (resource, hard, period, action)".into(),
+            ),
+            (_, Some(_)) => fail(
+                "quota",
+                format!(
+                    "`quota:` belongs to quota policies; this one is of kind `{}`",
+                    spec.kind.name()
+                ),
+            ),
+            _ => {}
+        }
+        if spec.severity.is_some()
+            && !matches!(
+                spec.kind,
+                PolicyKind::Alert | PolicyKind::Detector | PolicyKind::Quota
+            )
+        {
+            fail(
+                "severity",
+                format!(
+                    "`severity` has no meaning for a {} policy",
+                    spec.kind.name()
+                ),
+            );
+        }
+        if (spec.hold_for.is_some() || spec.keep_firing_for.is_some())
+            && spec.kind != PolicyKind::Alert
+        {
+            fail(
+                "for",
+                "`for` and `keep_firing_for` apply to alert policies only".into(),
+            );
+        }
+        let max_actions = match &spec.max_actions {
+            None => None,
+            Some(_) if spec.kind != PolicyKind::Cleanup => {
+                fail(
+                    "max_actions",
+                    "`max_actions` applies to cleanup policies only".into(),
+                );
+                None
+            }
+            Some(text) => match text.parse() {
+                Ok(cap) => Some(cap),
+                Err(e) => {
+                    fail("max_actions", e);
+                    None
+                }
+            },
+        };
+        let cleanup_only = [
+            ("max_concurrent", spec.max_concurrent.is_some()),
+            ("run_timeout", spec.run_timeout.is_some()),
+            ("on_pressure", spec.on_pressure.is_some()),
+        ];
+        for (field, set) in cleanup_only {
+            if set && spec.kind != PolicyKind::Cleanup {
+                fail(field, format!("`{field}` applies to cleanup policies only"));
+            }
+        }
+        let max_concurrent = match spec.max_concurrent {
+            None => DEFAULT_MAX_CONCURRENT,
+            Some(n @ 1..=64) => n as usize,
+            Some(n) => {
+                fail(
+                    "max_concurrent",
+                    format!("`max_concurrent` is {n}; it must be between 1 and 64"),
+                );
+                DEFAULT_MAX_CONCURRENT
+            }
+        };
+        let run_timeout = match spec.run_timeout {
+            None => DEFAULT_RUN_TIMEOUT,
+            Some(t) if t.0.is_zero() || t.0 > Duration::from_secs(24 * 3600) => {
+                fail(
+                    "run_timeout",
+                    format!("`run_timeout` is {t}; it must be more than 0s and at most 24h"),
+                );
+                DEFAULT_RUN_TIMEOUT
+            }
+            Some(t) => t.0,
+        };
+        if let Some(list) = &spec.notify {
+            if spec.kind != PolicyKind::Alert {
+                fail("notify", "`notify` applies to alert policies only".into());
+            }
+            for (n, config) in list.iter().enumerate() {
+                if let Err(e) = warden_notify::build(config) {
+                    let field = match &e {
+                        warden_notify::NotifyError::Config { field, .. } => {
+                            format!("notify[{n}].{field}")
+                        }
+                        _ => format!("notify[{n}]"),
+                    };
+                    fail(&field, format!("`{field}`: {e}"));
+                }
+            }
+        }
+        let config = match &spec.config {
+            None | Some(serde_json::Value::Null) => serde_json::json!({}),
+            Some(v) => v.clone(),
+        };
+        policies.push(Policy {
+            spec: spec.clone(),
+            plugin,
+            trigger,
+            scope_paths,
+            config,
+            limits,
+            max_actions,
+            max_concurrent,
+            run_timeout,
+            line: at("").map_or(1, |p| p.0),
+        });
+    }
+    if errors.is_empty() {
+        Ok(policies)
+    } else {
+        Err(errors)
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+fn default_trigger(kind: PolicyKind) -> Trigger {
+    let every = |s| Trigger::Interval(HumanDuration(Duration::from_secs(s)));
+    match kind {
+        PolicyKind::Cleanup => every(3600),
+        PolicyKind::Alert => every(30),
+        PolicyKind::Detector | PolicyKind::Quota => every(60),
+        PolicyKind::Recovery => Trigger::Event(EventKind::FailureReported),
+    }
+}
+
+fn check_plugin(
+    spec: &PolicySpec,
+    file: &Path,
+    fail: &mut impl FnMut(&str, String),
+) -> Option<PluginSource> {
+    match (spec.kind, &spec.plugin) {
+        (PolicyKind::Quota, Some(_)) => {
+            fail(
+                "plugin",
+                "quota policies are enforced by the host and take no `plugin`".into(),
+            );
+            None
+        }
+        (PolicyKind::Quota, None) => None,
+        (kind, None) => {
+            let shipped: Vec<&str> = warden_plugins::BUILTIN
+                .iter()
+                .filter(|b| b.kind == kind.name())
+                .map(|b| b.name)
+                .collect();
+            fail(
+                "kind",
+                format!(
+                    "a {} policy needs a `plugin` (shipped for this kind: {})",
+                    kind.name(),
+                    shipped.join(", ")
+                ),
+            );
+            None
+        }
+        (_, Some(p)) if p.ends_with(".wasm") || p.contains('/') => {
+            let base = file.parent().unwrap_or(Path::new("."));
+            Some(PluginSource::File(base.join(p)))
+        }
+        (kind, Some(name)) => match warden_plugins::builtin(name) {
+            Some(b) if b.kind == kind.name() => Some(PluginSource::Builtin(name.clone())),
+            Some(b) => {
+                fail(
+                    "plugin",
+                    format!(
+                        "the shipped plugin `{name}` is a {} plugin; this policy is of kind `{}`",
+                        b.kind,
+                        kind.name()
+                    ),
+                );
+                None
+            }
+            None => {
+                let names: Vec<&str> = warden_plugins::BUILTIN.iter().map(|b| b.name).collect();
+                let hint = nearest(name, &names)
+                    .map(|n| format!("; did you mean `{n}`?"))
+                    .unwrap_or_default();
+                fail(
+                    "plugin",
+                    format!(
+                        "no plugin called `{name}` is shipped with warden (shipped: {}){hint}; for a file, give a path ending in `.wasm`",
+                        names.join(", ")
+                    ),
+                );
+                None
+            }
+        },
+    }
+}
+
+fn check_trigger(trigger: &Trigger, fail: &mut impl FnMut(&str, String)) {
+    match trigger {
+        Trigger::Interval(d) if d.0 < Duration::from_millis(10) => {
+            fail(
+                "trigger.interval",
+                format!("an interval of {d} is too short; the shortest is 10ms"),
+            );
+        }
+        Trigger::Cron(expr) => {
+            if let Err(m) = next_cron_fire(expr) {
+                fail("trigger.cron", m);
+            }
+        }
+        Trigger::Threshold(t) if !t.value.is_finite() => fail(
+            "trigger.threshold.value",
+            "the threshold must be a finite number".into(),
+        ),
+        _ => {}
+    }
+}
+
+/// Returns when the cron expression next fires (UTC), or why it never will.
+pub fn next_cron_fire(expr: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let cron: croner::Cron = expr
+        .parse()
+        .map_err(|e| format!("`{expr}` is not a cron expression: {e}"))?;
+    cron.find_next_occurrence(&chrono::Utc::now(), false)
+        .map_err(|_| format!("the cron expression `{expr}` can never fire (no date matches it)"))
+}
+
+fn check_limits(spec: &PolicySpec, fail: &mut impl FnMut(&str, String)) -> Limits {
+    let mut limits = Limits::default();
+    if let Some(t) = spec.timeout {
+        if t.0.is_zero() || t.0 > MAX_TIMEOUT {
+            fail(
+                "timeout",
+                format!("`timeout` must be more than 0 and at most 60s, not {t}"),
+            );
+        }
+        limits.timeout = t.0;
+    }
+    if let Some(m) = spec.memory_limit {
+        if m.0 < MIN_MEMORY || m.0 > MAX_PLUGIN_MEMORY {
+            fail(
+                "memory_limit",
+                format!("`memory_limit` must be between 1MiB and 4GiB, not {m}"),
+            );
+        }
+        limits.memory_bytes = m.0;
+    }
+    limits
+}
+
+fn check_retries(r: &Retries, fail: &mut impl FnMut(&str, String)) {
+    if r.max > 100 {
+        fail(
+            "retries.max",
+            format!("`retries.max` is {}; at most 100", r.max),
+        );
+    }
+    if !(0.0..=1.0).contains(&r.jitter) {
+        fail(
+            "retries.jitter",
+            format!("`retries.jitter` must be between 0 and 1, not {}", r.jitter),
+        );
+    }
+}
+
+fn check_scope(
+    scope: &Scope,
+    cx: &ParseContext,
+    fail: &mut impl FnMut(&str, String),
+) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    for (i, p) in scope.paths.iter().enumerate() {
+        let expanded = match p.strip_prefix("${data_dir}") {
+            Some(rest) => cx.data_dir.join(rest.trim_start_matches('/')),
+            None => PathBuf::from(p),
+        };
+        if !expanded.is_absolute() {
+            fail(
+                &format!("scope.paths[{i}]"),
+                format!("scope path `{p}` must be absolute or start with `${{data_dir}}`"),
+            );
+        } else if expanded
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            fail(
+                &format!("scope.paths[{i}]"),
+                format!("scope path `{p}` must not contain `..`"),
+            );
+        } else if expanded == Path::new("/") {
+            fail(
+                &format!("scope.paths[{i}]"),
+                "the whole filesystem cannot be a cleanup scope".into(),
+            );
+        }
+        paths.push(expanded);
+    }
+    for (i, g) in scope.exclude.iter().enumerate() {
+        if let Err(e) = crate::cleanup::exclude_set(std::slice::from_ref(g)) {
+            fail(&format!("scope.exclude[{i}]"), e);
+        }
+    }
+    for (i, s) in scope.signals.iter().enumerate() {
+        let name = s.trim_start_matches("SIG");
+        if !SIGNALS.contains(&name) {
+            fail(
+                &format!("scope.signals[{i}]"),
+                format!(
+                    "`{s}` is not a signal Warden sends; allowed: {}",
+                    SIGNALS.join(", ")
+                ),
+            );
+        }
+    }
+    paths
+}
+
+fn check_quota(q: &QuotaSpec, fail: &mut impl FnMut(&str, String)) {
+    if let Some(soft) = q.soft
+        && soft > q.hard
+    {
+        fail(
+            "quota.soft",
+            format!(
+                "the soft limit ({soft}) is above the hard limit ({})",
+                q.hard
+            ),
+        );
+    }
+    if let Some(burst) = q.burst
+        && burst < q.hard
+    {
+        fail(
+            "quota.burst",
+            format!(
+                "the burst limit ({burst}) is below the hard limit ({})",
+                q.hard
+            ),
+        );
+    }
+    if q.period.0.is_zero() {
+        fail(
+            "quota.period",
+            "the quota period must be longer than 0".into(),
+        );
+    }
+}
+
+/// Returns the candidate closest to `word`, if any is close enough to be a typo.
+fn nearest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::levenshtein(word, c), *c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min()
+        .map(|(_, c)| c)
+}
+
+/// Rewrites a deserializer message for people: drops the trailing position
+/// (reported separately) and, for an unknown field or value, suggests the
+/// nearest valid one.
+fn explain_serde(message: &str) -> String {
+    let mut m = message.to_owned();
+    if let Some(i) = m.rfind(" at line ") {
+        m.truncate(i);
+    }
+    for what in ["unknown field `", "unknown variant `"] {
+        if let Some(start) = m.find(what) {
+            let rest = &m[start + what.len()..];
+            let Some(end) = rest.find('`') else { continue };
+            let word = rest[..end].to_owned();
+            let expected: Vec<&str> = rest.split('`').skip(2).step_by(2).collect();
+            if let Some(n) = nearest(&word, &expected) {
+                m.push_str(&format!("; did you mean `{n}`?"));
+            }
+        }
+    }
+    m
+}
+
+/// Returns a stable fingerprint of what a policy is: its spec and where its
+/// plugin comes from. Equal fingerprints mean nothing needs recompiling or
+/// resetting on reload.
+pub fn fingerprint(policy: &Policy) -> String {
+    use sha2::{Digest, Sha256};
+    let spec = serde_json::to_string(&policy.spec).unwrap_or_default();
+    let mut h = Sha256::new();
+    h.update(spec.as_bytes());
+    h.update(format!("{:?}{:?}", policy.plugin, policy.scope_paths).as_bytes());
+    hex::encode(&h.finalize()[..12])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cx() -> ParseContext {
+        ParseContext {
+            data_dir: PathBuf::from("/var/lib/warden"),
+        }
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        parse(Path::new("p.yaml"), text, &cx())
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_good_file_gets_defaults() {
+        let text = "policies:\n  - name: tmp\n    kind: cleanup\n    plugin: temp-files\n    scope:\n      paths: [\"${data_dir}/scratch\"]\n    config: {max_age: 7d}\n";
+        let p = parse(Path::new("p.yaml"), text, &cx()).unwrap();
+        assert_eq!(
+            p[0].plugin,
+            Some(PluginSource::Builtin("temp-files".into()))
+        );
+        assert_eq!(
+            p[0].trigger,
+            Trigger::Interval(HumanDuration(Duration::from_secs(3600)))
+        );
+        assert_eq!(
+            p[0].scope_paths,
+            vec![PathBuf::from("/var/lib/warden/scratch")]
+        );
+        assert_eq!(p[0].config, serde_json::json!({"max_age": "7d"}));
+        assert_eq!(p[0].limits, Limits::default());
+        assert_eq!(p[0].line, 2);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_with_a_suggestion_and_a_position() {
+        let e = errors(
+            "policies:\n  - name: a\n    kind: alert\n    plugin: threshold\n    timout: 5s\n",
+        );
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("p.yaml:5:5: "), "{}", e[0]);
+        assert!(e[0].contains("unknown field `timout`"), "{}", e[0]);
+        assert!(e[0].ends_with("did you mean `timeout`?"), "{}", e[0]);
+        let e = errors("policies:\n  - name: a\n    kind: alrt\n");
+        assert!(e[0].contains("did you mean `alert`?"), "{}", e[0]);
+    }
+
+    #[test]
+    fn runtime_fields_are_checked_where_they_are_written() {
+        let text = "policies:
+  - name: a
+    kind: alert
+    plugin: threshold
+    notify:
+      - {type: log}
+      - type: webhook
+        url: https://hooks.example/x
+    max_concurrent: 4
+  - name: b
+    kind: cleanup
+    plugin: temp-files
+    max_concurrent: 0
+    run_timeout: 0s
+    on_pressure: critical
+";
+        let e = errors(text);
+        let find = |s: &str| {
+            e.iter()
+                .find(|m| m.contains(s))
+                .unwrap_or_else(|| panic!("no `{s}` in {e:#?}"))
+        };
+        assert!(find("notify[1].url").starts_with("p.yaml:8:"), "{e:#?}");
+        assert!(find("TLS is not built into Warden").contains("notify[1].url"));
+        assert!(find("`max_concurrent` applies to cleanup").starts_with("p.yaml:9:"));
+        assert!(find("between 1 and 64").starts_with("p.yaml:13:"));
+        assert!(find("`run_timeout` is 0s").starts_with("p.yaml:14:"));
+        assert_eq!(e.len(), 4, "{e:#?}");
+        let ok = "policies:\n  - name: b\n    kind: cleanup\n    plugin: temp-files\n    max_concurrent: 8\n    run_timeout: 1m\n    on_pressure: critical\n    config: {max_age: 1d}\n";
+        let p = parse(Path::new("p.yaml"), ok, &cx()).unwrap();
+        assert_eq!(
+            (p[0].max_concurrent, p[0].run_timeout),
+            (8, Duration::from_secs(60))
+        );
+    }
+
+    #[test]
+    fn semantic_errors_point_at_their_field() {
+        let text = "policies:\n  - name: a\n    kind: alert\n    plugin: threshold\n    trigger:\n      cron: \"0 0 30 2 *\"\n  - name: a\n    kind: cleanup\n    plugin: tmp-files\n    timeout: 5m\n    scope:\n      paths: [relative/dir]\n      signals: [BOOM]\n";
+        let e = errors(text);
+        let find = |s: &str| {
+            e.iter()
+                .find(|m| m.contains(s))
+                .unwrap_or_else(|| panic!("no `{s}` in {e:#?}"))
+        };
+        assert!(find("can never fire").starts_with("p.yaml:6:13: policy `a`"));
+        assert!(find("used by another policy").starts_with("p.yaml:7:"));
+        assert!(find("did you mean `temp-files`?").starts_with("p.yaml:9:"));
+        assert!(find("at most 60s").starts_with("p.yaml:10:"));
+        assert!(find("must be absolute").starts_with("p.yaml:12:"));
+        assert!(find("`BOOM` is not a signal").starts_with("p.yaml:13:"));
+    }
+
+    #[test]
+    fn kinds_plugins_and_quotas_must_fit_together() {
+        let e = errors(
+            "policies:\n  - name: q\n    kind: quota\n    plugin: threshold\n  - name: c\n    kind: cleanup\n    plugin: threshold\n",
+        );
+        assert!(e.iter().any(|m| m.contains("take no `plugin`")), "{e:#?}");
+        assert!(
+            e.iter().any(|m| m.contains("needs a `quota:` block")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.contains("`threshold` is a alert plugin")),
+            "{e:#?}"
+        );
+        let q = "policies:\n  - name: disk\n    kind: quota\n    quota: {resource: disk-bytes, soft: 9GiB, hard: 8GiB, burst: 12GiB, period: 1h, action: warn}\n";
+        assert!(errors(q)[0].contains("soft limit (9GiB) is above the hard limit (8GiB)"));
+    }
+
+    #[test]
+    fn syntax_errors_have_a_position() {
+        let e = errors("policies:\n  - name: a\n   kind: [\n");
+        assert!(e[0].starts_with("p.yaml:"), "{}", e[0]);
+        assert!(
+            e[0].split(':').nth(1).unwrap().parse::<usize>().is_ok(),
+            "{}",
+            e[0]
+        );
+    }
+}

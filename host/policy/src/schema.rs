@@ -1,0 +1,449 @@
+//! The policy file format: what operators write. One file holds one or more
+//! policies under `policies:`. Every struct rejects unknown fields, so a typo is
+//! an error with a suggestion, never a silently ignored option.
+//!
+//! `warden schema` prints this format as JSON Schema for editors.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use warden_core::records::ResourceKind;
+use warden_core::values::{ByteSize, HumanDuration};
+
+/// A policy file.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Warden policy file")]
+pub struct PolicyFile {
+    /// The policies this file switches on. Names are unique across the directory.
+    pub policies: Vec<PolicySpec>,
+}
+
+/// One policy.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySpec {
+    /// Unique across the policies directory: letters, digits, `-`, `_`, `.`.
+    pub name: String,
+    /// What the policy decides.
+    pub kind: PolicyKind,
+    /// The plugin: the name of one shipped with Warden (`temp-files`, `backoff`,
+    /// `threshold`, `linear-trend`) or a `.wasm` path relative to this file.
+    /// Not used by quotas.
+    #[serde(default)]
+    pub plugin: Option<String>,
+    /// If set, the plugin's sha256 must be this (hex); anything else is refused.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// When the policy runs. Defaults: cleanup every hour, alert every 30s,
+    /// detector every minute, recovery when a failure is reported.
+    #[serde(default)]
+    pub trigger: Option<Trigger>,
+    /// What the host may act on for this policy.
+    #[serde(default)]
+    pub scope: Scope,
+    /// Free-form settings handed to the plugin as JSON.
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+    /// Off switch that keeps the file valid.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Decide and report, but act on nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// How long one evaluation may run (default 100ms, at most 60s).
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
+    /// The plugin's memory cap (default 64MiB, at most 4GiB).
+    #[serde(default)]
+    pub memory_limit: Option<ByteSize>,
+    /// Retries of failed actions.
+    #[serde(default)]
+    pub retries: Option<Retries>,
+    /// Least time between two notifications or runs that act.
+    #[serde(default)]
+    pub cooldown: Option<HumanDuration>,
+    /// Alerts: how long a condition must hold before firing (a rule may override).
+    #[serde(default, rename = "for")]
+    pub hold_for: Option<HumanDuration>,
+    /// Alerts: how long an alert keeps firing after its condition clears.
+    #[serde(default)]
+    pub keep_firing_for: Option<HumanDuration>,
+    /// Default severity of what the policy raises.
+    #[serde(default)]
+    pub severity: Option<Severity>,
+    /// Labels added to everything the policy raises.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// What a failed evaluation means: `fail-open` (allow, carry on) or
+    /// `fail-closed` (deny, for quotas and recovery).
+    #[serde(default)]
+    pub on_failure: OnFailure,
+    /// Quotas only: the limit the host enforces.
+    #[serde(default)]
+    pub quota: Option<QuotaSpec>,
+    /// Cleanup: the most actions one run may take, a number (`100`) or a
+    /// share of the candidates (`10%`). A plan that asks for more acts on
+    /// nothing and reports why.
+    #[serde(default)]
+    pub max_actions: Option<String>,
+    /// Cleanup: how many actions run at once (default 4, at most 64).
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+    /// Cleanup: the longest one run may spend acting (default 5m). Actions
+    /// not started by then are skipped and reported.
+    #[serde(default)]
+    pub run_timeout: Option<HumanDuration>,
+    /// Cleanup: also run whenever memory pressure is at this level or above
+    /// (`standard`, `critical`, `emergency`; the levels are set in the
+    /// daemon's `pressure:` config).
+    #[serde(default)]
+    pub on_pressure: Option<PressureLevel>,
+    /// Alerts: where this policy's alerts go, instead of the daemon's
+    /// `alerts.notifiers`. Each is `type: log`, `type: webhook` (`url`) or
+    /// `type: alertmanager` (`url`).
+    #[serde(default)]
+    pub notify: Option<Vec<warden_notify::NotifierConfig>>,
+}
+
+/// Memory pressure levels, lowest first.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum PressureLevel {
+    /// Above the first threshold (default 70% memory used).
+    Standard,
+    /// Above the second (default 85%).
+    Critical,
+    /// Above the third (default 95%).
+    Emergency,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What a policy decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyKind {
+    /// Plans cleanup among resources in scope.
+    Cleanup,
+    /// Decides what to do about a reported failure.
+    Recovery,
+    /// Raises alerts.
+    Alert,
+    /// Finds patterns and predicts exhaustion.
+    Detector,
+    /// A limit the host enforces itself; no plugin.
+    Quota,
+}
+
+impl PolicyKind {
+    /// Returns the plugin kind it needs, if any.
+    pub fn plugin_kind(self) -> Option<warden_plugin_host::Kind> {
+        use warden_plugin_host::Kind;
+        match self {
+            PolicyKind::Cleanup => Some(Kind::Cleanup),
+            PolicyKind::Recovery => Some(Kind::Recovery),
+            PolicyKind::Alert => Some(Kind::Alert),
+            PolicyKind::Detector => Some(Kind::Detector),
+            PolicyKind::Quota => None,
+        }
+    }
+
+    /// Returns its name in policy files.
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::Cleanup => "cleanup",
+            PolicyKind::Recovery => "recovery",
+            PolicyKind::Alert => "alert",
+            PolicyKind::Detector => "detector",
+            PolicyKind::Quota => "quota",
+        }
+    }
+}
+
+/// When a policy runs: `manual`, or a map with exactly one of `interval`,
+/// `cron`, `threshold`, `event`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Trigger {
+    /// Every so often: `interval: 30s`.
+    Interval(HumanDuration),
+    /// On a cron schedule (5 or 6 fields, UTC): `cron: "0 3 * * *"`.
+    Cron(String),
+    /// When a metric crosses a threshold.
+    Threshold(ThresholdTrigger),
+    /// When something happens.
+    Event(EventKind),
+    /// Only when asked (API or CLI).
+    Manual,
+}
+
+const TRIGGERS: &[&str] = &["interval", "cron", "threshold", "event", "manual"];
+
+// By hand: YAML libraries of the serde_yaml 0.9 line read enums only from tags
+// (`!interval 30s`); operators write `interval: 30s`.
+impl<'de> Deserialize<'de> for Trigger {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, Visitor};
+
+        struct TriggerVisitor;
+
+        impl<'de> Visitor<'de> for TriggerVisitor {
+            type Value = Trigger;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("`manual`, or one of `interval: 30s`, `cron: \"0 3 * * *\"`, `threshold: {...}`, `event: failure-reported`")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Trigger, E> {
+                match v {
+                    "manual" => Ok(Trigger::Manual),
+                    other => Err(E::unknown_variant(other, TRIGGERS)),
+                }
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Trigger, A::Error> {
+                let Some(key) = map.next_key::<String>()? else {
+                    return Err(de::Error::invalid_length(0, &self));
+                };
+                let trigger = match key.as_str() {
+                    "interval" => Trigger::Interval(map.next_value()?),
+                    "cron" => Trigger::Cron(map.next_value()?),
+                    "threshold" => Trigger::Threshold(map.next_value()?),
+                    "event" => Trigger::Event(map.next_value()?),
+                    "manual" => {
+                        map.next_value::<de::IgnoredAny>()?;
+                        Trigger::Manual
+                    }
+                    other => return Err(de::Error::unknown_variant(other, TRIGGERS)),
+                };
+                if let Some(extra) = map.next_key::<String>()? {
+                    return Err(de::Error::custom(format!(
+                        "a trigger is exactly one of {}; found both `{key}` and `{extra}`",
+                        TRIGGERS.join(", ")
+                    )));
+                }
+                Ok(trigger)
+            }
+        }
+
+        d.deserialize_any(TriggerVisitor)
+    }
+}
+
+/// A metric threshold that triggers a policy.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdTrigger {
+    /// The metric.
+    pub metric: String,
+    /// Labels the series must carry.
+    #[serde(default)]
+    pub matchers: BTreeMap<String, String>,
+    /// The comparison.
+    pub condition: Comparison,
+    /// The value compared against.
+    pub value: f64,
+    /// How long it must hold.
+    #[serde(default, rename = "for")]
+    pub hold_for: Option<HumanDuration>,
+}
+
+/// A comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Comparison {
+    /// Greater than.
+    Gt,
+    /// Less than.
+    Lt,
+    /// Greater or equal.
+    Ge,
+    /// Less or equal.
+    Le,
+    /// Equal.
+    Eq,
+    /// Not equal.
+    Ne,
+}
+
+impl Comparison {
+    /// Whether `value` compares so with `threshold`.
+    pub fn holds(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Comparison::Gt => value > threshold,
+            Comparison::Lt => value < threshold,
+            Comparison::Ge => value >= threshold,
+            Comparison::Le => value <= threshold,
+            Comparison::Eq => value == threshold,
+            Comparison::Ne => value != threshold,
+        }
+    }
+}
+
+/// Events that can trigger a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// An application registered a resource.
+    ResourceRegistered,
+    /// An alert started firing.
+    AlertFired,
+    /// Memory pressure changed level.
+    PressureChanged,
+    /// A service reported a failure.
+    FailureReported,
+}
+
+/// What the host may act on.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    /// Directories the policy may act under: absolute, or starting with
+    /// `${data_dir}` for Warden's own data directory.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Globs of paths never touched, even inside `paths`.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Resource kinds the policy may act on.
+    #[serde(default)]
+    pub kinds: Vec<ResourceKind>,
+    /// Processes the policy may signal.
+    #[serde(default)]
+    pub processes: Option<ProcessScope>,
+    /// Signals the policy may send (`TERM`, `KILL`, `HUP`, `INT`, `USR1`, `USR2`).
+    #[serde(default)]
+    pub signals: Vec<String>,
+}
+
+/// Which processes a policy may signal.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessScope {
+    /// Owners (user names).
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Executable names.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// cgroup paths.
+    #[serde(default)]
+    pub cgroups: Vec<String>,
+}
+
+/// Retries of failed actions.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retries {
+    /// Attempts after the first (at most 100).
+    pub max: u32,
+    /// First delay; doubles each retry.
+    #[serde(default = "default_backoff")]
+    pub backoff: HumanDuration,
+    /// Fraction of the delay added or removed at random, 0 to 1.
+    #[serde(default = "default_jitter")]
+    pub jitter: f64,
+}
+
+fn default_backoff() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(1))
+}
+
+fn default_jitter() -> f64 {
+    0.2
+}
+
+/// Severity.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth knowing.
+    Info,
+    /// Needs attention soon.
+    Warning,
+    /// Needs attention now.
+    Critical,
+}
+
+/// What a failed evaluation means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    /// Carry on as if the policy allowed it.
+    #[default]
+    FailOpen,
+    /// Deny whatever the policy guards.
+    FailClosed,
+}
+
+/// A quota the host enforces.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSpec {
+    /// What is counted.
+    pub resource: QuotaResource,
+    /// Whose use is counted (a user, a service, or a path for disk); everyone when absent.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Above this, warn.
+    #[serde(default)]
+    pub soft: Option<ByteSize>,
+    /// Above this, apply `action`.
+    pub hard: ByteSize,
+    /// Allowed above `hard` for at most `period`.
+    #[serde(default)]
+    pub burst: Option<ByteSize>,
+    /// The window use is measured over, and the longest a burst may last.
+    pub period: HumanDuration,
+    /// What happens above the hard limit.
+    pub action: QuotaAction,
+}
+
+/// What is counted against a quota. Counts (files, processes) are written as
+/// plain numbers; sizes may use units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuotaResource {
+    /// Bytes on disk.
+    DiskBytes,
+    /// Bytes of memory.
+    MemoryBytes,
+    /// Open file descriptors.
+    OpenFiles,
+    /// Temp files.
+    TempFiles,
+    /// Processes.
+    Processes,
+    /// Threads.
+    Threads,
+    /// Sockets.
+    Sockets,
+    /// Application-registered objects.
+    AppObjects,
+}
+
+/// What happens above a hard limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuotaAction {
+    /// Refuse new registrations.
+    Deny,
+    /// Only warn.
+    Warn,
+    /// Run the cleanup policies that cover the resource.
+    Cleanup,
+}
+
+/// Returns the JSON Schema of the policy file format.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(PolicyFile)).expect("a schema is JSON")
+}

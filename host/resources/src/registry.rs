@@ -1,0 +1,331 @@
+//! Resources applications register: a handle per object, with its kind, name,
+//! owner, size, times and labels; released when the application says so.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use warden_core::records::{NewResource, ResourceFilter, ResourceKind, ResourceSet, TimestampMs};
+
+/// What an application says about a resource it registers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// Its kind.
+    pub kind: ResourceKind,
+    /// Path or name.
+    pub name: String,
+    /// Owner.
+    pub owner: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Owning process.
+    pub pid: Option<u32>,
+    /// Labels.
+    pub labels: Vec<(String, String)>,
+    /// How long it may go unused before cleanup policies may release it.
+    pub ttl_ms: Option<u64>,
+}
+
+/// The label under which plugins see a resource's TTL, in ms: `warden.`
+/// names are the host's, so an application's own labels cannot clash.
+pub const TTL_LABEL: &str = "warden.ttl_ms";
+
+#[derive(Debug, Clone)]
+struct Entry {
+    reg: Registration,
+    created_ms: TimestampMs,
+    accessed_ms: TimestampMs,
+}
+
+/// Why a handle is no longer registered, kept for a while so that the
+/// application is told more than "unknown".
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Released {
+    /// The cleanup policy that released it.
+    pub by_policy: String,
+    /// When, ms since the epoch.
+    pub at_ms: TimestampMs,
+}
+
+/// How many released handles are remembered.
+const TOMBSTONES: usize = 10_000;
+
+/// A registered resource, as the API shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct View {
+    /// Its handle.
+    pub handle: u64,
+    /// Its kind.
+    pub kind: &'static str,
+    /// Path or name.
+    pub name: String,
+    /// Owner.
+    pub owner: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Owning process.
+    pub pid: Option<u32>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// TTL, ms.
+    pub ttl_ms: Option<u64>,
+    /// When registered, ms since the epoch.
+    pub created_ms: TimestampMs,
+    /// When last used.
+    pub accessed_ms: TimestampMs,
+    /// When its TTL runs out if unused.
+    pub expires_ms: Option<TimestampMs>,
+}
+
+/// What became of a handle.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    /// Registered.
+    Live(View),
+    /// Released by a cleanup policy.
+    Released(Released),
+    /// Never registered, released by its application, or forgotten.
+    Unknown,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    next: u64,
+    entries: BTreeMap<u64, Entry>,
+    released: BTreeMap<u64, Released>,
+}
+
+/// The registry. Handles are never reused.
+#[derive(Debug, Default)]
+pub struct Registry {
+    inner: RwLock<Inner>,
+}
+
+impl Registry {
+    /// Registers a resource at `now_ms` and returns its handle.
+    pub fn register(&self, reg: Registration, now_ms: TimestampMs) -> u64 {
+        let mut g = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        g.next += 1;
+        let handle = g.next;
+        g.entries.insert(
+            handle,
+            Entry {
+                reg,
+                created_ms: now_ms,
+                accessed_ms: now_ms,
+            },
+        );
+        handle
+    }
+
+    /// Marks a resource as used at `now_ms`; returns false if the handle is unknown.
+    pub fn touch(&self, handle: u64, now_ms: TimestampMs) -> bool {
+        let mut g = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        g.entries
+            .get_mut(&handle)
+            .map(|e| e.accessed_ms = now_ms)
+            .is_some()
+    }
+
+    /// Forgets a resource; returns false if the handle is unknown.
+    pub fn release(&self, handle: u64) -> bool {
+        self.inner
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entries
+            .remove(&handle)
+            .is_some()
+    }
+
+    /// Releases a resource on a cleanup policy's decision, remembering who
+    /// did it; returns its size, or `None` if it is no longer registered.
+    pub fn release_by_policy(&self, handle: u64, policy: &str, now_ms: TimestampMs) -> Option<u64> {
+        let mut g = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let e = g.entries.remove(&handle)?;
+        if g.released.len() >= TOMBSTONES {
+            g.released.pop_first();
+        }
+        g.released.insert(
+            handle,
+            Released {
+                by_policy: policy.to_owned(),
+                at_ms: now_ms,
+            },
+        );
+        Some(e.reg.size_bytes)
+    }
+
+    /// What became of `handle`.
+    pub fn lookup(&self, handle: u64) -> Lookup {
+        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = g.entries.get(&handle) {
+            return Lookup::Live(view(handle, e));
+        }
+        g.released
+            .get(&handle)
+            .map_or(Lookup::Unknown, |r| Lookup::Released(r.clone()))
+    }
+
+    /// The registered resources matching `filter` and, if given, `owner`,
+    /// oldest handle first.
+    pub fn views(&self, filter: &ResourceFilter, owner: Option<&str>) -> Vec<View> {
+        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let limit = filter.limit.map_or(usize::MAX, |l| l as usize);
+        g.entries
+            .iter()
+            .filter(|(_, e)| matches(filter, e) && owner.is_none_or(|o| e.reg.owner == o))
+            .take(limit)
+            .map(|(h, e)| view(*h, e))
+            .collect()
+    }
+
+    /// How many resources are registered.
+    pub fn len(&self) -> usize {
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .entries
+            .len()
+    }
+
+    /// True if none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Returns the resources matching `filter`, oldest handle first. A
+    /// resource with a TTL carries it as the label [`TTL_LABEL`].
+    pub fn list(&self, filter: &ResourceFilter) -> ResourceSet {
+        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let limit = filter.limit.map_or(usize::MAX, |l| l as usize);
+        let mut set = ResourceSet::default();
+        for (handle, e) in g.entries.iter() {
+            if set.len() >= limit {
+                break;
+            }
+            if !matches(filter, e) {
+                continue;
+            }
+            let ttl = e.reg.ttl_ms.map(|t| t.to_string());
+            let labels: Vec<(&str, &str)> = e
+                .reg
+                .labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .chain(ttl.as_deref().map(|t| (TTL_LABEL, t)))
+                .collect();
+            set.push(NewResource {
+                handle: *handle,
+                kind: Some(e.reg.kind),
+                name: &e.reg.name,
+                owner: &e.reg.owner,
+                size_bytes: e.reg.size_bytes,
+                created_ms: Some(e.created_ms),
+                modified_ms: None,
+                accessed_ms: Some(e.accessed_ms),
+                pid: e.reg.pid,
+                labels: &labels,
+            });
+        }
+        set
+    }
+}
+
+fn matches(filter: &ResourceFilter, e: &Entry) -> bool {
+    (filter.kinds.is_empty() || filter.kinds.contains(&e.reg.kind))
+        && filter
+            .name_prefix
+            .as_deref()
+            .is_none_or(|p| e.reg.name.starts_with(p))
+}
+
+fn view(handle: u64, e: &Entry) -> View {
+    View {
+        handle,
+        kind: e.reg.kind.name(),
+        name: e.reg.name.clone(),
+        owner: e.reg.owner.clone(),
+        size_bytes: e.reg.size_bytes,
+        pid: e.reg.pid,
+        labels: e.reg.labels.iter().cloned().collect(),
+        ttl_ms: e.reg.ttl_ms,
+        created_ms: e.created_ms,
+        accessed_ms: e.accessed_ms,
+        expires_ms: e.reg.ttl_ms.map(|t| {
+            e.accessed_ms
+                .saturating_add(i64::try_from(t).unwrap_or(i64::MAX))
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(kind: ResourceKind, name: &str) -> Registration {
+        Registration {
+            kind,
+            name: name.into(),
+            owner: "svc".into(),
+            size_bytes: 10,
+            pid: None,
+            labels: vec![("pool".into(), "a".into())],
+            ttl_ms: None,
+        }
+    }
+
+    #[test]
+    fn register_filter_touch_release() {
+        let r = Registry::default();
+        let a = r.register(reg(ResourceKind::AppObject, "cache/a"), 100);
+        let _b = r.register(reg(ResourceKind::Socket, "conn/1"), 100);
+        let c = r.register(reg(ResourceKind::AppObject, "cache/c"), 100);
+        let only_cache = r.list(&ResourceFilter {
+            kinds: vec![ResourceKind::AppObject],
+            name_prefix: Some("cache/".into()),
+            limit: None,
+        });
+        assert_eq!(only_cache.len(), 2);
+        assert_eq!(only_cache.name(1), Some("cache/c"));
+        assert!(r.touch(a, 500));
+        let all = r.list(&ResourceFilter::default());
+        assert_eq!(all.accessed_ms(0), Some(500));
+        assert!(r.release(c) && !r.release(c));
+        assert_eq!(
+            r.list(&ResourceFilter {
+                limit: Some(1),
+                ..Default::default()
+            })
+            .len(),
+            1
+        );
+        assert_eq!(r.list(&ResourceFilter::default()).len(), 2);
+    }
+
+    #[test]
+    fn ttl_is_shown_to_plugins_and_policy_releases_are_remembered() {
+        let r = Registry::default();
+        let h = r.register(
+            Registration {
+                ttl_ms: Some(60_000),
+                ..reg(ResourceKind::AppObject, "lease/1")
+            },
+            1_000,
+        );
+        let set = r.list(&ResourceFilter::default());
+        assert!(set.labels(0).any(|(k, v)| k == TTL_LABEL && v == "60000"));
+        match r.lookup(h) {
+            Lookup::Live(v) => assert_eq!(v.expires_ms, Some(61_000)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(r.release_by_policy(h, "leases", 70_000), Some(10));
+        assert_eq!(r.release_by_policy(h, "leases", 70_000), None);
+        assert_eq!(
+            r.lookup(h),
+            Lookup::Released(Released {
+                by_policy: "leases".into(),
+                at_ms: 70_000
+            })
+        );
+        assert_eq!(r.lookup(999), Lookup::Unknown);
+    }
+}

@@ -1,0 +1,202 @@
+//! Cleanup of resources applications registered: the host shows a cleanup
+//! policy the registered resources of the kinds its `scope.kinds` names, and
+//! releases those the plugin decides to `release` (or `evict`). Releasing
+//! forgets the handle; the application that asks about it again is told
+//! which policy released it. The same safety belt as for files applies: the
+//! cap on actions per run, and `dry_run`.
+
+use std::time::Instant;
+
+use crate::cleanup::{Cap, Item, Outcome, Run, over_cap};
+use warden_core::records::{CleanupAction, CleanupPlan, ResourceFilter, ResourceKind, ResourceSet};
+use warden_resources::Registry;
+
+/// The registered resources a policy with `kinds` in scope may act on;
+/// empty when `kinds` is.
+pub fn candidates(registry: &Registry, kinds: &[ResourceKind]) -> ResourceSet {
+    if kinds.is_empty() {
+        return ResourceSet::default();
+    }
+    registry.list(&ResourceFilter {
+        kinds: kinds.to_vec(),
+        name_prefix: None,
+        limit: Some(crate::cleanup::walk::MAX_CANDIDATES as u32),
+    })
+}
+
+/// Carries out `plan` over the registered `candidates`.
+pub fn execute(
+    policy: &str,
+    registry: &Registry,
+    candidates: &ResourceSet,
+    plan: &CleanupPlan,
+    cap: Option<Cap>,
+    dry_run: bool,
+) -> Run {
+    let started = Instant::now();
+    let mut run = Run::begin(policy, dry_run, candidates.len(), plan.actions.len());
+    if let Some(why) = over_cap(policy, cap, plan, candidates.len()) {
+        run.cap_exceeded = Some(why);
+        return run.end(started);
+    }
+    let now = warden_core::clock::now_ms();
+    for (i, (action, _)) in plan.actions.iter().enumerate() {
+        let reason = plan.reason(i).to_owned();
+        let (verb, target) = match action {
+            CleanupAction::Release(t) => ("release", Some(*t)),
+            CleanupAction::EvictCache(t) => ("evict", Some(*t)),
+            CleanupAction::DeletePath(t) => ("delete", Some(*t)),
+            CleanupAction::CloseResource(t) => ("close", Some(*t)),
+            CleanupAction::KillProcess { target, .. } => ("kill", Some(*target)),
+            CleanupAction::Notify(m) => {
+                tracing::info!(policy, message = %m, "cleanup notice");
+                ("notify", None)
+            }
+        };
+        let Some(t) = target else {
+            run.items.push(Item {
+                action: verb.into(),
+                target: None,
+                reason,
+                outcome: Outcome::Skipped {
+                    why: "a notice, logged".into(),
+                },
+                attempts: 0,
+            });
+            continue;
+        };
+        let index = t as usize;
+        let (Some(handle), Some(name)) = (candidates.handle(index), candidates.name(index)) else {
+            tracing::warn!(
+                policy,
+                target = t,
+                "refused: not one of the candidates shown"
+            );
+            run.items.push(Item {
+                action: verb.into(),
+                target: None,
+                reason,
+                outcome: Outcome::Refused {
+                    why: format!(
+                        "candidate {t} does not exist; only the candidates shown may be acted on"
+                    ),
+                },
+                attempts: 0,
+            });
+            continue;
+        };
+        let target = Some(format!("{handle}:{name}"));
+        let outcome = if !matches!(verb, "release" | "evict") {
+            tracing::warn!(
+                policy,
+                handle,
+                "refused: registered resources are released, not {verb}d by the host"
+            );
+            Outcome::Refused {
+                why: format!(
+                    "`{verb}` on a registered resource: the host only releases them (plan `release` or `evict`); the application owns the object itself"
+                ),
+            }
+        } else if dry_run {
+            let bytes = candidates.size_bytes(index).unwrap_or(0);
+            run.bytes_freed += bytes;
+            Outcome::WouldDelete { bytes }
+        } else {
+            match registry.release_by_policy(handle, policy, now) {
+                Some(bytes) => {
+                    run.bytes_freed += bytes;
+                    Outcome::Deleted { bytes }
+                }
+                None => Outcome::Skipped {
+                    why: "already released by its application".into(),
+                },
+            }
+        };
+        run.items.push(Item {
+            action: verb.into(),
+            target,
+            reason,
+            outcome,
+            attempts: u32::from(verb == "release" || verb == "evict"),
+        });
+    }
+    run.end(started)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warden_core::records::ResourceKind;
+    use warden_resources::Registration;
+    use warden_resources::registry::Lookup;
+
+    fn registry(n: usize) -> Registry {
+        let r = Registry::default();
+        for i in 0..n {
+            r.register(
+                Registration {
+                    kind: ResourceKind::AppObject,
+                    name: format!("cache/{i}"),
+                    owner: "svc".into(),
+                    size_bytes: 100,
+                    pid: None,
+                    labels: vec![],
+                    ttl_ms: None,
+                },
+                0,
+            );
+        }
+        r
+    }
+
+    fn plan(actions: Vec<CleanupAction>) -> CleanupPlan {
+        CleanupPlan {
+            reasons: vec!["why".into()],
+            actions: actions.into_iter().map(|a| (a, 0)).collect(),
+        }
+    }
+
+    #[test]
+    fn releases_what_the_plan_releases_and_refuses_the_rest() {
+        let r = registry(3);
+        let set = candidates(&r, &[ResourceKind::AppObject]);
+        assert_eq!(set.len(), 3);
+        let run = execute(
+            "leases",
+            &r,
+            &set,
+            &plan(vec![
+                CleanupAction::Release(0),
+                CleanupAction::DeletePath(1),
+                CleanupAction::Release(9),
+            ]),
+            None,
+            false,
+        );
+        assert_eq!(run.counts(), [1, 0, 2, 0, 0]);
+        assert_eq!(run.bytes_freed, 100);
+        assert!(matches!(r.lookup(1), Lookup::Released(ref x) if x.by_policy == "leases"));
+        assert!(matches!(r.lookup(2), Lookup::Live(_)));
+        assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn cap_and_dry_run_release_nothing() {
+        let r = registry(10);
+        let set = candidates(&r, &[ResourceKind::AppObject]);
+        let all = plan((0..10).map(CleanupAction::Release).collect());
+        let run = execute("p", &r, &set, &all, Some("10%".parse().unwrap()), false);
+        assert!(run.cap_exceeded.is_some());
+        assert_eq!(r.len(), 10);
+        let run = execute("p", &r, &set, &all, None, true);
+        assert_eq!(run.counts()[1], 10);
+        assert_eq!(r.len(), 10);
+    }
+
+    #[test]
+    fn only_the_kinds_in_scope_are_shown() {
+        let r = registry(2);
+        assert!(candidates(&r, &[]).is_empty());
+        assert!(candidates(&r, &[ResourceKind::Socket]).is_empty());
+    }
+}

@@ -1,0 +1,184 @@
+//! What a cleanup run did: one item per planned action with its outcome, as
+//! the API answers and the history keeps it.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use warden_core::records::{CleanupAction, CleanupPlan};
+
+use super::Cap;
+
+/// What happened to one planned action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Deleted; its size is freed.
+    Deleted {
+        /// Bytes freed.
+        bytes: u64,
+    },
+    /// Dry run: it would have been deleted.
+    WouldDelete {
+        /// Bytes it would free.
+        bytes: u64,
+    },
+    /// Outside what the scope grants; never touched.
+    Refused {
+        /// Why.
+        why: String,
+    },
+    /// In scope, but left alone by a safety rule (locked, a socket, gone…).
+    Skipped {
+        /// Why.
+        why: String,
+    },
+    /// The deletion failed.
+    Failed {
+        /// The error.
+        error: String,
+    },
+}
+
+/// One planned action and its outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Item {
+    /// The action, as text.
+    pub action: String,
+    /// Its target, if it has one.
+    pub target: Option<String>,
+    /// The plugin's reason.
+    pub reason: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// How many times the filesystem was acted on for it: 0 if it never got
+    /// that far (refused, excluded, a notice, or not started before the
+    /// run's timeout), more than 1 if it was retried. (Absent from history
+    /// saved before it was recorded: 0.)
+    #[serde(default)]
+    pub attempts: u32,
+}
+
+/// One run of a cleanup policy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Run {
+    /// The policy.
+    pub policy: String,
+    /// When it started and ended (ms since the epoch).
+    pub started_ms: i64,
+    /// When it ended.
+    pub finished_ms: i64,
+    /// How long it took, by the monotonic clock (the wall clock may jump).
+    #[serde(default)]
+    pub duration_ms: u64,
+    /// Nothing was acted on by design.
+    pub dry_run: bool,
+    /// Candidates shown to the plugin.
+    pub candidates: usize,
+    /// Actions the plugin planned.
+    pub planned: usize,
+    /// Set if the run acted on nothing because the plan exceeded the cap.
+    pub cap_exceeded: Option<String>,
+    /// Set if the run's timeout passed before every action was started; the
+    /// ones left are skipped and say so.
+    #[serde(default)]
+    pub timed_out: bool,
+    /// Every planned action with its outcome, in plan order.
+    pub items: Vec<Item>,
+    /// Bytes freed (or that would be, in a dry run).
+    pub bytes_freed: u64,
+    /// Items left out of `items` to bound the history ([`Run::trim`]),
+    /// counted by outcome as [`Run::counts`] orders them.
+    #[serde(default)]
+    pub omitted: [usize; 5],
+}
+
+/// The outcome's place in [`Run::counts`].
+fn slot(o: &Outcome) -> usize {
+    match o {
+        Outcome::Deleted { .. } => 0,
+        Outcome::WouldDelete { .. } => 1,
+        Outcome::Refused { .. } => 2,
+        Outcome::Skipped { .. } => 3,
+        Outcome::Failed { .. } => 4,
+    }
+}
+
+impl Run {
+    /// How many actions ended in each outcome: deleted, would delete,
+    /// refused, skipped, failed.
+    pub fn counts(&self) -> [usize; 5] {
+        let mut c = self.omitted;
+        for i in &self.items {
+            c[slot(&i.outcome)] += 1;
+        }
+        c
+    }
+
+    /// Keeps the first `keep` items and counts the rest in `omitted`, so a
+    /// run over 100,000 files does not keep 100,000 items in the history.
+    pub fn trim(&mut self, keep: usize) {
+        for i in self.items.iter().skip(keep) {
+            self.omitted[slot(&i.outcome)] += 1;
+        }
+        self.items.truncate(keep);
+    }
+}
+
+impl Run {
+    /// A run starting now, with nothing done yet.
+    pub fn begin(policy: &str, dry_run: bool, candidates: usize, planned: usize) -> Run {
+        let started_ms = warden_core::clock::now_ms();
+        Run {
+            policy: policy.to_owned(),
+            started_ms,
+            finished_ms: started_ms,
+            duration_ms: 0,
+            dry_run,
+            candidates,
+            planned,
+            cap_exceeded: None,
+            timed_out: false,
+            items: Vec::with_capacity(planned),
+            bytes_freed: 0,
+            omitted: [0; 5],
+        }
+    }
+
+    /// The run, ended now; `started` is when it began by the monotonic clock.
+    pub fn end(mut self, started: Instant) -> Run {
+        self.finished_ms = warden_core::clock::now_ms();
+        self.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self
+    }
+}
+
+/// Why `plan` may not run under `cap` over `candidates`, if it asks for
+/// more actions (notices aside) than the cap allows; logged with the policy.
+pub fn over_cap(
+    policy: &str,
+    cap: Option<Cap>,
+    plan: &CleanupPlan,
+    candidates: usize,
+) -> Option<String> {
+    let cap = cap?;
+    let acting = plan
+        .actions
+        .iter()
+        .filter(|(a, _)| !matches!(a, CleanupAction::Notify(_)))
+        .count() as u64;
+    let allowed = cap.allowed(candidates);
+    if acting <= allowed {
+        return None;
+    }
+    tracing::warn!(
+        policy,
+        planned = acting,
+        allowed,
+        "cleanup plan exceeds its cap; nothing done"
+    );
+    Some(format!(
+        "the plan asks for {acting} actions over {candidates} candidates; the cap `{cap}` allows {allowed}, so nothing was done"
+    ))
+}

@@ -1,0 +1,367 @@
+//! The workers: plan order across threads, retries with backoff, timeouts.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use warden_core::records::{CleanupAction, CleanupPlan};
+use warden_policy::schema::Retries;
+
+use super::super::workers::{backoff, spread, transient};
+use super::super::*;
+use super::{plan_all, set_of};
+
+/// A bind mount of a file on itself: unlinking it fails with `EBUSY`, a
+/// real passing failure, until it is unmounted (on drop). `None` where
+/// mounting is not allowed.
+struct Busy(PathBuf);
+
+impl Busy {
+    fn new(path: &Path) -> Option<Busy> {
+        let ok = std::process::Command::new("mount")
+            .arg("--bind")
+            .arg(path)
+            .arg(path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("not checked here: a bind mount needs CAP_SYS_ADMIN");
+        }
+        ok.then(|| Busy(path.to_owned()))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn retries(max: u32, backoff_ms: u64, jitter: f64) -> Option<Retries> {
+    Some(Retries {
+        max,
+        backoff: warden_core::values::HumanDuration(Duration::from_millis(backoff_ms)),
+        jitter,
+    })
+}
+
+#[test]
+fn many_deletions_on_four_workers_come_back_in_plan_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for d in 0..6 {
+        std::fs::create_dir(dir.path().join(format!("d{d}"))).unwrap();
+        for f in 0..300 {
+            let p = dir.path().join(format!("d{d}/f{f}"));
+            std::fs::write(&p, vec![b'x'; d + 1]).unwrap();
+            files.push(p);
+        }
+    }
+    files.push(PathBuf::from("/etc/passwd"));
+    let set = set_of(&files);
+    // Directories interleaved, with a notice and a refusal among the
+    // deletions: many small batches, all settled back in their slots.
+    let mut order: Vec<u32> = (0..1800u32).map(|i| (i % 6) * 300 + i / 6).collect();
+    order.insert(7, 1800);
+    let mut actions: Vec<(CleanupAction, u32)> = order
+        .iter()
+        .map(|&i| (CleanupAction::DeletePath(i), 0))
+        .collect();
+    actions.insert(3, (CleanupAction::Notify("hello".into()), 1));
+    let plan = CleanupPlan {
+        reasons: vec!["old".into(), "note".into()],
+        actions,
+    };
+    let rules = Rules::new(vec![dir.path().to_owned()], &[], None, false)
+        .unwrap()
+        .with_concurrency(4);
+    let run = execute("many", &rules, &set, &plan);
+    assert_eq!(run.items.len(), plan.actions.len());
+    for (item, (action, _)) in run.items.iter().zip(&plan.actions) {
+        let want = action.target().map(|t| files[t as usize].to_str().unwrap());
+        assert_eq!(item.target.as_deref(), want);
+    }
+    assert_eq!(run.items[3].action, "notify");
+    assert_eq!(run.items[3].attempts, 0);
+    assert!(matches!(run.items[8].outcome, Outcome::Refused { .. }));
+    assert_eq!(run.counts(), [1800, 0, 1, 1, 0]);
+    for item in run.items.iter().filter(|i| i.action == "delete") {
+        if let Outcome::Deleted { bytes } = item.outcome {
+            assert_eq!(item.attempts, 1);
+            // Each directory's files have their own size: the outcome
+            // is the one of this item's file.
+            let d = item.target.as_deref().unwrap().split("/d").last().unwrap();
+            assert_eq!(bytes, d[..1].parse::<u64>().unwrap() + 1);
+        }
+    }
+    assert_eq!(run.bytes_freed, 300 * (1 + 2 + 3 + 4 + 5 + 6));
+    assert!(files[..1800].iter().all(|f| !f.exists()));
+    assert!(!run.timed_out);
+    let json = serde_json::to_value(&run).unwrap();
+    assert_eq!(json["items"][0]["attempts"], 1);
+    assert!(json["duration_ms"].is_u64() && json["timed_out"] == false);
+    // History is read back, also from before attempts were recorded.
+    let back: Run = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(back.items[0].outcome, run.items[0].outcome);
+    assert_eq!(back.items[0].attempts, 1);
+    let mut old = json;
+    old.as_object_mut().unwrap().remove("timed_out");
+    old["items"][0].as_object_mut().unwrap().remove("attempts");
+    let back: Run = serde_json::from_value(old).unwrap();
+    assert_eq!(back.items[0].attempts, 0);
+    assert!(!back.timed_out);
+}
+
+#[test]
+fn four_workers_wait_out_their_retries_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for d in 0..4 {
+        std::fs::create_dir(dir.path().join(format!("d{d}"))).unwrap();
+        let f = dir.path().join(format!("d{d}/busy"));
+        std::fs::write(&f, "x").unwrap();
+        files.push(f);
+    }
+    let mut busy = Vec::new();
+    for f in &files {
+        match Busy::new(f) {
+            Some(b) => busy.push(b),
+            None => return,
+        }
+    }
+    let set = set_of(&files);
+    // Each action fails, waits 300 ms and fails again: one after the
+    // other that is 1.2 s, on four workers about 0.3 s.
+    let time = |workers| {
+        let rules = Rules::new(vec![dir.path().to_owned()], &[], None, false)
+            .unwrap()
+            .with_concurrency(workers)
+            .with_retries(retries(1, 300, 0.0));
+        let t = Instant::now();
+        let run = execute("busy", &rules, &set, &plan_all(4));
+        assert!(run.items.iter().all(|i| i.attempts == 2), "{:?}", run.items);
+        t.elapsed()
+    };
+    let serial = time(1);
+    let parallel = time(4);
+    assert!(serial >= Duration::from_millis(1200), "{serial:?}");
+    assert!(parallel < Duration::from_millis(900), "{parallel:?}");
+    drop(busy);
+}
+
+#[test]
+fn a_run_past_its_timeout_starts_nothing_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<PathBuf> = (0..20).map(|i| dir.path().join(format!("f{i}"))).collect();
+    for f in &files {
+        std::fs::write(f, "x").unwrap();
+    }
+    let set = set_of(&files);
+    let rules = Rules::new(vec![dir.path().to_owned()], &[], None, false)
+        .unwrap()
+        .with_run_timeout(Duration::ZERO);
+    let run = execute("late", &rules, &set, &plan_all(20));
+    assert!(run.timed_out);
+    assert_eq!(run.counts(), [0, 0, 0, 20, 0]);
+    for item in &run.items {
+        assert!(
+            matches!(&item.outcome, Outcome::Skipped { why } if why.contains("timed out after 0s")),
+            "{item:?}"
+        );
+        assert_eq!(item.attempts, 0);
+    }
+    assert!(files.iter().all(|f| f.exists()));
+    // With time to spare, the same plan is carried out.
+    let run = execute(
+        "late",
+        &rules.with_run_timeout(Duration::from_secs(60)),
+        &set,
+        &plan_all(20),
+    );
+    assert!(!run.timed_out);
+    assert_eq!(run.counts()[0], 20);
+}
+
+#[test]
+fn a_busy_file_is_retried_with_backoff_until_it_can_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("busy");
+    std::fs::write(&f, "x").unwrap();
+    let Some(busy) = Busy::new(&f) else { return };
+    let set = set_of(std::slice::from_ref(&f));
+    let rules = |r| {
+        Rules::new(vec![dir.path().to_owned()], &[], None, false)
+            .unwrap()
+            .with_retries(r)
+    };
+
+    // Without retries, one attempt.
+    let run = execute("busy", &rules(None), &set, &plan_all(1));
+    assert_eq!(run.items[0].attempts, 1);
+    assert!(
+        matches!(&run.items[0].outcome, Outcome::Failed { error } if error.contains("busy")),
+        "{:?}",
+        run.items[0]
+    );
+
+    // Two retries, 40 ms then 80 ms apart, and it still fails.
+    let t = Instant::now();
+    let run = execute("busy", &rules(retries(2, 40, 0.0)), &set, &plan_all(1));
+    assert!(
+        t.elapsed() >= Duration::from_millis(120),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(run.items[0].attempts, 3);
+    assert!(
+        matches!(&run.items[0].outcome, Outcome::Failed { error } if error.contains("after 3 attempts")),
+        "{:?}",
+        run.items[0]
+    );
+
+    // A wait that would end past the run's timeout is not waited.
+    let t = Instant::now();
+    let short = rules(retries(3, 1000, 0.0)).with_run_timeout(Duration::from_millis(200));
+    let run = execute("busy", &short, &set, &plan_all(1));
+    assert!(t.elapsed() < Duration::from_millis(1000));
+    assert_eq!(run.items[0].attempts, 1);
+    assert!(
+        matches!(&run.items[0].outcome, Outcome::Failed { error } if error.contains("timeout")),
+        "{:?}",
+        run.items[0]
+    );
+
+    // Unmounted while it waits: a later attempt deletes it.
+    let unmount = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(60));
+        drop(busy);
+    });
+    let run = execute("busy", &rules(retries(6, 40, 0.0)), &set, &plan_all(1));
+    unmount.join().unwrap();
+    assert!(
+        matches!(run.items[0].outcome, Outcome::Deleted { bytes: 1 }),
+        "{:?}",
+        run.items[0]
+    );
+    assert!(run.items[0].attempts >= 2, "{:?}", run.items[0]);
+    assert!(!f.exists());
+}
+
+/// Makes `dir` refuse deletions for good: read-only by its mode, or for
+/// root (whom modes do not stop) by a read-only bind mount.
+struct ReadOnly(PathBuf, bool);
+
+impl ReadOnly {
+    fn new(dir: &Path) -> Option<ReadOnly> {
+        use std::os::unix::fs::PermissionsExt;
+        // SAFETY: no arguments, no side effects.
+        if unsafe { libc::geteuid() } != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+            return Some(ReadOnly(dir.to_owned(), false));
+        }
+        let mount = |args: &[&str]| {
+            std::process::Command::new("mount")
+                .args(args)
+                .arg(dir)
+                .arg(dir)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !mount(&["--bind"]) {
+            eprintln!("not checked here: root without CAP_SYS_ADMIN");
+            return None;
+        }
+        let guard = ReadOnly(dir.to_owned(), true);
+        mount(&["-o", "remount,ro,bind"]).then_some(guard)
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        if self.1 {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        } else {
+            let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+}
+
+#[test]
+fn a_permanent_failure_is_not_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let scope = dir.path().join("scope");
+    std::fs::create_dir(&scope).unwrap();
+    let f = scope.join("kept");
+    std::fs::write(&f, "x").unwrap();
+    let set = set_of(std::slice::from_ref(&f));
+    let Some(ro) = ReadOnly::new(&scope) else {
+        return;
+    };
+    let rules = Rules::new(vec![scope.clone()], &[], None, false)
+        .unwrap()
+        .with_retries(retries(3, 1000, 0.0));
+    let t = Instant::now();
+    let run = execute("ro", &rules, &set, &plan_all(1));
+    drop(ro);
+    assert!(
+        t.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(run.items[0].attempts, 1);
+    assert!(
+        matches!(&run.items[0].outcome, Outcome::Failed { error }
+            if error.contains("Read-only") || error.contains("Permission denied")),
+        "{:?}",
+        run.items[0]
+    );
+    assert!(f.exists());
+}
+
+#[test]
+fn passing_failures_are_told_from_lasting_ones() {
+    for e in [
+        libc::EINTR,
+        libc::EAGAIN,
+        libc::EBUSY,
+        libc::ENOMEM,
+        libc::ESTALE,
+    ] {
+        assert!(transient(e), "{e}");
+    }
+    for e in [
+        libc::ENOENT,
+        libc::EPERM,
+        libc::EACCES,
+        libc::EROFS,
+        libc::EIO,
+        libc::ELOOP,
+        libc::ENOTDIR,
+        libc::EISDIR,
+    ] {
+        assert!(!transient(e), "{e}");
+    }
+}
+
+#[test]
+fn backoff_doubles_stops_at_its_cap_and_jitters_within_bounds() {
+    let ms = Duration::from_millis;
+    assert_eq!(backoff(ms(100), 0, 0.0, 0.7), ms(100));
+    assert_eq!(backoff(ms(100), 3, 0.0, -0.7), ms(800));
+    assert_eq!(backoff(ms(100), 20, 0.0, 0.0), MAX_BACKOFF);
+    assert_eq!(backoff(ms(100), 40, 0.0, 0.0), MAX_BACKOFF);
+    assert_eq!(backoff(ms(100), 0, 0.2, -1.0), ms(80));
+    assert_eq!(backoff(ms(100), 0, 0.2, 1.0), ms(120));
+    // Jitter never lifts a wait over the cap.
+    assert_eq!(backoff(Duration::from_secs(20), 1, 0.5, 1.0), MAX_BACKOFF);
+    assert_eq!(backoff(Duration::from_secs(20), 1, 0.5, -1.0), ms(15_000));
+    let spreads: Vec<f64> = (0..2000).map(|_| spread()).collect();
+    assert!(spreads.iter().all(|s| (-1.0..=1.0).contains(s)));
+    assert!(spreads.iter().any(|s| *s < -0.5) && spreads.iter().any(|s| *s > 0.5));
+    for s in spreads {
+        let d = backoff(Duration::from_secs(1), 0, 0.25, s);
+        assert!(d >= ms(750) && d <= ms(1250), "{d:?}");
+    }
+}

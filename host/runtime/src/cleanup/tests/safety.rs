@@ -1,0 +1,248 @@
+//! The rules every deletion obeys: scope, excludes, symlinks, mount points,
+//! file types, locks, inodes, caps and dry runs.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use warden_core::records::{CleanupAction, CleanupPlan, NewResource, ResourceKind};
+
+use super::super::*;
+use super::{plan_all, set_of, trap};
+
+#[test]
+fn empty_directories_go_after_their_files_and_full_ones_stay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scope = tmp.path().join("scope");
+    let outside = tmp.path().join("outside");
+    for d in ["a/b", "keep", "empty"] {
+        std::fs::create_dir_all(scope.join(d)).unwrap();
+    }
+    std::fs::create_dir_all(outside.join("x")).unwrap();
+    std::fs::write(scope.join("a/b/old"), "1").unwrap();
+    std::fs::write(scope.join("keep/young"), "2").unwrap();
+    std::os::unix::fs::symlink(outside.join("x"), scope.join("dirlink")).unwrap();
+    // The host's own scan lists each directory after its contents.
+    let set = crate::cleanup::walk::scan(&[&scope]);
+    let index = |p: &str| {
+        (0..set.len())
+            .find(|i| set.name(*i) == scope.join(p).to_str())
+            .unwrap_or_else(|| panic!("{p} not scanned"))
+    };
+    // The plan names the directories first, to show the host reorders.
+    let mut actions: Vec<(CleanupAction, u32)> = ["a", "a/b", "keep", "empty", "a/b/old"]
+        .iter()
+        .map(|p| (CleanupAction::DeletePath(index(p) as u32), 0))
+        .collect();
+    // A symlink to a directory is not a candidate; one named anyway is refused.
+    let mut set = set;
+    let link = set.push(NewResource {
+        handle: 0,
+        kind: Some(ResourceKind::Directory),
+        name: scope.join("dirlink").to_str().unwrap(),
+        ..Default::default()
+    });
+    actions.push((CleanupAction::DeletePath(link), 0));
+    let plan = CleanupPlan {
+        reasons: vec!["old".into()],
+        actions,
+    };
+    let rules = Rules::new(vec![scope.clone()], &[], None, false).unwrap();
+    let run = execute("dirs", &rules, &set, &plan);
+    let outcome = |i: usize| run.items[i].outcome.clone();
+    assert!(
+        matches!(outcome(0), Outcome::Deleted { .. }),
+        "{:?}",
+        run.items
+    );
+    assert!(
+        matches!(outcome(1), Outcome::Deleted { .. }),
+        "{:?}",
+        run.items
+    );
+    assert!(
+        matches!(outcome(2), Outcome::Skipped { ref why } if why.contains("not empty")),
+        "{:?}",
+        run.items
+    );
+    assert!(matches!(outcome(3), Outcome::Deleted { .. }));
+    assert!(matches!(outcome(4), Outcome::Deleted { bytes: 1 }));
+    assert!(
+        matches!(outcome(5), Outcome::Refused { .. }),
+        "{:?}",
+        run.items[5]
+    );
+    assert!(!scope.join("a").exists() && !scope.join("empty").exists());
+    assert!(scope.join("keep/young").exists() && outside.join("x").exists());
+}
+
+#[test]
+fn a_trap_tree_loses_only_the_two_plain_old_files() {
+    let (t, targets) = trap();
+    let set = set_of(&targets);
+    let rules = Rules::new(vec![t.scope.clone()], &["*.lock".into()], None, false).unwrap();
+    let run = execute("trap", &rules, &set, &plan_all(targets.len()));
+    let outcome = |i: usize| &run.items[i].outcome;
+    assert!(
+        matches!(outcome(0), Outcome::Deleted { bytes: 9 }),
+        "{:?}",
+        outcome(0)
+    );
+    assert!(matches!(outcome(1), Outcome::Deleted { bytes: 13 }));
+    let why = |i: usize| match outcome(i) {
+        Outcome::Refused { why } => format!("refused: {why}"),
+        Outcome::Skipped { why } => format!("skipped: {why}"),
+        other => panic!("{}: {other:?}", targets[i].display()),
+    };
+    assert!(why(2).contains("exclude"), "{}", why(2));
+    assert!(
+        why(3).starts_with("refused") && why(3).contains("symlink"),
+        "{}",
+        why(3)
+    );
+    assert!(
+        why(4).starts_with("refused") && why(4).contains("symlink"),
+        "{}",
+        why(4)
+    );
+    assert!(why(5).contains("locked"), "{}", why(5));
+    assert!(why(6).contains("socket"), "{}", why(6));
+    assert!(why(7).contains("FIFO"), "{}", why(7));
+    assert!(
+        why(8).starts_with("refused") && why(8).contains(".."),
+        "{}",
+        why(8)
+    );
+    assert!(
+        why(9).starts_with("refused") && why(9).contains("outside"),
+        "{}",
+        why(9)
+    );
+    assert!(why(10).starts_with("refused"), "{}", why(10));
+    assert!(why(11).starts_with("refused"), "{}", why(11));
+    assert_eq!(run.bytes_freed, 22);
+    // Everything but the two old files is still there.
+    assert!(!t.scope.join("old").exists() && !t.scope.join("sub/old2").exists());
+    for kept in ["app.lock", "locked", "sock", "fifo"] {
+        assert!(
+            std::fs::symlink_metadata(t.scope.join(kept)).is_ok(),
+            "{kept}"
+        );
+    }
+    assert!(std::fs::symlink_metadata(t.scope.join("link")).is_ok());
+    assert_eq!(
+        std::fs::read_to_string(t.outside.join("precious")).unwrap(),
+        "keep"
+    );
+}
+
+#[test]
+fn dry_run_lists_everything_and_deletes_nothing() {
+    let (t, targets) = trap();
+    let set = set_of(&targets);
+    let rules = Rules::new(vec![t.scope.clone()], &["*.lock".into()], None, true).unwrap();
+    let run = execute("trap", &rules, &set, &plan_all(targets.len()));
+    assert!(run.dry_run);
+    assert_eq!(
+        run.items.len(),
+        targets.len(),
+        "every planned action is listed"
+    );
+    assert!(matches!(
+        run.items[0].outcome,
+        Outcome::WouldDelete { bytes: 9 }
+    ));
+    assert!(matches!(
+        run.items[1].outcome,
+        Outcome::WouldDelete { bytes: 13 }
+    ));
+    assert_eq!(run.counts()[1], 2);
+    assert_eq!(run.items[0].reason, "old");
+    assert!(t.scope.join("old").exists() && t.scope.join("sub/old2").exists());
+}
+
+#[test]
+fn a_plan_over_the_cap_does_nothing_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<PathBuf> = (0..1000)
+        .map(|i| dir.path().join(format!("f{i}")))
+        .collect();
+    for f in &files {
+        std::fs::write(f, "x").unwrap();
+    }
+    let set = set_of(&files);
+    let rules = Rules::new(
+        vec![dir.path().to_owned()],
+        &[],
+        Some(Cap::Percent(10.0)),
+        false,
+    )
+    .unwrap();
+    let run = execute("capped", &rules, &set, &plan_all(1000));
+    let why = run.cap_exceeded.as_deref().unwrap();
+    assert!(
+        why.contains("1000 actions") && why.contains("allows 100"),
+        "{why}"
+    );
+    assert!(run.items.is_empty());
+    assert!(files.iter().all(|f| f.exists()));
+    // Within the cap, it acts.
+    let plan = CleanupPlan {
+        reasons: vec!["old".into()],
+        actions: (0..100)
+            .map(|i| (CleanupAction::DeletePath(i), 0))
+            .collect(),
+    };
+    let run = execute("capped", &rules, &set, &plan);
+    assert_eq!(run.counts()[0], 100);
+    assert_eq!(files.iter().filter(|f| f.exists()).count(), 900);
+}
+
+#[test]
+fn a_mount_point_inside_the_scope_is_not_crossed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        eprintln!("not checked here: mounting a tmpfs needs CAP_SYS_ADMIN");
+        return;
+    }
+    std::fs::write(mnt.join("inner"), "on another filesystem").unwrap();
+    let set = set_of(&[mnt.join("inner")]);
+    let rules = Rules::new(vec![dir.path().to_owned()], &[], None, false).unwrap();
+    let run = execute("mounts", &rules, &set, &plan_all(1));
+    let kept = mnt.join("inner").exists();
+    let _ = std::process::Command::new("umount").arg(&mnt).status();
+    assert!(kept);
+    assert!(
+        matches!(&run.items[0].outcome, Outcome::Refused { why } if why.contains("another filesystem")),
+        "{:?}",
+        run.items[0]
+    );
+}
+
+#[test]
+fn a_file_replaced_since_the_plan_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("a");
+    std::fs::write(&f, "1").unwrap();
+    let set = set_of(std::slice::from_ref(&f));
+    std::fs::remove_file(&f).unwrap();
+    std::fs::write(dir.path().join("b"), "keep the inode busy").unwrap();
+    std::fs::write(&f, "new").unwrap();
+    let rules = Rules::new(vec![dir.path().to_owned()], &[], None, false).unwrap();
+    let run = execute("p", &rules, &set, &plan_all(1));
+    // Same path, possibly another inode: never delete what was not judged.
+    if Some(std::fs::metadata(&f).unwrap().ino()) != set.handle(0) {
+        assert!(
+            matches!(run.items[0].outcome, Outcome::Skipped { .. }),
+            "{:?}",
+            run.items
+        );
+        assert!(f.exists());
+    }
+}

@@ -1,0 +1,540 @@
+//! Evaluating each live policy on its trigger. One task per enabled policy
+//! (two for a cleanup policy that also runs on memory pressure); when the
+//! live set changes, only policies whose fingerprint changed are restarted,
+//! so a reload of one file never disturbs the schedule of another. Plugin
+//! calls, and everything done with their decisions, run on the blocking pool,
+//! off the async workers.
+//!
+//! Triggers:
+//! - `interval` and `cron` run on their schedule;
+//! - `threshold` runs when any series of the metric has met the condition
+//!   for the trigger's `for`, once per crossing (it re-arms when the
+//!   condition stops holding), and not again within the policy's `cooldown`;
+//! - `event` runs when the event is published ([`Context::publish`]);
+//! - `on_pressure` (cleanup) runs when memory pressure rises to the
+//!   policy's level or above;
+//! - `manual` runs only when asked.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::alerts::{DEFAULT_REFRESH_MS, Phase, Timing};
+use crate::cleanup::{self, walk};
+use crate::dispatch::Dispatcher;
+use crate::state::{EvalRecord, StateKey, StateStore};
+use warden_core::records::SeriesSelector;
+use warden_core::telemetry::{FailureLabels, PolicyLabels, Telemetry};
+use warden_metrics::SeriesStore;
+use warden_metrics::aggregate::Aggregation;
+use warden_metrics::store::Scope;
+use warden_policy::live::{LivePolicy, LiveSet};
+use warden_policy::parse::next_cron_fire;
+use warden_policy::schema::{EventKind, PolicyKind, PressureLevel, ThresholdTrigger, Trigger};
+use warden_resources::Registry;
+
+/// How far back a threshold trigger looks for a series' newest sample.
+const LOOKBACK: Duration = Duration::from_secs(5 * 60);
+
+/// How often a threshold trigger looks at its metric.
+pub const THRESHOLD_CHECK: Duration = Duration::from_secs(1);
+
+/// Something that happened, for policies triggered by `event:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// What kind of thing.
+    pub kind: EventKind,
+    /// The memory pressure level, for `pressure-changed` (`None`: below all).
+    pub pressure: Option<PressureLevel>,
+}
+
+/// What evaluations share: where state goes, who hears about alerts, what
+/// triggers read.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Runtime state.
+    pub state: Arc<StateStore>,
+    /// Warden's own metrics.
+    pub telemetry: Arc<Telemetry>,
+    /// Alert receivers.
+    pub dispatcher: Arc<Dispatcher>,
+    /// The series store threshold triggers read.
+    pub series: Arc<SeriesStore>,
+    /// Resources applications registered.
+    pub registry: Arc<Registry>,
+    /// Events, for `event:` triggers.
+    pub events: tokio::sync::broadcast::Sender<Event>,
+    /// The memory pressure level now, for `on_pressure`: a watch, not an
+    /// event, so a policy loaded while pressure is already high runs at once.
+    pub pressure: tokio::sync::watch::Sender<Option<PressureLevel>>,
+    /// How often firing alerts are repeated to receivers that expire them.
+    pub refresh_ms: u64,
+}
+
+impl Context {
+    /// A context with state in memory, alerts to the log, and empty stores.
+    pub fn new(state: Arc<StateStore>, telemetry: Arc<Telemetry>) -> Self {
+        Context {
+            state,
+            telemetry,
+            dispatcher: Arc::new(Dispatcher::default()),
+            series: Arc::default(),
+            registry: Arc::default(),
+            events: tokio::sync::broadcast::channel(256).0,
+            pressure: tokio::sync::watch::channel(None).0,
+            refresh_ms: DEFAULT_REFRESH_MS,
+        }
+    }
+
+    /// Tells policies triggered by this event. Nobody listening is fine.
+    pub fn publish(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+}
+
+struct Task {
+    fingerprint: String,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The scheduler.
+pub struct Scheduler {
+    cx: Context,
+    tasks: Mutex<HashMap<(PathBuf, String), Task>>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        for t in self
+            .tasks
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            t.handles.iter().for_each(|h| h.abort());
+        }
+    }
+}
+
+impl Scheduler {
+    /// Returns a scheduler recording into `state`, with alerts to the log.
+    pub fn new(state: Arc<StateStore>, telemetry: Arc<Telemetry>) -> Self {
+        Self::with_context(Context::new(state, telemetry))
+    }
+
+    /// Returns a scheduler sharing `cx`.
+    pub fn with_context(cx: Context) -> Self {
+        Scheduler {
+            cx,
+            tasks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// What evaluations share.
+    pub fn context(&self) -> &Context {
+        &self.cx
+    }
+
+    /// Makes the running tasks match `set`. Must be called inside a tokio runtime.
+    pub fn sync(&self, set: &LiveSet) {
+        let wanted: HashMap<(PathBuf, String), &Arc<LivePolicy>> = set
+            .policies()
+            .filter(|p| p.policy.spec.enabled)
+            .map(|p| ((p.file.clone(), p.name().to_owned()), p))
+            .collect();
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|key, task| match wanted.get(key) {
+            Some(p) if p.fingerprint == task.fingerprint => true,
+            _ => {
+                task.handles.iter().for_each(|h| h.abort());
+                false
+            }
+        });
+        for (key, policy) in wanted {
+            if tasks.contains_key(&key) {
+                continue;
+            }
+            self.cx
+                .state
+                .restart_schedule(&StateKey::policy(&key.0, &key.1));
+            let handles = self.spawn(policy);
+            if !handles.is_empty() {
+                tasks.insert(
+                    key,
+                    Task {
+                        fingerprint: policy.fingerprint.clone(),
+                        handles,
+                    },
+                );
+            }
+        }
+        self.cx.state.retain(|file, name| {
+            set.files
+                .get(file)
+                .is_some_and(|f| f.policies.iter().any(|p| p.name() == name))
+        });
+        let in_use: Vec<_> = set
+            .policies()
+            .filter_map(|p| p.policy.spec.notify.as_ref())
+            .flatten()
+            .collect();
+        self.cx.dispatcher.retain(&in_use);
+    }
+
+    fn spawn(&self, policy: &Arc<LivePolicy>) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut handles = Vec::new();
+        let cx = self.cx.clone();
+        let p = Arc::clone(policy);
+        match policy.policy.trigger.clone() {
+            Trigger::Interval(every) => handles.push(tokio::spawn(async move {
+                let period = every.0;
+                let mut interval = tokio::time::interval(period);
+                // A late tick is skipped, not bunched up; `missed_ticks` counts it.
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                let start = Instant::now();
+                loop {
+                    interval.tick().await;
+                    let tick = ((start.elapsed() + period / 2).as_nanos()
+                        / period.as_nanos().max(1)) as u64;
+                    evaluate(&p, &cx, Some(tick)).await;
+                }
+            })),
+            Trigger::Cron(expr) => handles.push(tokio::spawn(async move {
+                loop {
+                    let Ok(next) = next_cron_fire(&expr) else {
+                        return;
+                    };
+                    let wait = (next - chrono::Utc::now())
+                        .to_std()
+                        .unwrap_or(Duration::ZERO);
+                    tokio::time::sleep(wait).await;
+                    evaluate(&p, &cx, None).await;
+                }
+            })),
+            Trigger::Threshold(t) => {
+                handles.push(tokio::spawn(
+                    async move { watch_threshold(&p, &cx, &t).await },
+                ));
+            }
+            Trigger::Event(kind) => {
+                let mut rx = cx.events.subscribe();
+                handles.push(tokio::spawn(async move {
+                    loop {
+                        match rx.recv().await {
+                            Ok(e) if e.kind == kind => {
+                                evaluate(&p, &cx, None).await;
+                            }
+                            Ok(_) => {}
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                                tracing::warn!(policy = p.name(), missed = n, "events came faster than the policy ran; running once for all of them");
+                                evaluate(&p, &cx, None).await;
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        }
+                    }
+                }));
+            }
+            Trigger::Manual => {}
+        }
+        if let Some(level) = policy.policy.spec.on_pressure {
+            let cx = self.cx.clone();
+            let p = Arc::clone(policy);
+            let mut rx = cx.pressure.subscribe();
+            handles.push(tokio::spawn(async move {
+                let mut above = false;
+                loop {
+                    let pressure = *rx.borrow_and_update();
+                    let now_above = pressure.is_some_and(|l| l >= level);
+                    if now_above && !above {
+                        tracing::warn!(policy = p.name(), level = ?pressure, "memory pressure: running the cleanup policy");
+                        evaluate(&p, &cx, None).await;
+                    }
+                    above = now_above;
+                    if rx.changed().await.is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+        handles
+    }
+
+    /// Evaluates `policy` now, as a manual trigger does.
+    pub async fn run_now(&self, policy: &Arc<LivePolicy>) -> EvalRecord {
+        evaluate(policy, &self.cx, None).await
+    }
+
+    /// Returns the number of scheduled policies.
+    pub fn scheduled(&self) -> usize {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// Runs `p` each time a series of the trigger's metric has met its condition
+/// for the trigger's `for`: once per crossing, at most once per cooldown.
+async fn watch_threshold(p: &Arc<LivePolicy>, cx: &Context, t: &ThresholdTrigger) {
+    let selector = SeriesSelector {
+        metric: t.metric.clone(),
+        matchers: t
+            .matchers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
+    let hold_ms = t.hold_for.map_or(0, |d| d.0.as_millis() as i64);
+    let cooldown_ms = p.policy.spec.cooldown.map_or(0, |d| d.0.as_millis() as i64);
+    let mut since: Option<i64> = None;
+    let mut fired = false;
+    let mut last_run: Option<i64> = None;
+    let mut every = tokio::time::interval(THRESHOLD_CHECK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        every.tick().await;
+        let now = warden_core::clock::now_ms();
+        // The newest sample of each series within Prometheus' lookback of
+        // 5 minutes: a series that stopped reporting stops counting. The
+        // store's `last` aggregate reads it in place, without copying the
+        // window's samples out every second.
+        let holds = cx
+            .series
+            .aggregate_by(&selector, LOOKBACK, now, &[Aggregation::Last], Scope::Each)
+            .series
+            .iter()
+            .filter_map(|s| s.values.first().copied().flatten())
+            .any(|v| t.condition.holds(v, t.value));
+        if !holds {
+            since = None;
+            fired = false;
+            continue;
+        }
+        let start = *since.get_or_insert(now);
+        if fired || now - start < hold_ms {
+            continue;
+        }
+        if last_run.is_some_and(|l| now - l < cooldown_ms) {
+            continue;
+        }
+        fired = true;
+        last_run = Some(now);
+        tracing::info!(policy = p.name(), metric = %t.metric, "threshold crossed: running the policy");
+        evaluate(p, cx, None).await;
+    }
+}
+
+/// Evaluates a policy once on the blocking pool, acts on what it decided
+/// and records the outcome.
+pub async fn evaluate(policy: &Arc<LivePolicy>, cx: &Context, tick: Option<u64>) -> EvalRecord {
+    let at_ms = warden_core::clock::now_ms();
+    let started = Instant::now();
+    let p = Arc::clone(policy);
+    let c = cx.clone();
+    let outcome = match tokio::task::spawn_blocking(move || decide_and_act(&p, &c, at_ms)).await {
+        Ok(r) => r,
+        Err(e) => Err(("panic", format!("the evaluation task failed: {e}"))),
+    };
+    let kind = policy.policy.kind().name();
+    let labels = PolicyLabels {
+        policy: policy.name().to_owned(),
+        kind,
+    };
+    cx.telemetry.evaluations.get_or_create(&labels).inc();
+    let (ok, detail) = match outcome {
+        Ok(summary) => (true, summary),
+        Err((cause, message)) => {
+            cx.telemetry
+                .failures
+                .get_or_create(&FailureLabels {
+                    policy: labels.policy.clone(),
+                    kind,
+                    cause,
+                })
+                .inc();
+            (false, message)
+        }
+    };
+    let record = EvalRecord {
+        at_ms,
+        micros: started.elapsed().as_micros() as u64,
+        ok,
+        detail,
+    };
+    cx.state.record(
+        &StateKey::policy(&policy.file, policy.name()),
+        tick,
+        record.clone(),
+    );
+    record
+}
+
+/// The blocking half of [`evaluate`]: the plugin call and what follows it.
+fn decide_and_act(
+    p: &LivePolicy,
+    cx: &Context,
+    at_ms: i64,
+) -> Result<String, (&'static str, String)> {
+    let _span =
+        tracing::info_span!("policy", policy = p.name(), kind = p.policy.kind().name()).entered();
+    Ok(match evaluate_blocking(p, cx)? {
+        Decided::Summary(s) => s,
+        Decided::Alerts(alerts) => apply_alerts(p, cx, &alerts, at_ms),
+        Decided::Cleanup(runs) => {
+            let summary = runs
+                .iter()
+                .map(cleanup_summary)
+                .collect::<Vec<_>>()
+                .join("; registered resources: ");
+            runs.into_iter().for_each(|r| cx.state.record_cleanup(r));
+            summary
+        }
+    })
+}
+
+/// What an evaluation produced.
+enum Decided {
+    /// A summary for the record.
+    Summary(String),
+    /// Alert conditions, for the state machine.
+    Alerts(Vec<warden_core::records::Alert>),
+    /// Cleanup runs (files, then registered resources), for the history.
+    Cleanup(Vec<cleanup::Run>),
+}
+
+fn cleanup_summary(run: &cleanup::Run) -> String {
+    if let Some(why) = &run.cap_exceeded {
+        return why.clone();
+    }
+    let [deleted, would, refused, skipped, failed] = run.counts();
+    let timed_out = if run.timed_out {
+        "; the run timed out, the rest were not started"
+    } else {
+        ""
+    };
+    if run.dry_run {
+        format!(
+            "dry run over {} candidates: would delete {would} ({} bytes); {refused} refused, {skipped} skipped{timed_out}",
+            run.candidates, run.bytes_freed
+        )
+    } else {
+        format!(
+            "over {} candidates: deleted {deleted} ({} bytes freed); {refused} refused, {skipped} skipped, {failed} failed{timed_out}",
+            run.candidates, run.bytes_freed
+        )
+    }
+}
+
+/// Moves the policy's alerts through their state machine, logs the changes,
+/// tells the receivers and publishes `alert-fired`.
+fn apply_alerts(
+    policy: &LivePolicy,
+    cx: &Context,
+    alerts: &[warden_core::records::Alert],
+    now_ms: i64,
+) -> String {
+    let ms = |d: Option<warden_core::values::HumanDuration>| {
+        d.map_or(0, |d| u64::try_from(d.0.as_millis()).unwrap_or(u64::MAX))
+    };
+    let spec = &policy.policy.spec;
+    let applied = cx.state.apply_alerts(
+        &policy.file,
+        policy.name(),
+        alerts,
+        now_ms,
+        Timing {
+            default_for_ms: ms(spec.hold_for),
+            keep_firing_for_ms: ms(spec.keep_firing_for),
+            cooldown_ms: ms(spec.cooldown),
+            refresh_ms: cx.refresh_ms,
+        },
+    );
+    let mut fired = false;
+    for change in &applied.changed {
+        fired |= change.phase == Phase::Firing;
+        tracing::warn!(policy = policy.name(), alert = %change.name, labels = ?change.labels, value = change.value, phase = ?change.phase, "alert changed phase");
+    }
+    cx.dispatcher.dispatch(
+        policy.name(),
+        &spec.labels,
+        spec.notify.as_deref(),
+        &applied.due,
+        now_ms,
+    );
+    if fired {
+        cx.publish(Event {
+            kind: EventKind::AlertFired,
+            pressure: None,
+        });
+    }
+    format!(
+        "{} alerts firing, {} pending",
+        applied.firing, applied.pending
+    )
+}
+
+/// Runs one evaluation and summarizes what the plugin decided.
+fn evaluate_blocking(p: &LivePolicy, cx: &Context) -> Result<Decided, (&'static str, String)> {
+    let fail = |e: warden_plugin_host::EvalError| (e.failure.label(), e.to_string());
+    let Some(evaluator) = &p.evaluator else {
+        return Ok(Decided::Summary(match p.policy.kind() {
+            PolicyKind::Quota => "quota checked by the host".into(),
+            _ => "no plugin".into(),
+        }));
+    };
+    match p.policy.kind() {
+        PolicyKind::Alert => Ok(Decided::Alerts(evaluator.evaluate_alerts().map_err(fail)?)),
+        PolicyKind::Detector => {
+            let found = evaluator.detect().map_err(fail)?;
+            for f in &found {
+                tracing::info!(policy = p.name(), pattern = %f.pattern, subject = %f.subject, exhaustion_in_ms = ?f.exhaustion_in_ms, "{}", f.recommendation);
+            }
+            Ok(Decided::Summary(format!("{} findings", found.len())))
+        }
+        PolicyKind::Cleanup => {
+            let dry_run = p.policy.spec.dry_run;
+            let kinds = &p.policy.spec.scope.kinds;
+            let mut runs = Vec::new();
+            // A scope of only registered kinds has no files to look at.
+            if !p.policy.scope_paths.is_empty() || kinds.is_empty() {
+                let candidates = walk::scan(&p.policy.scope_paths);
+                let plan = evaluator.plan(dry_run, candidates.clone()).map_err(fail)?;
+                let rules = cleanup::Rules::new(
+                    p.policy.scope_paths.clone(),
+                    &p.policy.spec.scope.exclude,
+                    p.policy.max_actions,
+                    dry_run,
+                )
+                .map_err(|e| ("bad_scope", e))?
+                .with_concurrency(p.policy.max_concurrent)
+                .with_run_timeout(p.policy.run_timeout)
+                .with_retries(p.policy.spec.retries.clone());
+                runs.push(cleanup::execute(p.name(), &rules, &candidates, &plan));
+            }
+            // Registered resources get a plan of their own: their handles
+            // are the registry's, not inodes, and they are released, not
+            // deleted.
+            if !kinds.is_empty() {
+                let registered = crate::cleanup::registered::candidates(&cx.registry, kinds);
+                let plan = evaluator.plan(dry_run, registered.clone()).map_err(fail)?;
+                runs.push(crate::cleanup::registered::execute(
+                    p.name(),
+                    &cx.registry,
+                    &registered,
+                    &plan,
+                    p.policy.max_actions,
+                    dry_run,
+                ));
+            }
+            Ok(Decided::Cleanup(runs))
+        }
+        PolicyKind::Recovery => Ok(Decided::Summary(
+            "recovery strategies decide when a failure is reported".into(),
+        )),
+        PolicyKind::Quota => Ok(Decided::Summary("quota checked by the host".into())),
+    }
+}

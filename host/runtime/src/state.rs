@@ -1,0 +1,614 @@
+//! Runtime state of policies — evaluation counts, the last evaluation and its
+//! outcome, schedule ticks, cooldowns — keyed by (file, policy name, labels).
+//!
+//! State belongs to a policy's identity, not its content: a reload that changes
+//! a policy's config, trigger or plugin keeps its state; removing the policy,
+//! renaming it or moving it to another file drops it. Counters therefore run
+//! on across edits, and a cooldown set before an edit still holds after it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+/// Who a piece of state belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct StateKey {
+    /// The policy file.
+    pub file: PathBuf,
+    /// The policy.
+    pub policy: String,
+    /// Labels (an alert's identity); empty for the policy itself.
+    pub labels: Vec<(String, String)>,
+}
+
+impl StateKey {
+    /// Returns the key of a policy's own state.
+    pub fn policy(file: &std::path::Path, policy: &str) -> Self {
+        StateKey {
+            file: file.to_path_buf(),
+            policy: policy.to_owned(),
+            labels: Vec::new(),
+        }
+    }
+}
+
+/// One evaluation, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EvalRecord {
+    /// When it started, ms since the epoch.
+    pub at_ms: i64,
+    /// How long it took.
+    pub micros: u64,
+    /// `ok` with a summary, or the failure.
+    pub ok: bool,
+    /// What it returned or why it failed.
+    pub detail: String,
+}
+
+/// The state of one key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PolicyState {
+    /// Evaluations run.
+    pub evaluations: u64,
+    /// Evaluations that failed.
+    pub failures: u64,
+    /// The latest evaluation.
+    pub last: Option<EvalRecord>,
+    /// The schedule tick of the latest evaluation (ticks count from when the
+    /// policy's current schedule started).
+    pub last_tick: Option<u64>,
+    /// Ticks that passed with no evaluation.
+    pub missed_ticks: u64,
+    /// No acting before this time, ms since the epoch.
+    pub cooldown_until_ms: Option<i64>,
+}
+
+/// Alert states of one policy, by alert identity.
+type PolicyAlerts = HashMap<super::alerts::AlertId, super::alerts::AlertState>;
+
+/// One change of phase of one alert, as `/api/v1/alerts/history` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    /// When, ms since the epoch.
+    pub at_ms: i64,
+    /// The policy file.
+    pub file: PathBuf,
+    /// The policy.
+    pub policy: String,
+    /// The alert.
+    pub name: String,
+    /// Its labels.
+    pub labels: Vec<(String, String)>,
+    /// The phase it entered.
+    pub phase: super::alerts::Phase,
+    /// Its value then.
+    pub value: f64,
+    /// Its severity.
+    pub severity: String,
+}
+
+/// What one evaluation of an alert policy did to its alerts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// The alerts that changed phase.
+    pub changed: Vec<super::alerts::AlertState>,
+    /// What receivers are to hear.
+    pub due: Vec<super::alerts::Due>,
+    /// How many of the policy's alerts fire now.
+    pub firing: usize,
+    /// How many are pending.
+    pub pending: usize,
+}
+
+/// How many alert phase changes the history keeps.
+pub const ALERT_HISTORY: usize = 1000;
+
+/// What `alerts.json` holds.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SavedAlerts {
+    policies: Vec<SavedPolicy>,
+    history: Vec<AlertEvent>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedPolicy {
+    file: PathBuf,
+    policy: String,
+    alerts: Vec<super::alerts::AlertState>,
+}
+
+/// All runtime state.
+#[derive(Debug, Default)]
+pub struct StateStore {
+    map: Mutex<HashMap<StateKey, PolicyState>>,
+    alerts: Mutex<Alerts>,
+    cleanup_runs: Mutex<CleanupRuns>,
+    /// Where alert state and cleanup history are kept across restarts;
+    /// nowhere when `None`.
+    dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default)]
+struct CleanupRuns {
+    /// Newest first.
+    runs: std::collections::VecDeque<super::cleanup::Run>,
+    /// Lines in the history file, to know when to compact it.
+    lines: usize,
+}
+
+#[derive(Debug, Default)]
+struct Alerts {
+    by_policy: HashMap<(PathBuf, String), PolicyAlerts>,
+    history: std::collections::VecDeque<AlertEvent>,
+}
+
+/// The file alert state is kept in, inside the state directory.
+const ALERTS_FILE: &str = "alerts.json";
+/// The cleanup history: one run per line (JSON), oldest first, appended to
+/// and compacted to the newest [`CLEANUP_HISTORY`] once it holds twice that.
+const CLEANUP_FILE: &str = "cleanup-history.jsonl";
+
+impl StateStore {
+    /// A store that keeps alert state in `dir` (created if missing) and
+    /// starts from what an earlier run left there. A file that cannot be
+    /// read is moved aside, named in the log, and the store starts empty.
+    pub fn open(dir: &std::path::Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(ALERTS_FILE);
+        let mut alerts = Alerts::default();
+        match std::fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice::<SavedAlerts>(&bytes) {
+                Ok(saved) => {
+                    for p in saved.policies {
+                        let states = p
+                            .alerts
+                            .into_iter()
+                            .map(|a| ((a.name.clone(), a.labels.clone()), a))
+                            .collect();
+                        alerts.by_policy.insert((p.file, p.policy), states);
+                    }
+                    alerts.history = saved.history.into();
+                }
+                Err(e) => {
+                    let aside = path.with_extension(format!(
+                        "json.unreadable-{}",
+                        warden_core::clock::now_ms()
+                    ));
+                    std::fs::rename(&path, &aside)?;
+                    tracing::error!(file = %path.display(), moved_to = %aside.display(), error = %e, "the saved alert state is unreadable; starting without it");
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let mut cleanup = CleanupRuns::default();
+        let path = dir.join(CLEANUP_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                for (n, line) in text.lines().enumerate() {
+                    cleanup.lines += 1;
+                    // A line cut short by a crash mid-append is the only
+                    // expected damage; it and any other bad line are skipped.
+                    match serde_json::from_str(line) {
+                        Ok(run) => {
+                            if cleanup.runs.len() == CLEANUP_HISTORY {
+                                cleanup.runs.pop_back();
+                            }
+                            cleanup.runs.push_front(run);
+                        }
+                        Err(e) => {
+                            tracing::warn!(file = %path.display(), line = n + 1, error = %e, "skipping an unreadable cleanup run");
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(StateStore {
+            alerts: Mutex::new(alerts),
+            cleanup_runs: Mutex::new(cleanup),
+            dir: Some(dir.to_path_buf()),
+            ..StateStore::default()
+        })
+    }
+
+    /// Appends `run` to the history file, compacting it when it is long.
+    fn save_cleanup(&self, h: &mut CleanupRuns) {
+        use std::io::Write as _;
+        let Some(dir) = &self.dir else { return };
+        let Some(run) = h.runs.front() else { return };
+        let path = dir.join(CLEANUP_FILE);
+        let result = if h.lines + 1 >= 2 * CLEANUP_HISTORY {
+            let write = || -> std::io::Result<()> {
+                let tmp = dir.join(format!(".{CLEANUP_FILE}.tmp"));
+                let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+                for r in h.runs.iter().rev() {
+                    serde_json::to_writer(&mut f, r).map_err(std::io::Error::other)?;
+                    f.write_all(b"\n")?;
+                }
+                f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+                std::fs::rename(&tmp, &path)
+            };
+            let kept = h.runs.len();
+            write().map(|()| h.lines = kept)
+        } else {
+            let mut line = serde_json::to_vec(run).map_err(std::io::Error::other);
+            if let Ok(l) = &mut line {
+                l.push(b'\n');
+            }
+            line.and_then(|l| {
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)?;
+                // One write of a whole line: a crash leaves at most a cut
+                // last line, which the reader skips.
+                f.write_all(&l)?;
+                f.sync_data()
+            })
+            .map(|()| 1)
+            .map(|n| h.lines += n)
+        };
+        if let Err(e) = result {
+            tracing::error!(file = %path.display(), error = %e, "cannot save the cleanup history; this run will be missing after a restart");
+        }
+    }
+
+    /// Writes the alert state: a temporary file, fsync, rename, so a crash
+    /// leaves the old state or the new one, never half of either.
+    fn save_alerts(&self, alerts: &Alerts) {
+        let Some(dir) = &self.dir else { return };
+        let saved = SavedAlerts {
+            policies: alerts
+                .by_policy
+                .iter()
+                .map(|((file, policy), states)| SavedPolicy {
+                    file: file.clone(),
+                    policy: policy.clone(),
+                    alerts: states.values().cloned().collect(),
+                })
+                .collect(),
+            history: alerts.history.iter().cloned().collect(),
+        };
+        let write = || -> std::io::Result<()> {
+            use std::io::Write as _;
+            let tmp = dir.join(format!(".{ALERTS_FILE}.tmp"));
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&serde_json::to_vec(&saved).map_err(std::io::Error::other)?)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, dir.join(ALERTS_FILE))
+        };
+        if let Err(e) = write() {
+            tracing::error!(dir = %dir.display(), error = %e, "cannot save the alert state; it will be lost on restart");
+        }
+    }
+}
+
+/// How many cleanup runs the history keeps, newest first.
+pub const CLEANUP_HISTORY: usize = 500;
+/// How many items of each run the history keeps; the rest are counted.
+pub const CLEANUP_ITEMS: usize = 1000;
+
+impl StateStore {
+    /// Adds a cleanup run to the history, dropping the oldest beyond
+    /// [`CLEANUP_HISTORY`].
+    pub fn record_cleanup(&self, mut run: super::cleanup::Run) {
+        run.trim(CLEANUP_ITEMS);
+        let mut h = self.cleanup_runs.lock().unwrap_or_else(|p| p.into_inner());
+        if h.runs.len() == CLEANUP_HISTORY {
+            h.runs.pop_back();
+        }
+        h.runs.push_front(run);
+        self.save_cleanup(&mut h);
+    }
+
+    /// The newest `limit` runs of the cleanup history, newest first, of one
+    /// policy or all. Only those are copied: a run may hold 1,000 items.
+    pub fn cleanup_history(&self, policy: Option<&str>, limit: usize) -> Vec<super::cleanup::Run> {
+        let h = self.cleanup_runs.lock().unwrap_or_else(|p| p.into_inner());
+        h.runs
+            .iter()
+            .filter(|r| policy.is_none_or(|p| r.policy == p))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// Records an evaluation of `key` on schedule tick `tick`.
+    pub fn record(&self, key: &StateKey, tick: Option<u64>, record: EvalRecord) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let s = map.entry(key.clone()).or_default();
+        s.evaluations += 1;
+        if !record.ok {
+            s.failures += 1;
+        }
+        if let Some(t) = tick {
+            if let Some(prev) = s.last_tick
+                && t > prev + 1
+            {
+                s.missed_ticks += t - prev - 1;
+            }
+            s.last_tick = Some(t);
+        }
+        s.last = Some(record);
+    }
+
+    /// Restarts tick counting for `key` (its schedule was replaced).
+    pub fn restart_schedule(&self, key: &StateKey) {
+        if let Some(s) = self
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(key)
+        {
+            s.last_tick = None;
+        }
+    }
+
+    /// Sets a cooldown on `key`.
+    pub fn set_cooldown(&self, key: &StateKey, until_ms: i64) {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .cooldown_until_ms = Some(until_ms);
+    }
+
+    /// Returns the state of `key`.
+    pub fn get(&self, key: &StateKey) -> Option<PolicyState> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    /// Applies an alert policy's evaluation at `now_ms`: moves its alerts
+    /// through their phases (see [`alerts`](super::alerts) for the rules),
+    /// records the changes in the history, and decides what receivers are to
+    /// hear. Returns the changes, what is due and the policy's counts; saves
+    /// the state if the changes or what is due are not empty.
+    pub fn apply_alerts(
+        &self,
+        file: &std::path::Path,
+        policy: &str,
+        alerts: &[warden_core::records::Alert],
+        now_ms: i64,
+        timing: super::alerts::Timing,
+    ) -> Applied {
+        let mut all = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
+        let states = all
+            .by_policy
+            .entry((file.to_path_buf(), policy.to_owned()))
+            .or_default();
+        let changed = super::alerts::step(
+            states,
+            alerts,
+            now_ms,
+            timing.default_for_ms,
+            timing.keep_firing_for_ms,
+        );
+        let due = super::alerts::due(states, now_ms, timing.cooldown_ms, timing.refresh_ms);
+        let count = |p| states.values().filter(|a| a.phase == p).count();
+        let (firing, pending) = (
+            count(super::alerts::Phase::Firing),
+            count(super::alerts::Phase::Pending),
+        );
+        for c in &changed {
+            if all.history.len() == ALERT_HISTORY {
+                all.history.pop_back();
+            }
+            all.history.push_front(AlertEvent {
+                at_ms: now_ms,
+                file: file.to_path_buf(),
+                policy: policy.to_owned(),
+                name: c.name.clone(),
+                labels: c.labels.clone(),
+                phase: c.phase,
+                value: c.value,
+                severity: c.severity.clone(),
+            });
+        }
+        if !changed.is_empty() || !due.is_empty() {
+            self.save_alerts(&all);
+        }
+        Applied {
+            changed,
+            due,
+            firing,
+            pending,
+        }
+    }
+
+    /// Returns the alerts of a policy, by name then labels.
+    pub fn alerts(&self, file: &std::path::Path, policy: &str) -> Vec<super::alerts::AlertState> {
+        let all = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = all
+            .by_policy
+            .get(&(file.to_path_buf(), policy.to_owned()))
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
+        v
+    }
+
+    /// Every alert of every policy: (file, policy, alert), by policy then alert.
+    pub fn all_alerts(&self) -> Vec<(PathBuf, String, super::alerts::AlertState)> {
+        let all = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = all
+            .by_policy
+            .iter()
+            .flat_map(|((file, policy), m)| {
+                m.values()
+                    .map(move |a| (file.clone(), policy.clone(), a.clone()))
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.1, &a.2.name, &a.2.labels).cmp(&(&b.1, &b.2.name, &b.2.labels)));
+        v
+    }
+
+    /// Alert phase changes, newest first, of one policy or all.
+    pub fn alert_history(&self, policy: Option<&str>) -> Vec<AlertEvent> {
+        let all = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
+        all.history
+            .iter()
+            .filter(|e| policy.is_none_or(|p| e.policy == p))
+            .cloned()
+            .collect()
+    }
+
+    /// Drops the state of every policy for which `keep(file, policy)` is false.
+    pub fn retain(&self, keep: impl Fn(&std::path::Path, &str) -> bool) {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| keep(&k.file, &k.policy));
+        let mut alerts = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
+        let before = alerts.by_policy.len();
+        alerts
+            .by_policy
+            .retain(|(file, policy), _| keep(file, policy));
+        if alerts.by_policy.len() != before {
+            self.save_alerts(&alerts);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(ok: bool) -> EvalRecord {
+        EvalRecord {
+            at_ms: 0,
+            micros: 1,
+            ok,
+            detail: String::new(),
+        }
+    }
+
+    fn run(policy: &str) -> crate::cleanup::Run {
+        crate::cleanup::Run {
+            policy: policy.into(),
+            started_ms: 1,
+            finished_ms: 2,
+            duration_ms: 1,
+            dry_run: false,
+            candidates: 0,
+            planned: 0,
+            cap_exceeded: None,
+            timed_out: false,
+            items: vec![],
+            bytes_freed: 7,
+            omitted: [0; 5],
+        }
+    }
+
+    #[test]
+    fn alerts_and_cleanup_history_survive_reopening() {
+        use warden_core::records::{Alert, AlertCondition, Severity};
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateStore::open(dir.path()).unwrap();
+        let alert = Alert {
+            name: "Hot".into(),
+            condition: AlertCondition::Firing,
+            severity: Severity::Critical,
+            labels: vec![("host".into(), "a".into())],
+            annotations: vec![],
+            value: 3.0,
+            for_ms: None,
+        };
+        let applied = s.apply_alerts(
+            "p.yaml".as_ref(),
+            "p",
+            &[alert],
+            1000,
+            super::super::alerts::Timing::default(),
+        );
+        assert_eq!(
+            (applied.changed.len(), applied.due.len(), applied.firing),
+            (1, 1, 1)
+        );
+        for i in 0..(2 * CLEANUP_HISTORY + 3) {
+            s.record_cleanup(run(&format!("c{i}")));
+        }
+        drop(s);
+        let s = StateStore::open(dir.path()).unwrap();
+        let a = s.alerts("p.yaml".as_ref(), "p");
+        assert_eq!(a.len(), 1);
+        assert!(a[0].told_firing && a[0].fired_at_ms == Some(1000));
+        assert_eq!(s.alert_history(None).len(), 1);
+        let h = s.cleanup_history(None, usize::MAX);
+        assert_eq!(h.len(), CLEANUP_HISTORY);
+        assert_eq!(
+            h[0].policy,
+            format!("c{}", 2 * CLEANUP_HISTORY + 2),
+            "newest first"
+        );
+        let lines = std::fs::read_to_string(dir.path().join(CLEANUP_FILE))
+            .unwrap()
+            .lines()
+            .count();
+        assert!(lines < 2 * CLEANUP_HISTORY, "compacted: {lines} lines");
+
+        // A damaged alert file is moved aside, not lost, and the store starts empty.
+        std::fs::write(dir.path().join(ALERTS_FILE), "{not json").unwrap();
+        let s = StateStore::open(dir.path()).unwrap();
+        assert!(s.all_alerts().is_empty());
+        let aside = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains("unreadable"))
+            .count();
+        assert_eq!(aside, 1);
+    }
+
+    #[test]
+    fn the_history_keeps_the_first_items_of_a_big_run_and_counts_all() {
+        use crate::cleanup::{Item, Outcome};
+        let s = StateStore::default();
+        let mut r = run("big");
+        r.items = (0..CLEANUP_ITEMS + 500)
+            .map(|i| Item {
+                action: "delete".into(),
+                target: Some(format!("/t/{i}")),
+                reason: "old".into(),
+                outcome: if i % 2 == 0 {
+                    Outcome::Deleted { bytes: 1 }
+                } else {
+                    Outcome::Failed {
+                        error: "EIO".into(),
+                    }
+                },
+                attempts: 1,
+            })
+            .collect();
+        s.record_cleanup(r);
+        let kept = &s.cleanup_history(Some("big"), 1)[0];
+        assert_eq!(kept.items.len(), CLEANUP_ITEMS);
+        assert_eq!(kept.counts(), [750, 0, 0, 0, 750]);
+    }
+
+    #[test]
+    fn counts_evaluations_failures_and_missed_ticks() {
+        let s = StateStore::default();
+        let k = StateKey::policy("a.yaml".as_ref(), "p");
+        for (tick, ok) in [(0, true), (1, false), (2, true), (5, true)] {
+            s.record(&k, Some(tick), rec(ok));
+        }
+        let st = s.get(&k).unwrap();
+        assert_eq!(
+            (st.evaluations, st.failures, st.missed_ticks, st.last_tick),
+            (4, 1, 2, Some(5))
+        );
+        s.restart_schedule(&k);
+        s.record(&k, Some(0), rec(true));
+        assert_eq!(s.get(&k).unwrap().missed_ticks, 2);
+        s.retain(|_, p| p != "p");
+        assert!(s.get(&k).is_none());
+    }
+}

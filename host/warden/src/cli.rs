@@ -1,0 +1,361 @@
+//! The `warden` command line: argument definitions and the glue from each
+//! subcommand to the library.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use warden::plugin::{Engine, EngineOptions};
+
+/// Warden: metrics, resources and the policies that decide about them.
+#[derive(Debug, Parser)]
+#[command(name = "warden", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the daemon with the policies in a directory.
+    Run {
+        /// The policies directory [default: ./policies].
+        #[arg(long)]
+        policies: Option<PathBuf>,
+        /// Where Warden keeps its data [default: ./warden-data].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The API's address [default: 127.0.0.1:9715].
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// A YAML file with the same settings; flags override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Check policy files (or directories of them): parse, validate, and
+    /// compile and link every plugin. Exit 0 if all is well, 1 otherwise.
+    Check {
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Expands `${data_dir}` in scopes [default: ./warden-data].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of policy files, for editors.
+    Schema,
+    /// Show the running daemon's policy files and policies.
+    Status {
+        /// The daemon's address.
+        #[arg(long, default_value = warden::daemon::DEFAULT_LISTEN)]
+        addr: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Ask the running daemon to reload its policies now.
+    Reload {
+        /// The daemon's address.
+        #[arg(long, default_value = warden::daemon::DEFAULT_LISTEN)]
+        addr: String,
+        /// The API token, if the daemon requires one.
+        #[arg(long, env = "WARDEN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// Work with plugin components.
+    Plugin {
+        /// What to do with a plugin.
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+/// `warden plugin …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum PluginCommand {
+    /// Show a plugin's kind, world, WIT version, imports, size and hash.
+    Inspect {
+        /// The `.wasm` file, or `builtin:<name>` for a plugin shipped with Warden.
+        file: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// For people.
+    Human,
+    /// For programs.
+    Json,
+}
+
+/// Runs a parsed command line and returns the exit code.
+pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run {
+            policies,
+            data_dir,
+            listen,
+            config,
+        } => {
+            init_logging();
+            let mut cfg = match config {
+                Some(path) => warden::daemon::DaemonConfig::load(&path)?,
+                None => warden::daemon::DaemonConfig::default(),
+            };
+            if let Some(p) = policies {
+                cfg.policies = p;
+            }
+            if let Some(d) = data_dir {
+                cfg.data_dir = d;
+            }
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(warden::daemon::run(cfg))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check {
+            paths,
+            format,
+            data_dir,
+        } => check(&paths, format, data_dir),
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&warden::policy::schema::json_schema())?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { addr, format } => status(&addr, format),
+        Command::Reload { addr, token } => {
+            let body: serde_json::Value =
+                daemon_call(&addr, "POST", "/api/v1/policies/reload", token.as_deref())?;
+            println!("{}", serde_json::to_string_pretty(&body)?);
+            let failed = body["failed"].as_array().is_some_and(|f| !f.is_empty());
+            Ok(if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Plugin {
+            command: PluginCommand::Inspect { file, format },
+        } => inspect(&file, format),
+    }
+}
+
+fn inspect(file: &str, format: Format) -> anyhow::Result<ExitCode> {
+    // Inspection compiles the component but must not write a cache anywhere.
+    let engine = Engine::new(&EngineOptions::default())?;
+    let loaded = match file.strip_prefix("builtin:") {
+        Some(name) => engine.load_builtin(name, None),
+        None => engine.load_file(&PathBuf::from(file), None),
+    };
+    let plugin = match loaded {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("warden: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let info = plugin.info();
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(info)?)?,
+        Format::Human => {
+            writeln!(out, "plugin:      {}", info.name)?;
+            writeln!(out, "kind:        {}", info.kind)?;
+            writeln!(
+                out,
+                "world:       warden:policy/{}@{}",
+                info.world, info.wit_version
+            )?;
+            writeln!(out, "wit version: {}", info.wit_version)?;
+            writeln!(out, "size:        {} bytes", info.size_bytes)?;
+            writeln!(out, "sha256:      {}", info.sha256)?;
+            writeln!(out, "imports:")?;
+            for i in &info.imports {
+                writeln!(out, "  {i}")?;
+            }
+            writeln!(out, "exports:")?;
+            for e in &info.exports {
+                writeln!(out, "  {e}")?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Logs go to stderr, coloured only on a terminal (journald and files get plain text).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+fn check(paths: &[PathBuf], format: Format, data_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let data_dir = data_dir.unwrap_or_else(|| PathBuf::from("warden-data"));
+    let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
+    let engine = Engine::new(&EngineOptions::default())?;
+    let plugins = warden::policy::PluginCache::new(engine);
+    let report =
+        warden::policy::check::check(paths, &warden::policy::ParseContext { data_dir }, &plugins);
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
+        Format::Human => {
+            let mut errors = 0;
+            let mut policies = 0;
+            for f in &report.files {
+                policies += f.policies.len();
+                for e in &f.errors {
+                    errors += 1;
+                    writeln!(out, "{e}")?;
+                }
+            }
+            let files = report.files.len();
+            if report.ok {
+                writeln!(out, "ok: {policies} policies in {files} files")?;
+            } else {
+                writeln!(
+                    out,
+                    "{errors} errors in {files} files ({policies} policies are fine)"
+                )?;
+            }
+        }
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Calls the running daemon's API and returns its JSON answer.
+fn daemon_call(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<serde_json::Value> {
+    let url = format!("http://{addr}{path}");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let response = match method {
+        "POST" => {
+            let mut request = agent.post(&url);
+            if let Some(t) = token {
+                request = request.header("authorization", &format!("Bearer {t}"));
+            }
+            request.send_empty()
+        }
+        _ => agent.get(&url).call(),
+    }
+    .map_err(|e| anyhow::anyhow!("cannot reach warden at {addr} ({e}); is `warden run` running there? (`--addr` sets the address)"))?;
+    let status = response.status();
+    let text = response
+        .into_body()
+        .read_to_string()
+        .map_err(|e| anyhow::anyhow!("reading the answer of warden at {addr} failed: {e}"))?;
+    let body: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("warden at {addr} sent an answer that is not JSON: {e}"))?;
+    if !status.is_success() {
+        anyhow::bail!(
+            "warden at {addr} refused: {}",
+            body["error"].as_str().unwrap_or("no reason given")
+        );
+    }
+    Ok(body)
+}
+
+fn status(addr: &str, format: Format) -> anyhow::Result<ExitCode> {
+    let body = daemon_call(addr, "GET", "/api/v1/policies", None)?;
+    let mut out = std::io::stdout().lock();
+    if format == Format::Json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "policies directory: {}",
+        body["directory"].as_str().unwrap_or("?")
+    )?;
+    let mut failing = false;
+    for f in body["files"].as_array().into_iter().flatten() {
+        let hash = f["hash"]
+            .as_str()
+            .map_or("-".to_owned(), |h| h[..12.min(h.len())].to_owned());
+        writeln!(
+            out,
+            "file {}  sha256 {hash}  policies: {}",
+            f["path"].as_str().unwrap_or("?"),
+            f["policies"].as_array().map_or(0, Vec::len)
+        )?;
+        if let Some(errors) = f["error"]["errors"].as_array() {
+            failing = true;
+            for e in errors {
+                let line = e["line"]
+                    .as_u64()
+                    .map(|l| format!(":{l}"))
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "  error{line}: {}",
+                    e["message"].as_str().unwrap_or("?")
+                )?;
+            }
+        }
+    }
+    writeln!(
+        out,
+        "{:<24} {:<9} {:<28} {:>6} {:>6}  last evaluation",
+        "POLICY", "KIND", "PLUGIN", "EVALS", "FAILS"
+    )?;
+    for p in body["policies"].as_array().into_iter().flatten() {
+        let st = &p["state"];
+        let last = if st["last"].is_null() {
+            "never".to_owned()
+        } else {
+            format!(
+                "{} ({} µs)",
+                st["last"]["detail"].as_str().unwrap_or(""),
+                st["last"]["micros"]
+            )
+        };
+        writeln!(
+            out,
+            "{:<24} {:<9} {:<28} {:>6} {:>6}  {last}",
+            p["name"].as_str().unwrap_or("?"),
+            p["kind"].as_str().unwrap_or("?"),
+            p["plugin"].as_str().unwrap_or("-"),
+            st["evaluations"].as_u64().unwrap_or(0),
+            st["failures"].as_u64().unwrap_or(0),
+        )?;
+    }
+    Ok(if failing {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,302 @@
+//! `warden run`: the daemon. Opens the data directory and the plugin engine,
+//! loads the policies directory, keeps it live (file watch, SIGHUP, API), runs
+//! the scheduler and serves the API until SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use warden_api::{AppState, router};
+use warden_core::telemetry::Telemetry;
+use warden_plugin_host::{Engine, EngineOptions};
+use warden_policy::{ParseContext, PluginCache, PolicyDir};
+use warden_runtime::sources::Sources;
+use warden_runtime::{Scheduler, StateStore};
+
+/// The default address: loopback only, so nothing is exposed unless asked.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9715";
+
+/// How the daemon runs. Every field has a default, so no config file is needed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// The policies directory.
+    #[serde(default = "default_policies")]
+    pub policies: PathBuf,
+    /// Where Warden keeps its data (compiled plugins, state).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The API's address.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Collection, ingest, store and batch files.
+    #[serde(default)]
+    pub metrics: warden_metrics::MetricsConfig,
+    /// Who may change things through the API.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// Where alerts go.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+    /// Memory pressure levels, for cleanup policies' `on_pressure`.
+    #[serde(default)]
+    pub pressure: warden_runtime::pressure::PressureConfig,
+}
+
+/// The `alerts:` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Receivers of the alerts of every policy without its own `notify:`.
+    #[serde(default = "default_notifiers")]
+    pub notifiers: Vec<warden_notify::NotifierConfig>,
+    /// How often firing alerts are repeated to receivers that expire them
+    /// (Alertmanager), and resolved ones re-sent while remembered.
+    #[serde(default = "default_refresh")]
+    pub refresh: warden_core::values::HumanDuration,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            notifiers: default_notifiers(),
+            refresh: default_refresh(),
+        }
+    }
+}
+
+fn default_notifiers() -> Vec<warden_notify::NotifierConfig> {
+    vec![warden_notify::NotifierConfig::Log {}]
+}
+
+fn default_refresh() -> warden_core::values::HumanDuration {
+    warden_core::values::HumanDuration(std::time::Duration::from_millis(
+        warden_runtime::alerts::DEFAULT_REFRESH_MS,
+    ))
+}
+
+/// The API's access control.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// The bearer token every mutating request needs. Prefer `token_file`, or
+    /// the WARDEN_TOKEN environment variable, to keep it out of the file.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// A file holding the token (surrounding whitespace ignored).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+impl ApiConfig {
+    /// The token from the file, the config or WARDEN_TOKEN, in that order.
+    pub fn resolve(&self) -> anyhow::Result<Option<String>> {
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("api.token_file: failed to read `{}`", path.display()))?;
+            let token = text.trim().to_owned();
+            anyhow::ensure!(
+                !token.is_empty(),
+                "api.token_file: `{}` is empty",
+                path.display()
+            );
+            return Ok(Some(token));
+        }
+        Ok(self
+            .token
+            .clone()
+            .or_else(|| std::env::var("WARDEN_TOKEN").ok())
+            .filter(|t| !t.is_empty()))
+    }
+}
+
+fn default_policies() -> PathBuf {
+    PathBuf::from("policies")
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("warden-data")
+}
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN.parse().expect("a valid address")
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            policies: default_policies(),
+            data_dir: default_data_dir(),
+            listen: default_listen(),
+            metrics: warden_metrics::MetricsConfig::default(),
+            api: ApiConfig::default(),
+            alerts: AlertsConfig::default(),
+            pressure: warden_runtime::pressure::PressureConfig::default(),
+        }
+    }
+}
+
+impl DaemonConfig {
+    /// Reads a daemon config file.
+    pub fn load(path: &std::path::Path) -> anyhow::Result<DaemonConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read the config file `{}`", path.display()))?;
+        serde_norway::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "failed to create the data directory `{}`",
+            config.data_dir.display()
+        )
+    })?;
+    let data_dir = config.data_dir.canonicalize()?;
+    anyhow::ensure!(
+        config.policies.is_dir(),
+        "the policies directory `{}` does not exist; create it or pass `--policies DIR`",
+        config.policies.display()
+    );
+    let policies_dir = config.policies.canonicalize()?;
+    let token = config.api.resolve()?;
+    anyhow::ensure!(
+        token.is_some() || config.listen.ip().is_loopback(),
+        "listening on {} (beyond this machine) needs an API token: set `api.token_file` (or `api.token`, or WARDEN_TOKEN) so that only holders of it can change the daemon",
+        config.listen
+    );
+
+    let dispatcher = warden_runtime::dispatch::Dispatcher::new(config.alerts.notifiers.clone())
+        .map_err(|e| anyhow::anyhow!("alerts.notifiers: {e}"))?;
+    anyhow::ensure!(
+        !config.alerts.refresh.0.is_zero(),
+        "alerts.refresh: must be longer than 0s"
+    );
+    let pressure = config
+        .pressure
+        .thresholds()
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let state_dir = data_dir.join("state");
+    let state = Arc::new(StateStore::open(&state_dir).with_context(|| {
+        format!(
+            "failed to open the state directory `{}`",
+            state_dir.display()
+        )
+    })?);
+
+    let engine = Engine::new(&EngineOptions {
+        cache_dir: Some(data_dir.join("cache").join("plugins")),
+    })?;
+    let telemetry = Arc::new(Telemetry::default());
+    let pipeline = {
+        let config = config.metrics.clone();
+        let data_dir = data_dir.clone();
+        Arc::new(
+            tokio::task::spawn_blocking(move || {
+                warden_metrics::Pipeline::start(&config, &data_dir)
+            })
+            .await??,
+        )
+    };
+    let registry = Arc::new(warden_resources::Registry::default());
+    let sources = Arc::new(Sources {
+        series: Arc::clone(pipeline.store()),
+        resources: Arc::clone(&registry),
+    });
+    let dir = Arc::new(PolicyDir::new(
+        &policies_dir,
+        ParseContext {
+            data_dir: data_dir.clone(),
+        },
+        PluginCache::new(engine),
+        sources,
+        Arc::clone(&telemetry),
+    ));
+    let report = {
+        let dir = Arc::clone(&dir);
+        tokio::task::spawn_blocking(move || dir.reload()).await?
+    };
+    let set = dir.current();
+    tracing::info!(
+        dir = %policies_dir.display(),
+        files = set.files.len(),
+        policies = set.policies().count(),
+        failed = report.failed.len(),
+        "policies loaded"
+    );
+
+    let cx = warden_runtime::scheduler::Context {
+        dispatcher: Arc::new(dispatcher),
+        series: Arc::clone(pipeline.store()),
+        registry: Arc::clone(&registry),
+        refresh_ms: u64::try_from(config.alerts.refresh.0.as_millis()).unwrap_or(u64::MAX),
+        ..warden_runtime::scheduler::Context::new(Arc::clone(&state), Arc::clone(&telemetry))
+    };
+    let scheduler = Arc::new(Scheduler::with_context(cx.clone()));
+    scheduler.sync(&set);
+    let monitor = Arc::new(warden_runtime::pressure::Monitor::default());
+    tokio::spawn(Arc::clone(&monitor).run(pressure, config.pressure.every.0, cx));
+    let mut changes = dir.subscribe();
+    {
+        let scheduler = Arc::clone(&scheduler);
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let set = changes.borrow_and_update().clone();
+                scheduler.sync(&set);
+            }
+        });
+    }
+    let _watch = warden_policy::watch::watch(Arc::clone(&dir))
+        .context("failed to watch the policies directory")?;
+
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    {
+        let dir = Arc::clone(&dir);
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading policies");
+                let dir = Arc::clone(&dir);
+                let _ = tokio::task::spawn_blocking(move || dir.reload()).await;
+            }
+        });
+    }
+
+    let app = router(AppState {
+        policies: dir,
+        state,
+        scheduler,
+        telemetry,
+        metrics: Some(Arc::clone(&pipeline)),
+        pressure: monitor,
+        token: warden_api::auth::Token::new(token),
+    });
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "failed to listen on {}; is another warden running? pass `--listen ADDR`",
+                config.listen
+            )
+        })?;
+    tracing::info!(addr = %listener.local_addr()?, "serving the API");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    // Everything accepted before the signal is written before exit.
+    tokio::task::spawn_blocking(move || pipeline.shutdown()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown() {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
