@@ -47,6 +47,24 @@ const GUESTS: &[Guest] = &[
         builtin: Some("linear-trend"),
     },
     Guest {
+        dir: "plugins/anomaly",
+        package: "warden-plugin-anomaly",
+        kind: "detector",
+        builtin: Some("anomaly"),
+    },
+    Guest {
+        dir: "plugins/spike",
+        package: "warden-plugin-spike",
+        kind: "detector",
+        builtin: Some("spike"),
+    },
+    Guest {
+        dir: "plugins/underutilization",
+        package: "warden-plugin-underutilization",
+        kind: "detector",
+        builtin: Some("underutilization"),
+    },
+    Guest {
         dir: "plugins/testing/adversary",
         package: "warden-test-adversary",
         kind: "cleanup",

@@ -31,13 +31,13 @@ fn push(addr: &str, value: f64) {
 }
 
 /// A webhook receiver on loopback that keeps every JSON body it is sent.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     bodies: Arc<Mutex<Vec<Value>>>,
 }
 
 impl Receiver {
-    fn start() -> Receiver {
+    pub(crate) fn start() -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let bodies = Arc::new(Mutex::new(Vec::new()));
@@ -73,7 +73,7 @@ impl Receiver {
     }
 
     /// Every alert received so far: (status, alertname).
-    fn alerts(&self) -> Vec<(String, String)> {
+    pub(crate) fn alerts(&self) -> Vec<(String, String)> {
         self.bodies
             .lock()
             .unwrap()
@@ -88,7 +88,7 @@ impl Receiver {
             .collect()
     }
 
-    fn count(&self, status: &str, name: &str) -> usize {
+    pub(crate) fn count(&self, status: &str, name: &str) -> usize {
         self.alerts()
             .iter()
             .filter(|(s, n)| s == status && n == name)
@@ -97,9 +97,9 @@ impl Receiver {
 }
 
 /// A real Alertmanager on loopback, killed on drop.
-struct Alertmanager {
+pub(crate) struct Alertmanager {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     _dir: tempfile::TempDir,
 }
 
@@ -111,7 +111,7 @@ impl Drop for Alertmanager {
 }
 
 impl Alertmanager {
-    fn start() -> Alertmanager {
+    pub(crate) fn start() -> Alertmanager {
         assert!(
             Path::new(ALERTMANAGER).exists(),
             "{ALERTMANAGER} is missing; this test needs the real Alertmanager: apt-get install prometheus-alertmanager (.ci/run does)"
@@ -152,7 +152,7 @@ impl Alertmanager {
     }
 
     /// Names of the alerts Alertmanager holds as active.
-    fn active(&self) -> Vec<Value> {
+    pub(crate) fn active(&self) -> Vec<Value> {
         get_url(&format!("{}/api/v2/alerts?active=true", self.base))
             .as_array()
             .cloned()
@@ -171,7 +171,7 @@ impl Alertmanager {
             .collect()
     }
 
-    fn active_named(&self, name: &str) -> Option<Value> {
+    pub(crate) fn active_named(&self, name: &str) -> Option<Value> {
         self.active()
             .into_iter()
             .find(|a| a["labels"]["alertname"] == name)

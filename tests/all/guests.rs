@@ -223,6 +223,130 @@ fn linear_trend() {
 }
 
 #[test]
+fn anomaly() {
+    // Two hours of a steady series with a little noise on two hosts; on `b`
+    // the newest sample jumps far off.
+    let (engine, _dir) = engine();
+    let plugin = load(&engine, guests::ANOMALY_COMPONENT, Kind::Detector);
+    let sources = Sources::default();
+    let now = now_ms();
+    for i in 0..120 {
+        let at = now - (119 - i) * MIN;
+        let wobble = ((i * 7919) % 11) as f64 * 0.1;
+        for host in ["a", "b"] {
+            let jump = if host == "b" && i == 119 { 50.0 } else { 0.0 };
+            sources
+                .series
+                .record("latency_ms", &[("host", host)], at, 20.0 + wobble + jump)
+                .unwrap();
+        }
+    }
+    let config = json!({ "metric": "latency_ms", "window": "3h" });
+    let policy = bind_with(
+        &plugin,
+        "latency",
+        &config,
+        Limits::default(),
+        Arc::new(sources),
+    );
+    let found = policy.detect().unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let f = &found[0];
+    assert_eq!(
+        (f.pattern.as_str(), f.labels.as_slice()),
+        ("anomaly", &[("host".to_string(), "b".to_string())][..])
+    );
+    assert_eq!(f.severity, Severity::Critical);
+    // Evidence travels apart from the labels.
+    let evidence = |name: &str| f.evidence.iter().find(|(n, _)| n == name).map(|e| e.1);
+    assert_eq!(
+        evidence("value"),
+        Some(20.0 + ((119 * 7919) % 11) as f64 * 0.1 + 50.0)
+    );
+    assert!(evidence("score").unwrap() > 10.0, "{:?}", f.evidence);
+}
+
+#[test]
+fn spike() {
+    let (engine, _dir) = engine();
+    let plugin = load(&engine, guests::SPIKE_COMPONENT, Kind::Detector);
+    let sources = Sources::default();
+    let now = now_ms();
+    // Six hours of minutes; every 30 minutes a spike.
+    for i in 0..360 {
+        let v = if i % 30 == 7 {
+            90.0
+        } else {
+            10.0 + (i % 3) as f64
+        };
+        sources
+            .series
+            .record("cpu_percent", &[], now - (359 - i) * MIN, v)
+            .unwrap();
+    }
+    let config = json!({ "metric": "cpu_percent", "window": "6h", "severity": "warning" });
+    let policy = bind_with(
+        &plugin,
+        "spikes",
+        &config,
+        Limits::default(),
+        Arc::new(sources),
+    );
+    let found = policy.detect().unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let f = &found[0];
+    assert_eq!(
+        (f.pattern.as_str(), f.severity),
+        ("periodic-spike", Severity::Warning)
+    );
+    assert!(
+        f.evidence.contains(&("period_s".to_string(), 1800.0)),
+        "{:?}",
+        f.evidence
+    );
+}
+
+#[test]
+fn underutilization() {
+    let (engine, _dir) = engine();
+    let plugin = load(&engine, guests::UNDERUTILIZATION_COMPONENT, Kind::Detector);
+    let sources = Sources::default();
+    let now = now_ms();
+    for i in 0..=120 {
+        let at = now - (120 - i) * MIN;
+        for (process, used) in [("idle", 1e8), ("busy", 7e8)] {
+            sources
+                .series
+                .record(
+                    "process_resident_memory_bytes",
+                    &[("process", process)],
+                    at,
+                    used,
+                )
+                .unwrap();
+        }
+    }
+    let config =
+        json!({ "metric": "process_resident_memory_bytes", "capacity": 1e9, "window": "2h" });
+    let policy = bind_with(
+        &plugin,
+        "sizing",
+        &config,
+        Limits::default(),
+        Arc::new(sources),
+    );
+    let found = policy.detect().unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let f = &found[0];
+    assert_eq!(f.labels, vec![("process".to_string(), "idle".to_string())]);
+    assert!(
+        f.evidence.contains(&("waste".to_string(), 1e9 - 1.25e8)),
+        "{:?}",
+        f.evidence
+    );
+}
+
+#[test]
 fn adversary() {
     // Behaving modes of the adversary: the host serves resources through
     // `list-resources` and checks every index a plan returns.

@@ -63,3 +63,11 @@ pub(crate) fn wait(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The text at `http://{addr}{path}`, which must answer 200.
+pub(crate) fn text(addr: &str, path: &str) -> String {
+    let url = format!("http://{addr}{path}");
+    let mut r = agent().get(&url).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{url}");
+    r.body_mut().read_to_string().unwrap()
+}

@@ -13,6 +13,12 @@
 //! - `api`: resources, cleanup tasks, triggers and `/health` over HTTP.
 //! - `alerts`: alert notifications to a real Alertmanager and a webhook, and
 //!   alert state across restarts.
+//! - `findings`: detector findings stored, listed, notified (webhook, real
+//!   Alertmanager), on `/metrics`, triggering policies, across restarts;
+//!   analytics.
+//! - `expressions`: the threshold plugin's rates, ratios, quantiles, absence
+//!   and grouping against the real series store.
+//! - `replay`: `warden replay` as a user runs it.
 
 /// Fails to compile unless a test function named after the guest exists in scope.
 macro_rules! assert_test_exists {
@@ -30,8 +36,11 @@ mod cleanup;
 mod cli;
 mod containment;
 mod daemon;
+mod expressions;
+mod findings;
 mod guests;
 mod http;
 mod metrics;
 mod policies;
+mod replay;
 mod util;

@@ -11,8 +11,10 @@
 #![deny(missing_docs)]
 
 mod alerts;
+mod analytics;
 pub mod auth;
 mod cleanup;
+mod findings;
 pub mod health;
 mod metrics;
 mod resources;
@@ -59,6 +61,15 @@ impl ApiError {
     pub fn bad_request(message: String) -> Self {
         ApiError(StatusCode::BAD_REQUEST, message)
     }
+
+    /// A 500: `message` is logged, the answer says only that it failed.
+    pub fn internal(message: &str) -> Self {
+        tracing::error!("{message}");
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the request failed inside warden; the daemon's log says why".into(),
+        )
+    }
 }
 
 /// `?policy=NAME&limit=N` of the history endpoints.
@@ -101,6 +112,8 @@ pub fn router(state: AppState) -> Router {
         .merge(policy_routes())
         .merge(metrics::routes())
         .merge(alerts::routes())
+        .merge(findings::routes())
+        .merge(analytics::routes())
         .merge(cleanup::routes())
         .merge(resources::routes())
         .fallback(no_route)
@@ -116,7 +129,7 @@ async fn no_route(uri: axum::http::Uri) -> ApiError {
     ApiError(
         StatusCode::NOT_FOUND,
         format!(
-            "there is no endpoint `{}`; the endpoints are /health, /metrics and /api/v1/{{policies,alerts,cleanup,resources,metrics,series}} (see the README)",
+            "there is no endpoint `{}`; the endpoints are /health, /metrics and /api/v1/{{policies,alerts,findings,analytics,cleanup,resources,metrics,series}} (see the README)",
             uri.path()
         ),
     )
@@ -137,9 +150,11 @@ fn policy_routes() -> Router<AppState> {
 }
 
 async fn exposition(State(s): State<AppState>) -> impl IntoResponse {
-    let body = s.telemetry.encode_with(|out| match &s.metrics {
-        Some(p) => p.encode(out),
-        None => Ok(()),
+    let body = s.telemetry.encode_with(|out| {
+        if let Some(p) = &s.metrics {
+            p.encode(out)?;
+        }
+        warden_runtime::findings::expose::encode(&s.state, out)
     });
     (
         [(

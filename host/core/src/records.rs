@@ -543,4 +543,14 @@ pub struct Finding {
     pub exhaustion_in_ms: Option<u64>,
     /// What to do.
     pub recommendation: String,
+    /// Numbers the detector chose to attach (a score, a slope, a baseline),
+    /// by name. Contract 0.1 carries them as labels named
+    /// [`EVIDENCE_PREFIX`]`<name>`; the host moves them here.
+    pub evidence: Vec<(String, f64)>,
 }
+
+/// Labels of a contract-0.1 finding whose key starts with this carry
+/// evidence: `evidence:score = "4.2"` is the number 4.2 named `score`. A
+/// colon is not allowed in a series label name, so no series label is ever
+/// mistaken for one.
+pub const EVIDENCE_PREFIX: &str = "evidence:";

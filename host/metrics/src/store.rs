@@ -196,6 +196,14 @@ impl SeriesStore {
         self.interner.len()
     }
 
+    /// Returns the times of the oldest and the newest sample of any series.
+    pub fn extent(&self) -> Option<(TimestampMs, TimestampMs)> {
+        let data = self.data.read().unwrap_or_else(|p| p.into_inner());
+        data.iter()
+            .filter_map(|s| Some((s.samples.front()?.at_ms, s.samples.back()?.at_ms)))
+            .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
+    }
+
     /// Returns how many new series were refused for the series cap.
     pub fn refused_series(&self) -> u64 {
         self.interner.refused()

@@ -17,6 +17,56 @@ use warden_core::records::{
     Alert, Attempt, CleanupPlan, Failure, Finding, Invocation, RecoveryDecision, ResourceSet,
 };
 
+/// Which time an evaluation runs at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// The wall clock, as the daemon runs.
+    Wall,
+    /// This time, in ms since the epoch, as a replay of recorded series runs.
+    Simulated(i64),
+}
+
+/// Checks one finding and moves its evidence labels into `evidence`.
+fn check_finding(f: &mut Finding) -> Result<(), String> {
+    use warden_core::records::EVIDENCE_PREFIX;
+    if f.pattern.is_empty() {
+        return Err("the pattern is empty; name what was found".into());
+    }
+    if !(0.0..=1.0).contains(&f.confidence) {
+        return Err(format!(
+            "pattern `{}`: confidence {} is not between 0 and 1",
+            f.pattern, f.confidence
+        ));
+    }
+    if !f.labels.iter().any(|(k, _)| k.starts_with(EVIDENCE_PREFIX)) {
+        return Ok(());
+    }
+    let mut evidence = Vec::new();
+    let mut error = None;
+    f.labels.retain(|(k, v)| {
+        let Some(name) = k.strip_prefix(EVIDENCE_PREFIX) else {
+            return true;
+        };
+        match v.parse::<f64>() {
+            Ok(n) if !name.is_empty() => evidence.push((name.to_owned(), n)),
+            _ => {
+                error.get_or_insert_with(|| {
+                    format!(
+                        "pattern `{}`: evidence `{k}` = `{v}` is not a named number",
+                        f.pattern
+                    )
+                });
+            }
+        }
+        false
+    });
+    if let Some(e) = error {
+        return Err(e);
+    }
+    f.evidence = evidence;
+    Ok(())
+}
+
 /// A plugin bound to a policy: its name, `config:` block, limits and data.
 #[derive(Clone)]
 pub struct Evaluator {
@@ -74,9 +124,12 @@ impl Evaluator {
     /// reason in the returned plan is checked to be in range.
     pub fn plan(&self, dry_run: bool, candidates: ResourceSet) -> Result<CleanupPlan, EvalError> {
         let n = candidates.len();
-        let plan = self.run(Kind::Cleanup, dry_run, |instance, store, inv| {
-            instance.plan(store, inv, candidates)
-        })?;
+        let plan = self.run(
+            Kind::Cleanup,
+            dry_run,
+            Clock::Wall,
+            |instance, store, inv| instance.plan(store, inv, candidates),
+        )?;
         self.check_count(plan.actions.len())?;
         for (i, (action, reason)) in plan.actions.iter().enumerate() {
             if let Some(t) = action.target()
@@ -102,31 +155,55 @@ impl Evaluator {
         failure: &Failure,
         history: &[Attempt],
     ) -> Result<RecoveryDecision, EvalError> {
-        self.run(Kind::Recovery, false, |instance, store, inv| {
-            instance.decide(store, inv, failure, history)
-        })
+        self.run(
+            Kind::Recovery,
+            false,
+            Clock::Wall,
+            |instance, store, inv| instance.decide(store, inv, failure, history),
+        )
     }
 
     /// Asks an alert-rule plugin which alert conditions hold.
     pub fn evaluate_alerts(&self) -> Result<Vec<Alert>, EvalError> {
-        let alerts = self.run(Kind::Alert, false, |instance, store, inv| {
+        self.evaluate_alerts_at(Clock::Wall)
+    }
+
+    /// [`evaluate_alerts`](Self::evaluate_alerts) at a time of the caller's
+    /// choosing (see [`detect_at`](Self::detect_at)).
+    pub fn evaluate_alerts_at(&self, clock: Clock) -> Result<Vec<Alert>, EvalError> {
+        let alerts = self.run(Kind::Alert, false, clock, |instance, store, inv| {
             instance.evaluate(store, inv)
         })?;
         self.check_count(alerts.len())?;
         Ok(alerts)
     }
 
-    /// Asks a detector plugin what it finds.
+    /// Asks a detector plugin what it finds. Evidence labels
+    /// ([`EVIDENCE_PREFIX`](warden_core::records::EVIDENCE_PREFIX)) are moved
+    /// into [`Finding::evidence`]; a finding with a confidence outside 0..=1,
+    /// an empty pattern or evidence that is not a number fails the call.
     pub fn detect(&self) -> Result<Vec<Finding>, EvalError> {
-        let found = self.run(Kind::Detector, false, |instance, store, inv| {
+        self.detect_at(Clock::Wall)
+    }
+
+    /// [`detect`](Self::detect) at a time of the caller's choosing: with
+    /// [`Clock::Simulated`], the plugin's invocation, its `now` import and
+    /// the window its `query-series` calls end at are all that time, which is
+    /// how `warden replay` runs a detector over recorded series.
+    pub fn detect_at(&self, clock: Clock) -> Result<Vec<Finding>, EvalError> {
+        let mut found = self.run(Kind::Detector, false, clock, |instance, store, inv| {
             instance.detect(store, inv)
         })?;
         self.check_count(found.len())?;
+        for (i, f) in found.iter_mut().enumerate() {
+            check_finding(f)
+                .map_err(|m| self.fail(EvalFailure::InvalidOutput(format!("finding {i}: {m}"))))?;
+        }
         Ok(found)
     }
 
     /// Returns the state of a store for one call of this policy at `now_ms`.
-    fn store_state(&self, now_ms: i64) -> StoreState {
+    fn store_state(&self, now_ms: i64, simulated: bool) -> StoreState {
         StoreState::new(
             CallInfo {
                 policy: Arc::clone(&self.policy),
@@ -134,6 +211,7 @@ impl Evaluator {
                 config_json: Arc::clone(&self.config_json),
                 data: Arc::clone(&self.data),
                 now_ms,
+                simulated,
             },
             self.limits.memory_bytes,
         )
@@ -144,7 +222,7 @@ impl Evaluator {
     /// so benchmarks can measure a call apart from its instantiation.
     #[doc(hidden)]
     pub fn warm(&self) -> anyhow::Result<WarmInstance> {
-        let state = self.store_state(warden_core::clock::now_ms());
+        let state = self.store_state(warden_core::clock::now_ms(), false);
         let mut store = self.plugin.engine.store(state, &self.limits);
         let instance = self
             .plugin
@@ -184,6 +262,7 @@ impl Evaluator {
         &self,
         kind: Kind,
         dry_run: bool,
+        clock: Clock,
         call: impl FnOnce(
             &super::wit::Instance,
             &mut Store<StoreState>,
@@ -210,8 +289,11 @@ impl Evaluator {
                 self.plugin.kind()
             ))));
         }
-        let now_ms = warden_core::clock::now_ms();
-        let state = self.store_state(now_ms);
+        let (now_ms, simulated) = match clock {
+            Clock::Wall => (warden_core::clock::now_ms(), false),
+            Clock::Simulated(t) => (t, true),
+        };
+        let state = self.store_state(now_ms, simulated);
         let started = Instant::now();
         let result = {
             let _running = engine.running();

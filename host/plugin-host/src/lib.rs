@@ -36,7 +36,7 @@ pub use engine::{
     EPOCH_TICK, Engine, EngineOptions, MAX_PLUGIN_MEMORY, MAX_TRANSFER_BYTES, Stats, StatsSnapshot,
 };
 pub use error::{EvalError, EvalFailure, LoadError, LoadErrorKind};
-pub use evaluator::{Evaluator, WarmInstance};
+pub use evaluator::{Clock, Evaluator, WarmInstance};
 pub use kind::Kind;
 pub use limits::Limits;
 /// The records exchanged with plugins (re-exported from `warden-core`).

@@ -38,6 +38,9 @@ pub(crate) struct CallInfo {
     pub(crate) config_json: Arc<str>,
     pub(crate) data: Arc<dyn DataSource>,
     pub(crate) now_ms: TimestampMs,
+    /// True if and only if `now_ms` is a simulated time (a replay): the
+    /// plugin's `now` import then answers it instead of the wall clock.
+    pub(crate) simulated: bool,
 }
 
 pub(crate) struct StoreState {
@@ -82,6 +85,7 @@ impl StoreState {
                 config_json: "{}".into(),
                 data: Arc::new(super::data::NoData),
                 now_ms: 0,
+                simulated: false,
             },
             super::limits::Limits::DEFAULT_MEMORY,
         )
@@ -122,6 +126,9 @@ impl StoreState {
     }
 
     pub(crate) fn now_ms(&self) -> TimestampMs {
+        if self.call.simulated {
+            return self.call.now_ms;
+        }
         warden_core::clock::now_ms()
     }
 

@@ -9,6 +9,7 @@
 //! - [`watch`]: reloading when the directory changes.
 //! - [`check`]: `warden check` over files and directories.
 //! - [`cleanup`]: the option values of cleanup policies (cap, excludes).
+//! - [`raises`]: the options of policies that raise alerts or findings.
 //!
 //! Layering: depends on `warden-core`, `warden-plugin-host` (to compile and
 //! bind plugins) and `warden-notify` (receivers named in `notify:`). It must
@@ -23,6 +24,7 @@ pub mod compile;
 pub mod live;
 mod locate;
 pub mod parse;
+pub mod raises;
 pub mod schema;
 pub mod watch;
 

@@ -239,14 +239,7 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
                 ),
             );
         }
-        if (spec.hold_for.is_some() || spec.keep_firing_for.is_some())
-            && spec.kind != PolicyKind::Alert
-        {
-            fail(
-                "for",
-                "`for` and `keep_firing_for` apply to alert policies only".into(),
-            );
-        }
+        crate::raises::check(spec, &mut fail);
         let max_actions = match &spec.max_actions {
             None => None,
             Some(_) if spec.kind != PolicyKind::Cleanup => {
@@ -296,22 +289,6 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
             }
             Some(t) => t.0,
         };
-        if let Some(list) = &spec.notify {
-            if spec.kind != PolicyKind::Alert {
-                fail("notify", "`notify` applies to alert policies only".into());
-            }
-            for (n, config) in list.iter().enumerate() {
-                if let Err(e) = warden_notify::build(config) {
-                    let field = match &e {
-                        warden_notify::NotifyError::Config { field, .. } => {
-                            format!("notify[{n}].{field}")
-                        }
-                        _ => format!("notify[{n}]"),
-                    };
-                    fail(&field, format!("`{field}`: {e}"));
-                }
-            }
-        }
         let config = match &spec.config {
             None | Some(serde_json::Value::Null) => serde_json::json!({}),
             Some(v) => v.clone(),
@@ -442,10 +419,19 @@ fn check_trigger(trigger: &Trigger, fail: &mut impl FnMut(&str, String)) {
 
 /// Returns when the cron expression next fires (UTC), or why it never will.
 pub fn next_cron_fire(expr: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    next_cron_fire_after(expr, chrono::Utc::now())
+}
+
+/// Returns when the cron expression next fires after `after` (UTC), or why
+/// it never will; a replay steps a cron policy through simulated time so.
+pub fn next_cron_fire_after(
+    expr: &str,
+    after: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, String> {
     let cron: croner::Cron = expr
         .parse()
         .map_err(|e| format!("`{expr}` is not a cron expression: {e}"))?;
-    cron.find_next_occurrence(&chrono::Utc::now(), false)
+    cron.find_next_occurrence(&after, false)
         .map_err(|_| format!("the cron expression `{expr}` can never fire (no date matches it)"))
 }
 

@@ -65,12 +65,29 @@ pub struct PolicySpec {
     /// Least time between two notifications or runs that act.
     #[serde(default)]
     pub cooldown: Option<HumanDuration>,
-    /// Alerts: how long a condition must hold before firing (a rule may override).
+    /// Alerts: how long a condition must hold before firing (a rule may
+    /// override). Detectors: how long a finding must be reported before it
+    /// is raised.
     #[serde(default, rename = "for")]
     pub hold_for: Option<HumanDuration>,
     /// Alerts: how long an alert keeps firing after its condition clears.
+    /// Detectors: how long a raised finding stays active after it was last
+    /// reported.
     #[serde(default)]
     pub keep_firing_for: Option<HumanDuration>,
+    /// Alerts and detectors: alerts and findings below this severity are
+    /// kept and listed but never sent to receivers (nor, for findings,
+    /// published as `finding-raised`).
+    #[serde(default)]
+    pub min_severity: Option<Severity>,
+    /// Detectors: evaluations in a row that must not report a finding
+    /// before it resolves (default 3).
+    #[serde(default)]
+    pub resolve_after: Option<u32>,
+    /// Detectors: the most findings the policy keeps (default 1000); beyond
+    /// it, resolved, then pending, then the least severe are dropped.
+    #[serde(default)]
+    pub max_findings: Option<u32>,
     /// Default severity of what the policy raises.
     #[serde(default)]
     pub severity: Option<Severity>,
@@ -101,9 +118,9 @@ pub struct PolicySpec {
     /// daemon's `pressure:` config).
     #[serde(default)]
     pub on_pressure: Option<PressureLevel>,
-    /// Alerts: where this policy's alerts go, instead of the daemon's
-    /// `alerts.notifiers`. Each is `type: log`, `type: webhook` (`url`) or
-    /// `type: alertmanager` (`url`).
+    /// Alerts and detectors: where this policy's alerts or findings go,
+    /// instead of the daemon's `alerts.notifiers`. Each is `type: log`,
+    /// `type: webhook` (`url`) or `type: alertmanager` (`url`).
     #[serde(default)]
     pub notify: Option<Vec<warden_notify::NotifierConfig>>,
 }
@@ -299,6 +316,8 @@ pub enum EventKind {
     PressureChanged,
     /// A service reported a failure.
     FailureReported,
+    /// A detector policy raised a finding (at or above its `min_severity`).
+    FindingRaised,
 }
 
 /// What the host may act on.

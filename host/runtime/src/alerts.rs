@@ -98,10 +98,29 @@ pub fn due(
     cooldown_ms: u64,
     refresh_ms: u64,
 ) -> Vec<Due> {
+    due_at_least(states, now_ms, cooldown_ms, refresh_ms, None)
+}
+
+/// [`due`], leaving out alerts below `min_severity` (the policy's
+/// `min_severity`) unless receivers were told they fire: those always hear
+/// that they resolved.
+pub fn due_at_least(
+    states: &mut HashMap<AlertId, AlertState>,
+    now_ms: i64,
+    cooldown_ms: u64,
+    refresh_ms: u64,
+    min_severity: Option<warden_policy::schema::Severity>,
+) -> Vec<Due> {
     let cooldown = i64::try_from(cooldown_ms).unwrap_or(i64::MAX);
     let refresh = i64::try_from(refresh_ms).unwrap_or(i64::MAX);
     let mut out = Vec::new();
     for s in states.values_mut() {
+        if let Some(min) = min_severity
+            && !s.told_firing
+            && rank(&s.severity) < min
+        {
+            continue;
+        }
         let since = s.last_notified_ms.map(|t| now_ms.saturating_sub(t));
         let (resolved, is_refresh) = match (s.phase, s.told_firing) {
             (Phase::Pending, _) => continue,
@@ -128,6 +147,16 @@ pub fn due(
     out
 }
 
+/// The severity an alert state records, as the policy schema ranks it.
+fn rank(severity: &str) -> warden_policy::schema::Severity {
+    use warden_policy::schema::Severity;
+    match severity {
+        "critical" => Severity::Critical,
+        "warning" => Severity::Warning,
+        _ => Severity::Info,
+    }
+}
+
 /// How long resolved alerts are remembered (for status and for re-sending
 /// resolutions to receivers that missed them).
 pub const KEEP_RESOLVED_MS: i64 = 15 * 60 * 1000;
@@ -143,6 +172,8 @@ pub struct Timing {
     pub cooldown_ms: u64,
     /// How often firing alerts are repeated to receivers that expire them.
     pub refresh_ms: u64,
+    /// The policy's `min_severity`: alerts below it are never announced.
+    pub min_severity: Option<warden_policy::schema::Severity>,
 }
 
 /// How often firing alerts are repeated to Alertmanager unless configured:

@@ -135,6 +135,43 @@ impl Dispatcher {
             .iter()
             .map(|d| (notification(policy, policy_labels, d), d.refresh))
             .collect();
+        self.send(policy, own, &all, now_ms);
+    }
+
+    /// Hands findings that are due (one detector policy's cycle) to the
+    /// policy's receivers, as [`dispatch`](Self::dispatch) does alerts.
+    pub fn dispatch_findings(
+        &self,
+        policy: &str,
+        policy_labels: &BTreeMap<String, String>,
+        own: Option<&[NotifierConfig]>,
+        due: &[crate::findings::Due],
+        now_ms: i64,
+    ) {
+        if due.is_empty() {
+            return;
+        }
+        let all: Vec<(Notification, bool)> = due
+            .iter()
+            .map(|d| {
+                (
+                    crate::findings::notify::notification(policy, policy_labels, d),
+                    d.refresh,
+                )
+            })
+            .collect();
+        self.send(policy, own, &all, now_ms);
+    }
+
+    /// Queues `all` (notifications, each with whether it is a refresh) to
+    /// each receiver: refreshes only to those that want them.
+    fn send(
+        &self,
+        policy: &str,
+        own: Option<&[NotifierConfig]>,
+        all: &[(Notification, bool)],
+        now_ms: i64,
+    ) {
         for config in own.unwrap_or(&self.global) {
             let Some(worker) = self.worker(config) else {
                 continue;
@@ -218,7 +255,11 @@ impl Dispatcher {
 
 /// The notification for one alert: its labels are `alertname`, the policy's
 /// labels, the rule's labels and `severity`, later ones winning.
-fn notification(policy: &str, policy_labels: &BTreeMap<String, String>, d: &Due) -> Notification {
+pub(crate) fn notification(
+    policy: &str,
+    policy_labels: &BTreeMap<String, String>,
+    d: &Due,
+) -> Notification {
     let a = &d.alert;
     let mut labels = policy_labels.clone();
     labels.extend(a.labels.iter().cloned());

@@ -3,8 +3,9 @@
 //! Running policies: the scheduler that evaluates each live policy on its
 //! trigger, the runtime state that outlives reloads (alert states among it),
 //! the candidates a cleanup policy is shown and the executor that carries out
-//! its plan, the dispatcher that hands alerts to receivers, and memory
-//! pressure.
+//! its plan, the findings detector policies report, the dispatcher that hands
+//! alerts and findings to receivers, memory pressure, and `replay`: policies
+//! run over recorded series in simulated time.
 //!
 //! Layering: the decisions-to-effects layer. It depends on every layer below
 //! (`warden-core`, `-plugin-host`, `-metrics`, `-resources`, `-notify`,
@@ -13,9 +14,12 @@
 #![deny(missing_docs)]
 
 pub mod alerts;
+pub mod analytics;
 pub mod cleanup;
 pub mod dispatch;
+pub mod findings;
 pub mod pressure;
+pub mod replay;
 pub mod scheduler;
 pub mod sources;
 pub mod state;

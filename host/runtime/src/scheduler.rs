@@ -384,6 +384,7 @@ fn decide_and_act(
     Ok(match evaluate_blocking(p, cx)? {
         Decided::Summary(s) => s,
         Decided::Alerts(alerts) => apply_alerts(p, cx, &alerts, at_ms),
+        Decided::Findings(found) => crate::findings::run::apply(p, cx, &found, at_ms),
         Decided::Cleanup(runs) => {
             let summary = runs
                 .iter()
@@ -402,6 +403,8 @@ enum Decided {
     Summary(String),
     /// Alert conditions, for the state machine.
     Alerts(Vec<warden_core::records::Alert>),
+    /// What a detector found, for the findings store.
+    Findings(Vec<warden_core::records::Finding>),
     /// Cleanup runs (files, then registered resources), for the history.
     Cleanup(Vec<cleanup::Run>),
 }
@@ -451,6 +454,7 @@ fn apply_alerts(
             keep_firing_for_ms: ms(spec.keep_firing_for),
             cooldown_ms: ms(spec.cooldown),
             refresh_ms: cx.refresh_ms,
+            min_severity: spec.min_severity,
         },
     );
     let mut fired = false;
@@ -488,13 +492,7 @@ fn evaluate_blocking(p: &LivePolicy, cx: &Context) -> Result<Decided, (&'static 
     };
     match p.policy.kind() {
         PolicyKind::Alert => Ok(Decided::Alerts(evaluator.evaluate_alerts().map_err(fail)?)),
-        PolicyKind::Detector => {
-            let found = evaluator.detect().map_err(fail)?;
-            for f in &found {
-                tracing::info!(policy = p.name(), pattern = %f.pattern, subject = %f.subject, exhaustion_in_ms = ?f.exhaustion_in_ms, "{}", f.recommendation);
-            }
-            Ok(Decided::Summary(format!("{} findings", found.len())))
-        }
+        PolicyKind::Detector => Ok(Decided::Findings(evaluator.detect().map_err(fail)?)),
         PolicyKind::Cleanup => {
             let dry_run = p.policy.spec.dry_run;
             let kinds = &p.policy.spec.scope.kinds;

@@ -125,6 +125,8 @@ pub struct StateStore {
     map: Mutex<HashMap<StateKey, PolicyState>>,
     alerts: Mutex<Alerts>,
     cleanup_runs: Mutex<CleanupRuns>,
+    /// Detector policies' findings, kept in the same directory.
+    findings: super::findings::FindingStore,
     /// Where alert state and cleanup history are kept across restarts;
     /// nowhere when `None`.
     dir: Option<PathBuf>,
@@ -210,6 +212,7 @@ impl StateStore {
         Ok(StateStore {
             alerts: Mutex::new(alerts),
             cleanup_runs: Mutex::new(cleanup),
+            findings: super::findings::FindingStore::open(dir)?,
             dir: Some(dir.to_path_buf()),
             ..StateStore::default()
         })
@@ -392,7 +395,13 @@ impl StateStore {
             timing.default_for_ms,
             timing.keep_firing_for_ms,
         );
-        let due = super::alerts::due(states, now_ms, timing.cooldown_ms, timing.refresh_ms);
+        let due = super::alerts::due_at_least(
+            states,
+            now_ms,
+            timing.cooldown_ms,
+            timing.refresh_ms,
+            timing.min_severity,
+        );
         let count = |p| states.values().filter(|a| a.phase == p).count();
         let (firing, pending) = (
             count(super::alerts::Phase::Firing),
@@ -461,8 +470,14 @@ impl StateStore {
             .collect()
     }
 
+    /// Detector policies' findings.
+    pub fn findings(&self) -> &super::findings::FindingStore {
+        &self.findings
+    }
+
     /// Drops the state of every policy for which `keep(file, policy)` is false.
     pub fn retain(&self, keep: impl Fn(&std::path::Path, &str) -> bool) {
+        self.findings.retain(&keep);
         self.map
             .lock()
             .unwrap_or_else(|p| p.into_inner())

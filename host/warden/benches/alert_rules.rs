@@ -190,6 +190,7 @@ fn warden(engine: &Engine, n: usize, warmup: usize, cycles: usize) -> WardenRun 
             keep_firing_for_ms: 0,
             cooldown_ms: 0,
             refresh_ms: DEFAULT_REFRESH_MS,
+            min_severity: None,
         };
         let applied = state.apply_alerts(file, "bench-alerts", &alerts, now, timing);
         let t2 = Instant::now();

@@ -69,6 +69,31 @@ pub(crate) enum Command {
         #[arg(long, env = "WARDEN_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+    /// Run a policy file over recorded series in simulated time, stepping at
+    /// each policy's interval, and print every decision: alert state
+    /// changes, findings raised and resolved, notifications.
+    Replay {
+        /// The policy file.
+        policy_file: PathBuf,
+        /// Recorded series: a Warden data directory (its batch files), a CSV
+        /// file (`timestamp,value`, one series named after the file) or a
+        /// JSON-lines file. Repeat for more.
+        #[arg(long = "series", required = true, num_args = 1..)]
+        series: Vec<PathBuf>,
+        /// Start of the replay: ISO 8601 or epoch seconds or milliseconds
+        /// [default: the oldest sample].
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the replay [default: the newest sample].
+        #[arg(long)]
+        to: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReplayFormat::Json)]
+        format: ReplayFormat,
+        /// Expands `${data_dir}` in scopes [default: ./warden-data].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Work with plugin components.
     Plugin {
         /// What to do with a plugin.
@@ -88,6 +113,15 @@ pub(crate) enum PluginCommand {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+}
+
+/// How `warden replay` prints decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ReplayFormat {
+    /// One JSON object per line.
+    Json,
+    /// One line of text per decision.
+    Text,
 }
 
 /// How results are printed.
@@ -152,6 +186,21 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Replay {
+            policy_file,
+            series,
+            from,
+            to,
+            format,
+            data_dir,
+        } => crate::replay::run(&crate::replay::Args {
+            policy_file,
+            series,
+            from,
+            to,
+            text: format == ReplayFormat::Text,
+            data_dir,
+        }),
         Command::Plugin {
             command: PluginCommand::Inspect { file, format },
         } => inspect(&file, format),

@@ -263,6 +263,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         });
     }
 
+    let kept = Arc::clone(&state);
     let app = router(AppState {
         policies: dir,
         state,
@@ -284,8 +285,13 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown())
         .await?;
-    // Everything accepted before the signal is written before exit.
-    tokio::task::spawn_blocking(move || pipeline.shutdown()).await?;
+    // Everything accepted before the signal is written before exit, and
+    // findings refreshed since their last save are saved.
+    tokio::task::spawn_blocking(move || {
+        pipeline.shutdown();
+        kept.findings().flush();
+    })
+    .await?;
     tracing::info!("stopped");
     Ok(())
 }

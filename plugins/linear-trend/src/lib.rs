@@ -149,23 +149,27 @@ impl LinearTrend {
                 Severity::Warning
             };
             let eta = remaining.round() as u64;
-            out.push(Finding {
-                pattern: "linear-growth".into(),
-                subject: s.metric.clone(),
-                labels: s.labels.clone(),
-                confidence: f.r2.clamp(0.0, 1.0),
-                severity,
-                exhaustion_in_ms: Some(eta),
-                recommendation: c.recommendation.clone().unwrap_or_else(|| {
-                    format!(
-                        "`{}` grows {:.3}/min and reaches {} in about {}; free space or raise the limit before then",
-                        s.metric,
-                        f.slope * 60_000.0,
-                        c.capacity,
-                        HumanDuration(std::time::Duration::from_secs(eta / 1000))
-                    )
-                }),
+            let recommendation = c.recommendation.clone().unwrap_or_else(|| {
+                format!(
+                    "`{}` grows {:.3}/min and reaches {} in about {}; free space or raise the limit before then",
+                    s.metric,
+                    f.slope * 60_000.0,
+                    c.capacity,
+                    HumanDuration(std::time::Duration::from_secs(eta / 1000))
+                )
             });
+            out.push(
+                Finding::new("linear-growth", s.metric.clone())
+                    .labels(&s.labels)
+                    .confidence(f.r2)
+                    .severity(severity)
+                    .exhaustion_in(std::time::Duration::from_millis(eta))
+                    .recommend(recommendation)
+                    .evidence("slope_per_s", f.slope * 1000.0)
+                    .evidence("value_now", f.at_now)
+                    .evidence("capacity", c.capacity)
+                    .evidence("r2", f.r2),
+            );
         }
         out
     }
@@ -240,6 +244,8 @@ mod tests {
         assert!((eta - 60 * MIN).abs() < 1000, "{eta}");
         assert_eq!(found[0].severity, Severity::Warning);
         assert_eq!(found[0].pattern, "linear-growth");
+        assert_eq!(found[0].evidence_of("capacity"), Some(110.0));
+        assert!((found[0].evidence_of("slope_per_s").unwrap() - 1.0 / 60.0).abs() < 1e-9);
     }
 
     #[test]

@@ -225,6 +225,9 @@ impl Instance {
                     severity: severity(f.severity),
                     exhaustion_in_ms: f.exhaustion_in_ms,
                     recommendation: f.recommendation,
+                    // Split off the evidence labels by the evaluator, which
+                    // checks them.
+                    evidence: Vec::new(),
                 })
                 .collect()
         }))

@@ -1,0 +1,235 @@
+//! `anomaly`: the unsupervised anomaly detector shipped with Warden. For
+//! each series of a metric it learns what is normal — the level, the
+//! spread of the noise and its tail, a daily and a weekly cycle where the
+//! data has them — with no labels and no training step, and reports a
+//! finding (`anomaly`) for each series whose newest samples do not fit:
+//! a spike, a shift of the level, more noise than usual, or a drift away
+//! from where the series has been over the last day. It works from the
+//! first hour of data (level and spread) and improves as it sees whole
+//! days and weeks (cycles, tails).
+//!
+//! ```yaml
+//! config:
+//!   metric: requests_per_second
+//!   matchers: { service: api }  # optional
+//!   window: 26h                 # the history learned at each evaluation
+//!   recent: 1m                  # samples this new are scored (the newest always)
+//!   counter: false              # true: watch a counter's per-second rate
+//!   critical_at: 3              # findings this many times past a threshold are critical
+//!   sensitivity: { spike: 6, shift_allowance: 0.75, shift_threshold: 8, variance: 4, drift: 4 }
+//! ```
+//!
+//! The model of a series ([`model::Model`]) is a serializable value built
+//! one sample at a time. Under the 0.1 contract, which keeps no plugin state
+//! between evaluations, each evaluation rebuilds it from the `window` it
+//! queries; the series store must keep that much history
+//! (`metrics.store.retention`, `max_samples`). Once the contract keeps
+//! plugin state, the model will be kept and fed only the new samples.
+
+pub mod model;
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use warden_sdk::config::HumanDuration;
+use warden_sdk::detector::{Detector, Finding};
+use warden_sdk::series::Series;
+use warden_sdk::{Invocation, Severity};
+
+pub use model::{Kind, Model, Score, Sensitivity};
+
+/// The plugin's `config:` block.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The metric to watch.
+    pub metric: String,
+    /// Labels a series must carry.
+    #[serde(default)]
+    pub matchers: BTreeMap<String, String>,
+    /// The history learned at each evaluation.
+    #[serde(default = "default_window")]
+    pub window: HumanDuration,
+    /// Samples newer than this before now are scored; the newest always is.
+    #[serde(default)]
+    pub recent: HumanDuration,
+    /// The series are counters: watch their per-second rate, a drop being a
+    /// reset.
+    #[serde(default)]
+    pub counter: bool,
+    /// Findings at least this many times past their test's threshold are
+    /// critical; weaker ones are warnings.
+    #[serde(default = "default_critical_at")]
+    pub critical_at: f64,
+    /// The tests' thresholds.
+    #[serde(default)]
+    pub sensitivity: Sensitivity,
+}
+
+fn default_window() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(26 * 3600))
+}
+
+fn default_critical_at() -> f64 {
+    3.0
+}
+
+/// An anomalous sample of one series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Found {
+    /// When it was taken.
+    pub at_ms: i64,
+    /// Its value (a counter's rate).
+    pub value: f64,
+    /// What the model said of it.
+    pub score: Score,
+    /// The spread the model had learned.
+    pub spread: f64,
+}
+
+/// The detector.
+pub struct Anomaly(Config);
+
+/// A counter's per-second rate between consecutive samples; a drop is a
+/// reset, after which the counter counted from 0.
+pub fn rates(times: &[i64], values: &[f64]) -> (Vec<i64>, Vec<f64>) {
+    let mut t = Vec::with_capacity(times.len());
+    let mut r = Vec::with_capacity(times.len());
+    for i in 1..times.len().min(values.len()) {
+        let dt = (times[i] - times[i - 1]) as f64 / 1000.0;
+        let (a, b) = (values[i - 1], values[i]);
+        if dt <= 0.0 || !a.is_finite() || !b.is_finite() {
+            continue;
+        }
+        let inc = if b >= a { b - a } else { b };
+        t.push(times[i]);
+        r.push(inc / dt);
+    }
+    (t, r)
+}
+
+impl Anomaly {
+    /// Learns one series and returns its strongest anomalous sample among
+    /// those scored at `now` (the newest, and those within `recent`).
+    pub fn scan(&self, times: &[i64], values: &[f64], now: i64) -> Option<Found> {
+        let c = &self.0;
+        let (times, values): (std::borrow::Cow<[i64]>, std::borrow::Cow<[f64]>) = if c.counter {
+            let (t, v) = rates(times, values);
+            (t.into(), v.into())
+        } else {
+            (times.into(), values.into())
+        };
+        let from = now.saturating_sub(i64::try_from(c.recent.as_millis()).unwrap_or(i64::MAX));
+        let mut model = Model::new();
+        let mut best: Option<Found> = None;
+        let last = times.len().checked_sub(1)?;
+        for (i, (&t, &v)) in times.iter().zip(values.iter()).enumerate() {
+            if !v.is_finite() {
+                continue;
+            }
+            let spread = model.spread();
+            let score = model.observe(t, v, &c.sensitivity);
+            let scored = i == last || t > from;
+            if scored
+                && score.anomaly.is_some()
+                && best.is_none_or(|b| score.strength > b.score.strength)
+            {
+                best = Some(Found {
+                    at_ms: t,
+                    value: v,
+                    score,
+                    spread,
+                });
+            }
+        }
+        best
+    }
+
+    /// Returns the findings for `series` at `now`: the pure heart of the
+    /// plugin.
+    pub fn check(&self, series: &[Series], now: i64) -> Vec<Finding> {
+        series
+            .iter()
+            .filter_map(|s| {
+                let found = self.scan(&s.times, &s.values, now)?;
+                Some(self.finding(s, &found))
+            })
+            .collect()
+    }
+
+    fn finding(&self, s: &Series, f: &Found) -> Finding {
+        let kind = f.score.anomaly.unwrap_or(Kind::Spike);
+        let severity = if f.score.strength >= self.0.critical_at {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        };
+        let what = if self.0.counter {
+            format!("the rate of `{}`", s.metric)
+        } else {
+            format!("`{}`", s.metric)
+        };
+        Finding::new("anomaly", s.metric.clone())
+            .labels(&s.labels)
+            .severity(severity)
+            .confidence(1.0 - (-f.score.strength).exp())
+            .recommend(format!(
+                "{what} shows {}: {:.4} where about {:.4} ± {:.4} was expected ({:+.1} spreads); check what changed",
+                kind.describe(),
+                f.value,
+                f.score.expected,
+                f.spread,
+                f.score.z
+            ))
+            .evidence("value", f.value)
+            .evidence("expected", f.score.expected)
+            .evidence("spread", f.spread)
+            .evidence("score", f.score.z)
+            .evidence("strength", f.score.strength)
+            .evidence("at_ms", f.at_ms as f64)
+    }
+}
+
+impl Detector for Anomaly {
+    type Config = Config;
+
+    fn new(config: Config) -> warden_sdk::Result<Self> {
+        let s = &config.sensitivity;
+        let positive = [
+            ("sensitivity.spike", s.spike),
+            ("sensitivity.shift_allowance", s.shift_allowance),
+            ("sensitivity.shift_threshold", s.shift_threshold),
+            ("sensitivity.variance", s.variance),
+            ("sensitivity.drift", s.drift),
+            ("critical_at", config.critical_at),
+        ];
+        for (field, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("`{field}` must be a number above 0, not {v}").into());
+            }
+        }
+        if config.window.0 < std::time::Duration::from_secs(3600) {
+            return Err(
+                "`window` must be at least 1h: the model needs an hour to learn a series' spread"
+                    .into(),
+            );
+        }
+        Ok(Anomaly(config))
+    }
+
+    fn detect(&self, invocation: &Invocation) -> warden_sdk::Result<Vec<Finding>> {
+        let matchers: Vec<(&str, &str)> = self
+            .0
+            .matchers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let series = warden_sdk::series::query(&self.0.metric, &matchers, self.0.window.0)?;
+        Ok(self.check(&series, invocation.now_ms))
+    }
+}
+
+warden_sdk::register_detector!(Anomaly);
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,583 @@
+//! What the detector learns of one series, online: one sample at a time, in
+//! time order, with constant work and memory per sample. The whole of it is
+//! a plain serializable value ([`Model`]), so it can be kept between
+//! evaluations as plugin state once the contract offers it (0.2); under the
+//! 0.1 contract it is rebuilt at each evaluation by learning the window the
+//! plugin queries, oldest sample first.
+//!
+//! The series is read as `level + daily cycle + weekly cycle + noise`:
+//!
+//! - **level**: an exponentially weighted mean of the value with the cycles
+//!   taken out (time constant [`LEVEL_TAU_MS`]);
+//! - **daily and weekly cycles**: the usual deviation from the level at each
+//!   time of day (96 quarter-hours, interpolated) and of the week (168
+//!   hours), learned from their first visit on; each is used only once it
+//!   has seen a whole period and it makes the residuals smaller than the
+//!   model without it (a series with no cycle keeps none);
+//! - **spread**: the noise's scale, from the mean absolute residual (time
+//!   constant [`SPREAD_TAU_MS`]), and its lag-1 autocorrelation;
+//! - **tail**: how often the residual exceeds 4, 5, 6, 8, 10 and 14 spreads,
+//!   so a series whose normal noise is heavy-tailed needs a larger
+//!   excursion before a point counts as anomalous.
+//!
+//! Each sample is scored before it is learned, by four tests: a point far
+//! outside the series' tail (`spike`), a sustained shift of the level
+//! (two-sided CUSUM of the residual, corrected for autocorrelation:
+//! `shift`), noise grown beyond its usual spread (short mean of the squared
+//! residual: `variance`), and the level drifted away from where it has
+//! been over the last day (`drift`). Outliers are clipped before they are
+//! learned, so an anomaly teaches the model little.
+
+use serde::{Deserialize, Serialize};
+
+/// How fast the level follows the series.
+pub const LEVEL_TAU_MS: f64 = 15.0 * 60_000.0;
+/// How fast the base the cycles are learned against follows the series: a
+/// day, so that a daily cycle barely moves it.
+pub const BASE_TAU_MS: f64 = 24.0 * 3_600_000.0;
+/// How long the tail and the residuals' second moment remember: a few
+/// days, so that rare large values of a heavy-tailed series are remembered
+/// between occurrences.
+pub const TAIL_TAU_MS: f64 = 3.0 * 24.0 * 3_600_000.0;
+/// During the first day, before any daily cycle can be known, the shift,
+/// variance and drift tests ask this much more (a cycle not yet learned
+/// looks like a shift).
+const FIRST_DAY_CAUTION: f64 = 1.5;
+/// Hours in a day: the buckets of the spread's daily profile.
+const SPREAD_BUCKETS: usize = 24;
+/// How fast the spread and the tail follow the series.
+pub const SPREAD_TAU_MS: f64 = 6.0 * 3_600_000.0;
+/// How fast the short mean of squared residuals follows them.
+const VARIANCE_TAU_MS: f64 = 10.0 * 60_000.0;
+/// How fast a cycle's bucket follows what it sees, per visit, once it has
+/// seen a few (before that it averages its visits).
+const CYCLE_RATE: f64 = 0.1;
+/// Quarter-hours in a day.
+const DAY_BUCKETS: usize = 96;
+/// Hours in a week.
+const WEEK_BUCKETS: usize = 168;
+const DAY_MS: i64 = 86_400_000;
+const WEEK_MS: i64 = 7 * DAY_MS;
+/// The levels the tail test counts exceedances of, in spreads.
+pub const TAIL_LEVELS: [f64; 6] = [4.0, 5.0, 6.0, 8.0, 10.0, 14.0];
+/// How many level snapshots the drift test keeps (one per hour: a day).
+const SNAPSHOTS: usize = 24;
+const HOUR_MS: i64 = 3_600_000;
+
+/// What a sample was found to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    /// A point far outside the series' usual range.
+    Spike,
+    /// The level moved and stayed.
+    Shift,
+    /// The noise grew.
+    Variance,
+    /// The level drifted away from where it was over the last day.
+    Drift,
+}
+
+impl Kind {
+    /// A short description for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::Spike => "a spike",
+            Kind::Shift => "a shift of its level",
+            Kind::Variance => "more noise than usual",
+            Kind::Drift => "a drift away from its level of the last day",
+        }
+    }
+}
+
+/// The detector's thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Sensitivity {
+    /// A point counts when its residual exceeds this many spreads (raised
+    /// for series whose noise has heavier tails).
+    pub spike: f64,
+    /// The CUSUM's allowance, in spreads per sample.
+    pub shift_allowance: f64,
+    /// The CUSUM's decision threshold.
+    pub shift_threshold: f64,
+    /// The short mean of squared residuals that counts as more noise.
+    pub variance: f64,
+    /// How many spreads the level may drift from its median of the day.
+    pub drift: f64,
+}
+
+impl Default for Sensitivity {
+    fn default() -> Self {
+        Sensitivity {
+            spike: 6.0,
+            shift_allowance: 0.75,
+            shift_threshold: 8.0,
+            variance: 4.0,
+            drift: 4.0,
+        }
+    }
+}
+
+/// A cycle: the usual value in each of its buckets, learned as it comes.
+/// Its *offset* at a time is that bucket's usual value less the mean of all
+/// buckets: what the cycle adds to the level then.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cycle {
+    /// The usual value per bucket.
+    pub means: Vec<f64>,
+    /// The weight of the samples each bucket has learned (capped).
+    pub weights: Vec<f64>,
+    /// Buckets never visited.
+    pub unvisited: usize,
+    /// The sum of `means`.
+    pub sum: f64,
+    /// Mean absolute residual with the cycle, and without it.
+    pub with: f64,
+    /// See `with`.
+    pub without: f64,
+}
+
+impl Cycle {
+    fn new(buckets: usize) -> Cycle {
+        Cycle {
+            means: vec![0.0; buckets],
+            weights: vec![0.0; buckets],
+            unvisited: buckets,
+            sum: 0.0,
+            with: 0.0,
+            without: 0.0,
+        }
+    }
+
+    /// The two buckets around `pos` (in buckets) and their weights.
+    fn around(&self, pos: f64) -> [(usize, f64); 2] {
+        let n = self.means.len();
+        let centred = pos - 0.5;
+        let lo = centred.floor();
+        let w = centred - lo;
+        let lo = (lo as i64).rem_euclid(n as i64) as usize;
+        [(lo, 1.0 - w), ((lo + 1) % n, w)]
+    }
+
+    /// The usual value at `pos`, from the buckets around it that have been
+    /// visited.
+    fn value_at(&self, pos: f64) -> Option<f64> {
+        let (mut sum, mut weight) = (0.0, 0.0);
+        for (b, w) in self.around(pos) {
+            if self.weights[b] > 0.0 {
+                sum += self.means[b] * w;
+                weight += w;
+            }
+        }
+        (weight > 0.0).then(|| sum / weight)
+    }
+
+    /// What the cycle adds to the level at `pos` (0 until every bucket is
+    /// known).
+    fn offset_at(&self, pos: f64) -> f64 {
+        if self.unvisited > 0 {
+            return 0.0;
+        }
+        self.value_at(pos)
+            .map_or(0.0, |v| v - self.sum / self.means.len() as f64)
+    }
+
+    fn learn(&mut self, pos: f64, target: f64) {
+        for (b, w) in self.around(pos) {
+            if w <= 0.0 {
+                continue;
+            }
+            if self.weights[b] == 0.0 {
+                self.unvisited -= 1;
+            }
+            // A running mean of what the bucket saw, weighted by how close
+            // each sample was to its centre, until it is an exponential one.
+            self.weights[b] = (self.weights[b] + w).min(1e6);
+            let rate = (w / self.weights[b]).max(CYCLE_RATE * w);
+            let delta = rate * (target - self.means[b]);
+            self.means[b] += delta;
+            self.sum += delta;
+        }
+    }
+
+    /// Measures how far `target` is from the cycle and from `base`, then
+    /// learns it.
+    fn observe(&mut self, pos: f64, target: f64, base: f64, weight: f64) {
+        let with = self
+            .value_at(pos)
+            .map_or(target - base, |v| target - v)
+            .abs();
+        self.with += weight * (with - self.with);
+        self.without += weight * ((target - base).abs() - self.without);
+        self.learn(pos, target);
+    }
+
+    /// True if and only if every bucket has been visited and the cycle
+    /// explains a good part of the deviations from the base.
+    fn helps(&self) -> bool {
+        self.unvisited == 0 && self.with < 0.8 * self.without
+    }
+}
+
+/// What scoring one sample found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score {
+    /// The value the model expected.
+    pub expected: f64,
+    /// The residual in spreads.
+    pub z: f64,
+    /// What the sample is, if anomalous.
+    pub anomaly: Option<Kind>,
+    /// How far past its test's threshold, as a multiple of it (≥ 1 when
+    /// anomalous).
+    pub strength: f64,
+}
+
+/// Everything learned of one series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    /// Samples learned.
+    pub samples: u64,
+    /// When the first and the newest were taken, ms since the epoch.
+    pub first_ms: i64,
+    /// See `first_ms`.
+    pub last_ms: i64,
+    /// The level, cycles taken out.
+    pub level: f64,
+    /// A slow level (time constant [`BASE_TAU_MS`]) the cycles are learned
+    /// against.
+    pub base: f64,
+    /// The mean absolute residual.
+    pub abs_residual: f64,
+    /// The mean product of consecutive residuals, and of squared ones: their
+    /// ratio is the residuals' lag-1 autocorrelation.
+    pub lag_product: f64,
+    /// See `lag_product`.
+    pub square: f64,
+    /// The previous residual.
+    pub previous: f64,
+    /// The daily cycle.
+    pub daily: Cycle,
+    /// The weekly cycle (on top of the daily one).
+    pub weekly: Cycle,
+    /// Whether the level has the daily cycle taken out.
+    pub daily_on: bool,
+    /// Whether the level has the weekly cycle taken out.
+    pub weekly_on: bool,
+    /// Per [`TAIL_LEVELS`], the share of samples whose residual exceeded it.
+    pub tail: [f64; 6],
+    /// The long-run mean of the squared (clipped) residual in spreads: 1 for
+    /// Gaussian noise, more for heavier tails.
+    pub second_moment: f64,
+    /// Per hour of the day, the mean absolute residual against the spread:
+    /// busy hours may be noisier than quiet ones.
+    pub hourly: Vec<f64>,
+    /// Per hour of the day, the weight learned.
+    pub hourly_weight: Vec<f64>,
+    /// The two sides of the CUSUM.
+    pub cusum_high: f64,
+    /// See `cusum_high`.
+    pub cusum_low: f64,
+    /// The short mean of squared (clipped) residuals.
+    pub variance: f64,
+    /// The level at each of the last hours, oldest first.
+    pub snapshots: Vec<f64>,
+    /// When the newest snapshot was taken.
+    pub snapshot_ms: i64,
+}
+
+/// The weight of a new sample for an exponential mean of time constant `tau`,
+/// `dt` after the previous one.
+fn weight(dt: f64, tau: f64) -> f64 {
+    1.0 - (-dt.max(0.0) / tau).exp()
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Model::new()
+    }
+}
+
+impl Model {
+    /// A model that has learned nothing.
+    pub fn new() -> Model {
+        Model {
+            samples: 0,
+            first_ms: 0,
+            last_ms: 0,
+            level: 0.0,
+            base: 0.0,
+            abs_residual: 0.0,
+            lag_product: 0.0,
+            square: 0.0,
+            previous: 0.0,
+            daily: Cycle::new(DAY_BUCKETS),
+            weekly: Cycle::new(WEEK_BUCKETS),
+            daily_on: false,
+            weekly_on: false,
+            tail: [0.0; 6],
+            second_moment: 1.0,
+            hourly: vec![0.0; SPREAD_BUCKETS],
+            hourly_weight: vec![0.0; SPREAD_BUCKETS],
+            cusum_high: 0.0,
+            cusum_low: 0.0,
+            variance: 1.0,
+            snapshots: Vec::new(),
+            snapshot_ms: 0,
+        }
+    }
+
+    fn positions(t: i64) -> (f64, f64) {
+        let day = t.rem_euclid(DAY_MS) as f64 / DAY_MS as f64 * DAY_BUCKETS as f64;
+        let week = t.rem_euclid(WEEK_MS) as f64 / WEEK_MS as f64 * WEEK_BUCKETS as f64;
+        (day, week)
+    }
+
+    /// The cycles' part of the expected value at `t`, each counted only if
+    /// it helps.
+    fn seasonal(&self, t: i64) -> f64 {
+        let (d, w) = Model::positions(t);
+        let mut s = 0.0;
+        if self.daily_on {
+            s += self.daily.offset_at(d);
+        }
+        if self.weekly_on {
+            s += self.weekly.offset_at(w);
+        }
+        s
+    }
+
+    /// The noise's scale: the mean absolute residual as a standard deviation
+    /// of Gaussian noise, never below a thousandth of the level (a constant
+    /// series would otherwise call any change infinitely anomalous).
+    pub fn spread(&self) -> f64 {
+        (self.abs_residual * 1.2533)
+            .max(self.level.abs() * 1e-3)
+            .max(1e-9)
+    }
+
+    /// The spread at `t`: [`spread`](Self::spread), scaled by how noisy
+    /// this hour of the day is against the others once a daily cycle is
+    /// known and every hour has been seen.
+    pub fn spread_at(&self, t: i64) -> f64 {
+        let base = self.spread();
+        if !self.daily_on || self.hourly_weight.contains(&0.0) {
+            return base;
+        }
+        let mean = self.hourly.iter().sum::<f64>() / SPREAD_BUCKETS as f64;
+        let h = (t.rem_euclid(DAY_MS) / HOUR_MS) as usize % SPREAD_BUCKETS;
+        if mean <= 0.0 {
+            return base;
+        }
+        base * (self.hourly[h] / mean).clamp(0.5, 3.0)
+    }
+
+    /// True if and only if the model is in its first day without a known
+    /// cycle.
+    fn first_day(&self) -> bool {
+        !self.daily_on && self.last_ms - self.first_ms < DAY_MS
+    }
+
+    /// True if and only if the model has seen 30 samples over half an hour
+    /// at least: enough to know the spread.
+    pub fn warmed_up(&self) -> bool {
+        self.samples >= 30 && self.last_ms - self.first_ms >= HOUR_MS / 2
+    }
+
+    /// The spike threshold for this series: the default, raised to clear the
+    /// series' own tail (a level its noise passes more than once in two days).
+    fn spike_threshold(&self, s: &Sensitivity, dt: f64) -> f64 {
+        // Share of samples that may pass: one in two days.
+        let allowed = (dt / (2.0 * DAY_MS as f64)).max(1e-7);
+        let passed = TAIL_LEVELS
+            .iter()
+            .zip(&self.tail)
+            .filter(|(_, share)| **share > allowed)
+            .map(|(level, _)| *level)
+            .fold(0.0, f64::max);
+        s.spike.max(passed * 1.25)
+    }
+
+    /// Scores the sample `(t, v)` against what was learned, then learns it.
+    pub fn observe(&mut self, t: i64, v: f64, s: &Sensitivity) -> Score {
+        if self.samples == 0 {
+            *self = Model::new();
+            self.first_ms = t;
+            self.last_ms = t;
+            self.snapshot_ms = t;
+            self.level = v;
+            self.base = v;
+            self.samples = 1;
+            return Score {
+                expected: v,
+                z: 0.0,
+                anomaly: None,
+                strength: 0.0,
+            };
+        }
+        let dt = (t - self.last_ms).max(1) as f64;
+        self.switch_cycles();
+        let seasonal = self.seasonal(t);
+        let expected = self.level + seasonal;
+        let spread = self.spread_at(t);
+        let r = v - expected;
+        let z = r / spread;
+        let zc = z.clamp(-4.0, 4.0);
+        // Residuals in units of their own long-run size, for the tests that
+        // add them up: a heavy tail must not read as a shift or more noise.
+        let norm = self.second_moment.max(1.0).sqrt();
+        let caution = if self.first_day() {
+            FIRST_DAY_CAUTION
+        } else {
+            1.0
+        };
+
+        // The tests.
+        let rho = if self.square > 0.0 {
+            (self.lag_product / self.square).clamp(0.0, 0.9)
+        } else {
+            0.0
+        };
+        let decorrelate = ((1.0 - rho) / (1.0 + rho)).sqrt();
+        let step = zc / norm * decorrelate;
+        let k = s.shift_allowance;
+        self.cusum_high = (self.cusum_high + step - k).max(0.0);
+        self.cusum_low = (self.cusum_low - step - k).max(0.0);
+        let wv = weight(dt, VARIANCE_TAU_MS);
+        self.variance += wv * (zc * zc / (norm * norm) - self.variance);
+        let drift = self.drift(spread);
+        let mut anomaly = None;
+        let mut strength = 0.0;
+        if self.warmed_up() {
+            let spike = self.spike_threshold(s, dt);
+            let tests = [
+                (Kind::Spike, z.abs() / spike),
+                (
+                    Kind::Shift,
+                    self.cusum_high.max(self.cusum_low) / (s.shift_threshold * caution),
+                ),
+                (Kind::Variance, self.variance / (s.variance * caution)),
+                (Kind::Drift, drift / (s.drift * caution)),
+            ];
+            for (kind, x) in tests {
+                if x >= 1.0 && x > strength {
+                    anomaly = Some(kind);
+                    strength = x;
+                }
+            }
+        }
+
+        // Learning, with the residual clipped so an outlier teaches little.
+        let clipped = expected + zc * spread;
+        let (d, w) = Model::positions(t);
+        let wl = weight(dt, LEVEL_TAU_MS);
+        self.level += wl * (clipped - seasonal - self.level);
+        // Each cycle learns the usual value of its buckets with the other
+        // cycle taken out, and is judged against the slow base (which a
+        // daily cycle barely moves): how far the samples are from the cycle,
+        // and from the base.
+        let n = self.samples as f64;
+        let wb = weight(dt, BASE_TAU_MS).max(1.0 / (n + 1.0));
+        let ws = weight(dt, SPREAD_TAU_MS);
+        let weekly_now = if self.weekly_on {
+            self.weekly.offset_at(w)
+        } else {
+            0.0
+        };
+        let daily_now = if self.daily_on {
+            self.daily.offset_at(d)
+        } else {
+            0.0
+        };
+        self.daily.observe(d, clipped - weekly_now, self.base, ws);
+        self.weekly.observe(w, clipped - daily_now, self.base, ws);
+        self.base += wb * (clipped - seasonal - self.base);
+        let rc = clipped - expected;
+        // The spread learns slowly and from clipped residuals; before the
+        // model is warm it learns fast, so the first half hour sets it.
+        let wa = if self.samples < 30 { 1.0 / n } else { ws };
+        self.abs_residual += wa * (rc.abs() - self.abs_residual);
+        self.lag_product += ws * (rc * self.previous - self.lag_product);
+        self.square += ws * (rc * rc - self.square);
+        self.previous = rc;
+        // The tail and the second moment average everything at first, then
+        // remember a few days.
+        let wt = weight(dt, TAIL_TAU_MS).max(1.0 / n);
+        for (share, level) in self.tail.iter_mut().zip(TAIL_LEVELS) {
+            let past = if z.abs() > level { 1.0 } else { 0.0 };
+            *share += wt * (past - *share);
+        }
+        self.second_moment += wt * (zc * zc - self.second_moment);
+        if self.daily_on {
+            let h = (t.rem_euclid(DAY_MS) / HOUR_MS) as usize % SPREAD_BUCKETS;
+            let relative = (rc / self.spread()).abs();
+            self.hourly_weight[h] += 1.0;
+            let rate = (1.0 / self.hourly_weight[h]).max(0.02);
+            self.hourly[h] += rate * (relative - self.hourly[h]);
+        }
+        while t - self.snapshot_ms >= HOUR_MS {
+            self.snapshot_ms += HOUR_MS;
+            if self.snapshots.len() == SNAPSHOTS {
+                self.snapshots.remove(0);
+            }
+            self.snapshots.push(self.level);
+        }
+        self.samples += 1;
+        self.last_ms = t;
+        Score {
+            expected,
+            z,
+            anomaly,
+            strength,
+        }
+    }
+
+    /// Starts (or stops) taking a cycle out of the level the moment it
+    /// starts (or stops) helping, so that the expected value stays where it
+    /// was: the level and its hourly snapshots lose (or regain) the cycle's
+    /// offset at their times, and the tests, which saw the old level, start
+    /// afresh.
+    fn switch_cycles(&mut self) {
+        let (daily, weekly) = (self.daily.helps(), self.weekly.helps());
+        if daily == self.daily_on && weekly == self.weekly_on {
+            return;
+        }
+        let at = |t: i64, m: &Model, d: bool, w: bool| {
+            let (dp, wp) = Model::positions(t);
+            let mut s = 0.0;
+            if d {
+                s += m.daily.offset_at(dp);
+            }
+            if w {
+                s += m.weekly.offset_at(wp);
+            }
+            s
+        };
+        let shift = |t: i64, m: &Model| at(t, m, daily, weekly) - at(t, m, m.daily_on, m.weekly_on);
+        self.level -= shift(self.last_ms, self);
+        let n = self.snapshots.len() as i64;
+        for k in 0..n {
+            let t = self.snapshot_ms - (n - 1 - k) * HOUR_MS;
+            self.snapshots[k as usize] -= shift(t, self);
+        }
+        self.daily_on = daily;
+        self.weekly_on = weekly;
+        self.cusum_high = 0.0;
+        self.cusum_low = 0.0;
+        self.variance = 1.0;
+    }
+
+    /// How many spreads the level is from its median over the last day: 0
+    /// until there are six hourly snapshots, and during the first day unless
+    /// a daily cycle is known, as a cycle not yet learned looks like a drift.
+    fn drift(&self, spread: f64) -> f64 {
+        let first_day = self.last_ms - self.first_ms < DAY_MS;
+        if self.snapshots.len() < 6 || (first_day && !self.daily_on) {
+            return 0.0;
+        }
+        let mut s = self.snapshots.clone();
+        s.sort_unstable_by(f64::total_cmp);
+        let median = s[s.len() / 2];
+        (self.level - median).abs() / spread
+    }
+}

@@ -1,0 +1,264 @@
+use super::*;
+
+#[path = "../../../host/warden/benches/support/scenarios.rs"]
+mod scenarios;
+
+/// Tuning aid: the online model over generated scenarios, natively, one pass
+/// per series (no window recompute). Run with `--ignored --nocapture`.
+#[test]
+#[ignore = "a tuning aid, not a test"]
+fn tune() {
+    let n: usize = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let days = 4;
+    let sens = Sensitivity::default();
+    let series = scenarios::anomaly_series(42, n, days);
+    let mut per_kind: BTreeMap<&str, (usize, usize, Vec<usize>)> = BTreeMap::new();
+    let mut false_alarms = 0;
+    let mut by_noise: BTreeMap<String, usize> = BTreeMap::new();
+    for (si, s) in series.iter().enumerate() {
+        let times: Vec<i64> = (0..s.values.len())
+            .map(|i| scenarios::START_MS + i as i64 * scenarios::STEP_MS)
+            .collect();
+        let (times, values) = if s.counter {
+            rates(&times, &s.values)
+        } else {
+            (times, s.values.clone())
+        };
+        let _ = &sens;
+        let d = Anomaly::new(serde_json::from_str(r#"{"metric": "m"}"#).unwrap()).unwrap();
+        let window = (26 * 3_600_000 / scenarios::STEP_MS) as usize;
+        let mut active = false;
+        let mut quiet = 0;
+        let mut raises = Vec::new();
+        let online = std::env::var("ONLINE").is_ok();
+        let mut m = Model::new();
+        for (i, &t) in times.iter().enumerate() {
+            let found = if online {
+                m.observe(t, values[i], &d.0.sensitivity).anomaly
+            } else {
+                let from = (i + 1).saturating_sub(window);
+                d.scan(&times[from..=i], &values[from..=i], t)
+                    .and_then(|f| f.score.anomaly)
+            };
+            if found.is_some() {
+                quiet = 0;
+                if !active {
+                    active = true;
+                    raises.push((
+                        ((t - scenarios::START_MS) / scenarios::STEP_MS) as usize,
+                        found,
+                    ));
+                }
+            } else if active {
+                quiet += 1;
+                if quiet >= 3 {
+                    active = false;
+                }
+            }
+        }
+        let mut hit = vec![None; s.windows.len()];
+        for (r, why) in &raises {
+            let w = s
+                .windows
+                .iter()
+                .position(|w| *r >= w.start && *r < w.end + 60);
+            match w {
+                Some(i) => {
+                    if hit[i].is_none() {
+                        hit[i] = Some(r - s.windows[i].start);
+                    }
+                }
+                None => {
+                    false_alarms += 1;
+                    *by_noise
+                        .entry(format!("{:?} {:?}", s.noise, why))
+                        .or_default() += 1;
+                    if std::env::var("V").is_ok() {
+                        println!(
+                            "FA series {si} at {r} (day {}, {:?} {:?}, seasonal {}, counter {})",
+                            r / 1440,
+                            why,
+                            s.noise,
+                            s.seasonal,
+                            s.counter
+                        );
+                    }
+                }
+            }
+        }
+        for (w, h) in s.windows.iter().zip(hit) {
+            let e = per_kind.entry(w.kind.name()).or_default();
+            e.0 += 1;
+            if let Some(d) = h {
+                e.1 += 1;
+                e.2.push(d);
+            } else if std::env::var("V").is_ok() {
+                println!(
+                    "MISS series {si} {:?} {}..{} ({:?}, seasonal {}, counter {})",
+                    w.kind, w.start, w.end, s.noise, s.seasonal, s.counter
+                );
+            }
+        }
+    }
+    let (mut total, mut detected, mut delays) = (0, 0, Vec::new());
+    for (k, (n, d, ds)) in &per_kind {
+        let mut ds = ds.clone();
+        ds.sort_unstable();
+        println!("{k:16} {d}/{n} median delay {:?}", ds.get(ds.len() / 2));
+        total += n;
+        detected += d;
+        delays.extend(ds);
+    }
+    delays.sort_unstable();
+    println!(
+        "recall {:.1}% precision {:.1}% ({false_alarms} false alarms over {} series-days) median delay {:?}",
+        100.0 * detected as f64 / total as f64,
+        100.0 * detected as f64 / (detected + false_alarms) as f64,
+        n * days,
+        delays.get(delays.len() / 2)
+    );
+    println!("false alarms by noise: {by_noise:?}");
+}
+
+const MIN: i64 = 60_000;
+const T0: i64 = 1_704_067_200_000;
+
+/// `minutes` samples a minute apart: `f(minute)` plus deterministic noise
+/// of spread about 1.
+fn series(minutes: i64, f: impl Fn(i64) -> f64) -> (Vec<i64>, Vec<f64>) {
+    let mut rng = scenarios::Rng::new(7);
+    (0..minutes)
+        .map(|m| (T0 + m * MIN, f(m) + rng.normal()))
+        .unzip()
+}
+
+fn detector(json: &str) -> Anomaly {
+    Anomaly::new(serde_json::from_str(json).unwrap()).unwrap()
+}
+
+fn now_of(times: &[i64]) -> i64 {
+    *times.last().unwrap()
+}
+
+#[test]
+fn steady_noise_says_nothing_and_a_spike_in_it_is_found_at_once() {
+    let d = detector(r#"{"metric": "m"}"#);
+    let (t, v) = series(240, |_| 100.0);
+    for end in (60..240).step_by(7) {
+        assert_eq!(
+            d.scan(&t[..end], &v[..end], t[end - 1]),
+            None,
+            "at minute {end}"
+        );
+    }
+    let (t, mut v) = series(240, |_| 100.0);
+    v[239] += 12.0;
+    let f = d.scan(&t, &v, now_of(&t)).unwrap();
+    assert_eq!((f.at_ms, f.score.anomaly), (t[239], Some(Kind::Spike)));
+    assert!(f.score.z > 8.0, "{f:?}");
+}
+
+#[test]
+fn a_level_shift_is_found_within_a_few_samples() {
+    let d = detector(r#"{"metric": "m"}"#);
+    let (t, v) = series(300, |m| if m >= 295 { 104.0 } else { 100.0 });
+    let f = d.scan(&t, &v, now_of(&t));
+    assert!(f.is_some_and(|f| f.score.anomaly.is_some()), "{f:?}");
+}
+
+#[test]
+fn a_learned_daily_cycle_is_normal_and_its_absence_is_not() {
+    let d = detector(r#"{"metric": "m", "window": "26h"}"#);
+    let cycle = |m: i64| 100.0 + 10.0 * (m as f64 / 1440.0 * std::f64::consts::TAU).sin();
+    let (t, v) = series(1440 + 600, cycle);
+    for end in (1560..2040).step_by(13) {
+        let from = end - 1560;
+        assert_eq!(
+            d.scan(&t[from..end], &v[from..end], t[end - 1]),
+            None,
+            "at minute {end}"
+        );
+    }
+    // The cycle stops near its peak: flat at the mean.
+    let (t, v) = series(
+        1440 + 600,
+        |m| if m >= 1440 + 330 { 100.0 } else { cycle(m) },
+    );
+    let end = 1440 + 340;
+    let f = d.scan(&t[end - 1560..end], &v[end - 1560..end], t[end - 1]);
+    assert!(f.is_some(), "a broken cycle is anomalous");
+}
+
+#[test]
+fn counter_resets_are_not_anomalies() {
+    let d = detector(r#"{"metric": "m", "counter": true}"#);
+    let (t, rate) = series(300, |_| 50.0);
+    let mut total = 0.0;
+    let v: Vec<f64> = rate
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if i == 200 {
+                total = 0.0;
+            }
+            total += r * 60.0;
+            total
+        })
+        .collect();
+    for end in [199, 201, 202, 250, 300] {
+        assert_eq!(d.scan(&t[..end], &v[..end], t[end - 1]), None, "at {end}");
+    }
+    let (t2, r2) = rates(&t[..3], &v[..3]);
+    assert_eq!(t2.len(), 2);
+    assert!((r2[0] - rate[1]).abs() < 1e-9, "per second: {r2:?}");
+}
+
+#[test]
+fn the_model_is_a_value_that_can_be_kept_and_continued() {
+    let (t, v) = series(600, |m| 50.0 + (m % 30) as f64 * 0.1);
+    let s = Sensitivity::default();
+    let mut whole = Model::new();
+    let mut kept = Model::new();
+    for (i, (t, v)) in t.iter().zip(&v).enumerate() {
+        let a = whole.observe(*t, *v, &s);
+        let b = kept.observe(*t, *v, &s);
+        // JSON may round a float's last bit; nothing else may differ.
+        assert_eq!(a.anomaly, b.anomaly, "sample {i}");
+        assert!(
+            (a.z - b.z).abs() < 1e-6 && (a.expected - b.expected).abs() < 1e-6,
+            "sample {i}"
+        );
+        if i == 300 {
+            let json = serde_json::to_string(&kept).unwrap();
+            kept = serde_json::from_str(&json).unwrap();
+        }
+    }
+    assert_eq!(
+        (whole.samples, whole.snapshots.len()),
+        (kept.samples, kept.snapshots.len())
+    );
+}
+
+#[test]
+fn configs_that_cannot_work_are_refused() {
+    for (json, field) in [
+        (r#"{"metric": "m", "window": "10m"}"#, "window"),
+        (r#"{"metric": "m", "critical_at": 0}"#, "critical_at"),
+        (
+            r#"{"metric": "m", "sensitivity": {"spike": -1}}"#,
+            "sensitivity.spike",
+        ),
+    ] {
+        let e = Anomaly::new(serde_json::from_str(json).unwrap())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains(field), "{json}: {e}");
+    }
+    assert!(
+        serde_json::from_str::<Config>(r#"{"metric": "m", "sensitivity": {"spikes": 1}}"#).is_err()
+    );
+}

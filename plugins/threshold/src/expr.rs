@@ -1,0 +1,232 @@
+//! What a rule computes before it compares: a window reduced to one value
+//! per series (latest, avg, min, max, sum, count, rate, increase, a
+//! quantile), optionally grouped by labels (`by` + `aggregate`), optionally
+//! divided by another metric computed the same way (`divide_by`), or the
+//! series that stopped reporting (`absent`). The results are compared with
+//! the rule's threshold in [`alerts`].
+
+use std::collections::BTreeMap;
+
+use warden_sdk::alert::Alert;
+use warden_sdk::series::Series;
+use warden_sdk::{LabelPair, Severity};
+
+use crate::rule::{Aggregate, Level, Over, Rule};
+
+/// One computed value and the labels it stands for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Valued {
+    /// The series' labels, or a group's.
+    pub labels: Vec<LabelPair>,
+    /// The value.
+    pub value: f64,
+}
+
+/// Reduces a series' window to one value, if it has enough samples.
+pub fn reduce(over: Over, quantile: Option<f64>, s: &Series) -> Option<f64> {
+    let values = s.values.iter().copied().filter(|v| v.is_finite());
+    match over {
+        Over::Latest => s.values.last().copied().filter(|v| v.is_finite()),
+        Over::Min => values.reduce(f64::min),
+        Over::Max => values.reduce(f64::max),
+        Over::Sum => values.reduce(|a, b| a + b),
+        Over::Count => Some(values.count() as f64),
+        Over::Avg => {
+            let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+            (n > 0).then(|| sum / n as f64)
+        }
+        Over::Increase => increase(s).map(|(inc, _)| inc),
+        Over::Rate => increase(s)
+            .and_then(|(inc, span_ms)| (span_ms > 0).then(|| inc / (span_ms as f64 / 1000.0))),
+        Over::Quantile => {
+            let mut v: Vec<f64> = values.collect();
+            quantile_of(&mut v, quantile?)
+        }
+    }
+}
+
+/// A counter's increase over its window and the ms between the first and
+/// last sample counted. A value below the one before is a reset: the counter
+/// restarted from 0, so all of its new value is increase. Needs two samples.
+fn increase(s: &Series) -> Option<(f64, i64)> {
+    let mut points = s.times.iter().zip(&s.values).filter(|(_, v)| v.is_finite());
+    let (&t0, &v0) = points.next()?;
+    let (mut last_t, mut last_v, mut inc, mut n) = (t0, v0, 0.0, 1);
+    for (&t, &v) in points {
+        inc += if v >= last_v { v - last_v } else { v };
+        (last_t, last_v) = (t, v);
+        n += 1;
+    }
+    (n >= 2).then_some((inc, last_t - t0))
+}
+
+/// The `q` quantile of `v` by linear interpolation between ranks, as
+/// Prometheus' `quantile_over_time`.
+pub fn quantile_of(v: &mut [f64], q: f64) -> Option<f64> {
+    if v.is_empty() || !(0.0..=1.0).contains(&q) {
+        return None;
+    }
+    v.sort_unstable_by(f64::total_cmp);
+    let rank = q * (v.len() - 1) as f64;
+    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+    Some(v[lo] + (v[hi] - v[lo]) * (rank - lo as f64))
+}
+
+/// Each series reduced, with its labels.
+pub(crate) fn per_series(over: Over, quantile: Option<f64>, series: &[Series]) -> Vec<Valued> {
+    series
+        .iter()
+        .filter_map(|s| {
+            reduce(over, quantile, s).map(|value| Valued {
+                labels: s.labels.clone(),
+                value,
+            })
+        })
+        .collect()
+}
+
+/// The running sum, max, min and count of one group.
+type Totals = (f64, f64, f64, usize);
+
+/// Groups `values` by the labels `by` and aggregates each group; a group's
+/// labels are its `by` labels (those the series carry), in `by`'s order.
+pub(crate) fn group(values: Vec<Valued>, by: &[String], aggregate: Aggregate) -> Vec<Valued> {
+    let mut groups: BTreeMap<Vec<(String, String)>, Totals> = BTreeMap::new();
+    for v in values {
+        let key: Vec<(String, String)> = by
+            .iter()
+            .filter_map(|k| warden_sdk::label(&v.labels, k).map(|val| (k.clone(), val.to_owned())))
+            .collect();
+        let g = groups
+            .entry(key)
+            .or_insert((0.0, f64::NEG_INFINITY, f64::INFINITY, 0));
+        g.0 += v.value;
+        g.1 = g.1.max(v.value);
+        g.2 = g.2.min(v.value);
+        g.3 += 1;
+    }
+    groups
+        .into_iter()
+        .map(|(labels, (sum, max, min, n))| Valued {
+            labels: labels
+                .into_iter()
+                .map(|(k, v)| LabelPair::new(k, v))
+                .collect(),
+            value: match aggregate {
+                Aggregate::Sum => sum,
+                Aggregate::Max => max,
+                Aggregate::Min => min,
+                Aggregate::Avg => sum / n as f64,
+                Aggregate::Count => n as f64,
+            },
+        })
+        .collect()
+}
+
+/// The labels of `labels` named in `on` (all of them when `on` is `None`),
+/// sorted: what pairs a numerator with its denominator.
+fn key(labels: &[LabelPair], on: Option<&[String]>) -> Vec<(String, String)> {
+    let mut k: Vec<(String, String)> = labels
+        .iter()
+        .filter(|l| on.is_none_or(|on| on.contains(&l.key)))
+        .map(|l| (l.key.clone(), l.value.clone()))
+        .collect();
+    k.sort();
+    k
+}
+
+/// Divides each numerator by the denominator with the same `on` labels.
+/// A numerator without a denominator, or with one of 0, has no ratio; two
+/// denominators for one numerator is an error that says how to fix the rule.
+pub(crate) fn ratio(
+    numerators: Vec<Valued>,
+    denominators: &[Valued],
+    on: Option<&[String]>,
+) -> Result<Vec<Valued>, String> {
+    let mut by_key: BTreeMap<Vec<(String, String)>, f64> = BTreeMap::new();
+    for d in denominators {
+        let k = key(&d.labels, on);
+        if by_key.insert(k.clone(), d.value).is_some() {
+            let shown: Vec<String> = k.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            return Err(format!(
+                "`divide_by` has several series for {{{}}}; group them with `by` or pair with `on`",
+                shown.join(",")
+            ));
+        }
+    }
+    Ok(numerators
+        .into_iter()
+        .filter_map(|n| {
+            let d = *by_key.get(&key(&n.labels, on))?;
+            (d != 0.0).then(|| Valued {
+                labels: n.labels,
+                value: n.value / d,
+            })
+        })
+        .collect())
+}
+
+/// The series with no sample in their last `absent_ms` at `now_ms`, valued
+/// by the seconds since their newest sample; or, if no series has a sample
+/// at all, one value with the rule's matchers as labels (the window's length
+/// in seconds, as nothing is known closer).
+pub(crate) fn absent(rule: &Rule, absent_ms: u64, series: &[Series], now_ms: i64) -> Vec<Valued> {
+    let newest: Vec<(&Series, i64)> = series
+        .iter()
+        .filter_map(|s| Some((s, *s.times.last()?)))
+        .collect();
+    if newest.is_empty() {
+        return vec![Valued {
+            labels: rule
+                .matchers
+                .iter()
+                .map(|(k, v)| LabelPair::new(k, v))
+                .collect(),
+            value: rule.window.as_millis() as f64 / 1000.0,
+        }];
+    }
+    let limit = i64::try_from(absent_ms).unwrap_or(i64::MAX);
+    newest
+        .into_iter()
+        .filter(|(_, t)| now_ms.saturating_sub(*t) >= limit)
+        .map(|(s, t)| Valued {
+            labels: s.labels.clone(),
+            value: (now_ms - t) as f64 / 1000.0,
+        })
+        .collect()
+}
+
+fn severity(l: Level) -> Severity {
+    match l {
+        Level::Info => Severity::Info,
+        Level::Warning => Severity::Warning,
+        Level::Critical => Severity::Critical,
+    }
+}
+
+/// The alert `rule` raises for one value, if its condition (or, between the
+/// thresholds, its clearing condition) holds; an `absent` rule's values all
+/// fire.
+pub(crate) fn alert(rule: &Rule, v: &Valued) -> Option<Alert> {
+    let sev = severity(rule.severity);
+    let alert = match (rule.condition, rule.threshold) {
+        (Some(op), Some(t)) if op.holds(v.value, t) => Alert::firing(&rule.alert, sev, v.value),
+        (Some(op), Some(_)) if rule.clear_threshold.is_some_and(|c| op.holds(v.value, c)) => {
+            Alert::holding(&rule.alert, sev, v.value)
+        }
+        (Some(_), Some(_)) => return None,
+        _ if rule.absent.is_some() => Alert::firing(&rule.alert, sev, v.value),
+        _ => return None,
+    };
+    let mut alert = alert.labels(&v.labels);
+    if let Some(d) = rule.hold_for {
+        alert = alert.hold_for(d.0);
+    }
+    if let Some(summary) = &rule.summary {
+        alert = alert.annotation("summary", summary);
+    }
+    Some(match rule.threshold {
+        Some(t) => alert.annotation("threshold", t.to_string()),
+        None => alert,
+    })
+}

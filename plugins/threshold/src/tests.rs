@@ -1,0 +1,388 @@
+use super::*;
+use warden_sdk::Severity;
+use warden_sdk::alert::Condition;
+
+fn series(disk: &str, values: &[f64]) -> Series {
+    let samples: Vec<(i64, f64)> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as i64, *v))
+        .collect();
+    Series::new("disk_used_ratio", &[("disk", disk)], &samples)
+}
+
+fn rule(json: &str) -> Rule {
+    serde_json::from_str(json).unwrap()
+}
+
+#[test]
+fn every_condition_compares_as_named() {
+    let cases = [
+        (Op::Gt, 2.0, false),
+        (Op::Ge, 1.0, true),
+        (Op::Lt, 2.0, true),
+        (Op::Le, 0.5, false),
+        (Op::Eq, 1.0, true),
+        (Op::Ne, 1.0, false),
+    ];
+    for (op, threshold, expect) in cases {
+        assert_eq!(op.holds(1.0, threshold), expect, "{op:?} {threshold}");
+    }
+}
+
+#[test]
+fn alerts_once_per_matching_series_with_its_labels() {
+    let r = rule(
+        r#"{"alert": "DiskFull", "metric": "disk_used_ratio", "condition": "gt", "threshold": 0.9, "severity": "critical", "for": "5m"}"#,
+    );
+    let alerts = Threshold::check(
+        &r,
+        &[series("sda", &[0.5, 0.95]), series("sdb", &[0.99, 0.2])],
+    );
+    assert_eq!(alerts.len(), 1);
+    let a = &alerts[0];
+    assert_eq!(
+        (a.name.as_str(), a.condition, a.severity, a.value),
+        ("DiskFull", Condition::Firing, Severity::Critical, 0.95)
+    );
+    assert_eq!(warden_sdk::label(&a.labels, "disk"), Some("sda"));
+    assert_eq!(a.for_ms, Some(300_000));
+}
+
+#[test]
+fn durations_read_as_text_or_milliseconds() {
+    let r = |extra: &str| {
+        rule(&format!(
+            r#"{{"alert": "A", "metric": "m", "condition": "gt", "threshold": 1{extra}}}"#
+        ))
+    };
+    let (a, b) = (r(r#", "for": "5m""#), r(r#", "for": 300000"#));
+    assert_eq!(a.hold_for, b.hold_for);
+    assert_eq!(a.hold_for.map(|d| d.as_millis()), Some(300_000));
+    assert_eq!(r(r#", "for": null"#).hold_for, None);
+    assert_eq!(r("").hold_for, None);
+    assert_eq!(r("").window.as_millis(), 300_000);
+    assert_eq!(r(r#", "window": "1m""#).window.as_millis(), 60_000);
+    let bad = |extra: &str| {
+        serde_json::from_str::<Rule>(&format!(
+            r#"{{"alert": "A", "metric": "m", "condition": "gt", "threshold": 1{extra}}}"#
+        ))
+        .unwrap_err()
+        .to_string()
+    };
+    assert!(bad(r#", "for": "soon""#).contains("is not a duration"));
+    assert!(bad(r#", "window": -1"#).contains("expected a duration"));
+}
+
+#[test]
+fn window_reductions() {
+    let s = [series("sda", &[0.2, 0.95, 0.5])];
+    let over = |o: &str| {
+        Threshold::check(&rule(&format!(r#"{{"alert": "A", "metric": "m", "condition": "gt", "threshold": 0.6, "over": "{o}"}}"#)), &s).len()
+    };
+    assert_eq!(
+        (over("latest"), over("max"), over("avg"), over("min")),
+        (0, 1, 0, 0)
+    );
+}
+
+#[test]
+fn hysteresis_reports_holding_between_the_thresholds() {
+    let r = rule(
+        r#"{"alert": "Hot", "metric": "m", "condition": "gt", "threshold": 0.9, "clear_threshold": 0.8}"#,
+    );
+    assert_eq!(
+        Threshold::check(&r, &[series("a", &[0.85])])[0].condition,
+        Condition::Holding
+    );
+    assert!(Threshold::check(&r, &[series("a", &[0.75])]).is_empty());
+}
+
+#[test]
+fn nan_and_empty_windows_never_alert() {
+    let r = rule(r#"{"alert": "A", "metric": "m", "condition": "ne", "threshold": 1}"#);
+    assert!(Threshold::check(&r, &[series("a", &[f64::NAN]), series("b", &[])]).is_empty());
+}
+
+fn config(rules: &[String]) -> Config {
+    serde_json::from_str(&format!(r#"{{"rules": [{}]}}"#, rules.join(","))).unwrap()
+}
+
+fn per_id(n: usize, extra: &str) -> Vec<String> {
+    (0..n)
+        .map(|i| format!(r#"{{"alert": "A{i}", "metric": "m", "matchers": {{"id": "{i}"{extra}}}, "condition": "gt", "threshold": 0.5}}"#))
+        .collect()
+}
+
+#[test]
+fn many_rules_on_one_metric_share_a_query_filtered_by_their_common_matchers() {
+    let mut rules = per_id(BATCH_FROM, r#", "env": "prod""#);
+    // Another window is another query; few rules keep a query each.
+    rules.push(
+        r#"{"alert": "W", "metric": "m", "condition": "gt", "threshold": 0.5, "window": "1m"}"#
+            .into(),
+    );
+    let t = Threshold::new(config(&rules)).unwrap();
+    assert_eq!(t.batches.len(), 1);
+    let b = &t.batches[0];
+    assert_eq!(
+        (b.common.clone(), b.keys.clone(), b.rules),
+        (
+            vec![("env".to_string(), "prod".to_string())],
+            vec!["id".to_string()],
+            BATCH_FROM
+        )
+    );
+    assert!(t.batch_of[..BATCH_FROM].iter().all(|b| *b == Some(0)));
+    assert_eq!(t.batch_of[BATCH_FROM], None);
+
+    let few = Threshold::new(config(&per_id(BATCH_FROM - 1, ""))).unwrap();
+    assert!(few.batches.is_empty() && few.batch_of.iter().all(Option::is_none));
+}
+
+#[test]
+fn batched_matching_picks_what_the_host_would_in_its_order() {
+    let s = |labels: &[(&str, &str)]| Series::new("m", labels, &[(0, 1.0)]);
+    let all = vec![
+        s(&[("id", "1"), ("zone", "a")]),
+        s(&[("id", "2"), ("zone", "a")]),
+        s(&[("id", "1"), ("zone", "b")]),
+        // A repeated label must not make its series count twice.
+        s(&[("id", "3"), ("id", "3")]),
+        s(&[("zone", "a")]),
+    ];
+    let f = Fetched::new(all.clone(), &["id".into(), "zone".into()]);
+    let picked = |m: &[(&str, &str)]| {
+        let mut got = Vec::new();
+        f.matching(m, |s| got.push(s.clone()));
+        got
+    };
+    let host = |m: &[(&str, &str)]| -> Vec<Series> {
+        all.iter()
+            .filter(|s| {
+                m.iter()
+                    .all(|(k, v)| s.labels.iter().any(|l| l.key == *k && l.value == *v))
+            })
+            .cloned()
+            .collect()
+    };
+    for m in [
+        &[][..],
+        &[("id", "1")],
+        &[("zone", "a")],
+        &[("id", "1"), ("zone", "b")],
+        &[("id", "3")],
+        &[("id", "9")],
+        &[("zone", "a"), ("id", "2")],
+    ] {
+        assert_eq!(picked(m), host(m), "{m:?}");
+    }
+}
+
+#[test]
+fn a_clear_threshold_on_the_firing_side_is_refused() {
+    let c: Config = serde_json::from_str(r#"{"rules": [{"alert": "A", "metric": "m", "condition": "gt", "threshold": 0.8, "clear_threshold": 0.9}]}"#).unwrap();
+    let e = Threshold::new(c).err().unwrap().to_string();
+    assert!(e.contains("clear_threshold"), "{e}");
+}
+
+fn timed(metric: &str, labels: &[(&str, &str)], points: &[(i64, f64)]) -> Series {
+    Series::new(metric, labels, points)
+}
+
+fn one(json: &str, series: &[Series], den: &[Series], now: i64) -> Vec<Alert> {
+    let r = rule(json);
+    assert_eq!(r.problem(), None, "{json}");
+    Threshold::check_at(&r, series, den, now).unwrap()
+}
+
+#[test]
+fn rate_and_increase_count_through_a_counter_reset() {
+    // 0 → 30 over 30 s, reset to 0, then → 20: 50 in 60 s.
+    let s = timed(
+        "c_total",
+        &[],
+        &[
+            (0, 0.0),
+            (10_000, 10.0),
+            (30_000, 30.0),
+            (40_000, 5.0),
+            (60_000, 20.0),
+        ],
+    );
+    assert_eq!(reduce(Over::Increase, None, &s), Some(50.0));
+    let rate = reduce(Over::Rate, None, &s).unwrap();
+    assert!((rate - 50.0 / 60.0).abs() < 1e-12, "{rate}");
+    assert_eq!(
+        reduce(Over::Rate, None, &timed("c", &[], &[(0, 1.0)])),
+        None,
+        "one sample has no rate"
+    );
+}
+
+#[test]
+fn quantiles_interpolate_between_ranks() {
+    let mut v: Vec<f64> = (1..=100).map(f64::from).collect();
+    assert_eq!(quantile_of(&mut v, 0.5), Some(50.5));
+    assert!((quantile_of(&mut v, 0.99).unwrap() - 99.01).abs() < 1e-9);
+    assert_eq!(quantile_of(&mut v, 1.0), Some(100.0));
+    assert_eq!(quantile_of(&mut [], 0.5), None);
+}
+
+#[test]
+fn grouping_aggregates_series_by_their_labels() {
+    let s = [
+        timed("cpu", &[("cluster", "a"), ("host", "1")], &[(0, 0.9)]),
+        timed("cpu", &[("cluster", "a"), ("host", "2")], &[(0, 0.5)]),
+        timed("cpu", &[("cluster", "b"), ("host", "3")], &[(0, 0.2)]),
+    ];
+    let avg = one(
+        r#"{"alert": "A", "metric": "cpu", "by": ["cluster"], "aggregate": "avg", "condition": "gt", "threshold": 0.6}"#,
+        &s,
+        &[],
+        0,
+    );
+    assert_eq!(avg.len(), 1);
+    assert_eq!((avg[0].value, avg[0].labels.len()), (0.7, 1));
+    assert_eq!(warden_sdk::label(&avg[0].labels, "cluster"), Some("a"));
+    let sum_all = one(
+        r#"{"alert": "A", "metric": "cpu", "by": [], "condition": "gt", "threshold": 1.5}"#,
+        &s,
+        &[],
+        0,
+    );
+    assert!((sum_all[0].value - 1.6).abs() < 1e-12 && sum_all[0].labels.is_empty());
+    let max = one(
+        r#"{"alert": "A", "metric": "cpu", "by": ["cluster"], "aggregate": "max", "condition": "lt", "threshold": 0.3}"#,
+        &s,
+        &[],
+        0,
+    );
+    assert_eq!(max.iter().map(|a| a.value).collect::<Vec<_>>(), [0.2]);
+}
+
+#[test]
+fn a_ratio_pairs_series_by_their_groups_or_on_labels() {
+    let errors = [
+        timed(
+            "errors_total",
+            &[("svc", "a"), ("code", "500")],
+            &[(0, 0.0), (10_000, 8.0)],
+        ),
+        timed(
+            "errors_total",
+            &[("svc", "a"), ("code", "503")],
+            &[(0, 0.0), (10_000, 2.0)],
+        ),
+        timed(
+            "errors_total",
+            &[("svc", "b"), ("code", "500")],
+            &[(0, 0.0), (10_000, 1.0)],
+        ),
+    ];
+    let requests = [
+        timed(
+            "requests_total",
+            &[("svc", "a")],
+            &[(0, 0.0), (10_000, 100.0)],
+        ),
+        timed(
+            "requests_total",
+            &[("svc", "b")],
+            &[(0, 0.0), (10_000, 100.0)],
+        ),
+    ];
+    let grouped = one(
+        r#"{"alert": "E", "metric": "errors_total", "over": "rate", "by": ["svc"], "divide_by": {"metric": "requests_total"}, "condition": "gt", "threshold": 0.05}"#,
+        &errors,
+        &requests,
+        10_000,
+    );
+    assert_eq!(grouped.len(), 1);
+    assert!((grouped[0].value - 0.1).abs() < 1e-12);
+    assert_eq!(warden_sdk::label(&grouped[0].labels, "svc"), Some("a"));
+    let per_code = one(
+        r#"{"alert": "E", "metric": "errors_total", "over": "increase", "on": ["svc"], "divide_by": {"metric": "requests_total"}, "condition": "ge", "threshold": 0.02}"#,
+        &errors,
+        &requests,
+        10_000,
+    );
+    assert_eq!(
+        per_code.iter().map(|a| a.value).collect::<Vec<_>>(),
+        [0.08, 0.02]
+    );
+    let r = rule(
+        r#"{"alert": "E", "metric": "errors_total", "over": "increase", "divide_by": {"metric": "requests_total"}, "on": [], "condition": "gt", "threshold": 0}"#,
+    );
+    let e = Threshold::check_at(&r, &errors, &requests, 0).unwrap_err();
+    assert!(e.contains("several series"), "{e}");
+    let zero = [timed(
+        "requests_total",
+        &[("svc", "a")],
+        &[(0, 5.0), (10_000, 5.0)],
+    )];
+    assert!(
+        one(
+            r#"{"alert": "E", "metric": "errors_total", "over": "increase", "on": ["svc"], "divide_by": {"metric": "requests_total"}, "condition": "gt", "threshold": 0}"#,
+            &errors,
+            &zero,
+            0
+        )
+        .is_empty(),
+        "nothing is divided by zero"
+    );
+}
+
+#[test]
+fn absence_fires_for_series_that_stopped_and_for_none_at_all() {
+    let rule_json = r#"{"alert": "Gone", "metric": "beat", "matchers": {"job": "x"}, "absent": "2m", "window": "1h"}"#;
+    let now = 3_600_000;
+    let s = [
+        timed("beat", &[("job", "x"), ("i", "1")], &[(now - 10_000, 1.0)]),
+        timed("beat", &[("job", "x"), ("i", "2")], &[(now - 300_000, 1.0)]),
+    ];
+    let gone = one(rule_json, &s, &[], now);
+    assert_eq!(gone.len(), 1);
+    assert_eq!(warden_sdk::label(&gone[0].labels, "i"), Some("2"));
+    assert_eq!(gone[0].value, 300.0);
+    let none = one(rule_json, &[], &[], now);
+    assert_eq!(none.len(), 1);
+    assert_eq!(warden_sdk::label(&none[0].labels, "job"), Some("x"));
+}
+
+#[test]
+fn rules_that_cannot_mean_anything_are_refused() {
+    for (json, why) in [
+        (
+            r#"{"alert": "A", "metric": "m", "threshold": 1}"#,
+            "give a `condition`",
+        ),
+        (
+            r#"{"alert": "A", "metric": "m", "absent": "5m", "condition": "gt", "threshold": 1}"#,
+            "drop `condition`",
+        ),
+        (
+            r#"{"alert": "A", "metric": "m", "absent": "2h"}"#,
+            "shorter than `window`",
+        ),
+        (
+            r#"{"alert": "A", "metric": "m", "over": "quantile", "condition": "gt", "threshold": 1}"#,
+            "needs `quantile`",
+        ),
+        (
+            r#"{"alert": "A", "metric": "m", "over": "quantile", "quantile": 99, "condition": "gt", "threshold": 1}"#,
+            "between 0 and 1",
+        ),
+        (
+            r#"{"alert": "A", "metric": "m", "aggregate": "max", "condition": "gt", "threshold": 1}"#,
+            "`aggregate` needs `by`",
+        ),
+        (
+            r#"{"alert": "A", "metric": "m", "on": ["x"], "condition": "gt", "threshold": 1}"#,
+            "has none",
+        ),
+    ] {
+        let p = rule(json).problem().unwrap_or_default();
+        assert!(p.contains(why), "{json}: {p}");
+    }
+}

@@ -1,0 +1,252 @@
+//! The shipped `threshold` plugin's expressions against the real series
+//! store, through the host: the store's samples as `query-series` serves
+//! them, the plugin's answer as the host lifts it.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use warden::clock::now_ms;
+use warden::metrics::Kind as SeriesKind;
+use warden::metrics::store::Op;
+use warden::plugin::records::Alert;
+use warden::plugin::{Kind, Limits};
+use warden::sources::Sources;
+use warden_plugins as guests;
+
+use crate::util::{bind_with, engine, load};
+
+const SEC: i64 = 1000;
+
+/// Records `points` (seconds ago, value) of `metric{labels}` as `kind`, the
+/// way the pipeline stores them (a counter's value is its running total).
+fn record(
+    s: &Sources,
+    kind: SeriesKind,
+    metric: &str,
+    labels: &[(&str, &str)],
+    points: &[(i64, f64)],
+) {
+    let id = s.series.interner().intern(metric, labels, kind).unwrap();
+    let op = if kind == SeriesKind::Histogram {
+        Op::Observe
+    } else {
+        Op::Set
+    };
+    let now = now_ms();
+    let changes: Vec<_> = points
+        .iter()
+        .map(|(ago, v)| (id, op, now - ago * SEC, *v))
+        .collect();
+    s.series.apply(&changes, |_, _, _| {});
+}
+
+/// Evaluates one threshold policy with `rules` over `s`, alerts by labels.
+fn evaluate(s: Sources, rules: &serde_json::Value) -> Vec<Alert> {
+    let (engine, _dir) = engine();
+    let plugin = load(&engine, guests::THRESHOLD_COMPONENT, Kind::Alert);
+    let policy = bind_with(
+        &plugin,
+        "expr",
+        &json!({ "rules": rules.clone() }),
+        Limits::default(),
+        Arc::new(s),
+    );
+    let mut alerts = policy.evaluate_alerts().unwrap_or_else(|e| panic!("{e}"));
+    alerts.sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
+    alerts
+}
+
+fn label<'a>(a: &'a Alert, key: &str) -> Option<&'a str> {
+    a.labels
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn rate_and_increase_of_a_counter_count_through_its_reset() {
+    let s = Sources::default();
+    // 0, 60, 120, then the process restarts: 30, 90. Increase 210 in 240 s.
+    let points = [(240, 0.0), (180, 60.0), (120, 120.0), (60, 30.0), (0, 90.0)];
+    record(
+        &s,
+        SeriesKind::Counter,
+        "requests_total",
+        &[("svc", "a")],
+        &points,
+    );
+    record(
+        &s,
+        SeriesKind::Counter,
+        "requests_total",
+        &[("svc", "b")],
+        &[(240, 0.0), (0, 24.0)],
+    );
+    let alerts = evaluate(
+        s,
+        &json!([
+            {"alert": "Busy", "metric": "requests_total", "over": "rate", "condition": "gt", "threshold": 0.5},
+            {"alert": "Many", "metric": "requests_total", "over": "increase", "condition": "ge", "threshold": 200},
+        ]),
+    );
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    assert_eq!(
+        (alerts[0].name.as_str(), label(&alerts[0], "svc")),
+        ("Busy", Some("a"))
+    );
+    assert!((alerts[0].value - 210.0 / 240.0).abs() < 1e-6, "{alerts:?}");
+    assert_eq!((alerts[1].name.as_str(), alerts[1].value), ("Many", 210.0));
+}
+
+#[test]
+fn an_error_ratio_divides_two_metrics_grouped_by_service() {
+    let s = Sources::default();
+    for (svc, code, errors) in [
+        ("api", "500", 30.0),
+        ("api", "503", 20.0),
+        ("web", "500", 1.0),
+    ] {
+        record(
+            &s,
+            SeriesKind::Counter,
+            "errors_total",
+            &[("svc", svc), ("code", code)],
+            &[(100, 0.0), (0, errors)],
+        );
+    }
+    for svc in ["api", "web"] {
+        record(
+            &s,
+            SeriesKind::Counter,
+            "requests_total",
+            &[("svc", svc)],
+            &[(100, 0.0), (0, 1000.0)],
+        );
+    }
+    let alerts = evaluate(
+        s,
+        &json!([{
+            "alert": "ErrorRatio", "metric": "errors_total", "over": "increase", "by": ["svc"],
+            "divide_by": {"metric": "requests_total"}, "condition": "gt", "threshold": 0.01,
+            "summary": "more than 1% of requests fail"
+        }]),
+    );
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(
+        alerts[0].labels,
+        vec![("svc".to_string(), "api".to_string())]
+    );
+    assert!((alerts[0].value - 0.05).abs() < 1e-12);
+}
+
+#[test]
+fn a_quantile_over_the_window_reads_every_observation() {
+    let s = Sources::default();
+    // 100 observations of 1..=100 ms in the last 100 s, and one old outlier
+    // outside the window.
+    let mut points: Vec<(i64, f64)> = (1..=100).map(|i| (100 - i, i as f64)).collect();
+    points.push((3600, 10_000.0));
+    record(
+        &s,
+        SeriesKind::Histogram,
+        "latency_ms",
+        &[("route", "/a")],
+        &points,
+    );
+    let alerts = evaluate(
+        s,
+        &json!([
+            {"alert": "P99", "metric": "latency_ms", "over": "quantile", "quantile": 0.99, "window": "2m", "condition": "gt", "threshold": 98},
+            {"alert": "P50", "metric": "latency_ms", "over": "quantile", "quantile": 0.5, "window": "2m", "condition": "gt", "threshold": 51},
+        ]),
+    );
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].name, "P99");
+    assert!((alerts[0].value - 99.01).abs() < 1e-9, "{alerts:?}");
+}
+
+#[test]
+fn absence_names_the_series_that_stopped_and_fires_when_none_reports() {
+    let s = Sources::default();
+    record(
+        &s,
+        SeriesKind::Gauge,
+        "heartbeat",
+        &[("job", "a")],
+        &[(10, 1.0)],
+    );
+    record(
+        &s,
+        SeriesKind::Gauge,
+        "heartbeat",
+        &[("job", "b")],
+        &[(600, 1.0), (300, 1.0)],
+    );
+    let alerts = evaluate(
+        s,
+        &json!([
+            {"alert": "Stopped", "metric": "heartbeat", "absent": "2m", "window": "1h"},
+            {"alert": "Never", "metric": "backup_done", "matchers": {"host": "db"}, "absent": "5m", "window": "1h"},
+        ]),
+    );
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    assert_eq!(
+        (alerts[0].name.as_str(), alerts[0].labels.as_slice()),
+        ("Never", &[("host".to_string(), "db".to_string())][..])
+    );
+    assert_eq!(
+        (alerts[1].name.as_str(), label(&alerts[1], "job")),
+        ("Stopped", Some("b"))
+    );
+    assert!(
+        (alerts[1].value - 300.0).abs() < 2.0,
+        "seconds since its last sample: {alerts:?}"
+    );
+}
+
+#[test]
+fn grouping_sums_maxes_and_averages_by_labels() {
+    let s = Sources::default();
+    for (cluster, host, v) in [
+        ("a", "1", 0.9),
+        ("a", "2", 0.7),
+        ("b", "3", 0.2),
+        ("b", "4", 0.4),
+    ] {
+        record(
+            &s,
+            SeriesKind::Gauge,
+            "cpu_ratio",
+            &[("cluster", cluster), ("host", host)],
+            &[(30, v), (0, v)],
+        );
+    }
+    let alerts = evaluate(
+        s,
+        &json!([
+            {"alert": "Avg", "metric": "cpu_ratio", "over": "avg", "by": ["cluster"], "aggregate": "avg", "condition": "gt", "threshold": 0.5},
+            {"alert": "Max", "metric": "cpu_ratio", "by": ["cluster"], "aggregate": "max", "condition": "ge", "threshold": 0.4},
+            {"alert": "Sum", "metric": "cpu_ratio", "by": [], "condition": "gt", "threshold": 2},
+        ]),
+    );
+    let got: Vec<(&str, Option<&str>, f64)> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a.name.as_str(),
+                label(a, "cluster"),
+                (a.value * 1000.0).round() / 1000.0,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("Avg", Some("a"), 0.8),
+            ("Max", Some("a"), 0.9),
+            ("Max", Some("b"), 0.4),
+            ("Sum", None, 2.2)
+        ]
+    );
+}

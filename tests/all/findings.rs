@@ -1,0 +1,256 @@
+//! Findings end to end through `warden run`: a detector policy's finding is
+//! stored and listed, reaches a webhook and a real Alertmanager through the
+//! alerts' dispatcher, shows on `/metrics`, triggers a policy on
+//! `finding-raised`, resolves once the detector stops reporting it, and is
+//! still there after a restart. Also `/api/v1/analytics`.
+
+use serde_json::{Value, json};
+
+use crate::alerts::{Alertmanager, Receiver};
+use crate::daemon::Daemon;
+use crate::http::{call, get, wait};
+
+const MIN: i64 = 60_000;
+
+/// A linear-trend detector over `disk_used` notifying both receivers, and a
+/// cleanup policy (dry run, over the data directory) run by `finding-raised`.
+fn policies(hook: &str, am: &str) -> String {
+    format!(
+        "policies:
+  - name: disk-trend
+    kind: detector
+    plugin: linear-trend
+    trigger: {{interval: 200ms}}
+    resolve_after: 2
+    min_severity: warning
+    labels: {{team: storage}}
+    notify:
+      - {{type: webhook, url: \"{hook}\"}}
+      - {{type: alertmanager, url: \"{am}\", resend_ends_after: 1m}}
+    config: {{metric: disk_used, capacity: 100, window: 1h, horizon: 1d}}
+  - name: on-finding
+    kind: cleanup
+    plugin: temp-files
+    trigger: {{event: finding-raised}}
+    scope: {{paths: [\"${{data_dir}}/scratch\"]}}
+    dry_run: true
+    config: {{max_age: 1d}}
+"
+    )
+}
+
+const CONFIG: &str = "metrics:\n  collect:\n    enabled: false\nalerts:\n  refresh: 300ms\n";
+
+/// Pushes `disk_used{mount="/data"}`: `values[i]` at `ago[i]` minutes ago.
+fn push(addr: &str, points: &[(i64, f64)]) {
+    let now = chrono::Utc::now().timestamp_millis();
+    let samples: Vec<Value> = points
+        .iter()
+        .map(|(ago, v)| {
+            json!({"metric": "disk_used", "labels": {"mount": "/data"}, "value": v, "timestamp_ms": now - ago * MIN})
+        })
+        .collect();
+    let (status, body) = call(
+        "POST",
+        addr,
+        "/api/v1/metrics",
+        Some(&json!({"samples": samples})),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+fn findings(d: &Daemon, query: &str) -> Vec<Value> {
+    get(&d.addr, &format!("/api/v1/findings{query}"))
+        .as_array()
+        .cloned()
+        .unwrap()
+}
+
+fn cleanup_runs(d: &Daemon) -> usize {
+    get(&d.addr, "/api/v1/cleanup/history?policy=on-finding")
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+#[test]
+fn a_detector_finding_is_stored_notified_exposed_and_triggers_a_policy_then_resolves() {
+    let am = Alertmanager::start();
+    let hook = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+    std::fs::create_dir_all(dir.path().join("warden-data/scratch")).unwrap();
+    std::fs::write(
+        dir.path().join("policies/disk.yaml"),
+        policies(&hook.url, &am.base),
+    )
+    .unwrap();
+    let d = Daemon::start_in(dir, Some(CONFIG));
+    assert_eq!(cleanup_runs(&d), 0);
+    // 1 unit a minute for 20 minutes, now at 80: exhausted in about 20 min.
+    let rising: Vec<(i64, f64)> = (0..20).map(|i| (19 - i, 61.0 + i as f64)).collect();
+    push(&d.addr, &rising);
+
+    wait("the finding is active", 20, || {
+        findings(&d, "?state=active").len() == 1
+    });
+    let f = &findings(&d, "?policy=disk-trend&pattern=linear-growth")[0];
+    assert_eq!(f["subject"], "disk_used");
+    assert_eq!(f["labels"], json!([["mount", "/data"]]));
+    assert_eq!(f["severity"], "critical", "{f}");
+    let eta = f["exhaustion_in_ms"].as_i64().unwrap();
+    assert!((eta - 20 * MIN).abs() < 2 * MIN, "{f}");
+    assert!(f["evidence"]["slope_per_s"].as_f64().unwrap() > 0.0, "{f}");
+    assert!(findings(&d, "?severity=info").is_empty());
+    assert_eq!(findings(&d, "?min_severity=warning").len(), 1);
+    let (status, e) = call("GET", &d.addr, "/api/v1/findings?state=open", None);
+    assert_eq!(status, 400);
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("pending, active or resolved"),
+        "{e}"
+    );
+
+    wait("the webhook hears the finding", 20, || {
+        hook.count("firing", "linear-growth") == 1
+    });
+    wait("Alertmanager holds it", 20, || {
+        am.active_named("linear-growth").is_some()
+    });
+    let held = am.active_named("linear-growth").unwrap();
+    assert_eq!(held["labels"]["subject"], "disk_used", "{held}");
+    assert_eq!(held["labels"]["team"], "storage", "{held}");
+    assert_eq!(held["labels"]["mount"], "/data", "{held}");
+    assert!(
+        held["annotations"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("grows"),
+        "{held}"
+    );
+    assert!(held["annotations"]["exhaustion_in"].is_string(), "{held}");
+
+    wait("`finding-raised` runs the cleanup policy", 20, || {
+        cleanup_runs(&d) == 1
+    });
+
+    let text = crate::http::text(&d.addr, "/metrics");
+    assert!(
+        text.contains(
+            "warden_findings_active{policy=\"disk-trend\",pattern=\"linear-growth\",severity=\"critical\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("warden_finding_exhaustion_seconds{policy=\"disk-trend\",pattern=\"linear-growth\",subject=\"disk_used\",mount=\"/data\"}"),
+        "{text}"
+    );
+
+    let patterns = get(&d.addr, "/api/v1/analytics/patterns");
+    assert_eq!(patterns[0]["pattern"], "linear-growth", "{patterns}");
+    assert_eq!(patterns[0]["count"], 1);
+    let recommended = get(&d.addr, "/api/v1/analytics/recommendations");
+    assert_eq!(recommended[0]["source"], "finding", "{recommended}");
+    assert_eq!(recommended[0]["policy"], "disk-trend");
+
+    // Usage drops: the fit over the hour now falls, the detector stops
+    // reporting, and two quiet evaluations resolve the finding.
+    push(
+        &d.addr,
+        &(0..20).map(|i| (19 - i, 10.0)).collect::<Vec<_>>(),
+    );
+    wait("the finding resolves", 20, || {
+        findings(&d, "?state=resolved").len() == 1
+    });
+    wait("the webhook hears it resolved", 20, || {
+        hook.count("resolved", "linear-growth") == 1
+    });
+    wait("Alertmanager lets it go", 20, || {
+        am.active_named("linear-growth").is_none()
+    });
+    let history = get(&d.addr, "/api/v1/findings/history?policy=disk-trend");
+    let events: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["resolved", "raised"], "newest first");
+    assert_eq!(cleanup_runs(&d), 1, "raised once, run once");
+
+    let dir = d.stop();
+    let d = Daemon::start_in(dir, Some(CONFIG));
+    let after = findings(&d, "?policy=disk-trend");
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0]["phase"], "resolved");
+    assert_eq!(
+        get(&d.addr, "/api/v1/findings/history")
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    d.stop();
+}
+
+#[test]
+fn usage_profiles_cover_processes_and_registered_resources() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+    let d = Daemon::start_in(dir, Some(CONFIG));
+    let now = chrono::Utc::now().timestamp_millis();
+    // Memory: 100 MB, and 1 GB for one sample in twenty.
+    let samples: Vec<Value> = (0..20)
+        .map(|i| {
+            json!({"metric": "process_resident_memory_bytes", "labels": {"process": "api"},
+                   "value": if i == 5 { 1e9 } else { 1e8 }, "timestamp_ms": now - (19 - i) * MIN})
+        })
+        .collect();
+    let (status, body) = call(
+        "POST",
+        &d.addr,
+        "/api/v1/metrics",
+        Some(&json!({"samples": samples})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = call(
+        "POST",
+        &d.addr,
+        "/api/v1/resources",
+        Some(&json!({"kind": "app-object", "name": "cache/1", "size_bytes": 1000})),
+    );
+    assert_eq!(status, 201);
+    let p = get(&d.addr, "/api/v1/analytics/profiles?window=1h&idle=0s");
+    let mem = &p["processes"][0]["usage"]["memory_bytes"];
+    assert_eq!(p["processes"][0]["process"], "api", "{p}");
+    assert_eq!(mem["samples"], 20);
+    assert_eq!(mem["peak"], 1e9);
+    assert!((mem["avg"].as_f64().unwrap() - 1.45e8).abs() < 1.0, "{mem}");
+    assert!(
+        (mem["waste_pct"].as_f64().unwrap() - 85.5).abs() < 0.01,
+        "{mem}"
+    );
+    assert_eq!(p["resource_kinds"][0]["kind"], "app-object");
+    assert_eq!(p["resource_kinds"][0]["idle_bytes"], 1000, "{p}");
+    let r = get(&d.addr, "/api/v1/analytics/recommendations?idle=0s");
+    let topics: Vec<&str> = r
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["topic"].as_str().unwrap())
+        .collect();
+    assert!(
+        topics.contains(&"memory_bytes") && topics.contains(&"idle-resources"),
+        "{r}"
+    );
+    let (status, e) = call(
+        "GET",
+        &d.addr,
+        "/api/v1/analytics/profiles?window=soon",
+        None,
+    );
+    assert_eq!(status, 400);
+    assert!(e["error"].as_str().unwrap().contains("`window`"), "{e}");
+    d.stop();
+}
