@@ -199,8 +199,9 @@ fn absence_names_the_series_that_stopped_and_fires_when_none_reports() {
         (alerts[1].name.as_str(), label(&alerts[1], "job")),
         ("Stopped", Some("b"))
     );
+    // 300 s when recorded, plus however long the plugin took to load.
     assert!(
-        (alerts[1].value - 300.0).abs() < 2.0,
+        (300.0..360.0).contains(&alerts[1].value),
         "seconds since its last sample: {alerts:?}"
     );
 }

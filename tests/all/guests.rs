@@ -272,19 +272,19 @@ fn spike() {
     let plugin = load(&engine, guests::SPIKE_COMPONENT, Kind::Detector);
     let sources = Sources::default();
     let now = now_ms();
-    // Six hours of minutes; every 30 minutes a spike.
-    for i in 0..360 {
-        let v = if i % 30 == 7 {
+    // 55 minutes (the store keeps an hour by default); every 10 minutes a spike.
+    for i in 0..55 {
+        let v = if i % 10 == 3 {
             90.0
         } else {
             10.0 + (i % 3) as f64
         };
         sources
             .series
-            .record("cpu_percent", &[], now - (359 - i) * MIN, v)
+            .record("cpu_percent", &[], now - (54 - i) * MIN, v)
             .unwrap();
     }
-    let config = json!({ "metric": "cpu_percent", "window": "6h", "severity": "warning" });
+    let config = json!({ "metric": "cpu_percent", "window": "1h", "severity": "warning" });
     let policy = bind_with(
         &plugin,
         "spikes",
@@ -300,7 +300,7 @@ fn spike() {
         ("periodic-spike", Severity::Warning)
     );
     assert!(
-        f.evidence.contains(&("period_s".to_string(), 1800.0)),
+        f.evidence.contains(&("period_s".to_string(), 600.0)),
         "{:?}",
         f.evidence
     );

@@ -145,6 +145,10 @@ impl Replay {
                     kind.name()
                 )),
             };
+            if let Some(why) = why_not {
+                skipped.push((name, why));
+                continue;
+            }
             let schedule = match &policy.trigger {
                 Trigger::Interval(d) => {
                     Schedule::Every(i64::try_from(d.0.as_millis()).unwrap_or(i64::MAX).max(1))
@@ -159,10 +163,6 @@ impl Replay {
                     continue;
                 }
             };
-            if let Some(why) = why_not {
-                skipped.push((name, why));
-                continue;
-            }
             if !policy.spec.enabled {
                 skipped.push((name, "`enabled: false`".into()));
                 continue;

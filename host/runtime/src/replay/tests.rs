@@ -93,9 +93,9 @@ fn an_alert_policy_replays_its_state_changes_and_notifications_in_simulated_time
             (10, "alert Pending".to_owned()),
             (13, "alert Firing".to_owned()),
             (13, "notify Firing".to_owned()),
-            // The 2-minute window still holds 95 until minute 21.
-            (21, "alert Resolved".to_owned()),
-            (21, "notify Resolved".to_owned()),
+            // `over: latest`: the sample of minute 20 (10) resolves it.
+            (20, "alert Resolved".to_owned()),
+            (20, "notify Resolved".to_owned()),
         ]
     );
     assert!(
