@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::policies::alert;
+use crate::policies::{alert, write_whole};
 
 pub(crate) struct Daemon {
     pub child: Child,
@@ -148,11 +148,11 @@ fn run_with_defaults_serves_status_and_follows_edits() {
     let first = threshold(&s).unwrap();
 
     // An edit is picked up without a restart.
-    std::fs::write(d.dir.path().join("policies/a.yaml"), alert("a", 2.0)).unwrap();
+    write_whole(&d.dir.path().join("policies/a.yaml"), &alert("a", 2.0));
     d.until("the edit", |s| threshold(s).is_some_and(|h| h != first));
 
     // A broken edit keeps the last good version; status says why, and exits 1.
-    std::fs::write(d.dir.path().join("policies/a.yaml"), "policies: [").unwrap();
+    write_whole(&d.dir.path().join("policies/a.yaml"), "policies: [");
     let s = d.until("the error", |s| !s["files"][0]["error"].is_null());
     assert_eq!(s["policies"][0]["name"], "a");
     let human = warden(&["status", "--addr", &d.addr]);

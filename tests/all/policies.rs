@@ -54,8 +54,11 @@ impl Env {
         self.dir.path().join("policies").join(name)
     }
 
+    /// Writes a file whole: a plain write truncates it first, and a reload
+    /// that reads it in between sees an empty file (a real error, but not
+    /// the one a test waits for).
     pub(crate) fn write(&self, name: &str, text: &str) {
-        std::fs::write(self.path(name), text).unwrap();
+        write_whole(&self.path(name), text);
     }
 
     /// Waits until `cond` holds for the live set (the watcher reloads on its own).
@@ -87,6 +90,15 @@ fn summary(set: &LiveSet) -> Vec<(PathBuf, Vec<String>, bool)> {
             )
         })
         .collect()
+}
+
+/// Writes `text` to `path` as editors that save safely do: a hidden file
+/// in the same directory (the watcher ignores dot files), renamed over it.
+pub(crate) fn write_whole(path: &Path, text: &str) {
+    let name = path.file_name().unwrap().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.writing"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
 
 pub(crate) fn alert(name: &str, threshold: f64) -> String {
