@@ -8,9 +8,14 @@
 //! - `cache`: compiled plugins are cached on disk and reused.
 //! - `cli`: the `warden` binary as a user runs it.
 //! - `policies`: policy files, `warden check`, hot reload, schedules and state.
-//! - `daemon`: `warden run` end to end: status, reload on edit and SIGHUP, shutdown.
+//! - `daemon`: `warden run` end to end: status, reload on edit and SIGHUP,
+//!   shutdown, a bad config file, the evaluation and failure counters.
 //! - `http`: the HTTP client, calls and waits those tests share.
-//! - `api`: resources, cleanup tasks, triggers and `/health` over HTTP.
+//! - `api`: resources, cleanup tasks and `/health` over HTTP.
+//! - `triggers`: what runs a policy: thresholds, cron, events, memory pressure.
+//! - `metrics`: the metrics pipeline end to end: push, refusals, batch files,
+//!   restarts, a real Prometheus scraping.
+//! - `cleanup`: cleanup policies over real trees: scope, cap, dry run, history.
 //! - `alerts`: alert notifications to a real Alertmanager and a webhook, and
 //!   alert state across restarts.
 
@@ -34,4 +39,5 @@ mod guests;
 mod http;
 mod metrics;
 mod policies;
+mod triggers;
 mod util;

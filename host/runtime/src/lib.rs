@@ -14,6 +14,7 @@
 
 pub mod alerts;
 pub mod cleanup;
+mod crossing;
 pub mod dispatch;
 pub mod pressure;
 pub mod scheduler;

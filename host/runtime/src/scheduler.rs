@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::alerts::{DEFAULT_REFRESH_MS, Phase, Timing};
 use crate::cleanup::{self, walk};
+use crate::crossing::Crossing;
 use crate::dispatch::Dispatcher;
 use crate::state::{EvalRecord, StateKey, StateStore};
 use warden_core::records::SeriesSelector;
@@ -290,9 +291,7 @@ async fn watch_threshold(p: &Arc<LivePolicy>, cx: &Context, t: &ThresholdTrigger
     };
     let hold_ms = t.hold_for.map_or(0, |d| d.0.as_millis() as i64);
     let cooldown_ms = p.policy.spec.cooldown.map_or(0, |d| d.0.as_millis() as i64);
-    let mut since: Option<i64> = None;
-    let mut fired = false;
-    let mut last_run: Option<i64> = None;
+    let mut crossing = Crossing::new(hold_ms, cooldown_ms);
     let mut every = tokio::time::interval(THRESHOLD_CHECK);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -309,20 +308,9 @@ async fn watch_threshold(p: &Arc<LivePolicy>, cx: &Context, t: &ThresholdTrigger
             .iter()
             .filter_map(|s| s.values.first().copied().flatten())
             .any(|v| t.condition.holds(v, t.value));
-        if !holds {
-            since = None;
-            fired = false;
+        if !crossing.check(holds, now) {
             continue;
         }
-        let start = *since.get_or_insert(now);
-        if fired || now - start < hold_ms {
-            continue;
-        }
-        if last_run.is_some_and(|l| now - l < cooldown_ms) {
-            continue;
-        }
-        fired = true;
-        last_run = Some(now);
         tracing::info!(policy = p.name(), metric = %t.metric, "threshold crossed: running the policy");
         evaluate(p, cx, None).await;
     }

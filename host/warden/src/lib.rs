@@ -13,7 +13,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use warden::plugin::{Engine, EngineOptions, Evaluator, Kind, Limits, NoData};
-//! use warden::plugin::records::{Failure, ErrorClass};
+//! use warden::plugin::records::{ErrorClass, Failure, RecoveryDecision};
 //!
 //! # fn main() -> anyhow::Result<()> {
 //! let engine = Engine::new(&EngineOptions::default())?;
@@ -28,7 +28,11 @@
 //!     first_failed_ms: 0,
 //!     seed: 7,
 //! };
-//! println!("{:?}", policy.decide(&failure, &[])?);
+//! // A first timeout: try again after a backoff within the configured bounds.
+//! match policy.decide(&failure, &[])? {
+//!     RecoveryDecision::RetryAfter(ms) => assert!((1..=5_000).contains(&ms)),
+//!     other => panic!("expected a retry, got {other:?}"),
+//! }
 //! # Ok(())
 //! # }
 //! ```
