@@ -148,7 +148,7 @@ mod tests {
         assert_eq!(e.path, "rules[1].condition");
         assert!(
             e.message
-                .starts_with("unknown value `between`, expected one of `gt`, `lt`"),
+                .starts_with("unknown value `between`, expected `gt` or `lt`"),
             "{}",
             e.message
         );
