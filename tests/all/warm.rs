@@ -9,6 +9,7 @@ use warden::plugin::{
     EvalFailure, Evaluator, Isolation, Kind, Limits, MemoryStates, NoData, PolicyId,
 };
 
+use crate::daemon::Daemon;
 use crate::util::{engine, load};
 
 /// What one evaluation of the memory guest reported: (served, inits, stored).
@@ -130,4 +131,83 @@ fn init_refuses_a_config_with_the_path_of_the_field() {
         e.evaluate_alerts().unwrap_err().failure,
         EvalFailure::InvalidConfig(_)
     ));
+}
+
+/// The memory guest's (served, stored) for `policy`, as the daemon's alert
+/// state shows them.
+fn values(d: &Daemon, policy: &str) -> Option<(f64, f64)> {
+    let alerts = crate::http::get(&d.addr, &format!("/api/v1/alerts?policy={policy}"));
+    let v = |n: &str| {
+        alerts
+            .as_array()?
+            .iter()
+            .find(|a| a["name"] == n)?["value"]
+            .as_f64()
+    };
+    Some((v("Served")?, v("Stored")?))
+}
+
+/// Waits until `cond` holds for `policy`'s (served, stored) and returns them.
+fn wait_values(d: &Daemon, policy: &str, what: &str, cond: impl Fn(f64, f64) -> bool) -> (f64, f64) {
+    let mut last = None;
+    crate::http::wait(what, 30, || {
+        last = values(d, policy);
+        last.is_some_and(|(s, t)| cond(s, t))
+    });
+    last.unwrap()
+}
+
+fn state_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir.join("warden-data/state/plugins"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_daemon_keeps_plugin_state_across_reloads_and_restarts_and_drops_it_with_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::copy(
+        warden_plugins::MEMORY_COMPONENT,
+        dir.path().join("policies/mem.wasm"),
+    )
+    .unwrap();
+    let policy = |name: &str, config: &str| {
+        format!(
+            "policies:\n  - name: {name}\n    kind: alert\n    plugin: mem.wasm\n    trigger:\n      interval: 100ms\n    config: {config}\n"
+        )
+    };
+    let file = dir.path().join("policies/mem.yaml");
+    std::fs::write(&file, policy("mem", "{}")).unwrap();
+    let d = Daemon::start_in(dir, None);
+    // One warm instance from the start: it served every evaluation it stored.
+    let (served, stored) = wait_values(&d, "mem", "three evaluations", |_, t| t >= 3.0);
+    assert_eq!(served, stored);
+
+    // A config change: a new instance (served restarts), the same state.
+    std::fs::write(&file, policy("mem", "{panic_on: 1000000}")).unwrap();
+    wait_values(&d, "mem", "a new instance on the kept state", |s, t| {
+        s < t && t > stored
+    });
+    let (_, before_stop) = wait_values(&d, "mem", "some evaluations on it", |s, _| s >= 5.0);
+    let dir = d.stop();
+    assert_eq!(state_files(dir.path()).len(), 1);
+
+    // A restart: a new instance, the state read back from disk.
+    let d = Daemon::start_in(dir, None);
+    wait_values(&d, "mem", "the state after a restart", |s, t| {
+        s <= 3.0 && t > before_stop
+    });
+
+    // Renamed, it is another policy: its own state from nothing, and the old
+    // one's is dropped, on disk too.
+    std::fs::write(d.dir.path().join("policies/mem.yaml"), policy("renamed", "{}")).unwrap();
+    let (served, stored) = wait_values(&d, "renamed", "the renamed policy", |s, _| s >= 2.0);
+    assert!(stored <= served, "{stored} > {served}: it inherited state");
+    crate::http::wait("the old policy's state file to go", 10, || {
+        let files = state_files(d.dir.path());
+        files.len() == 1 && files[0].contains("\"policy\":\"renamed\"")
+    });
+    d.stop();
 }
