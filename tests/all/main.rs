@@ -18,6 +18,13 @@
 //! - `cleanup`: cleanup policies over real trees: scope, cap, dry run, history.
 //! - `alerts`: alert notifications to a real Alertmanager and a webhook, and
 //!   alert state across restarts.
+//! - `compat`: a plugin built against WIT 0.1.0 (a frozen fixture) loads,
+//!   checks and runs through the daemon.
+//! - `init`: `warden check` and reloads run each plugin's `init`; config
+//!   errors point at their line and column.
+//! - `warm`: warm instances, their recycling, and plugin state.
+//! - `scaffold`: `warden plugin new` crates built outside the repository,
+//!   checked and run through the daemon.
 
 /// Fails to compile unless a test function named after the guest exists in scope.
 macro_rules! assert_test_exists {
@@ -33,11 +40,15 @@ mod bad_input;
 mod cache;
 mod cleanup;
 mod cli;
+mod compat;
 mod containment;
 mod daemon;
 mod guests;
 mod http;
+mod init;
 mod metrics;
 mod policies;
+mod scaffold;
 mod triggers;
 mod util;
+mod warm;

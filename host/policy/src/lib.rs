@@ -4,7 +4,8 @@
 //!
 //! - [`schema`]: the file format (and its JSON Schema).
 //! - [`parse`]: reading a file into checked [`Policy`] values, errors located.
-//! - [`compile`]: resolving and compiling plugins, shared across policies.
+//! - [`compile`]: resolving and compiling plugins, shared across policies;
+//!   binding one to a policy runs the plugin's `init` with its config.
 //! - [`live`]: the live set and per-file last-good reloads.
 //! - [`watch`]: reloading when the directory changes.
 //! - [`check`]: `warden check` over files and directories.
@@ -17,6 +18,7 @@
 
 #![deny(missing_docs)]
 
+mod bind;
 pub mod check;
 pub mod cleanup;
 pub mod compile;

@@ -59,6 +59,20 @@ pub struct PolicySpec {
     /// The plugin's memory cap (default 64MiB, at most 4GiB).
     #[serde(default)]
     pub memory_limit: Option<ByteSize>,
+    /// How evaluations get their plugin instance: `warm` (default: one
+    /// instance kept across evaluations, initialized once per config) or
+    /// `fresh` (a new instance, and `init`, for every evaluation). Plugins
+    /// built against WIT 0.1.0 are always fresh.
+    #[serde(default)]
+    pub isolation: Option<IsolationMode>,
+    /// Warm isolation: evaluations one instance serves before it is replaced
+    /// by a fresh one (default 1000, at most 1,000,000).
+    #[serde(default)]
+    pub recycle_after: Option<u32>,
+    /// The most the plugin may keep through its `state` import (default
+    /// 1MiB, at most 64MiB). Needs a plugin built against WIT 0.2.0 or later.
+    #[serde(default)]
+    pub state_limit: Option<ByteSize>,
     /// Retries of failed actions.
     #[serde(default)]
     pub retries: Option<Retries>,
@@ -106,6 +120,19 @@ pub struct PolicySpec {
     /// `type: alertmanager` (`url`).
     #[serde(default)]
     pub notify: Option<Vec<warden_notify::NotifierConfig>>,
+}
+
+/// How a policy's evaluations get their plugin instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IsolationMode {
+    /// One instance per policy, kept across evaluations: `init` runs once
+    /// per config, and memory persists between evaluations until the
+    /// instance is recycled.
+    Warm,
+    /// A fresh instance for every evaluation: nothing in memory survives
+    /// from one evaluation to the next.
+    Fresh,
 }
 
 /// Memory pressure levels, lowest first.

@@ -2,6 +2,7 @@
 //!
 //! Running policies: the scheduler that evaluates each live policy on its
 //! trigger, the runtime state that outlives reloads (alert states among it),
+//! plugins' own state (the `state` import, persisted per policy),
 //! the candidates a cleanup policy is shown and the executor that carries out
 //! its plan, the dispatcher that hands alerts to receivers, and memory
 //! pressure.
@@ -16,6 +17,7 @@ pub mod alerts;
 pub mod cleanup;
 mod crossing;
 pub mod dispatch;
+mod plugin_state;
 pub mod pressure;
 pub mod scheduler;
 pub mod sources;

@@ -234,13 +234,16 @@ fn evaluate(c: &mut Group<'_>, s: &Samples, engine: &Engine) {
             .load_builtin("temp-files", Some(Kind::Cleanup))
             .unwrap(),
     );
+    // Since contract 0.2 policies run warm by default; this row is the
+    // fresh-store path (`isolation: fresh`), as its name says.
     let policy = Evaluator::new(
         plugin,
         "bench",
         &config(),
         Limits::default(),
         Arc::new(NoData),
-    );
+    )
+    .with_isolation(warden::plugin::Isolation::Fresh);
     let now = warden::clock::now_ms();
     let set = host_set(now);
     let ctx = native_ctx(now);

@@ -205,15 +205,18 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         series: Arc::clone(pipeline.store()),
         resources: Arc::clone(&registry),
     });
-    let dir = Arc::new(PolicyDir::new(
-        &policies_dir,
-        ParseContext {
-            data_dir: data_dir.clone(),
-        },
-        PluginCache::new(engine),
-        sources,
-        Arc::clone(&telemetry),
-    ));
+    let dir = Arc::new(
+        PolicyDir::new(
+            &policies_dir,
+            ParseContext {
+                data_dir: data_dir.clone(),
+            },
+            PluginCache::new(engine),
+            sources,
+            Arc::clone(&telemetry),
+        )
+        .with_plugin_states(Arc::clone(&state) as Arc<dyn warden_plugin_host::PluginStateStore>),
+    );
     let report = {
         let dir = Arc::clone(&dir);
         tokio::task::spawn_blocking(move || dir.reload()).await?

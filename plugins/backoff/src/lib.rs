@@ -122,21 +122,26 @@ impl RecoveryStrategy for Backoff {
     type Config = Config;
 
     fn new(c: Config) -> warden_sdk::Result<Self> {
+        use warden_sdk::Error;
         if !(c.multiplier >= 1.0 && c.multiplier.is_finite()) {
-            return Err(format!("`multiplier` must be at least 1, got {}", c.multiplier).into());
+            return Err(Error::at("multiplier", format!("must be at least 1, got {}", c.multiplier)));
         }
         if !(0.0..=1.0).contains(&c.jitter) {
-            return Err(format!("`jitter` must be between 0 and 1, got {}", c.jitter).into());
+            return Err(Error::at("jitter", format!("must be between 0 and 1, got {}", c.jitter)));
         }
         if c.base > c.max {
-            return Err(format!("`base` ({}) is larger than `max` ({})", c.base, c.max).into());
+            return Err(Error::at("base", format!("{} is larger than `max` ({})", c.base, c.max)));
         }
-        if let Some(bad) = c.give_up_on.iter().find(|n| !CLASSES.contains(&n.as_str())) {
-            return Err(format!(
-                "`give_up_on` names unknown class `{bad}`; known: {}",
-                CLASSES.join(", ")
-            )
-            .into());
+        if let Some((i, bad)) = c
+            .give_up_on
+            .iter()
+            .enumerate()
+            .find(|(_, n)| !CLASSES.contains(&n.as_str()))
+        {
+            return Err(Error::at(
+                format!("give_up_on[{i}]"),
+                format!("unknown class `{bad}`; known: {}", CLASSES.join(", ")),
+            ));
         }
         Ok(Backoff(c))
     }
