@@ -42,7 +42,10 @@ fn plugin_inspect_reports_kind_world_version_imports_size_and_hash() {
     let text = String::from_utf8(human.stdout).unwrap();
     assert!(text.contains("kind:        recovery"), "{text}");
     assert!(text.contains("warden:policy/recovery@0.2.0"), "{text}");
-    assert!(text.contains("wit version: 0.2.0 (warm instances"), "{text}");
+    assert!(
+        text.contains("wit version: 0.2.0 (warm instances"),
+        "{text}"
+    );
 }
 
 #[test]

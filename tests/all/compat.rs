@@ -41,8 +41,14 @@ fn a_plugin_built_for_0_1_0_loads_and_evaluates_fresh_every_time() {
         { "alert": "HighMemory", "metric": "memory_used_ratio", "condition": "gt", "threshold": 0.9 }
     ]});
     // Asked for warm, it is still evaluated fresh: 0.1.0 promised that.
-    let policy = bind_with(&plugin, "old", &config, Limits::default(), Arc::new(sources))
-        .with_isolation(Isolation::default());
+    let policy = bind_with(
+        &plugin,
+        "old",
+        &config,
+        Limits::default(),
+        Arc::new(sources),
+    )
+    .with_isolation(Isolation::default());
     assert!(!policy.is_warm());
     policy.prepare().unwrap();
     let before = engine.stats().instantiations;
@@ -62,7 +68,10 @@ fn inspect_check_and_the_daemon_run_a_0_1_0_plugin() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("wit version: 0.1.0 (a fresh instance"), "{text}");
+    assert!(
+        text.contains("wit version: 0.1.0 (a fresh instance"),
+        "{text}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("policies")).unwrap();
@@ -84,7 +93,9 @@ fn inspect_check_and_the_daemon_run_a_0_1_0_plugin() {
     // What 0.1.0 cannot do is refused by name.
     std::fs::write(
         dir.path().join("bad.yaml"),
-        policy.replace("old.wasm", "policies/old.wasm").replace("    trigger:", "    state_limit: 2MiB\n    trigger:"),
+        policy
+            .replace("old.wasm", "policies/old.wasm")
+            .replace("    trigger:", "    state_limit: 2MiB\n    trigger:"),
     )
     .unwrap();
     let refused = Command::new(warden)

@@ -271,7 +271,10 @@ fn adversary() {
     // Plans cross in columns (WIT 0.2.0): columns that do not line up, or an
     // action code that does not exist, are refused before any row is read.
     for (mode, expected) in [
-        ("bad-columns", "columns differ in length (kinds 2, targets 1"),
+        (
+            "bad-columns",
+            "columns differ in length (kinds 2, targets 1",
+        ),
         ("bad-code", "action 0 has code 9"),
     ] {
         let err = bind(&plugin, mode, &json!({ "mode": mode }), Limits::default())

@@ -43,7 +43,9 @@ fn cargo(dir: &Path, args: &[&str]) {
         .env("CARGO_TARGET_DIR", target_dir())
         .env("RUSTUP_TOOLCHAIN", toolchain());
     for (k, _) in std::env::vars() {
-        if (k.starts_with("CARGO_") && k != "CARGO_HOME") || k.starts_with("RUSTC") || k == "RUSTFLAGS"
+        if (k.starts_with("CARGO_") && k != "CARGO_HOME")
+            || k.starts_with("RUSTC")
+            || k == "RUSTFLAGS"
         {
             cmd.env_remove(&k);
         }
@@ -77,14 +79,21 @@ fn scaffolded_plugins_build_out_of_tree_check_and_run() {
         let name = format!("my-{kind}");
         let out = warden(authors.path(), &["plugin", "new", "--kind", kind, &name]);
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(
             text.contains("cargo build --release --target wasm32-wasip2"),
             "{text}"
         );
         assert!(text.contains(&format!("kind: {kind}")), "{text}");
         let crate_dir = authors.path().join(&name);
-        cargo(&crate_dir, &["build", "--release", "--target", "wasm32-wasip2"]);
+        cargo(
+            &crate_dir,
+            &["build", "--release", "--target", "wasm32-wasip2"],
+        );
         cargo(&crate_dir, &["test"]);
         let wasm = target_dir()
             .join("wasm32-wasip2/release")
@@ -92,7 +101,10 @@ fn scaffolded_plugins_build_out_of_tree_check_and_run() {
         assert!(wasm.is_file(), "no component at {}", wasm.display());
     }
     // Refuses to write over a crate.
-    let again = warden(authors.path(), &["plugin", "new", "--kind", "alert", "my-alert"]);
+    let again = warden(
+        authors.path(),
+        &["plugin", "new", "--kind", "alert", "my-alert"],
+    );
     assert_eq!(again.status.code(), Some(2));
 
     // The policies the scaffold printed, pointing at the components where the
@@ -134,7 +146,10 @@ fn scaffolded_plugins_build_out_of_tree_check_and_run() {
     let refused = warden(run.path(), &["check", "bad.yaml"]);
     let text = String::from_utf8_lossy(&refused.stdout);
     assert_eq!(refused.status.code(), Some(1), "{text}");
-    assert!(text.contains("policy `my-alert`: threshold: invalid type"), "{text}");
+    assert!(
+        text.contains("policy `my-alert`: threshold: invalid type"),
+        "{text}"
+    );
     std::fs::remove_file(run.path().join("bad.yaml")).unwrap();
 
     let d = Daemon::start_in(run, None);

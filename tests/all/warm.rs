@@ -19,7 +19,10 @@ fn seen(e: &Evaluator) -> (f64, f64, f64) {
     (v("Served"), v("Inits"), v("Stored"))
 }
 
-fn memory(config: serde_json::Value, isolation: Isolation) -> (Evaluator, warden::plugin::Engine, tempfile::TempDir) {
+fn memory(
+    config: serde_json::Value,
+    isolation: Isolation,
+) -> (Evaluator, warden::plugin::Engine, tempfile::TempDir) {
     let (engine, dir) = engine();
     let plugin = load(&engine, warden_plugins::MEMORY_COMPONENT, Kind::Alert);
     let e = Evaluator::new(plugin, "mem", &config, Limits::default(), Arc::new(NoData))
@@ -34,7 +37,11 @@ fn a_warm_instance_is_initialized_once_and_serves_every_evaluation() {
     e.prepare().unwrap();
     assert_eq!(seen(&e), (1.0, 1.0, 1.0));
     assert_eq!(seen(&e), (2.0, 1.0, 2.0));
-    assert_eq!(seen(&e.clone()), (3.0, 1.0, 3.0), "clones share the instance");
+    assert_eq!(
+        seen(&e.clone()),
+        (3.0, 1.0, 3.0),
+        "clones share the instance"
+    );
     assert_eq!(engine.stats().instantiations, 1);
     assert_eq!(engine.stats().recycles, 0);
 }
@@ -88,15 +95,21 @@ fn plugin_state_is_capped_and_belongs_to_its_policy() {
     let plugin = load(&engine, warden_plugins::MEMORY_COMPONENT, Kind::Alert);
     let states = Arc::new(MemoryStates::default());
     let bind = |name: &str, config: serde_json::Value, limit: u64| {
-        Evaluator::new(Arc::clone(&plugin), name, &config, Limits::default(), Arc::new(NoData))
-            .with_state(
-                Arc::clone(&states) as _,
-                PolicyId {
-                    file: "p.yaml".into(),
-                    name: name.into(),
-                },
-                limit,
-            )
+        Evaluator::new(
+            Arc::clone(&plugin),
+            name,
+            &config,
+            Limits::default(),
+            Arc::new(NoData),
+        )
+        .with_state(
+            Arc::clone(&states) as _,
+            PolicyId {
+                file: "p.yaml".into(),
+                name: name.into(),
+            },
+            limit,
+        )
     };
     let a = bind("a", json!({}), 1024);
     let b = bind("b", json!({}), 1024);
@@ -137,18 +150,17 @@ fn init_refuses_a_config_with_the_path_of_the_field() {
 /// state shows them.
 fn values(d: &Daemon, policy: &str) -> Option<(f64, f64)> {
     let alerts = crate::http::get(&d.addr, &format!("/api/v1/alerts?policy={policy}"));
-    let v = |n: &str| {
-        alerts
-            .as_array()?
-            .iter()
-            .find(|a| a["name"] == n)?["value"]
-            .as_f64()
-    };
+    let v = |n: &str| alerts.as_array()?.iter().find(|a| a["name"] == n)?["value"].as_f64();
     Some((v("Served")?, v("Stored")?))
 }
 
 /// Waits until `cond` holds for `policy`'s (served, stored) and returns them.
-fn wait_values(d: &Daemon, policy: &str, what: &str, cond: impl Fn(f64, f64) -> bool) -> (f64, f64) {
+fn wait_values(
+    d: &Daemon,
+    policy: &str,
+    what: &str,
+    cond: impl Fn(f64, f64) -> bool,
+) -> (f64, f64) {
     let mut last = None;
     crate::http::wait(what, 30, || {
         last = values(d, policy);
@@ -202,7 +214,11 @@ fn the_daemon_keeps_plugin_state_across_reloads_and_restarts_and_drops_it_with_t
 
     // Renamed, it is another policy: its own state from nothing, and the old
     // one's is dropped, on disk too.
-    std::fs::write(d.dir.path().join("policies/mem.yaml"), policy("renamed", "{}")).unwrap();
+    std::fs::write(
+        d.dir.path().join("policies/mem.yaml"),
+        policy("renamed", "{}"),
+    )
+    .unwrap();
     let (served, stored) = wait_values(&d, "renamed", "the renamed policy", |s, _| s >= 2.0);
     assert!(stored <= served, "{stored} > {served}: it inherited state");
     crate::http::wait("the old policy's state file to go", 10, || {

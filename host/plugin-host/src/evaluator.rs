@@ -91,7 +91,12 @@ impl Evaluator {
 
     /// Returns it keeping its plugin state in `store` under `id`, refusing
     /// blobs larger than `limit` bytes.
-    pub fn with_state(mut self, store: Arc<dyn PluginStateStore>, id: PolicyId, limit: u64) -> Self {
+    pub fn with_state(
+        mut self,
+        store: Arc<dyn PluginStateStore>,
+        id: PolicyId,
+        limit: u64,
+    ) -> Self {
         self.state = StateBinding { store, id, limit };
         self
     }
@@ -512,7 +517,11 @@ impl WarmInstance {
         };
         let _running = self.evaluator.plugin.engine.running();
         self.evaluator.begin_call(&mut self.warm.store, now_ms);
-        match self.warm.instance.plan(&mut self.warm.store, inv, candidates) {
+        match self
+            .warm
+            .instance
+            .plan(&mut self.warm.store, inv, candidates)
+        {
             Ok(Ok(plan)) => Ok(plan),
             Ok(Err(e)) => Err(anyhow::anyhow!("the plugin reported: {e}")),
             Err(e) => Err(anyhow::Error::from(e)),

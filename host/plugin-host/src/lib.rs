@@ -47,9 +47,9 @@ pub use limits::Limits;
 pub use plugin_state::{
     DEFAULT_STATE_LIMIT, MAX_STATE_LIMIT, MemoryStates, PluginStateStore, PolicyId,
 };
-pub use warm::{DEFAULT_RECYCLE_AFTER, Isolation};
 /// The records exchanged with plugins (re-exported from `warden-core`).
 pub use warden_core::records;
+pub use warm::{DEFAULT_RECYCLE_AFTER, Isolation};
 pub use wit::{LATEST as LATEST_WIT_VERSION, SUPPORTED as SUPPORTED_WIT_VERSIONS};
 
 /// What is known about a loaded plugin.

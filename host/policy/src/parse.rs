@@ -16,11 +16,11 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::locate::Locations;
+use super::schema::IsolationMode;
 use super::schema::{
     EventKind, PolicyFile, PolicyKind, PolicySpec, QuotaSpec, Retries, Scope, Trigger,
 };
 use warden_core::values::HumanDuration;
-use super::schema::IsolationMode;
 use warden_plugin_host::{
     DEFAULT_RECYCLE_AFTER, DEFAULT_STATE_LIMIT, Isolation, Limits, MAX_PLUGIN_MEMORY,
     MAX_STATE_LIMIT,
@@ -516,7 +516,10 @@ fn check_instances(spec: &PolicySpec, fail: &mut impl FnMut(&str, String)) -> (I
             ("state_limit", spec.state_limit.is_some()),
         ] {
             if set {
-                fail(field, format!("`{field}` applies to policies with a plugin; quotas have none"));
+                fail(
+                    field,
+                    format!("`{field}` applies to policies with a plugin; quotas have none"),
+                );
             }
         }
     }

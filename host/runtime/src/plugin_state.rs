@@ -48,10 +48,8 @@ impl PluginStates {
                     blobs.insert(id, blob);
                 }
                 Err(e) => {
-                    let aside = path.with_extension(format!(
-                        "unreadable-{}",
-                        warden_core::clock::now_ms()
-                    ));
+                    let aside =
+                        path.with_extension(format!("unreadable-{}", warden_core::clock::now_ms()));
                     std::fs::rename(&path, &aside)?;
                     tracing::error!(file = %path.display(), moved_to = %aside.display(), error = %e, "a saved plugin state is unreadable; its policy starts without it");
                 }

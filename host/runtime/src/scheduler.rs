@@ -185,9 +185,9 @@ impl Scheduler {
         // fails to load (a typo at startup, with no last good version)
         // keeps the state of its policies until it loads again or goes.
         self.cx.state.retain_plugin_states(|file, name| {
-            set.files.get(file).is_some_and(|f| {
-                f.error.is_some() || f.policies.iter().any(|p| p.name() == name)
-            })
+            set.files
+                .get(file)
+                .is_some_and(|f| f.error.is_some() || f.policies.iter().any(|p| p.name() == name))
         });
         let in_use: Vec<_> = set
             .policies()

@@ -115,7 +115,11 @@ struct Sizes {
 
 /// Plan over 1,000 resources: warm, fresh and native, in ns per call.
 fn plan(engine: &Engine, n: &Sizes) -> (f64, f64, f64) {
-    let plugin = Arc::new(engine.load_builtin("temp-files", Some(Kind::Cleanup)).unwrap());
+    let plugin = Arc::new(
+        engine
+            .load_builtin("temp-files", Some(Kind::Cleanup))
+            .unwrap(),
+    );
     let bind = |isolation| {
         Evaluator::new(
             Arc::clone(&plugin),
@@ -137,8 +141,14 @@ fn plan(engine: &Engine, n: &Sizes) -> (f64, f64, f64) {
             .unwrap();
     // Equal work: both decide the same.
     let expected = strategy.plan(&ctx).unwrap().len();
-    assert_eq!(warm.plan(true, set.clone()).unwrap().actions.len(), expected);
-    assert_eq!(fresh.plan(true, set.clone()).unwrap().actions.len(), expected);
+    assert_eq!(
+        warm.plan(true, set.clone()).unwrap().actions.len(),
+        expected
+    );
+    assert_eq!(
+        fresh.plan(true, set.clone()).unwrap().actions.len(),
+        expected
+    );
     assert!(expected > 100, "{expected} actions");
 
     // The sets are built before the clock starts: each call consumes one, as
@@ -165,7 +175,9 @@ fn instantiate(engine: &Engine, n: &Sizes) -> f64 {
     for _ in 0..n.per {
         plugin.instantiate_fresh().unwrap();
     }
-    median_ns(n.samples, n.per * 4, |_| plugin.instantiate_fresh().unwrap())
+    median_ns(n.samples, n.per * 4, |_| {
+        plugin.instantiate_fresh().unwrap()
+    })
 }
 
 /// `warden check policies` from the repository root with a compile cache
@@ -188,7 +200,12 @@ fn check(n: &Sizes) -> f64 {
     };
     run();
     assert!(
-        data.path().join("cache/plugins").read_dir().unwrap().count() >= 4,
+        data.path()
+            .join("cache/plugins")
+            .read_dir()
+            .unwrap()
+            .count()
+            >= 4,
         "the first check filled the cache"
     );
     let mut v: Vec<Duration> = (0..n.checks)

@@ -99,7 +99,8 @@ pub(crate) fn new(
     ];
     for (file, text) in files {
         let path = dir.join(file);
-        std::fs::write(&path, text).with_context(|| format!("failed to write `{}`", path.display()))?;
+        std::fs::write(&path, text)
+            .with_context(|| format!("failed to write `{}`", path.display()))?;
     }
     Ok(Scaffold { dir, policy })
 }

@@ -124,13 +124,22 @@ impl RecoveryStrategy for Backoff {
     fn new(c: Config) -> warden_sdk::Result<Self> {
         use warden_sdk::Error;
         if !(c.multiplier >= 1.0 && c.multiplier.is_finite()) {
-            return Err(Error::at("multiplier", format!("must be at least 1, got {}", c.multiplier)));
+            return Err(Error::at(
+                "multiplier",
+                format!("must be at least 1, got {}", c.multiplier),
+            ));
         }
         if !(0.0..=1.0).contains(&c.jitter) {
-            return Err(Error::at("jitter", format!("must be between 0 and 1, got {}", c.jitter)));
+            return Err(Error::at(
+                "jitter",
+                format!("must be between 0 and 1, got {}", c.jitter),
+            ));
         }
         if c.base > c.max {
-            return Err(Error::at("base", format!("{} is larger than `max` ({})", c.base, c.max)));
+            return Err(Error::at(
+                "base",
+                format!("{} is larger than `max` ({})", c.base, c.max),
+            ));
         }
         if let Some((i, bad)) = c
             .give_up_on

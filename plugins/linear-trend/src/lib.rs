@@ -240,9 +240,12 @@ mod tests {
         let eta_min = found[0].exhaustion_in_ms.unwrap() as f64 / MIN as f64;
         assert!((eta_min - 20.0).abs() < 0.5, "{eta_min}");
         // A config that does not fit names its field, as `warden check` shows it.
-        let e = warden_sdk::config::build(r#"{"metric": "m", "capacity": 1, "min_samples": 1}"#, LinearTrend::new)
-            .err()
-            .unwrap();
+        let e = warden_sdk::config::build(
+            r#"{"metric": "m", "capacity": 1, "min_samples": 1}"#,
+            LinearTrend::new,
+        )
+        .err()
+        .unwrap();
         assert_eq!(e[0].path, "min_samples");
     }
 

@@ -153,7 +153,10 @@ mod tests {
             e.message
         );
         let e = parse::<Rules>(r#"{"rules":[{"condition":"gt"}]}"#).unwrap_err();
-        assert_eq!((e.path.as_str(), e.message.as_str()), ("rules[0]", "missing field `threshold`"));
+        assert_eq!(
+            (e.path.as_str(), e.message.as_str()),
+            ("rules[0]", "missing field `threshold`")
+        );
         let e = parse::<Rules>(r#"{"ruls":[]}"#).unwrap_err();
         assert!(e.message.contains("missing field `rules`"), "{e}");
         let built = build(r#"{"rules":[]}"#, |r: Rules| {

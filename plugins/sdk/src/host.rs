@@ -18,9 +18,7 @@ pub(crate) fn query_series(
     host::query_series(selector, window_ms)
 }
 
-pub(crate) fn list_resources(
-    filter: &types::ResourceFilter,
-) -> Result<types::ResourceSet, String> {
+pub(crate) fn list_resources(filter: &types::ResourceFilter) -> Result<types::ResourceSet, String> {
     host::list_resources(filter)
 }
 

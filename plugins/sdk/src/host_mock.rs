@@ -44,9 +44,7 @@ pub(crate) fn query_series(
     })
 }
 
-pub(crate) fn list_resources(
-    filter: &types::ResourceFilter,
-) -> Result<types::ResourceSet, String> {
+pub(crate) fn list_resources(filter: &types::ResourceFilter) -> Result<types::ResourceSet, String> {
     with_host(|h| {
         let mut b = crate::resources::ResourceSet::builder();
         let matching = h

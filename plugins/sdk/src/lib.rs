@@ -228,7 +228,10 @@ macro_rules! __instance {
         // plugin's code reachable there, so it is linted like the component.
         #[cfg(not(target_arch = "wasm32"))]
         const _: (
-            fn(::std::string::String) -> ::core::result::Result<(), ::std::vec::Vec<$crate::__private::WitConfigError>>,
+            fn(
+                ::std::string::String,
+            )
+                -> ::core::result::Result<(), ::std::vec::Vec<$crate::__private::WitConfigError>>,
             fn() -> ::core::result::Result<&'static $ty, ::std::string::String>,
         ) = (__warden_init, __warden_instance);
     };

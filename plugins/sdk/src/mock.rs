@@ -156,14 +156,18 @@ mod tests {
         });
         MockHost::new()
             .now_ms(10_000)
-            .series(Series::new("m", &[("k", "a")], &[(1_000, 1.0), (9_000, 2.0)]))
+            .series(Series::new(
+                "m",
+                &[("k", "a")],
+                &[(1_000, 1.0), (9_000, 2.0)],
+            ))
             .series(Series::new("m", &[("k", "b")], &[(9_500, 3.0)]))
             .resources(set.build())
             .state(&7u32)
             .state_limit(8)
             .install();
-        let s = crate::series::query("m", &[("k", "a")], std::time::Duration::from_secs(5))
-            .unwrap();
+        let s =
+            crate::series::query("m", &[("k", "a")], std::time::Duration::from_secs(5)).unwrap();
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].values, vec![2.0], "only the window's samples");
         let sockets = crate::resources::list(Filter {
@@ -171,7 +175,10 @@ mod tests {
             ..Filter::default()
         })
         .unwrap();
-        assert_eq!(sockets.iter().map(|r| r.name()).collect::<Vec<_>>(), ["conn-1"]);
+        assert_eq!(
+            sockets.iter().map(|r| r.name()).collect::<Vec<_>>(),
+            ["conn-1"]
+        );
         assert_eq!(crate::state::load::<u32>().unwrap(), Some(7));
         crate::state::save(&8u32).unwrap();
         assert_eq!(stored_state::<u32>(), Some(8));

@@ -478,7 +478,11 @@ impl host::Host for StoreState {
         filter: types::ResourceFilter,
     ) -> Result<types::ResourceSet, String> {
         let filter = rec::ResourceFilter {
-            kinds: filter.kinds.into_iter().map(rec::ResourceKind::from).collect(),
+            kinds: filter
+                .kinds
+                .into_iter()
+                .map(rec::ResourceKind::from)
+                .collect(),
             name_prefix: filter.name_prefix,
             limit: filter.limit,
         };
