@@ -125,7 +125,12 @@ fn plan(engine: &Engine, n: &Sizes) -> (f64, f64, f64) {
             Arc::clone(&plugin),
             "bench",
             &config(),
-            Limits::default(),
+            // Timed calls, not a test of the deadline: a loaded machine may
+            // pause one past the 100 ms default.
+            Limits {
+                timeout: std::time::Duration::from_secs(30),
+                ..Limits::default()
+            },
             Arc::new(NoData),
         )
         .with_isolation(isolation)
