@@ -13,6 +13,10 @@
 //! - `api`: resources, cleanup tasks, triggers and `/health` over HTTP.
 //! - `alerts`: alert notifications to a real Alertmanager and a webhook, and
 //!   alert state across restarts.
+//! - `recovery`: failures and outcomes of a real failing HTTP service reported
+//!   to the daemon: breakers, retry budget, fallbacks, restarts, bad input.
+//! - `recovery_guard`: the same service called through the library's guard,
+//!   in-process, with a hand-moved clock.
 
 /// Fails to compile unless a test function named after the guest exists in scope.
 macro_rules! assert_test_exists {
@@ -34,4 +38,6 @@ mod guests;
 mod http;
 mod metrics;
 mod policies;
+mod recovery;
+mod recovery_guard;
 mod util;

@@ -3,8 +3,9 @@
 //! Running policies: the scheduler that evaluates each live policy on its
 //! trigger, the runtime state that outlives reloads (alert states among it),
 //! the candidates a cleanup policy is shown and the executor that carries out
-//! its plan, the dispatcher that hands alerts to receivers, and memory
-//! pressure.
+//! its plan, the dispatcher that hands alerts to receivers, memory
+//! pressure, and recovery (circuit breakers, retry budgets and decisions
+//! for the failures services report).
 //!
 //! Layering: the decisions-to-effects layer. It depends on every layer below
 //! (`warden-core`, `-plugin-host`, `-metrics`, `-resources`, `-notify`,
@@ -16,6 +17,7 @@ pub mod alerts;
 pub mod cleanup;
 pub mod dispatch;
 pub mod pressure;
+pub mod recovery;
 pub mod scheduler;
 pub mod sources;
 pub mod state;
