@@ -270,14 +270,16 @@ fn the_retry_budget_caps_retries_at_its_share_of_calls() {
         .iter()
         .filter(|a| a["action"] == "retry-after")
         .count();
+    // The 10th, 20th and 30th calls each make room for one more.
     assert_eq!(retries, 3, "10% of 30 calls");
+    assert_eq!(answers[9]["action"], "retry-after");
     let spent = answers
         .iter()
         .filter(|a| a["decided_by"] == "retry-budget")
         .count();
     assert_eq!(spent, 27);
     assert!(
-        answers[29]["reason"]
+        answers[28]["reason"]
             .as_str()
             .unwrap()
             .contains("retry budget")

@@ -412,7 +412,9 @@ impl Breaker {
                     slow: false,
                 },
             );
-            return None;
+            // A success can still be the call that brings the window to
+            // `minimum_calls` with enough failures in it.
+            return g.judge_window(now_ms, &self.fast);
         }
         g.record(
             now_ms,
@@ -620,11 +622,7 @@ impl Inner {
         let moved = match self.s.state {
             State::Closed => {
                 self.s.window.push(now_ms, call);
-                if call.failed || call.slow {
-                    self.judge_window(now_ms, fast)
-                } else {
-                    None
-                }
+                self.judge_window(now_ms, fast)
             }
             State::MetricsOnly => {
                 self.s.window.push(now_ms, call);

@@ -104,7 +104,9 @@ pub struct DecisionRecord {
     pub classified_by: String,
     /// The attempt that failed.
     pub attempt: u32,
-    /// The decision.
+    /// The decision: `action` and its field (`after_ms`, `fallback`,
+    /// `for_ms` or `reason`).
+    #[serde(flatten)]
     pub decision: DecisionView,
     /// Who decided.
     pub decided_by: DecidedBy,
@@ -295,6 +297,9 @@ impl Recovery {
                     c.breaker
                         .open_for(now, ms, format!("the policy decided open-circuit({ms}ms)"));
                 self.transitioned(&c, t);
+            }
+            Effect::None if decided.by == DecidedBy::RetryBudget => {
+                c.side().budget.refused += 1;
             }
             Effect::None => {}
         }
