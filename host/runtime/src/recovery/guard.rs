@@ -184,10 +184,11 @@ impl Recovery {
             Some(g) => g,
             None => match self.guard(operation, &[]) {
                 Ok(g) => {
+                    let g = Arc::new(g);
                     self.by_name
                         .write()
                         .unwrap_or_else(|p| p.into_inner())
-                        .insert(operation.to_owned(), g.clone());
+                        .insert(operation.to_owned(), Arc::clone(&g));
                     g
                 }
                 Err(why) => {

@@ -168,7 +168,9 @@ pub struct Recovery {
     /// Saved circuits waiting for their policy to be loaded (at start).
     restored: Mutex<HashMap<String, persist::SavedCircuit>>,
     decisions: Mutex<std::collections::VecDeque<DecisionRecord>>,
-    by_name: RwLock<HashMap<String, Guard>>,
+    /// Guards of `Recovery::call`, by operation (foldhash: the lookup is
+    /// on every call).
+    by_name: RwLock<HashMap<String, Arc<Guard>, foldhash::fast::RandomState>>,
     opts: Options,
     pii: PiiKeys,
     dirty: AtomicBool,
