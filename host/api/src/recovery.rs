@@ -85,7 +85,7 @@ async fn outcomes(
     body: Bytes,
 ) -> Result<Json<OutcomesAnswer>, ApiError> {
     let batch = report::outcomes(&json(&body)?, s.recovery.pii()).map_err(ReportError::from)?;
-    Ok(Json(s.recovery.report_outcomes(batch)?))
+    Ok(Json(s.recovery.report_outcomes(&batch)?))
 }
 
 #[derive(Debug, Deserialize)]

@@ -574,7 +574,7 @@ impl Inner {
         (grown.min(o.max_wait_in_open_ms as f64) as u64).max(1)
     }
 
-    fn open(&mut self, now_ms: i64, reason: String, fast: &AtomicU8) {
+    fn open(&mut self, now_ms: i64, reason: &str, fast: &AtomicU8) {
         self.s.openings += 1;
         let wait = self.wait_ms();
         self.enter(
@@ -610,7 +610,7 @@ impl Inner {
                     "half-open for longer than {}ms without its {} calls",
                     self.opts.max_wait_in_half_open_ms, self.opts.half_open_calls
                 );
-                self.open(now_ms, reason, fast);
+                self.open(now_ms, &reason, fast);
                 Some(self.last())
             }
             _ => None,
@@ -664,7 +664,7 @@ impl Inner {
             return None;
         }
         let reason = self.over(&c)?;
-        self.open(now_ms, reason, fast);
+        self.open(now_ms, &reason, fast);
         Some(self.last())
     }
 
@@ -679,7 +679,7 @@ impl Inner {
             slow: h.slow,
         };
         if let Some(reason) = self.over(&c) {
-            self.open(now_ms, format!("half-open calls: {reason}"), fast);
+            self.open(now_ms, &format!("half-open calls: {reason}"), fast);
         } else {
             let (kind, size) = (self.opts.window, self.opts.window_size);
             self.s.window = Window::new(kind, size);

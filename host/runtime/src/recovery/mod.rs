@@ -279,7 +279,8 @@ impl Recovery {
         labels: &std::collections::BTreeMap<String, String>,
     ) -> Option<Arc<Entry>> {
         let policies = Arc::clone(&self.policies.read().unwrap_or_else(|p| p.into_inner()));
-        let mut best: Option<((bool, usize, usize), &Arc<Entry>)> = None;
+        type Scored<'a> = ((bool, usize, usize), &'a Arc<Entry>);
+        let mut best: Option<Scored<'_>> = None;
         for e in policies.iter().filter(|e| !e.manual) {
             if let Some(score) = e.covers(operation, labels)
                 && best.as_ref().is_none_or(|(b, _)| score > *b)

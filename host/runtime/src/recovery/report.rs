@@ -399,8 +399,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn refused(v: Value) -> Vec<String> {
-        failure(&v, &PiiKeys::default())
+    fn refused(v: &Value) -> Vec<String> {
+        failure(v, &PiiKeys::default())
             .unwrap_err()
             .0
             .iter()
@@ -422,7 +422,7 @@ mod tests {
 
     #[test]
     fn every_bad_field_is_named() {
-        let e = refused(json!({
+        let e = refused(&json!({
             "operation": "db.query",
             "class": "meltdown",
             "duration_ms": -5,
@@ -438,7 +438,7 @@ mod tests {
         assert!(has("labels.email:"), "{e:#?}");
         assert!(has("attempt:"), "{e:#?}");
         assert!(has("colour: unknown field"), "{e:#?}");
-        assert!(refused(json!({}))[0].starts_with("operation: missing"));
+        assert!(refused(&json!({}))[0].starts_with("operation: missing"));
     }
 
     #[test]

@@ -404,10 +404,7 @@ impl Recovery {
 
     /// Takes a batch of outcomes, all or nothing: every operation must be
     /// covered by a policy before any is recorded.
-    pub fn report_outcomes(
-        &self,
-        batch: Vec<OutcomeReport>,
-    ) -> Result<OutcomesAnswer, ReportError> {
+    pub fn report_outcomes(&self, batch: &[OutcomeReport]) -> Result<OutcomesAnswer, ReportError> {
         let mut chosen = Vec::with_capacity(batch.len());
         let mut problems = Vec::new();
         for (i, o) in batch.iter().enumerate() {

@@ -131,7 +131,7 @@ fn failures_open_the_breaker_which_then_answers_without_the_plugin_until_half_op
     assert_eq!(open.circuit.state, State::Open);
     f.clock.advance(2_000);
     // Two good calls in half-open close it.
-    let ok = |n| {
+    let ok = |n| -> Vec<report::OutcomeReport> {
         (0..n)
             .map(|_| report::OutcomeReport {
                 operation: "svc.call".into(),
@@ -142,9 +142,9 @@ fn failures_open_the_breaker_which_then_answers_without_the_plugin_until_half_op
             })
             .collect()
     };
-    let a = f.rec.report_outcomes(ok(1)).unwrap();
+    let a = f.rec.report_outcomes(&ok(1)).unwrap();
     assert_eq!(a.circuits[0].state, State::HalfOpen);
-    let a = f.rec.report_outcomes(ok(1)).unwrap();
+    let a = f.rec.report_outcomes(&ok(1)).unwrap();
     assert_eq!(a.circuits[0].state, State::Closed);
     let c = &f.rec.circuits(None, None)[0];
     let moves: Vec<(State, State)> = c
