@@ -22,6 +22,7 @@
 pub mod check;
 pub mod cleanup;
 pub mod compile;
+mod failures;
 pub mod live;
 mod locate;
 pub mod parse;

@@ -1,6 +1,7 @@
 //! Breaker transitions, driven by a hand-moved clock: no test sleeps.
 
 use super::*;
+use warden_policy::recovery::WindowKind;
 
 const OK: Call = Call {
     failed: false,

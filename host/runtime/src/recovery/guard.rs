@@ -168,12 +168,24 @@ impl Recovery {
     }
 
     /// Calls `f` guarded as `operation` (no labels), resolving the guard once
-    /// per operation name and keeping it until the policies change.
+    /// per operation name and keeping it until the policies change. The
+    /// thread's last guard is tried first (one string comparison), then a
+    /// map shared by all threads.
     pub fn call<T, E: IntoRawError>(
         self: &Arc<Self>,
         operation: &str,
         f: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, GuardError<E>> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let me = Arc::as_ptr(self) as usize;
+        let last = LAST.with(|l| {
+            l.borrow().as_ref().and_then(|(who, g, op, guard)| {
+                (*who == me && *g == generation && op == operation).then(|| Arc::clone(guard))
+            })
+        });
+        if let Some(guard) = last {
+            return guard.call(f);
+        }
         let cached = self
             .by_name
             .read()
@@ -199,8 +211,20 @@ impl Recovery {
                 }
             },
         };
+        LAST.with(|l| {
+            *l.borrow_mut() = Some((me, generation, operation.to_owned(), Arc::clone(&guard)));
+        });
         guard.call(f)
     }
+}
+
+/// The service (by address), the policies' generation, the operation and
+/// its guard.
+type Last = Option<(usize, u64, String, Arc<Guard>)>;
+
+thread_local! {
+    /// The guard this thread used last through `Recovery::call`.
+    static LAST: std::cell::RefCell<Last> = const { std::cell::RefCell::new(None) };
 }
 
 impl Guard {

@@ -29,9 +29,11 @@ pub mod decide;
 mod expose;
 pub mod guard;
 pub mod history;
+mod inspect;
 mod persist;
 pub mod report;
 mod service;
+mod window;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -176,6 +178,8 @@ pub struct Recovery {
     dirty: AtomicBool,
     counters: expose::Counters,
     seed: AtomicU64,
+    /// Bumped by each `sync`, so guards cached by threads are made again.
+    generation: AtomicU64,
 }
 
 impl Recovery {
@@ -203,6 +207,7 @@ impl Recovery {
             dirty: AtomicBool::new(false),
             counters: expose::Counters::default(),
             seed: AtomicU64::new(seed),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -268,6 +273,8 @@ impl Recovery {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         *self.policies.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(entries);
         self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
     }
