@@ -178,26 +178,45 @@ fn failure_to_decision(rows: &mut Vec<Row>, n: usize) {
         let _ = guard.call(|| Err::<(), _>(err.clone()));
     }
     let (mut times, mut wall) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut not_plugin, mut not_plugin_n) = (None::<String>, 0usize);
     for _ in 0..n {
         let (t, w) = (thread_cpu(), Instant::now());
         let r = guard.call(|| Err::<(), _>(err.clone()));
         wall.push(w.elapsed().as_nanos() as f64 / 1000.0);
         times.push((thread_cpu() - t).as_nanos() as f64 / 1000.0);
         match r {
-            Err(GuardError::Failed { decided_by, .. }) => {
-                assert_eq!(format!("{decided_by:?}"), "Plugin")
+            Err(GuardError::Failed {
+                decided_by,
+                decision,
+                ..
+            }) => {
+                // On a loaded machine a call can overrun the plugin's wall
+                // deadline and be decided by `on_failure`: counted and shown
+                // (the figure is then not met), not a reason to lose the run.
+                if format!("{decided_by:?}") != "Plugin" {
+                    not_plugin.get_or_insert_with(|| format!("{decision:?}"));
+                    not_plugin_n += 1;
+                }
             }
             other => panic!("{other:?}"),
         }
     }
+    assert!(
+        not_plugin_n < n,
+        "the plugin decided none of the failures: {not_plugin:?}"
+    );
     let p50 = percentile(&mut times, 0.5);
     let p99 = percentile(&mut times, 0.99);
     let wall50 = percentile(&mut wall, 0.5);
+    let mut value = format!("{p50:.1} µs p50 CPU, {p99:.1} µs p99 (wall {wall50:.1} µs p50)");
+    if let Some(first) = &not_plugin {
+        value += &format!("; {not_plugin_n} of {n} decided by on_failure, first: {first}");
+    }
     rows.push(Row {
         what: "failure → decision in-process, through the plugin (Guard::call)".into(),
-        value: format!("{p50:.1} µs p50 CPU, {p99:.1} µs p99 (wall {wall50:.1} µs p50)"),
+        value,
         goal: "≤ 20 µs p50".into(),
-        met: Some(p50 <= 20.0),
+        met: Some(p50 <= 20.0 && not_plugin_n == 0),
     });
     // The plugin call alone, for the share of the figure above that is the
     // sandbox (a fresh store and instance per call, as every evaluation).

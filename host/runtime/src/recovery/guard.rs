@@ -197,10 +197,15 @@ impl Recovery {
             None => match self.guard(operation, &[]) {
                 Ok(g) => {
                     let g = Arc::new(g);
-                    self.by_name
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(operation.to_owned(), Arc::clone(&g));
+                    let mut by_name = self.by_name.write().unwrap_or_else(|p| p.into_inner());
+                    // A sync since `generation` was read may have resolved
+                    // this guard against replaced policies: use it once,
+                    // keep it nowhere.
+                    if self.generation.load(Ordering::Acquire) != generation {
+                        drop(by_name);
+                        return g.call(f);
+                    }
+                    by_name.insert(operation.to_owned(), Arc::clone(&g));
                     g
                 }
                 Err(why) => {

@@ -269,13 +269,14 @@ impl Recovery {
                 }
             }
         }
-        self.by_name
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        *self.policies.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(entries);
+        // After the swap, and under the map's lock: a guard resolved against
+        // the old policies is then never kept (see `Recovery::call`).
+        let mut by_name = self.by_name.write().unwrap_or_else(|p| p.into_inner());
+        by_name.clear();
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::Release);
-        *self.policies.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(entries);
+        drop(by_name);
         self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 

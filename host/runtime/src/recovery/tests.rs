@@ -312,3 +312,22 @@ fn the_guard_reports_outcomes_and_refuses_calls_of_an_open_circuit() {
         "classified from ECONNREFUSED"
     );
 }
+
+#[test]
+fn a_guard_by_name_follows_the_policies_after_a_sync() {
+    let f = fixture(&[("a.yaml", &policy("p", SMALL_BREAKER))]);
+    f.rec.call("svc.call", || Ok::<(), String>(())).unwrap();
+    assert_eq!(f.rec.circuits(Some("p"), None).len(), 1);
+    // A renamed policy is a new identity: this thread's cached guard (of
+    // `p`) must not outlive the sync.
+    std::fs::write(
+        f.dir.path().join("policies/a.yaml"),
+        policy("q", SMALL_BREAKER),
+    )
+    .unwrap();
+    f.policies.reload();
+    f.rec.sync(&f.policies.current());
+    f.rec.call("svc.call", || Ok::<(), String>(())).unwrap();
+    assert_eq!(f.rec.circuits(Some("q"), None).len(), 1);
+    assert!(f.rec.circuits(Some("p"), None).is_empty());
+}
