@@ -25,6 +25,10 @@
 //! - `warm`: warm instances, their recycling, and plugin state.
 //! - `scaffold`: `warden plugin new` crates built outside the repository,
 //!   checked and run through the daemon.
+//! - `recovery`: failures and outcomes of a real failing HTTP service reported
+//!   to the daemon: breakers, retry budget, fallbacks, restarts, bad input.
+//! - `recovery_guard`: the same service called through the library's guard,
+//!   in-process, with a hand-moved clock.
 
 /// Fails to compile unless a test function named after the guest exists in scope.
 macro_rules! assert_test_exists {
@@ -48,6 +52,8 @@ mod http;
 mod init;
 mod metrics;
 mod policies;
+mod recovery;
+mod recovery_guard;
 mod scaffold;
 mod triggers;
 mod util;

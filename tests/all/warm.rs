@@ -20,19 +20,19 @@ fn seen(e: &Evaluator) -> (f64, f64, f64) {
 }
 
 fn memory(
-    config: serde_json::Value,
+    config: &serde_json::Value,
     isolation: Isolation,
 ) -> (Evaluator, warden::plugin::Engine, tempfile::TempDir) {
     let (engine, dir) = engine();
     let plugin = load(&engine, warden_plugins::MEMORY_COMPONENT, Kind::Alert);
-    let e = Evaluator::new(plugin, "mem", &config, Limits::default(), Arc::new(NoData))
+    let e = Evaluator::new(plugin, "mem", config, Limits::default(), Arc::new(NoData))
         .with_isolation(isolation);
     (e, engine, dir)
 }
 
 #[test]
 fn a_warm_instance_is_initialized_once_and_serves_every_evaluation() {
-    let (e, engine, _dir) = memory(json!({}), Isolation::default());
+    let (e, engine, _dir) = memory(&json!({}), Isolation::default());
     assert!(e.is_warm());
     e.prepare().unwrap();
     assert_eq!(seen(&e), (1.0, 1.0, 1.0));
@@ -48,7 +48,7 @@ fn a_warm_instance_is_initialized_once_and_serves_every_evaluation() {
 
 #[test]
 fn recycle_after_replaces_the_instance_and_state_carries_on() {
-    let (e, engine, _dir) = memory(json!({}), Isolation::Warm { recycle_after: 2 });
+    let (e, engine, _dir) = memory(&json!({}), Isolation::Warm { recycle_after: 2 });
     let served: Vec<(f64, f64, f64)> = (0..5).map(|_| seen(&e)).collect();
     assert_eq!(
         served,
@@ -66,7 +66,7 @@ fn recycle_after_replaces_the_instance_and_state_carries_on() {
 
 #[test]
 fn a_trap_recycles_the_instance_and_forgets_what_the_call_stored() {
-    let (e, engine, _dir) = memory(json!({ "panic_on": 2 }), Isolation::default());
+    let (e, engine, _dir) = memory(&json!({ "panic_on": 2 }), Isolation::default());
     assert_eq!(seen(&e), (1.0, 1.0, 1.0));
     let err = e.evaluate_alerts().unwrap_err();
     assert!(
@@ -81,7 +81,7 @@ fn a_trap_recycles_the_instance_and_forgets_what_the_call_stored() {
 
 #[test]
 fn fresh_isolation_starts_every_evaluation_from_nothing_but_state() {
-    let (e, engine, _dir) = memory(json!({}), Isolation::Fresh);
+    let (e, engine, _dir) = memory(&json!({}), Isolation::Fresh);
     assert!(!e.is_warm());
     for stored in 1..=3 {
         assert_eq!(seen(&e), (1.0, 1.0, f64::from(stored)));
@@ -132,7 +132,7 @@ fn plugin_state_is_capped_and_belongs_to_its_policy() {
 
 #[test]
 fn init_refuses_a_config_with_the_path_of_the_field() {
-    let (e, _engine, _dir) = memory(json!({ "panic_on": "soon" }), Isolation::default());
+    let (e, _engine, _dir) = memory(&json!({ "panic_on": "soon" }), Isolation::default());
     let err = e.prepare().unwrap_err();
     let EvalFailure::InvalidConfig(errors) = &err.failure else {
         panic!("{err}");

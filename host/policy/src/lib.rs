@@ -10,6 +10,8 @@
 //! - [`watch`]: reloading when the directory changes.
 //! - [`check`]: `warden check` over files and directories.
 //! - [`cleanup`]: the option values of cleanup policies (cap, excludes).
+//! - [`recovery`]: the breaker, retry budget and classification settings of
+//!   recovery policies.
 //!
 //! Layering: depends on `warden-core`, `warden-plugin-host` (to compile and
 //! bind plugins) and `warden-notify` (receivers named in `notify:`). It must
@@ -22,9 +24,11 @@ mod bind;
 pub mod check;
 pub mod cleanup;
 pub mod compile;
+mod failures;
 pub mod live;
 mod locate;
 pub mod parse;
+pub mod recovery;
 pub mod schema;
 pub mod watch;
 

@@ -121,6 +121,8 @@ pub struct Policy {
     pub max_concurrent: usize,
     /// Cleanup: the longest a run may act.
     pub run_timeout: Duration,
+    /// Recovery: the host's breaker, budget, classification and history.
+    pub recovery: Option<crate::recovery::RecoveryOptions>,
     /// 1-based line where the policy starts.
     pub line: usize,
 }
@@ -341,6 +343,7 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
                 }
             }
         }
+        let recovery = crate::failures::check(spec, &trigger, &mut fail);
         let config = match &spec.config {
             None | Some(serde_json::Value::Null) => serde_json::json!({}),
             Some(v) => v.clone(),
@@ -359,6 +362,7 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
             max_actions,
             max_concurrent,
             run_timeout,
+            recovery,
             line: at("").map_or(1, |p| p.0),
         });
     }

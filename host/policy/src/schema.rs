@@ -91,10 +91,16 @@ pub struct PolicySpec {
     /// Labels added to everything the policy raises.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// What a failed evaluation means: `fail-open` (allow, carry on) or
-    /// `fail-closed` (deny, for quotas and recovery).
+    /// Recovery only: what the answer is when the strategy itself fails
+    /// (trap, timeout, error): `fail-open` (default: retry after the host's
+    /// own backoff, still within the retry budget and the breaker) or
+    /// `fail-closed` (give up, naming the failure). Refused on other kinds.
     #[serde(default)]
-    pub on_failure: OnFailure,
+    pub on_failure: Option<OnFailure>,
+    /// Recovery only: the host's circuit breaker, retry budget,
+    /// classification rules and attempt history for this policy.
+    #[serde(default)]
+    pub recovery: Option<crate::recovery::RecoverySpec>,
     /// Quotas only: the limit the host enforces.
     #[serde(default)]
     pub quota: Option<QuotaSpec>,
@@ -348,6 +354,19 @@ pub struct Scope {
     /// Signals the policy may send (`TERM`, `KILL`, `HUP`, `INT`, `USR1`, `USR2`).
     #[serde(default)]
     pub signals: Vec<String>,
+    /// Failures: globs of the operations covered (`db.*`). A recovery policy
+    /// decides for these (none: it is the default policy, for operations no
+    /// other covers); a policy triggered by `event: failure-reported` runs
+    /// only for failures of these.
+    #[serde(default)]
+    pub operations: Vec<String>,
+    /// Failures: labels the report must carry, by exact value.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Failures: for a policy triggered by `event: failure-reported`, only
+    /// failures of these classes trigger it.
+    #[serde(default)]
+    pub classes: Vec<warden_core::records::ErrorClass>,
 }
 
 /// Which processes a policy may signal.
@@ -401,14 +420,14 @@ pub enum Severity {
     Critical,
 }
 
-/// What a failed evaluation means.
+/// What a recovery policy answers when its strategy fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum OnFailure {
-    /// Carry on as if the policy allowed it.
+    /// Retry after the host's own backoff (within the budget and breaker).
     #[default]
     FailOpen,
-    /// Deny whatever the policy guards.
+    /// Give up.
     FailClosed,
 }
 

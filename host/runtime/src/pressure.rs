@@ -225,6 +225,7 @@ impl Monitor {
         cx.publish(super::scheduler::Event {
             kind: warden_policy::schema::EventKind::PressureChanged,
             pressure: level,
+            failure: None,
         });
     }
 }

@@ -242,14 +242,8 @@ fn evaluate(c: &mut Group<'_>, s: &Samples, engine: &Engine) {
         timeout: Duration::from_secs(30),
         ..Limits::default()
     };
-    let policy = Evaluator::new(
-        plugin,
-        "bench",
-        &config(),
-        limits,
-        Arc::new(NoData),
-    )
-    .with_isolation(warden::plugin::Isolation::Fresh);
+    let policy = Evaluator::new(plugin, "bench", &config(), limits, Arc::new(NoData))
+        .with_isolation(warden::plugin::Isolation::Fresh);
     let now = warden::clock::now_ms();
     let set = host_set(now);
     let ctx = native_ctx(now);
