@@ -335,16 +335,13 @@ fn the_plugin_falls_back_and_a_manual_run_asks_it() {
 
 #[test]
 fn a_broken_strategy_answers_per_on_failure_and_its_manual_run_fails() {
-    let d = daemon_in(
-        &[(
-            "r.yaml",
-            &recovery(
-                "svc",
-                "    on_failure: fail-closed\n    config: {jitter: 5}\n",
-            ),
-        )],
-        QUIET,
+    // The refuser guest loads and then fails every decision: a bad config is
+    // refused at load since contract 0.2, so it cannot stand in for this.
+    let policy = format!(
+        "policies:\n  - name: svc\n    kind: recovery\n    plugin: {}\n    on_failure: fail-closed\n",
+        warden_plugins::REFUSER_COMPONENT
     );
+    let d = daemon_in(&[("r.yaml", &policy)], QUIET);
     let (code, a) = post(
         &d.addr,
         "/api/v1/recovery/failures",
@@ -357,12 +354,21 @@ fn a_broken_strategy_answers_per_on_failure_and_its_manual_run_fails() {
         "{a}"
     );
     assert!(
-        a["plugin_error"].as_str().unwrap().contains("jitter"),
+        a["plugin_error"]
+            .as_str()
+            .unwrap()
+            .contains("refuses every failure (`svc.get`)"),
         "{a}"
     );
     let (_, r) = post(&d.addr, "/api/v1/policies/svc/run", &json!({}));
     assert_eq!(r["ok"], false, "{r}");
-    assert!(r["detail"].as_str().unwrap().contains("jitter"), "{r}");
+    assert!(
+        r["detail"]
+            .as_str()
+            .unwrap()
+            .contains("refuses every failure"),
+        "{r}"
+    );
 }
 
 #[test]
