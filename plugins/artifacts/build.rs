@@ -71,6 +71,18 @@ const GUESTS: &[Guest] = &[
         builtin: None,
     },
     Guest {
+        dir: "plugins/testing/memory",
+        package: "warden-test-memory",
+        kind: "alert",
+        builtin: None,
+    },
+    Guest {
+        dir: "plugins/testing/refuser",
+        package: "warden-test-refuser",
+        kind: "recovery",
+        builtin: None,
+    },
+    Guest {
         dir: "examples/big-files",
         package: "example-big-files",
         kind: "cleanup",

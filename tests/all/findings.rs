@@ -221,6 +221,12 @@ fn usage_profiles_cover_processes_and_registered_resources() {
         Some(&json!({"kind": "app-object", "name": "cache/1", "size_bytes": 1000})),
     );
     assert_eq!(status, 201);
+    // `idle=0s` counts what was last touched before now, in whole ms: on a
+    // quick loopback the query can land in the registration's millisecond.
+    let registered = chrono::Utc::now().timestamp_millis();
+    while chrono::Utc::now().timestamp_millis() <= registered {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     let p = get(&d.addr, "/api/v1/analytics/profiles?window=1h&idle=0s");
     let mem = &p["processes"][0]["usage"]["memory_bytes"];
     assert_eq!(p["processes"][0]["process"], "api", "{p}");

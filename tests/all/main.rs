@@ -8,9 +8,14 @@
 //! - `cache`: compiled plugins are cached on disk and reused.
 //! - `cli`: the `warden` binary as a user runs it.
 //! - `policies`: policy files, `warden check`, hot reload, schedules and state.
-//! - `daemon`: `warden run` end to end: status, reload on edit and SIGHUP, shutdown.
+//! - `daemon`: `warden run` end to end: status, reload on edit and SIGHUP,
+//!   shutdown, a bad config file, the evaluation and failure counters.
 //! - `http`: the HTTP client, calls and waits those tests share.
-//! - `api`: resources, cleanup tasks, triggers and `/health` over HTTP.
+//! - `api`: resources, cleanup tasks and `/health` over HTTP.
+//! - `triggers`: what runs a policy: thresholds, cron, events, memory pressure.
+//! - `metrics`: the metrics pipeline end to end: push, refusals, batch files,
+//!   restarts, a real Prometheus scraping.
+//! - `cleanup`: cleanup policies over real trees: scope, cap, dry run, history.
 //! - `alerts`: alert notifications to a real Alertmanager and a webhook, and
 //!   alert state across restarts.
 //! - `findings`: detector findings stored, listed, notified (webhook, real
@@ -19,6 +24,17 @@
 //! - `expressions`: the threshold plugin's rates, ratios, quantiles, absence
 //!   and grouping against the real series store.
 //! - `replay`: `warden replay` as a user runs it.
+//! - `compat`: a plugin built against WIT 0.1.0 (a frozen fixture) loads,
+//!   checks and runs through the daemon.
+//! - `init`: `warden check` and reloads run each plugin's `init`; config
+//!   errors point at their line and column.
+//! - `warm`: warm instances, their recycling, and plugin state.
+//! - `scaffold`: `warden plugin new` crates built outside the repository,
+//!   checked and run through the daemon.
+//! - `recovery`: failures and outcomes of a real failing HTTP service reported
+//!   to the daemon: breakers, retry budget, fallbacks, restarts, bad input.
+//! - `recovery_guard`: the same service called through the library's guard,
+//!   in-process, with a hand-moved clock.
 
 /// Fails to compile unless a test function named after the guest exists in scope.
 macro_rules! assert_test_exists {
@@ -34,13 +50,20 @@ mod bad_input;
 mod cache;
 mod cleanup;
 mod cli;
+mod compat;
 mod containment;
 mod daemon;
 mod expressions;
 mod findings;
 mod guests;
 mod http;
+mod init;
 mod metrics;
 mod policies;
+mod recovery;
+mod recovery_guard;
 mod replay;
+mod scaffold;
+mod triggers;
 mod util;
+mod warm;

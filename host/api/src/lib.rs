@@ -1,7 +1,8 @@
 //! # warden-api
 //!
 //! The HTTP API: health, policy status and reload, run-now, metrics push and
-//! queries (`metrics`), and `/metrics`. Errors are JSON with a message a
+//! queries (`metrics`), recovery reports and circuits (`recovery`), and
+//! `/metrics`. Errors are JSON with a message a
 //! person can act on.
 //!
 //! Layering: the top library layer. It depends on the runtime and everything
@@ -17,6 +18,7 @@ mod cleanup;
 mod findings;
 pub mod health;
 mod metrics;
+mod recovery;
 mod resources;
 
 use std::sync::Arc;
@@ -48,6 +50,8 @@ pub struct AppState {
     pub metrics: Option<Arc<warden_metrics::Pipeline>>,
     /// Memory pressure, as last measured.
     pub pressure: Arc<warden_runtime::pressure::Monitor>,
+    /// Recovery: circuits, decisions, reports.
+    pub recovery: Arc<warden_runtime::recovery::Recovery>,
     /// The token mutations need.
     pub token: auth::Token,
 }
@@ -116,6 +120,7 @@ pub fn router(state: AppState) -> Router {
         .merge(analytics::routes())
         .merge(cleanup::routes())
         .merge(resources::routes())
+        .merge(recovery::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(axum::middleware::from_fn_with_state(
@@ -129,7 +134,7 @@ async fn no_route(uri: axum::http::Uri) -> ApiError {
     ApiError(
         StatusCode::NOT_FOUND,
         format!(
-            "there is no endpoint `{}`; the endpoints are /health, /metrics and /api/v1/{{policies,alerts,findings,analytics,cleanup,resources,metrics,series}} (see the README)",
+            "there is no endpoint `{}`; the endpoints are /health, /metrics and /api/v1/{{policies,alerts,findings,analytics,cleanup,resources,metrics,series,recovery}} (see the README)",
             uri.path()
         ),
     )
@@ -151,6 +156,7 @@ fn policy_routes() -> Router<AppState> {
 
 async fn exposition(State(s): State<AppState>) -> impl IntoResponse {
     let body = s.telemetry.encode_with(|out| {
+        s.recovery.encode(out)?;
         if let Some(p) = &s.metrics {
             p.encode(out)?;
         }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 mod cli;
 mod replay;
+mod scaffold;
 
 fn main() -> ExitCode {
     let cli = <cli::Cli as clap::Parser>::parse();

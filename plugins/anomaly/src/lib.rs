@@ -20,11 +20,11 @@
 //! ```
 //!
 //! The model of a series ([`model::Model`]) is a serializable value built
-//! one sample at a time. Under the 0.1 contract, which keeps no plugin state
-//! between evaluations, each evaluation rebuilds it from the `window` it
-//! queries; the series store must keep that much history
-//! (`metrics.store.retention`, `max_samples`). Once the contract keeps
-//! plugin state, the model will be kept and fed only the new samples.
+//! one sample at a time. The 0.2 contract keeps plugin state between
+//! evaluations, but this detector does not use it yet: each evaluation
+//! rebuilds the model from the `window` it queries, so the series store must
+//! keep that much history (`metrics.store.retention`, `max_samples`). Kept
+//! as plugin state, the model could be fed only the new samples.
 
 pub mod model;
 
@@ -194,6 +194,7 @@ impl Detector for Anomaly {
     type Config = Config;
 
     fn new(config: Config) -> warden_sdk::Result<Self> {
+        use warden_sdk::Error;
         let s = &config.sensitivity;
         let positive = [
             ("sensitivity.spike", s.spike),
@@ -205,14 +206,17 @@ impl Detector for Anomaly {
         ];
         for (field, v) in positive {
             if !(v.is_finite() && v > 0.0) {
-                return Err(format!("`{field}` must be a number above 0, not {v}").into());
+                return Err(Error::at(
+                    field,
+                    format!("must be a number above 0, not {v}"),
+                ));
             }
         }
         if config.window.0 < std::time::Duration::from_secs(3600) {
-            return Err(
-                "`window` must be at least 1h: the model needs an hour to learn a series' spread"
-                    .into(),
-            );
+            return Err(Error::at(
+                "window",
+                "must be at least 1h: the model needs an hour to learn a series' spread",
+            ));
         }
         Ok(Anomaly(config))
     }

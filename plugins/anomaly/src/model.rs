@@ -1,9 +1,9 @@
 //! What the detector learns of one series, online: one sample at a time, in
 //! time order, with constant work and memory per sample. The whole of it is
 //! a plain serializable value ([`Model`]), so it can be kept between
-//! evaluations as plugin state once the contract offers it (0.2); under the
-//! 0.1 contract it is rebuilt at each evaluation by learning the window the
-//! plugin queries, oldest sample first.
+//! evaluations as plugin state, which the 0.2 contract offers. The detector
+//! does not use that state yet: it rebuilds the model at each evaluation by
+//! learning the window the plugin queries, oldest sample first.
 //!
 //! The series is read as `level + daily cycle + weekly cycle + noise`:
 //!

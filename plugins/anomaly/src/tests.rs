@@ -256,9 +256,9 @@ fn configs_that_cannot_work_are_refused() {
     ] {
         let e = Anomaly::new(serde_json::from_str(json).unwrap())
             .err()
-            .unwrap()
-            .to_string();
-        assert!(e.contains(field), "{json}: {e}");
+            .unwrap();
+        // The path is what `warden check` turns into a line and column.
+        assert_eq!(e.path(), Some(field), "{json}: {e}");
     }
     assert!(
         serde_json::from_str::<Config>(r#"{"metric": "m", "sensitivity": {"spikes": 1}}"#).is_err()

@@ -8,8 +8,8 @@ pub use wit::Finding;
 use crate::{LabelPair, Severity};
 
 /// Label keys of a finding that start with this carry evidence (see
-/// [`Finding::evidence`]). Contract 0.1 has no field for it; the host moves
-/// these labels into the finding's evidence.
+/// [`Finding::evidence`]). Contracts 0.1 and 0.2 have no field for it; the
+/// host moves these labels into the finding's evidence.
 pub const EVIDENCE_PREFIX: &str = "evidence:";
 
 impl Finding {
@@ -96,7 +96,9 @@ pub trait Detector: Sized + Send + Sync + 'static {
     /// The plugin's `config:` block, deserialized from the policy's YAML.
     type Config: serde::de::DeserializeOwned;
 
-    /// Returns the detector for this configuration, or why it cannot work.
+    /// Returns the detector for this configuration, or why it cannot work
+    /// (refusing the policy at `warden check` and reload). Runs once per
+    /// instance, which serves many evaluations.
     fn new(config: Self::Config) -> crate::Result<Self>;
 
     /// Returns what it finds now.
@@ -114,6 +116,11 @@ macro_rules! register_detector {
             #[allow(dead_code, reason = "only the wasm export constructs it")]
             struct __WardenDetector;
             impl $crate::__bindings::detector::exports::warden::policy::detection::Guest for __WardenDetector {
+                fn init(
+                    config: ::std::string::String,
+                ) -> ::core::result::Result<(), ::std::vec::Vec<$crate::__private::WitConfigError>> {
+                    __warden_init(config)
+                }
                 fn detect(
                     invocation: $crate::Invocation,
                 ) -> ::core::result::Result<::std::vec::Vec<$crate::detector::Finding>, ::std::string::String> {

@@ -245,14 +245,18 @@ impl Detector for Spikes {
     type Config = Config;
 
     fn new(config: Config) -> warden_sdk::Result<Self> {
+        use warden_sdk::Error;
         if !(config.threshold.is_finite() && config.threshold > 0.0) {
-            return Err("`threshold` must be a number above 0".into());
+            return Err(Error::at("threshold", "must be a number above 0"));
         }
         if config.min_occurrences < 3 {
-            return Err("`min_occurrences` must be at least 3: two spikes make one interval, which cannot show a period".into());
+            return Err(Error::at(
+                "min_occurrences",
+                "must be at least 3: two spikes make one interval, which cannot show a period",
+            ));
         }
         if !(0.0..0.5).contains(&config.jitter) {
-            return Err("`jitter` must be at least 0 and below 0.5".into());
+            return Err(Error::at("jitter", "must be at least 0 and below 0.5"));
         }
         Ok(Spikes(config))
     }
@@ -331,8 +335,7 @@ mod tests {
         let e =
             Spikes::new(serde_json::from_str(r#"{"metric": "m", "min_occurrences": 2}"#).unwrap())
                 .err()
-                .unwrap()
-                .to_string();
-        assert!(e.contains("min_occurrences"), "{e}");
+                .unwrap();
+        assert_eq!(e.path(), Some("min_occurrences"), "{e}");
     }
 }

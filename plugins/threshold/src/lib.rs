@@ -255,9 +255,16 @@ impl AlertRule for Threshold {
     type Config = Config;
 
     fn new(config: Config) -> warden_sdk::Result<Self> {
+        use warden_sdk::Error;
         for (i, r) in config.rules.iter().enumerate() {
-            if let Some(problem) = r.problem() {
-                return Err(format!("rules[{i}] (`{}`): {problem}", r.alert).into());
+            if let Some((field, problem)) = r.problem() {
+                let at = format!("rules[{i}].{field}");
+                // An empty name is the problem itself; otherwise name the rule.
+                return Err(if r.alert.is_empty() {
+                    Error::at(at, problem)
+                } else {
+                    Error::at(at, format!("`{}`: {problem}", r.alert))
+                });
             }
         }
         Ok(Threshold::plan(config))

@@ -180,49 +180,80 @@ impl Rule {
         self.by.is_none() && self.divide_by.is_none() && self.absent.is_none()
     }
 
-    /// Returns why the rule cannot work, if it cannot.
-    pub fn problem(&self) -> Option<String> {
-        if self.alert.is_empty() || self.metric.is_empty() {
-            return Some("`alert` and `metric` must not be empty".into());
+    /// Returns why the rule cannot work, if it cannot: the field at fault
+    /// (relative to the rule, `divide_by.metric`) and what is wrong with it.
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        let bad = |field: &'static str, message: &str| Some((field, message.to_owned()));
+        if self.alert.is_empty() {
+            return bad("alert", "must not be empty");
+        }
+        if self.metric.is_empty() {
+            return bad("metric", "must not be empty");
         }
         if let Some(a) = self.absent {
-            if self.condition.is_some()
-                || self.threshold.is_some()
-                || self.clear_threshold.is_some()
-            {
-                return Some("an `absent` rule fires when series stop reporting; drop `condition`, `threshold` and `clear_threshold`".into());
+            let set = [
+                ("condition", self.condition.is_some()),
+                ("threshold", self.threshold.is_some()),
+                ("clear_threshold", self.clear_threshold.is_some()),
+            ];
+            if let Some((field, _)) = set.iter().find(|(_, is_set)| *is_set) {
+                return bad(
+                    field,
+                    "an `absent` rule fires when series stop reporting; drop `condition`, `threshold` and `clear_threshold`",
+                );
             }
-            if !self.per_series() && (self.by.is_some() || self.divide_by.is_some()) {
-                return Some("an `absent` rule takes no `by` or `divide_by`".into());
+            if self.by.is_some() {
+                return bad("by", "an `absent` rule takes no `by` or `divide_by`");
+            }
+            if self.divide_by.is_some() {
+                return bad("divide_by", "an `absent` rule takes no `by` or `divide_by`");
             }
             if a.0 >= self.window.0 || a.0.is_zero() {
-                return Some(format!(
-                    "`absent` ({a}) must be longer than 0 and shorter than `window` ({}), which is how far back a series must have been seen",
-                    self.window
+                return Some((
+                    "absent",
+                    format!(
+                        "{a} must be longer than 0 and shorter than `window` ({}), which is how far back a series must have been seen",
+                        self.window
+                    ),
                 ));
             }
             return None;
         }
         let (Some(op), Some(threshold)) = (self.condition, self.threshold) else {
-            return Some("give a `condition` (gt, lt, ge, le, eq, ne) and a `threshold`, or `absent: DURATION`".into());
+            let field = if self.condition.is_none() {
+                "condition"
+            } else {
+                "threshold"
+            };
+            return bad(
+                field,
+                "give a `condition` (gt, lt, ge, le, eq, ne) and a `threshold`, or `absent: DURATION`",
+            );
         };
         if !threshold.is_finite() {
-            return Some("`threshold` must be a finite number".into());
+            return bad("threshold", "must be a finite number");
         }
         if let Some(c) = self.clear_threshold {
             // The clear threshold must sit on the non-firing side of the threshold.
             if op.holds(c, threshold) || matches!(op, Op::Eq | Op::Ne) {
-                return Some(format!(
-                    "`clear_threshold` {c} must lie where the condition does not hold, and needs gt/lt/ge/le"
+                return Some((
+                    "clear_threshold",
+                    format!(
+                        "{c} must lie where the condition does not hold, and needs gt/lt/ge/le"
+                    ),
                 ));
             }
         }
-        let quantile_ok = |q: Option<f64>, field: &str| match q {
+        let quantile_ok = |q: Option<f64>, field: &'static str| match q {
             Some(q) if (0.0..=1.0).contains(&q) => None,
-            Some(q) => Some(format!(
-                "`{field}` is {q}; it must be between 0 and 1 (0.99 for a p99)"
+            Some(q) => Some((
+                field,
+                format!("is {q}; it must be between 0 and 1 (0.99 for a p99)"),
             )),
-            None => Some(format!("`over: quantile` needs `{field}` (0.99 for a p99)")),
+            None => Some((
+                field,
+                format!("`over: quantile` needs `{field}` (0.99 for a p99)"),
+            )),
         };
         if self.over == Over::Quantile
             && let Some(p) = quantile_ok(self.quantile, "quantile")
@@ -230,17 +261,17 @@ impl Rule {
             return Some(p);
         }
         if self.over != Over::Quantile && self.quantile.is_some() {
-            return Some("`quantile` needs `over: quantile`".into());
+            return bad("quantile", "needs `over: quantile`");
         }
         if self.aggregate.is_some() && self.by.is_none() {
-            return Some(
-                "`aggregate` needs `by` (the labels to group by; `[]` for all series together)"
-                    .into(),
+            return bad(
+                "aggregate",
+                "needs `by` (the labels to group by; `[]` for all series together)",
             );
         }
         if let Some(d) = &self.divide_by {
             if d.metric.is_empty() {
-                return Some("`divide_by.metric` must not be empty".into());
+                return bad("divide_by.metric", "must not be empty");
             }
             if d.over.unwrap_or(self.over) == Over::Quantile
                 && let Some(p) = quantile_ok(d.quantile.or(self.quantile), "divide_by.quantile")
@@ -248,7 +279,10 @@ impl Rule {
                 return Some(p);
             }
         } else if self.on.is_some() {
-            return Some("`on` pairs series with their `divide_by`; this rule has none".into());
+            return bad(
+                "on",
+                "pairs series with their `divide_by`; this rule has none",
+            );
         }
         None
     }

@@ -182,8 +182,8 @@ fn batched_matching_picks_what_the_host_would_in_its_order() {
 #[test]
 fn a_clear_threshold_on_the_firing_side_is_refused() {
     let c: Config = serde_json::from_str(r#"{"rules": [{"alert": "A", "metric": "m", "condition": "gt", "threshold": 0.8, "clear_threshold": 0.9}]}"#).unwrap();
-    let e = Threshold::new(c).err().unwrap().to_string();
-    assert!(e.contains("clear_threshold"), "{e}");
+    let e = Threshold::new(c).err().unwrap();
+    assert_eq!(e.path(), Some("rules[0].clear_threshold"), "{e}");
 }
 
 fn timed(metric: &str, labels: &[(&str, &str)], points: &[(i64, f64)]) -> Series {
@@ -375,14 +375,14 @@ fn rules_that_cannot_mean_anything_are_refused() {
         ),
         (
             r#"{"alert": "A", "metric": "m", "aggregate": "max", "condition": "gt", "threshold": 1}"#,
-            "`aggregate` needs `by`",
+            "needs `by`",
         ),
         (
             r#"{"alert": "A", "metric": "m", "on": ["x"], "condition": "gt", "threshold": 1}"#,
             "has none",
         ),
     ] {
-        let p = rule(json).problem().unwrap_or_default();
-        assert!(p.contains(why), "{json}: {p}");
+        let (field, p) = rule(json).problem().unwrap_or_default();
+        assert!(p.contains(why), "{json}: {field}: {p}");
     }
 }

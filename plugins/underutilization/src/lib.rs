@@ -231,16 +231,25 @@ impl Detector for Underutilization {
     type Config = Config;
 
     fn new(config: Config) -> warden_sdk::Result<Self> {
+        use warden_sdk::Error;
+        const ONE_OF: &str = "give exactly one of `capacity` (a number) and `capacity_metric` (a metric paired with the usage)";
         match (&config.capacity, &config.capacity_metric) {
             (Some(c), None) if c.is_finite() && *c > 0.0 => {}
-            (Some(_), None) => return Err("`capacity` must be a number above 0".into()),
+            (Some(_), None) => return Err(Error::at("capacity", "must be a number above 0")),
             (None, Some(m)) if !m.is_empty() => {}
-            _ => {
-                return Err("give exactly one of `capacity` (a number) and `capacity_metric` (a metric paired with the usage)".into());
+            (None, Some(_)) => {
+                return Err(Error::at("capacity_metric", "must not be empty"));
             }
+            // Both given: the second is the one too many. Neither: the
+            // config as a whole lacks it.
+            (Some(_), Some(_)) => return Err(Error::at("capacity_metric", ONE_OF)),
+            (None, None) => return Err(Error::msg(ONE_OF)),
         }
         if config.on.is_some() && config.capacity_metric.is_none() {
-            return Err("`on` pairs usage with `capacity_metric`; this config has none".into());
+            return Err(Error::at(
+                "on",
+                "pairs usage with `capacity_metric`; this config has none",
+            ));
         }
         let shares = [
             ("percentile", config.percentile, 0.0, 1.0),
@@ -250,7 +259,10 @@ impl Detector for Underutilization {
         ];
         for (field, v, lo, hi) in shares {
             if !(lo..=hi).contains(&v) {
-                return Err(format!("`{field}` is {v}; it must be between {lo} and {hi}").into());
+                return Err(Error::at(
+                    field,
+                    format!("is {v}; it must be between {lo} and {hi}"),
+                ));
             }
         }
         Ok(Underutilization(config))

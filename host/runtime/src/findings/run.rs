@@ -65,6 +65,7 @@ pub(crate) fn apply(
         cx.publish(Event {
             kind: EventKind::FindingRaised,
             pressure: None,
+            failure: None,
         });
     }
     format!(
