@@ -11,6 +11,8 @@ pub(crate) struct Daemon {
     pub child: Child,
     pub addr: String,
     pub dir: tempfile::TempDir,
+    /// `--data-dir`, when not the default `./warden-data`.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl Drop for Daemon {
@@ -31,12 +33,13 @@ pub(crate) fn free_port() -> u16 {
 fn warden(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(args)
+        .env_remove("WARDEN_TOKEN")
         .output()
         .unwrap()
 }
 
 impl Daemon {
-    fn start() -> Daemon {
+    pub(crate) fn start() -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("policies")).unwrap();
         std::fs::write(dir.path().join("policies/a.yaml"), alert("a", 1.0)).unwrap();
@@ -46,22 +49,85 @@ impl Daemon {
     /// Starts `warden run` in `dir` (which holds `policies/`), with a config
     /// file if one is given.
     pub(crate) fn start_in(dir: tempfile::TempDir, config: Option<&str>) -> Daemon {
+        Daemon::spawn(dir, config, Stdio::null(), None, None)
+    }
+
+    /// [`Daemon::start_in`] with `--data-dir data_dir`.
+    pub(crate) fn start_with_data_dir(
+        dir: tempfile::TempDir,
+        config: &str,
+        data_dir: &std::path::Path,
+    ) -> Daemon {
+        Daemon::spawn(dir, Some(config), Stdio::null(), None, Some(data_dir))
+    }
+
+    /// [`Daemon::start_in`] with its log, at debug level, in `log`.
+    pub(crate) fn start_logged(
+        dir: tempfile::TempDir,
+        config: &str,
+        log: &std::path::Path,
+    ) -> Daemon {
+        let file = std::fs::File::create(log).unwrap();
+        Daemon::spawn(
+            dir,
+            Some(config),
+            Stdio::from(file),
+            Some("debug,cranelift_codegen=info,wasmtime_cranelift=info,wasmtime=info"),
+            None,
+        )
+    }
+
+    fn spawn(
+        dir: tempfile::TempDir,
+        config: Option<&str>,
+        stderr: Stdio,
+        log_filter: Option<&str>,
+        data_dir: Option<&std::path::Path>,
+    ) -> Daemon {
         let addr = format!("127.0.0.1:{}", free_port());
         let mut args = vec!["run".to_owned(), "--listen".to_owned(), addr.clone()];
+        if let Some(d) = data_dir {
+            args.extend(["--data-dir".to_owned(), d.display().to_string()]);
+        }
         if let Some(config) = config {
             std::fs::write(dir.path().join("warden.yaml"), config).unwrap();
             args.extend(["--config".to_owned(), "warden.yaml".to_owned()]);
         }
-        let child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_warden"));
+        command
             .args(&args)
             .current_dir(dir.path())
+            .env_remove("WARDEN_TOKEN")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let d = Daemon { child, addr, dir };
+            .stderr(stderr);
+        if let Some(filter) = log_filter {
+            command.env("RUST_LOG", filter);
+        }
+        let child = command.spawn().unwrap();
+        let d = Daemon {
+            child,
+            addr,
+            dir,
+            data_dir: data_dir.map(std::path::Path::to_path_buf),
+        };
         d.until("the API answers", |s| s["policies"].is_array());
+        // The token the daemon made (none if the config gives one).
+        if let Ok(token) = std::fs::read_to_string(d.token_file()) {
+            crate::http::remember_token(&d.addr, &token);
+        }
         d
+    }
+
+    /// Its data directory.
+    pub(crate) fn data_dir(&self) -> std::path::PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join("warden-data"))
+    }
+
+    /// Where the daemon keeps the token it made.
+    pub(crate) fn token_file(&self) -> std::path::PathBuf {
+        self.data_dir().join("api-token")
     }
 
     /// Sends SIGTERM and waits for a clean exit.
@@ -84,8 +150,26 @@ impl Daemon {
     }
 
     pub(crate) fn status(&self) -> serde_json::Value {
-        let out = warden(&["status", "--addr", &self.addr, "--format", "json"]);
+        let out = self.cli(&["status", "--format", "json"]);
         serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// `warden <args> --addr ADDR --data-dir DIR`: a command of the user the
+    /// daemon runs as, which finds the daemon's token in its data directory.
+    pub(crate) fn cli(&self, args: &[&str]) -> std::process::Output {
+        let data_dir = self.data_dir();
+        let mut all = args.to_vec();
+        all.extend([
+            "--addr",
+            &self.addr,
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ]);
+        Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(&all)
+            .env_remove("WARDEN_TOKEN")
+            .output()
+            .unwrap()
     }
 
     pub(crate) fn until(
@@ -144,7 +228,7 @@ fn run_with_defaults_serves_status_and_follows_edits() {
     std::fs::write(d.dir.path().join("policies/a.yaml"), "policies: [").unwrap();
     let s = d.until("the error", |s| !s["files"][0]["error"].is_null());
     assert_eq!(s["policies"][0]["name"], "a");
-    let human = warden(&["status", "--addr", &d.addr]);
+    let human = d.cli(&["status"]);
     assert_eq!(human.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&human.stdout).contains("  error:"),
@@ -177,7 +261,7 @@ fn sighup_and_the_api_reload_and_sigterm_stops_cleanly() {
     d.until("a SIGHUP reload", |s| {
         s["reloads"]["reloads"].as_u64().unwrap_or(0) > before
     });
-    let out = warden(&["reload", "--addr", &d.addr]);
+    let out = d.cli(&["reload"]);
     assert!(
         out.status.success(),
         "{}",
@@ -210,7 +294,7 @@ fn status_without_a_daemon_says_how_to_fix_it() {
 }
 
 fn post_status(addr: &str, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
-    let mut request = crate::http::agent().post(&format!("http://{addr}{path}"));
+    let mut request = crate::http::anonymous_agent().post(&format!("http://{addr}{path}"));
     if let Some(t) = token {
         request = request.header("authorization", &format!("Bearer {t}"));
     }
@@ -220,17 +304,33 @@ fn post_status(addr: &str, path: &str, token: Option<&str>) -> (u16, serde_json:
     (status, serde_json::from_str(&body).unwrap_or_default())
 }
 
+fn get_status(addr: &str, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    let mut request = crate::http::anonymous_agent().get(&format!("http://{addr}{path}"));
+    if let Some(t) = token {
+        request = request.header("authorization", &format!("Bearer {t}"));
+    }
+    let mut r = request.call().unwrap();
+    let status = r.status().as_u16();
+    let body = r.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&body).unwrap_or_default())
+}
+
+/// Issue 12: without a configured token the daemon makes one (0600, in its
+/// data directory) and every mutation, and every read of configuration or
+/// history, needs it; `/health` and `/metrics` stay open. The CLI finds the
+/// token there, in `--token-file` or in WARDEN_TOKEN, and takes none on its
+/// command line.
 #[test]
-fn with_a_token_mutations_need_it_and_reads_do_not() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("policies")).unwrap();
-    std::fs::write(dir.path().join("policies/a.yaml"), alert("a", 1.0)).unwrap();
-    std::fs::write(dir.path().join("token"), "s3cret\n").unwrap();
-    let d = Daemon::start_in(
-        dir,
-        Some("api:\n  token_file: token\nmetrics:\n  collect:\n    enabled: false\n"),
-    );
-    for (path, token) in [
+fn r12_without_a_configured_token_one_is_made_and_required() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Daemon::start();
+    let file = d.token_file();
+    let token = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert_eq!(token.len(), 64, "{token}");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(mode(&d.dir.path().join("warden-data")), 0o700);
+    for (path, who) in [
         ("/api/v1/policies/reload", None),
         ("/api/v1/policies/reload", Some("wrong")),
         ("/api/v1/policies/a/run", None),
@@ -239,27 +339,104 @@ fn with_a_token_mutations_need_it_and_reads_do_not() {
         ("/api/v1/resources/1/access", None),
         ("/api/v1/cleanup/tasks/a/run", None),
     ] {
-        let (status, body) = post_status(&d.addr, path, token);
-        assert_eq!(status, 401, "{path} {token:?}: {body}");
+        let (status, body) = post_status(&d.addr, path, who);
+        assert_eq!(status, 401, "{path} {who:?}: {body}");
         assert!(body["error"].as_str().unwrap().contains("token"), "{body}");
     }
-    let (status, body) = post_status(&d.addr, "/api/v1/policies/reload", Some("s3cret"));
+    for path in [
+        "/api/v1/policies",
+        "/api/v1/alerts/rules",
+        "/api/v1/alerts/history",
+        "/api/v1/cleanup/history",
+        "/api/v1/resources",
+        "/api/v1/metrics/stats",
+    ] {
+        assert_eq!(get_status(&d.addr, path, None).0, 401, "{path}");
+        assert_eq!(get_status(&d.addr, path, Some(&token)).0, 200, "{path}");
+    }
+    assert_eq!(get_status(&d.addr, "/health", None).0, 200);
+    assert_eq!(get_status(&d.addr, "/metrics", None).0, 200);
+    let (status, body) = post_status(&d.addr, "/api/v1/policies/reload", Some(&token));
     assert_eq!(status, 200, "{body}");
-    // Reads stay open.
-    assert_eq!(d.status()["policies"][0]["name"], "a");
-    // The CLI passes the token on.
-    let refused = warden(&["reload", "--addr", &d.addr]);
-    assert_eq!(refused.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("Bearer"));
+
+    // The CLI: the data directory, then --token-file and WARDEN_TOKEN.
+    let out = d.cli(&["reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let elsewhere = warden(&["reload", "--addr", &d.addr, "--data-dir", "/nonexistent"]);
+    assert_eq!(elsewhere.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&elsewhere.stderr).contains("Bearer"));
+    let out = warden(&[
+        "reload",
+        "--addr",
+        &d.addr,
+        "--data-dir",
+        "/nonexistent",
+        "--token-file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["reload", "--addr", &d.addr])
-        .env("WARDEN_TOKEN", "s3cret")
+        .args(["status", "--addr", &d.addr, "--data-dir", "/nonexistent"])
+        .env("WARDEN_TOKEN", &token)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // A token on the command line is not a thing.
+    let argv = warden(&["reload", "--addr", &d.addr, "--token", &token]);
+    assert_eq!(argv.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&argv.stderr).contains("--token"));
+
+    // The same token after a restart.
+    let dir = d.stop();
+    let d = Daemon::start_in(dir, None);
+    assert_eq!(
+        std::fs::read_to_string(d.token_file()).unwrap().trim(),
+        token
+    );
+    d.stop();
+}
+
+#[test]
+fn a_configured_token_is_used_and_public_reads_open_the_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(dir.path().join("policies/a.yaml"), alert("a", 1.0)).unwrap();
+    std::fs::write(dir.path().join("token"), "s3cret\n").unwrap();
+    std::fs::create_dir(dir.path().join("warden-data")).unwrap();
+    // The CLI finds the configured token where it is told to look.
+    std::fs::write(dir.path().join("warden-data/api-token"), "s3cret\n").unwrap();
+    std::fs::set_permissions(
+        dir.path().join("warden-data"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let d = Daemon::start_in(
+        dir,
+        Some(
+            "api:\n  token_file: token\n  public_reads: true\nmetrics:\n  collect:\n    enabled: false\n",
+        ),
+    );
+    assert_eq!(post_status(&d.addr, "/api/v1/policies/reload", None).0, 401);
+    assert_eq!(
+        post_status(&d.addr, "/api/v1/policies/reload", Some("s3cret")).0,
+        200
+    );
+    let (status, body) = get_status(&d.addr, "/api/v1/policies", None);
+    assert_eq!(
+        (status, &body["policies"][0]["name"]),
+        (200, &serde_json::json!("a"))
     );
     d.stop();
 }

@@ -13,6 +13,12 @@
 //! - `api`: resources, cleanup tasks, triggers and `/health` over HTTP.
 //! - `alerts`: alert notifications to a real Alertmanager and a webhook, and
 //!   alert state across restarts.
+//! - `exposure`: what the API lets in and out (issue 12): `Host`, content
+//!   types, resource owners and handles, personal data, hostile pushes
+//!   checked by `promtool`, secrets in answers and logs.
+//! - `faults`: the daemon under abuse and faults (issue 12): 2,000 idle
+//!   connections, a full tmpfs, an untrusted data directory, a cleanup
+//!   policy going live mid-edit.
 
 /// Fails to compile unless a test function named after the guest exists in scope.
 macro_rules! assert_test_exists {
@@ -30,6 +36,8 @@ mod cleanup;
 mod cli;
 mod containment;
 mod daemon;
+mod exposure;
+mod faults;
 mod guests;
 mod http;
 mod metrics;

@@ -4,6 +4,11 @@
 //! queries (`metrics`), and `/metrics`. Errors are JSON with a message a
 //! person can act on.
 //!
+//! Every request passes [`auth::guard`] (the `Host` header, the token, a
+//! JSON content type) and a body deadline; [`serve::serve`] bounds
+//! connections and their timeouts; heavy reads run a few at a time off the
+//! async workers ([`heavy`]).
+//!
 //! Layering: the top library layer. It depends on the runtime and everything
 //! below it, and is driven by the `warden` binary; no other crate depends on
 //! it.
@@ -14,8 +19,10 @@ mod alerts;
 pub mod auth;
 mod cleanup;
 pub mod health;
+pub mod heavy;
 mod metrics;
 mod resources;
+pub mod serve;
 
 use std::sync::Arc;
 
@@ -46,8 +53,14 @@ pub struct AppState {
     pub metrics: Option<Arc<warden_metrics::Pipeline>>,
     /// Memory pressure, as last measured.
     pub pressure: Arc<warden_runtime::pressure::Monitor>,
-    /// The token mutations need.
-    pub token: auth::Token,
+    /// Who may do what.
+    pub access: auth::Access,
+    /// How long a request body may take to arrive.
+    pub body_timeout: std::time::Duration,
+    /// Keys and text refused as personal data in registered resources.
+    pub pii: warden_metrics::validate::PiiKeys,
+    /// The bound on heavy reads ([`heavy::bound`]).
+    pub heavy: Arc<tokio::sync::Semaphore>,
 }
 
 /// An error as the API returns it.
@@ -105,12 +118,22 @@ pub fn router(state: AppState) -> Router {
         .merge(resources::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
+        // Routes set their own body caps; this is the cap of the rest.
+        .layer(axum::extract::DefaultBodyLimit::max(SMALL_BODY))
         .layer(axum::middleware::from_fn_with_state(
-            state.token.clone(),
-            auth::require_token,
+            state.body_timeout,
+            serve::body_deadline,
+        ))
+        // Outermost: nothing runs for a request that fails it.
+        .layer(axum::middleware::from_fn_with_state(
+            state.access.clone(),
+            auth::guard,
         ))
         .with_state(state)
 }
+
+/// The body cap of routes that set none: they take no body or a small one.
+pub const SMALL_BODY: usize = 16 * 1024;
 
 async fn no_route(uri: axum::http::Uri) -> ApiError {
     ApiError(
@@ -136,18 +159,22 @@ fn policy_routes() -> Router<AppState> {
         .route("/api/v1/policies/{name}/run", post(run_now))
 }
 
-async fn exposition(State(s): State<AppState>) -> impl IntoResponse {
-    let body = s.telemetry.encode_with(|out| match &s.metrics {
-        Some(p) => p.encode(out),
-        None => Ok(()),
-    });
-    (
+async fn exposition(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let (telemetry, metrics) = (Arc::clone(&s.telemetry), s.metrics.clone());
+    let body = heavy::run(&s, move || {
+        telemetry.encode_with(|out| match &metrics {
+            Some(p) => p.encode(out),
+            None => Ok(()),
+        })
+    })
+    .await?;
+    Ok((
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         body,
-    )
+    ))
 }
 
 /// The status of one policy.
@@ -171,6 +198,9 @@ pub struct PolicyStatus {
     pub wit_version: Option<String>,
     /// When this version was loaded.
     pub loaded_at_ms: i64,
+    /// A cleanup policy this version made more dangerous runs dry until
+    /// then (its file must settle first).
+    pub held_until_ms: Option<i64>,
     /// Fingerprint.
     pub fingerprint: String,
     /// Runtime state.
@@ -233,6 +263,9 @@ pub fn status(s: &AppState) -> Status {
             plugin_sha256: p.plugin.as_ref().map(|x| x.info().sha256.clone()),
             wit_version: p.plugin.as_ref().map(|x| x.info().wit_version.clone()),
             loaded_at_ms: p.loaded_at_ms,
+            held_until_ms: p
+                .hold_until_ms
+                .filter(|_| p.held(warden_core::clock::now_ms())),
             fingerprint: p.fingerprint.clone(),
             state: s.state.get(&StateKey::policy(&p.file, p.name())),
             alerts: s.state.alerts(&p.file, p.name()),

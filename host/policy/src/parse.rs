@@ -148,7 +148,7 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
         policy: policy.map(str::to_owned),
         message,
     };
-    let file: PolicyFile = match serde_norway::from_str(text) {
+    let mut file: PolicyFile = match serde_norway::from_str(text) {
         Ok(f) => f,
         Err(e) => {
             let loc = e.location();
@@ -160,6 +160,13 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
             )]);
         }
     };
+    // A receiver's `credentials_file` is relative to the policy file.
+    let base = path.parent().unwrap_or(Path::new("."));
+    for spec in &mut file.policies {
+        for config in spec.notify.iter_mut().flatten() {
+            config.resolve_paths(base);
+        }
+    }
     let locations = Locations::of(text);
     let mut errors = Vec::new();
     let mut policies = Vec::new();

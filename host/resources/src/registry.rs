@@ -1,7 +1,13 @@
 //! Resources applications register: a handle per object, with its kind, name,
 //! owner, size, times and labels; released when the application says so.
+//!
+//! Handles are not guessable: the registry numbers resources in order
+//! internally, and shows each number through a keyed permutation ([`Handles`])
+//! of the 52-bit range (exact in JSON), keyed at random per process. A caller
+//! cannot reach another owner's resource by counting.
 
 use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::RwLock;
 
 use warden_core::records::{NewResource, ResourceFilter, ResourceKind, ResourceSet, TimestampMs};
@@ -89,15 +95,79 @@ pub enum Lookup {
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// The last sequence number given out; entries are keyed by theirs.
     next: u64,
     entries: BTreeMap<u64, Entry>,
     released: BTreeMap<u64, Released>,
+}
+
+/// A keyed permutation of the numbers below 2^52 (a four-round Feistel
+/// network over two 26-bit halves, SipHash as the round function): sequence
+/// numbers in, handles out, and back. Distinct numbers give distinct
+/// handles, so no handle is ever given twice, and without the key the next
+/// handle cannot be told from the last.
+pub struct Handles {
+    hasher: std::hash::RandomState,
+    key: [u8; 16],
+}
+
+impl std::fmt::Debug for Handles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handles(..)")
+    }
+}
+
+impl Default for Handles {
+    fn default() -> Self {
+        Handles {
+            // Random keys per process; the kernel's bytes on top, in case
+            // the standard library's ever come from a weaker source.
+            hasher: std::hash::RandomState::new(),
+            key: warden_core::fsx::random_bytes().unwrap_or_default(),
+        }
+    }
+}
+
+const HALF: u32 = 26;
+const HALF_MASK: u64 = (1 << HALF) - 1;
+const ROUNDS: u8 = 4;
+
+impl Handles {
+    fn round(&self, round: u8, half: u64) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        h.write(&self.key);
+        h.write_u8(round);
+        h.write_u64(half);
+        h.finish() & HALF_MASK
+    }
+
+    /// The handle of sequence number `seq` (below 2^52).
+    pub fn encode(&self, seq: u64) -> u64 {
+        let (mut l, mut r) = ((seq >> HALF) & HALF_MASK, seq & HALF_MASK);
+        for i in 0..ROUNDS {
+            (l, r) = (r, l ^ self.round(i, r));
+        }
+        (l << HALF) | r
+    }
+
+    /// The sequence number behind `handle`, if it can be one.
+    pub fn decode(&self, handle: u64) -> Option<u64> {
+        if handle >> (2 * HALF) != 0 {
+            return None;
+        }
+        let (mut l, mut r) = ((handle >> HALF) & HALF_MASK, handle & HALF_MASK);
+        for i in (0..ROUNDS).rev() {
+            (l, r) = (r ^ self.round(i, l), l);
+        }
+        Some((l << HALF) | r)
+    }
 }
 
 /// The registry. Handles are never reused.
 #[derive(Debug, Default)]
 pub struct Registry {
     inner: RwLock<Inner>,
+    handles: Handles,
 }
 
 impl Registry {
@@ -105,47 +175,54 @@ impl Registry {
     pub fn register(&self, reg: Registration, now_ms: TimestampMs) -> u64 {
         let mut g = self.inner.write().unwrap_or_else(|p| p.into_inner());
         g.next += 1;
-        let handle = g.next;
+        let seq = g.next;
         g.entries.insert(
-            handle,
+            seq,
             Entry {
                 reg,
                 created_ms: now_ms,
                 accessed_ms: now_ms,
             },
         );
-        handle
+        self.handles.encode(seq)
     }
 
     /// Marks a resource as used at `now_ms`; returns false if the handle is unknown.
     pub fn touch(&self, handle: u64, now_ms: TimestampMs) -> bool {
+        let Some(seq) = self.handles.decode(handle) else {
+            return false;
+        };
         let mut g = self.inner.write().unwrap_or_else(|p| p.into_inner());
         g.entries
-            .get_mut(&handle)
+            .get_mut(&seq)
             .map(|e| e.accessed_ms = now_ms)
             .is_some()
     }
 
     /// Forgets a resource; returns false if the handle is unknown.
     pub fn release(&self, handle: u64) -> bool {
+        let Some(seq) = self.handles.decode(handle) else {
+            return false;
+        };
         self.inner
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .entries
-            .remove(&handle)
+            .remove(&seq)
             .is_some()
     }
 
     /// Releases a resource on a cleanup policy's decision, remembering who
     /// did it; returns its size, or `None` if it is no longer registered.
     pub fn release_by_policy(&self, handle: u64, policy: &str, now_ms: TimestampMs) -> Option<u64> {
+        let seq = self.handles.decode(handle)?;
         let mut g = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        let e = g.entries.remove(&handle)?;
+        let e = g.entries.remove(&seq)?;
         if g.released.len() >= TOMBSTONES {
             g.released.pop_first();
         }
         g.released.insert(
-            handle,
+            seq,
             Released {
                 by_policy: policy.to_owned(),
                 at_ms: now_ms,
@@ -156,17 +233,20 @@ impl Registry {
 
     /// What became of `handle`.
     pub fn lookup(&self, handle: u64) -> Lookup {
+        let Some(seq) = self.handles.decode(handle) else {
+            return Lookup::Unknown;
+        };
         let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = g.entries.get(&handle) {
+        if let Some(e) = g.entries.get(&seq) {
             return Lookup::Live(view(handle, e));
         }
         g.released
-            .get(&handle)
+            .get(&seq)
             .map_or(Lookup::Unknown, |r| Lookup::Released(r.clone()))
     }
 
     /// The registered resources matching `filter` and, if given, `owner`,
-    /// oldest handle first.
+    /// oldest first.
     pub fn views(&self, filter: &ResourceFilter, owner: Option<&str>) -> Vec<View> {
         let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
         let limit = filter.limit.map_or(usize::MAX, |l| l as usize);
@@ -174,7 +254,7 @@ impl Registry {
             .iter()
             .filter(|(_, e)| matches(filter, e) && owner.is_none_or(|o| e.reg.owner == o))
             .take(limit)
-            .map(|(h, e)| view(*h, e))
+            .map(|(seq, e)| view(self.handles.encode(*seq), e))
             .collect()
     }
 
@@ -192,13 +272,13 @@ impl Registry {
         self.len() == 0
     }
 
-    /// Returns the resources matching `filter`, oldest handle first. A
+    /// Returns the resources matching `filter`, oldest first. A
     /// resource with a TTL carries it as the label [`TTL_LABEL`].
     pub fn list(&self, filter: &ResourceFilter) -> ResourceSet {
         let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
         let limit = filter.limit.map_or(usize::MAX, |l| l as usize);
         let mut set = ResourceSet::default();
-        for (handle, e) in g.entries.iter() {
+        for (seq, e) in g.entries.iter() {
             if set.len() >= limit {
                 break;
             }
@@ -214,7 +294,7 @@ impl Registry {
                 .chain(ttl.as_deref().map(|t| (TTL_LABEL, t)))
                 .collect();
             set.push(NewResource {
-                handle: *handle,
+                handle: self.handles.encode(*seq),
                 kind: Some(e.reg.kind),
                 name: &e.reg.name,
                 owner: &e.reg.owner,
@@ -299,6 +379,39 @@ mod tests {
             1
         );
         assert_eq!(r.list(&ResourceFilter::default()).len(), 2);
+    }
+
+    #[test]
+    fn handles_are_a_keyed_permutation_not_a_count() {
+        let r = Registry::default();
+        let handles: Vec<u64> = (0..1000)
+            .map(|i| r.register(reg(ResourceKind::AppObject, &format!("o/{i}")), 1))
+            .collect();
+        let distinct: std::collections::BTreeSet<_> = handles.iter().collect();
+        assert_eq!(distinct.len(), handles.len());
+        assert!(handles.iter().all(|h| *h < 1 << 52), "exact in JSON");
+        // Not a count: consecutive registrations are not neighbours.
+        let adjacent = handles
+            .windows(2)
+            .filter(|w| w[1].abs_diff(w[0]) < 1000)
+            .count();
+        assert!(
+            adjacent < 5,
+            "{adjacent} of 999 neighbours: {:?}",
+            &handles[..8]
+        );
+        // Another registry (another daemon run) numbers differently.
+        let other = Registry::default();
+        assert_ne!(
+            other.register(reg(ResourceKind::AppObject, "o/0"), 1),
+            handles[0]
+        );
+        for (i, h) in handles.iter().enumerate() {
+            assert_eq!(r.handles.decode(*h), Some(i as u64 + 1));
+        }
+        // A guessed neighbour is almost surely nobody.
+        assert_eq!(r.lookup(handles[0] + 1), Lookup::Unknown);
+        assert_eq!(r.lookup(u64::MAX), Lookup::Unknown);
     }
 
     #[test]

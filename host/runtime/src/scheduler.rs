@@ -194,6 +194,9 @@ impl Scheduler {
         let p = Arc::clone(policy);
         match policy.policy.trigger.clone() {
             Trigger::Interval(every) => handles.push(tokio::spawn(async move {
+                // A version that may not act yet starts its schedule once it
+                // may (its runs before would be dry runs).
+                settle(&p).await;
                 let period = every.0;
                 let mut interval = tokio::time::interval(period);
                 // A late tick is skipped, not bunched up; `missed_ticks` counts it.
@@ -219,9 +222,10 @@ impl Scheduler {
                 }
             })),
             Trigger::Threshold(t) => {
-                handles.push(tokio::spawn(
-                    async move { watch_threshold(&p, &cx, &t).await },
-                ));
+                handles.push(tokio::spawn(async move {
+                    settle(&p).await;
+                    watch_threshold(&p, &cx, &t).await;
+                }));
             }
             Trigger::Event(kind) => {
                 let mut rx = cx.events.subscribe();
@@ -248,6 +252,7 @@ impl Scheduler {
             let p = Arc::clone(policy);
             let mut rx = cx.pressure.subscribe();
             handles.push(tokio::spawn(async move {
+                settle(&p).await;
                 let mut above = false;
                 loop {
                     let pressure = *rx.borrow_and_update();
@@ -266,7 +271,8 @@ impl Scheduler {
         handles
     }
 
-    /// Evaluates `policy` now, as a manual trigger does.
+    /// Evaluates `policy` now, as a manual trigger does. A cleanup policy
+    /// that is held ([`LivePolicy::held`]) runs as a dry run.
     pub async fn run_now(&self, policy: &Arc<LivePolicy>) -> EvalRecord {
         evaluate(policy, &self.cx, None).await
     }
@@ -274,6 +280,16 @@ impl Scheduler {
     /// Returns the number of scheduled policies.
     pub fn scheduled(&self) -> usize {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// Waits until `p` may act (see [`LivePolicy::held`]).
+async fn settle(p: &LivePolicy) {
+    if let Some(until) = p.hold_until_ms {
+        let left = until.saturating_sub(warden_core::clock::now_ms());
+        if left > 0 {
+            tokio::time::sleep(Duration::from_millis(left.unsigned_abs())).await;
+        }
     }
 }
 
@@ -471,8 +487,17 @@ fn apply_alerts(
             pressure: None,
         });
     }
+    let refused = if applied.refused > 0 {
+        format!(
+            "; {} new alerts refused (a policy holds at most {})",
+            applied.refused,
+            crate::alerts::MAX_ALERTS_PER_POLICY
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{} alerts firing, {} pending",
+        "{} alerts firing, {} pending{refused}",
         applied.firing, applied.pending
     )
 }
@@ -496,7 +521,15 @@ fn evaluate_blocking(p: &LivePolicy, cx: &Context) -> Result<Decided, (&'static 
             Ok(Decided::Summary(format!("{} findings", found.len())))
         }
         PolicyKind::Cleanup => {
-            let dry_run = p.policy.spec.dry_run;
+            // A version made more dangerous acts only once its file settled.
+            let held = p.held(warden_core::clock::now_ms());
+            if held {
+                tracing::warn!(
+                    policy = p.name(),
+                    "the policy changed to act or widen its scope less than the settle time ago; this run is a dry run"
+                );
+            }
+            let dry_run = p.policy.spec.dry_run || held;
             let kinds = &p.policy.spec.scope.kinds;
             let mut runs = Vec::new();
             // A scope of only registered kinds has no files to look at.

@@ -83,7 +83,8 @@ pub struct AlertEvent {
     pub labels: Vec<(String, String)>,
     /// The phase it entered.
     pub phase: super::alerts::Phase,
-    /// Its value then.
+    /// Its value then (`null` in JSON when not a finite number).
+    #[serde(with = "super::alerts::finite_or_null")]
     pub value: f64,
     /// Its severity.
     pub severity: String,
@@ -100,6 +101,9 @@ pub struct Applied {
     pub firing: usize,
     /// How many are pending.
     pub pending: usize,
+    /// New alerts refused because the policy holds
+    /// [`MAX_ALERTS_PER_POLICY`](super::alerts::MAX_ALERTS_PER_POLICY).
+    pub refused: usize,
 }
 
 /// How many alert phase changes the history keeps.
@@ -128,6 +132,21 @@ pub struct StateStore {
     /// Where alert state and cleanup history are kept across restarts;
     /// nowhere when `None`.
     dir: Option<PathBuf>,
+    /// The latest failure to save, cleared by the next success.
+    save_failure: Mutex<Option<SaveFailure>>,
+}
+
+/// Why state is not being saved (a full disk, a read-only filesystem).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SaveFailure {
+    /// The file.
+    pub file: String,
+    /// The error.
+    pub error: String,
+    /// When saving it started failing, ms since the epoch.
+    pub since_ms: i64,
+    /// Saves that failed since.
+    pub failures: u64,
 }
 
 #[derive(Debug, Default)]
@@ -155,7 +174,11 @@ impl StateStore {
     /// starts from what an earlier run left there. A file that cannot be
     /// read is moved aside, named in the log, and the store starts empty.
     pub fn open(dir: &std::path::Path) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
+        warden_core::fsx::ensure_private_dir(dir, "state directory")?;
+        // Temporary files of a save that died half-way held nothing needed.
+        for name in [ALERTS_FILE, CLEANUP_FILE] {
+            let _ = std::fs::remove_file(dir.join(format!(".{name}.tmp")));
+        }
         let path = dir.join(ALERTS_FILE);
         let mut alerts = Alerts::default();
         match std::fs::read(&path) {
@@ -222,28 +245,21 @@ impl StateStore {
         let Some(run) = h.runs.front() else { return };
         let path = dir.join(CLEANUP_FILE);
         let result = if h.lines + 1 >= 2 * CLEANUP_HISTORY {
-            let write = || -> std::io::Result<()> {
-                let tmp = dir.join(format!(".{CLEANUP_FILE}.tmp"));
-                let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-                for r in h.runs.iter().rev() {
-                    serde_json::to_writer(&mut f, r).map_err(std::io::Error::other)?;
-                    f.write_all(b"\n")?;
+            let mut text = Vec::new();
+            for r in h.runs.iter().rev() {
+                if serde_json::to_writer(&mut text, r).is_ok() {
+                    text.push(b'\n');
                 }
-                f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-                std::fs::rename(&tmp, &path)
-            };
+            }
             let kept = h.runs.len();
-            write().map(|()| h.lines = kept)
+            warden_core::fsx::write_atomic(dir, CLEANUP_FILE, &text).map(|()| h.lines = kept)
         } else {
             let mut line = serde_json::to_vec(run).map_err(std::io::Error::other);
             if let Ok(l) = &mut line {
                 l.push(b'\n');
             }
             line.and_then(|l| {
-                let mut f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)?;
+                let mut f = warden_core::fsx::private_append().open(&path)?;
                 // One write of a whole line: a crash leaves at most a cut
                 // last line, which the reader skips.
                 f.write_all(&l)?;
@@ -252,13 +268,48 @@ impl StateStore {
             .map(|()| 1)
             .map(|n| h.lines += n)
         };
-        if let Err(e) = result {
+        if let Err(e) = &result {
             tracing::error!(file = %path.display(), error = %e, "cannot save the cleanup history; this run will be missing after a restart");
+        }
+        self.saved(CLEANUP_FILE, result.map(drop));
+    }
+
+    /// Notes how a save went, for [`StateStore::save_failure`].
+    fn saved(&self, file: &str, result: std::io::Result<()>) {
+        let mut f = self.save_failure.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(()) => {
+                if f.as_ref().is_some_and(|x| x.file == file) {
+                    tracing::info!(file, "state is saved again");
+                    *f = None;
+                }
+            }
+            Err(e) => {
+                let x = f.get_or_insert_with(|| SaveFailure {
+                    file: file.to_owned(),
+                    error: String::new(),
+                    since_ms: warden_core::clock::now_ms(),
+                    failures: 0,
+                });
+                x.file = file.to_owned();
+                x.error = e.to_string();
+                x.failures += 1;
+            }
         }
     }
 
-    /// Writes the alert state: a temporary file, fsync, rename, so a crash
-    /// leaves the old state or the new one, never half of either.
+    /// Why state is not being saved, if it is not.
+    pub fn save_failure(&self) -> Option<SaveFailure> {
+        self.save_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Writes the alert state: a temporary file, fsync, rename, fsync of the
+    /// directory, so a crash leaves the old state or the new one, never half
+    /// of either. The bytes are read back before they are written: a state
+    /// that would not load is never saved (the previous one stays).
     fn save_alerts(&self, alerts: &Alerts) {
         let Some(dir) = &self.dir else { return };
         let saved = SavedAlerts {
@@ -274,16 +325,19 @@ impl StateStore {
             history: alerts.history.iter().cloned().collect(),
         };
         let write = || -> std::io::Result<()> {
-            use std::io::Write as _;
-            let tmp = dir.join(format!(".{ALERTS_FILE}.tmp"));
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&serde_json::to_vec(&saved).map_err(std::io::Error::other)?)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, dir.join(ALERTS_FILE))
+            let bytes = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
+            serde_json::from_slice::<SavedAlerts>(&bytes).map_err(|e| {
+                std::io::Error::other(format!(
+                    "the alert state would not read back ({e}); not written"
+                ))
+            })?;
+            warden_core::fsx::write_atomic(dir, ALERTS_FILE, &bytes)
         };
-        if let Err(e) = write() {
+        let result = write();
+        if let Err(e) = &result {
             tracing::error!(dir = %dir.display(), error = %e, "cannot save the alert state; it will be lost on restart");
         }
+        self.saved(ALERTS_FILE, result);
     }
 }
 
@@ -385,13 +439,22 @@ impl StateStore {
             .by_policy
             .entry((file.to_path_buf(), policy.to_owned()))
             .or_default();
-        let changed = super::alerts::step(
+        let (changed, refused) = super::alerts::step_bounded(
             states,
             alerts,
             now_ms,
             timing.default_for_ms,
             timing.keep_firing_for_ms,
+            super::alerts::MAX_ALERTS_PER_POLICY,
         );
+        if refused > 0 {
+            tracing::warn!(
+                policy,
+                refused,
+                max = super::alerts::MAX_ALERTS_PER_POLICY,
+                "the policy holds as many alerts as it may; new ones were refused"
+            );
+        }
         let due = super::alerts::due(states, now_ms, timing.cooldown_ms, timing.refresh_ms);
         let count = |p| states.values().filter(|a| a.phase == p).count();
         let (firing, pending) = (
@@ -421,6 +484,7 @@ impl StateStore {
             due,
             firing,
             pending,
+            refused,
         }
     }
 
@@ -565,6 +629,53 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains("unreadable"))
             .count();
         assert_eq!(aside, 1);
+    }
+
+    /// A NaN (or infinite) alert value is saved as `null` and read back: it
+    /// never makes the state file unreadable (before, it lost all alert
+    /// state at the next start).
+    #[test]
+    fn a_nan_alert_value_never_makes_the_state_unreadable() {
+        use std::os::unix::fs::PermissionsExt;
+        use warden_core::records::{Alert, AlertCondition, Severity};
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateStore::open(dir.path()).unwrap();
+        for (name, value) in [("Nan", f64::NAN), ("Inf", f64::INFINITY), ("Fine", 2.5)] {
+            let alert = Alert {
+                name: name.into(),
+                condition: AlertCondition::Firing,
+                severity: Severity::Warning,
+                labels: vec![],
+                annotations: vec![],
+                value,
+                for_ms: None,
+            };
+            s.apply_alerts("p.yaml".as_ref(), name, &[alert], 1000, Default::default());
+        }
+        drop(s);
+        let s = StateStore::open(dir.path()).unwrap();
+        let all = s.all_alerts();
+        assert_eq!(all.len(), 3, "{all:?}");
+        assert!(
+            all.iter()
+                .any(|(_, _, a)| a.name == "Nan" && a.value.is_nan())
+        );
+        assert!(
+            all.iter()
+                .any(|(_, _, a)| a.name == "Fine" && a.value == 2.5)
+        );
+        assert_eq!(s.alert_history(None).len(), 3);
+        let unreadable = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("unreadable"))
+            .count();
+        assert_eq!(unreadable, 0);
+        let mode = std::fs::metadata(dir.path().join(ALERTS_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

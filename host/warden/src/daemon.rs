@@ -78,21 +78,55 @@ fn default_refresh() -> warden_core::values::HumanDuration {
     ))
 }
 
-/// The API's access control.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The API's access control and the bounds of its server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
-    /// The bearer token every mutating request needs. Prefer `token_file`, or
-    /// the WARDEN_TOKEN environment variable, to keep it out of the file.
-    #[serde(default)]
-    pub token: Option<String>,
+    /// The bearer token requests need. Prefer `token_file`, or the
+    /// WARDEN_TOKEN environment variable, to keep it out of the file;
+    /// without any, the daemon makes one at `<data_dir>/api-token`.
+    pub token: Option<warden_notify::Secret>,
     /// A file holding the token (surrounding whitespace ignored).
-    #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// Let reads that show configuration or history (everything under
+    /// `/api/v1`) go without the token. `/health` and `/metrics` never need it.
+    pub public_reads: bool,
+    /// Names the API may be reached by besides the listen address and
+    /// `localhost` (the `Host` header is checked against them).
+    pub hosts: Vec<String>,
+    /// Connections open at once; at the cap a new one closes the oldest idle one.
+    pub max_connections: usize,
+    /// The longest a request's headers may take (and so the longest a
+    /// connection may wait idle for its next request).
+    pub header_timeout: warden_core::values::HumanDuration,
+    /// The longest a request's body may take.
+    pub body_timeout: warden_core::values::HumanDuration,
+    /// The longest a response may wait for the client to read it.
+    pub write_timeout: warden_core::values::HumanDuration,
 }
 
+impl Default for ApiConfig {
+    fn default() -> Self {
+        let d = warden_api::serve::Limits::default();
+        ApiConfig {
+            token: None,
+            token_file: None,
+            public_reads: false,
+            hosts: Vec::new(),
+            max_connections: d.max_connections,
+            header_timeout: warden_core::values::HumanDuration(d.header_timeout),
+            body_timeout: warden_core::values::HumanDuration(d.body_timeout),
+            write_timeout: warden_core::values::HumanDuration(d.write_timeout),
+        }
+    }
+}
+
+/// Where the daemon keeps the token it makes when none is configured.
+pub const TOKEN_FILE: &str = "api-token";
+
 impl ApiConfig {
-    /// The token from the file, the config or WARDEN_TOKEN, in that order.
+    /// The configured token: from the file, the config or WARDEN_TOKEN, in
+    /// that order; `None` if none is configured.
     pub fn resolve(&self) -> anyhow::Result<Option<String>> {
         if let Some(path) = &self.token_file {
             let text = std::fs::read_to_string(path)
@@ -107,9 +141,32 @@ impl ApiConfig {
         }
         Ok(self
             .token
-            .clone()
+            .as_ref()
+            .map(|t| t.0.clone())
             .or_else(|| std::env::var("WARDEN_TOKEN").ok())
-            .filter(|t| !t.is_empty()))
+            .filter(|t| !t.trim().is_empty()))
+    }
+
+    /// The server's bounds, checked.
+    pub fn limits(&self) -> anyhow::Result<warden_api::serve::Limits> {
+        anyhow::ensure!(
+            self.max_connections > 0,
+            "api.max_connections: must be at least 1"
+        );
+        for (field, d) in [
+            ("header_timeout", self.header_timeout),
+            ("body_timeout", self.body_timeout),
+            ("write_timeout", self.write_timeout),
+        ] {
+            anyhow::ensure!(!d.0.is_zero(), "api.{field}: must be longer than 0s");
+        }
+        Ok(warden_api::serve::Limits {
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout.0,
+            body_timeout: self.body_timeout.0,
+            write_timeout: self.write_timeout.0,
+            ..warden_api::serve::Limits::default()
+        })
     }
 }
 
@@ -142,31 +199,55 @@ impl DaemonConfig {
     pub fn load(path: &std::path::Path) -> anyhow::Result<DaemonConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("failed to read the config file `{}`", path.display()))?;
-        serde_norway::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        let mut config: DaemonConfig = serde_norway::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        // A receiver's `credentials_file` is relative to this file.
+        let base = path.parent().unwrap_or(std::path::Path::new("."));
+        for n in &mut config.alerts.notifiers {
+            n.resolve_paths(base);
+        }
+        Ok(config)
     }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
+///
+/// The data directory is created 0700 and everything in it 0600; the daemon
+/// refuses to start when it, or the plugin cache in it, is owned by another
+/// user or writable by its group or others (whoever can write there can
+/// plant what Warden loads).
 pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
-        format!(
-            "failed to create the data directory `{}`",
-            config.data_dir.display()
-        )
-    })?;
+    warden_core::fsx::ensure_private_dir(&config.data_dir, "data directory")?;
     let data_dir = config.data_dir.canonicalize()?;
+    warden_core::fsx::ensure_private_dir(&data_dir.join("cache"), "cache directory")?;
     anyhow::ensure!(
         config.policies.is_dir(),
         "the policies directory `{}` does not exist; create it or pass `--policies DIR`",
         config.policies.display()
     );
     let policies_dir = config.policies.canonicalize()?;
-    let token = config.api.resolve()?;
+    let configured = config.api.resolve()?;
     anyhow::ensure!(
-        token.is_some() || config.listen.ip().is_loopback(),
-        "listening on {} (beyond this machine) needs an API token: set `api.token_file` (or `api.token`, or WARDEN_TOKEN) so that only holders of it can change the daemon",
+        configured.is_some() || config.listen.ip().is_loopback(),
+        "listening on {} (beyond this machine) needs an API token you give it: set `api.token_file` (or `api.token`, or WARDEN_TOKEN) so that only holders of it can use the daemon",
         config.listen
     );
+    let token = match configured {
+        Some(t) => t,
+        None => {
+            // Always a token: one made on first start, kept 0600 for the
+            // `warden` commands (run as the same user) to read.
+            let path = data_dir.join(TOKEN_FILE);
+            let t = warden_core::fsx::load_or_create_token(&path)
+                .with_context(|| format!("failed to set up the API token `{}`", path.display()))?;
+            tracing::info!(file = %path.display(), "API token (none configured)");
+            t
+        }
+    };
+    let token = warden_api::auth::Token::new(&token)
+        .ok_or_else(|| anyhow::anyhow!("the API token is empty"))?;
+    let limits = config.api.limits()?;
+    raise_fd_limit();
 
     let dispatcher = warden_runtime::dispatch::Dispatcher::new(config.alerts.notifiers.clone())
         .map_err(|e| anyhow::anyhow!("alerts.notifiers: {e}"))?;
@@ -268,9 +349,19 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         state,
         scheduler,
         telemetry,
+        pii: config.metrics.pii(),
         metrics: Some(Arc::clone(&pipeline)),
         pressure: monitor,
-        token: warden_api::auth::Token::new(token),
+        access: warden_api::auth::Access {
+            token,
+            public_reads: config.api.public_reads,
+            hosts: warden_api::auth::Hosts {
+                listen: Some(config.listen.ip()),
+                names: config.api.hosts.clone(),
+            },
+        },
+        body_timeout: limits.body_timeout,
+        heavy: warden_api::heavy::bound(),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -281,13 +372,35 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
             )
         })?;
     tracing::info!(addr = %listener.local_addr()?, "serving the API");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    warden_api::serve::serve(listener, app, limits, Arc::default(), shutdown()).await;
     // Everything accepted before the signal is written before exit.
     tokio::task::spawn_blocking(move || pipeline.shutdown()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard one: the API may hold
+/// `api.max_connections` sockets besides the daemon's own files.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0
+        || lim.rlim_cur >= lim.rlim_max
+    {
+        return;
+    }
+    let wanted = libc::rlimit {
+        rlim_cur: lim.rlim_max,
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: `wanted` is a valid rlimit; raising the soft limit up to the
+    // hard one needs no privilege.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) } != 0 {
+        tracing::debug!("could not raise the open-file limit");
+    }
 }
 
 async fn shutdown() {

@@ -175,8 +175,9 @@ mod tests {
         );
         assert_eq!(run.counts(), [1, 0, 2, 0, 0]);
         assert_eq!(run.bytes_freed, 100);
-        assert!(matches!(r.lookup(1), Lookup::Released(ref x) if x.by_policy == "leases"));
-        assert!(matches!(r.lookup(2), Lookup::Live(_)));
+        let (first, second) = (set.handle(0).unwrap(), set.handle(1).unwrap());
+        assert!(matches!(r.lookup(first), Lookup::Released(ref x) if x.by_policy == "leases"));
+        assert!(matches!(r.lookup(second), Lookup::Live(_)));
         assert_eq!(r.len(), 2);
     }
 
