@@ -396,3 +396,62 @@ fn r12_bodies_over_a_routes_cap_are_refused() {
     assert_eq!(status, 413);
     d.stop();
 }
+
+/// Run-now on a disabled policy is refused with `409` naming it (on both
+/// routes that run one), and a policy runs at most once at a time: while a
+/// run of a plugin that loops until its 3 s timeout goes on, another
+/// run-now of it is refused with `409`, not started beside it.
+#[test]
+fn r12_run_now_refuses_a_disabled_policy_and_a_second_run_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::copy(
+        warden_plugins::ADVERSARY_COMPONENT,
+        dir.path().join("policies/adversary.wasm"),
+    )
+    .unwrap();
+    let scope = dir.path().join("scope");
+    std::fs::create_dir(&scope).unwrap();
+    std::fs::write(
+        dir.path().join("policies/p.yaml"),
+        format!(
+            "policies:\n  - name: off\n    kind: cleanup\n    plugin: temp-files\n    enabled: false\n    trigger: manual\n    scope:\n      paths: [\"{s}\"]\n    config:\n      max_age: 1d\n  - name: spin\n    kind: cleanup\n    plugin: ./adversary.wasm\n    trigger: manual\n    timeout: 3s\n    scope:\n      paths: [\"{s}\"]\n    config:\n      mode: infinite-loop\n",
+            s = scope.display()
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start_in(dir, Some(QUIET));
+    for path in ["/api/v1/policies/off/run", "/api/v1/cleanup/tasks/off/run"] {
+        let (status, v) = call("POST", &d.addr, path, None);
+        assert_eq!(status, 409, "{path}: {v}");
+        let message = v.to_string();
+        assert!(
+            message.contains("`off`") && message.contains("enabled: false"),
+            "{path}: {message}"
+        );
+    }
+    let addr = d.addr.clone();
+    let first = std::thread::spawn(move || call("POST", &addr, "/api/v1/policies/spin/run", None));
+    let mut refused = None;
+    crate::http::wait("a second run-now refused while the first runs", 30, || {
+        let (status, v) = call("POST", &d.addr, "/api/v1/policies/spin/run", None);
+        if status == 409 {
+            refused = Some(v);
+            true
+        } else {
+            false
+        }
+    });
+    assert!(
+        refused.unwrap().to_string().contains("running now"),
+        "the refusal says why"
+    );
+    // Which of the two requests came first is up to the scheduler of this
+    // machine; the other was refused.
+    let (status, v) = first.join().unwrap();
+    assert!(status == 200 || status == 409, "{status}: {v}");
+    if status == 200 {
+        assert_eq!(v["ok"], false, "the loop was stopped by its timeout: {v}");
+    }
+    d.stop();
+}

@@ -307,5 +307,27 @@ async fn run_now(
             format!("no policy called `{name}` is loaded; `GET /api/v1/policies` lists them"),
         ));
     };
-    Ok(Json(s.scheduler.run_now(policy).await))
+    Ok(Json(run_policy_now(&s, policy).await?))
+}
+
+/// Runs `policy` now; `409` naming it if it is disabled or still running.
+pub(crate) async fn run_policy_now(
+    s: &AppState,
+    policy: &Arc<warden_policy::live::LivePolicy>,
+) -> Result<warden_runtime::state::EvalRecord, ApiError> {
+    let name = policy.name();
+    s.scheduler.run_now(policy).await.map_err(|why| {
+        ApiError(
+            StatusCode::CONFLICT,
+            match why {
+                warden_runtime::scheduler::NotRun::Disabled => format!(
+                    "policy `{name}` has `enabled: false` and is not run; enable it in {} first",
+                    policy.file.display()
+                ),
+                warden_runtime::scheduler::NotRun::Running => format!(
+                    "policy `{name}` is running now; a policy runs at most once at a time, retry when this run is done"
+                ),
+            },
+        )
+    })
 }

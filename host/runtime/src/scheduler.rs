@@ -15,7 +15,7 @@
 //!   policy's level or above;
 //! - `manual` runs only when asked.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -70,6 +70,45 @@ pub struct Context {
     pub pressure: tokio::sync::watch::Sender<Option<PressureLevel>>,
     /// How often firing alerts are repeated to receivers that expire them.
     pub refresh_ms: u64,
+    /// Policies evaluating now, by name: a policy runs at most once at a
+    /// time, whatever triggered it (schedule, threshold, run-now), and
+    /// across a reload of its file.
+    pub running: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Why a policy was not run now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotRun {
+    /// The policy says `enabled: false`.
+    Disabled,
+    /// A run of it is still going.
+    Running,
+}
+
+/// A claim on running a policy, released when dropped.
+struct Claim {
+    running: Arc<Mutex<HashSet<String>>>,
+    name: String,
+}
+
+impl Claim {
+    /// Claims `name`; `None` while another run of it holds the claim.
+    fn take(cx: &Context, name: &str) -> Option<Claim> {
+        let mut running = cx.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.insert(name.to_owned()).then(|| Claim {
+            running: Arc::clone(&cx.running),
+            name: name.to_owned(),
+        })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.name);
+    }
 }
 
 impl Context {
@@ -84,6 +123,7 @@ impl Context {
             events: tokio::sync::broadcast::channel(256).0,
             pressure: tokio::sync::watch::channel(None).0,
             refresh_ms: DEFAULT_REFRESH_MS,
+            running: Arc::default(),
         }
     }
 
@@ -272,9 +312,15 @@ impl Scheduler {
     }
 
     /// Evaluates `policy` now, as a manual trigger does. A cleanup policy
-    /// that is held ([`LivePolicy::held`]) runs as a dry run.
-    pub async fn run_now(&self, policy: &Arc<LivePolicy>) -> EvalRecord {
-        evaluate(policy, &self.cx, None).await
+    /// that is held ([`LivePolicy::held`]) runs as a dry run. A disabled
+    /// policy is not run, nor one whose previous run is still going.
+    pub async fn run_now(&self, policy: &Arc<LivePolicy>) -> Result<EvalRecord, NotRun> {
+        if !policy.policy.spec.enabled {
+            return Err(NotRun::Disabled);
+        }
+        evaluate(policy, &self.cx, None)
+            .await
+            .ok_or(NotRun::Running)
     }
 
     /// Returns the number of scheduled policies.
@@ -345,13 +391,32 @@ async fn watch_threshold(p: &Arc<LivePolicy>, cx: &Context, t: &ThresholdTrigger
 }
 
 /// Evaluates a policy once on the blocking pool, acts on what it decided
-/// and records the outcome.
-pub async fn evaluate(policy: &Arc<LivePolicy>, cx: &Context, tick: Option<u64>) -> EvalRecord {
+/// and records the outcome; `None` (and nothing done) while a run of the
+/// same policy is still going.
+pub async fn evaluate(
+    policy: &Arc<LivePolicy>,
+    cx: &Context,
+    tick: Option<u64>,
+) -> Option<EvalRecord> {
+    let Some(claim) = Claim::take(cx, policy.name()) else {
+        tracing::info!(
+            policy = policy.name(),
+            "not run: the previous run of this policy is still going"
+        );
+        return None;
+    };
     let at_ms = warden_core::clock::now_ms();
     let started = Instant::now();
     let p = Arc::clone(policy);
     let c = cx.clone();
-    let outcome = match tokio::task::spawn_blocking(move || decide_and_act(&p, &c, at_ms)).await {
+    // The claim goes with the work: a task aborted by a reload leaves its
+    // blocking half running, and the policy claimed until that is done.
+    let outcome = match tokio::task::spawn_blocking(move || {
+        let _claim = claim;
+        decide_and_act(&p, &c, at_ms)
+    })
+    .await
+    {
         Ok(r) => r,
         Err(e) => Err(("panic", format!("the evaluation task failed: {e}"))),
     };
@@ -386,7 +451,7 @@ pub async fn evaluate(policy: &Arc<LivePolicy>, cx: &Context, tick: Option<u64>)
         tick,
         record.clone(),
     );
-    record
+    Some(record)
 }
 
 /// The blocking half of [`evaluate`]: the plugin call and what follows it.
@@ -569,5 +634,20 @@ fn evaluate_blocking(p: &LivePolicy, cx: &Context) -> Result<Decided, (&'static 
             "recovery strategies decide when a failure is reported".into(),
         )),
         PolicyKind::Quota => Ok(Decided::Summary("quota checked by the host".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_is_claimed_by_one_run_at_a_time() {
+        let cx = Context::new(Arc::default(), Arc::default());
+        let first = Claim::take(&cx, "sweep").expect("free");
+        assert!(Claim::take(&cx, "sweep").is_none(), "claimed twice");
+        assert!(Claim::take(&cx, "other").is_some(), "names are separate");
+        drop(first);
+        assert!(Claim::take(&cx, "sweep").is_some(), "released on drop");
     }
 }
