@@ -16,6 +16,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/cleanup/tasks", get(tasks))
         .route("/api/v1/cleanup/tasks/{id}/run", post(run))
         .route("/api/v1/cleanup/history", get(history))
+        .route_layer(axum::middleware::from_fn(super::small_body))
 }
 
 /// A cleanup policy, as a task.

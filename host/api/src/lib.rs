@@ -157,6 +157,28 @@ fn policy_routes() -> Router<AppState> {
         .route("/api/v1/policies", get(policies))
         .route("/api/v1/policies/reload", post(reload))
         .route("/api/v1/policies/{name}/run", post(run_now))
+        .route_layer(axum::middleware::from_fn(small_body))
+}
+
+/// Refuses a declared body over [`SMALL_BODY`] on routes that read none:
+/// `DefaultBodyLimit` only applies where a handler reads the body.
+pub(crate) async fn small_body(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > SMALL_BODY as u64) {
+        return ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("this endpoint takes a body of at most {SMALL_BODY} bytes"),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 async fn exposition(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
