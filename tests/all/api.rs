@@ -62,7 +62,8 @@ fn registered_resources_are_listed_used_released_and_cleaned_up_by_ttl() {
         call(
             "DELETE",
             &d.addr,
-            &format!("/api/v1/resources/{done}"),
+            // The owner releases it (another caller would need `force`).
+            &format!("/api/v1/resources/{done}?owner=svc"),
             None
         )
         .0,
