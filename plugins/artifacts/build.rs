@@ -53,6 +53,12 @@ const GUESTS: &[Guest] = &[
         builtin: None,
     },
     Guest {
+        dir: "plugins/testing/memory",
+        package: "warden-test-memory",
+        kind: "alert",
+        builtin: None,
+    },
+    Guest {
         dir: "examples/big-files",
         package: "example-big-files",
         kind: "cleanup",

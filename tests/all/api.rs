@@ -1,6 +1,6 @@
 //! The HTTP API of `warden run` beyond policies and metrics: resources that
 //! applications register and the cleanup policies that release them, cleanup
-//! tasks, threshold, event and memory-pressure triggers, and `/health`.
+//! tasks, and `/health`.
 
 use std::time::Duration;
 
@@ -9,9 +9,11 @@ use serde_json::json;
 use crate::daemon::Daemon;
 use crate::http::{call, wait};
 
-const QUIET: &str = "metrics:\n  collect:\n    enabled: false\n  persist:\n    enabled: false\n";
+pub(crate) const QUIET: &str =
+    "metrics:\n  collect:\n    enabled: false\n  persist:\n    enabled: false\n";
 
-fn daemon(policies: &[(&str, &str)], config: &str) -> Daemon {
+/// A daemon over a policies directory holding `policies` (file name, text).
+pub(crate) fn daemon(policies: &[(&str, &str)], config: &str) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("policies")).unwrap();
     for (name, text) in policies {
@@ -155,129 +157,140 @@ fn registered_resources_are_listed_used_released_and_cleaned_up_by_ttl() {
     d.stop();
 }
 
-/// Counts runs of a cleanup policy over an empty scratch directory.
-fn counter(name: &str, trigger: &str, extra: &str) -> String {
-    format!(
-        "policies:
-  - name: {name}
-    kind: cleanup
-    plugin: temp-files
-    trigger:
-{trigger}
-    scope:
-      paths: [\"${{data_dir}}\"]
-{extra}    dry_run: true
-    config:
-      max_age: 1d
-"
-    )
-}
-
-fn runs(d: &Daemon, policy: &str) -> usize {
-    let (_, h) = call(
-        "GET",
-        &d.addr,
-        &format!("/api/v1/cleanup/history?policy={policy}"),
-        None,
-    );
-    h.as_array().map_or(0, Vec::len)
+/// Old enough for `temp-files` with `max_age: 1d`.
+fn old_file(path: &std::path::Path) {
+    std::fs::write(path, "old").unwrap();
+    let then = std::time::SystemTime::now() - Duration::from_secs(3 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_times(
+            std::fs::FileTimes::new()
+                .set_accessed(then)
+                .set_modified(then),
+        )
+        .unwrap();
 }
 
 #[test]
-fn threshold_event_and_pressure_triggers_run_their_policies() {
+fn health_scores_each_subsystem_by_what_is_wrong_with_it() {
+    let tree = tempfile::tempdir().unwrap();
+    old_file(&tree.path().join("a.tmp"));
+    old_file(&tree.path().join("b.tmp"));
+    let hot = "policies:
+  - name: hot
+    kind: alert
+    plugin: threshold
+    trigger:
+      interval: 100ms
+    config:
+      rules:
+        - {alert: Hot, metric: m, condition: gt, threshold: 5, severity: critical}
+";
+    // Two old files, one deletion allowed: the run stops at its cap.
+    let capped = format!(
+        "policies:
+  - name: capped
+    kind: cleanup
+    plugin: temp-files
+    trigger: manual
+    scope:
+      paths: [\"{}\"]
+    max_actions: 1
+    config:
+      max_age: 1d
+",
+        tree.path().display()
+    );
+    // Alerts go to a webhook nobody listens on, without retries; memory
+    // thresholds every machine is above.
+    let config = format!(
+        "{QUIET}alerts:\n  notifiers:\n    - {{type: webhook, url: \"http://127.0.0.1:{}/hook\", retries: 0, timeout: 1s}}\npressure:\n  standard: 0.001\n  critical: 0.002\n  emergency: 0.003\n  every: 100ms\n",
+        crate::daemon::free_port()
+    );
     let d = daemon(
         &[
-            (
-                "hot.yaml",
-                &counter(
-                    "on-hot",
-                    "      threshold: {metric: queue_depth, condition: gt, value: 100}",
-                    "",
-                ),
-            ),
-            (
-                "reg.yaml",
-                &counter("on-register", "      event: resource-registered", ""),
-            ),
-            (
-                "mem.yaml",
-                &counter(
-                    "on-memory",
-                    "      cron: \"0 0 1 1 *\"",
-                    "    on_pressure: standard\n",
-                ),
-            ),
+            ("hot.yaml", hot),
+            ("capped.yaml", &capped),
+            ("broken.yaml", "policies: ["),
         ],
-        // Thresholds every machine is above, so the level is `emergency`
-        // from the first measurement.
-        &format!(
-            "{QUIET}pressure:\n  standard: 0.001\n  critical: 0.002\n  emergency: 0.003\n  every: 100ms\n"
-        ),
+        &config,
     );
-    wait("memory pressure runs `on-memory`", 20, || {
-        runs(&d, "on-memory") == 1
-    });
-    let (_, health) = call("GET", &d.addr, "/health", None);
-    assert_eq!(health["subsystems"]["memory"]["score"], 10, "{health:#}");
-    assert_eq!(health["status"], "critical", "{health:#}");
-    for name in ["policies", "alerts", "cleanup", "metrics", "notifications"] {
-        assert!(
-            health["subsystems"][name]["score"].is_u64(),
-            "{name}: {health:#}"
-        );
-    }
-
-    assert_eq!(runs(&d, "on-hot"), 0);
-    let push = |v: f64| {
-        let (status, body) = call(
-            "POST",
-            &d.addr,
-            "/api/v1/metrics",
-            Some(&json!({"samples": [{"metric": "queue_depth", "value": v}]})),
-        );
-        assert_eq!(status, 200, "{body}");
-    };
-    push(50.0);
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(runs(&d, "on-hot"), 0, "below the threshold");
-    push(500.0);
-    wait("crossing the threshold runs `on-hot`", 20, || {
-        runs(&d, "on-hot") == 1
-    });
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(runs(&d, "on-hot"), 1, "once per crossing");
-    push(10.0);
-    std::thread::sleep(Duration::from_millis(1500));
-    push(500.0);
-    wait("a second crossing runs it again", 20, || {
-        runs(&d, "on-hot") == 2
-    });
-
-    assert_eq!(runs(&d, "on-register"), 0);
-    let (status, _) = call(
+    let (status, v) = call(
         "POST",
         &d.addr,
-        "/api/v1/resources",
-        Some(&json!({"kind": "socket", "name": "conn/1"})),
+        "/api/v1/metrics",
+        Some(&json!({"samples": [{"metric": "m", "value": 10}]})),
     );
-    assert_eq!(status, 201);
-    wait("registering runs `on-register`", 20, || {
-        runs(&d, "on-register") == 1
-    });
-    assert_eq!(runs(&d, "on-memory"), 1, "once per rise in level");
+    assert_eq!(status, 200, "{v}");
+    let (status, ran) = call("POST", &d.addr, "/api/v1/cleanup/tasks/capped/run", None);
+    assert_eq!(status, 200, "{ran}");
+    assert!(ran["runs"][0]["cap_exceeded"].is_string(), "{ran:#}");
 
-    // A policy added while the pressure is already high runs at once.
-    std::fs::write(
-        d.dir.path().join("policies/mem2.yaml"),
-        counter(
-            "on-memory-too",
-            "      cron: \"0 0 1 1 *\"",
-            "    on_pressure: critical\n",
-        ),
-    )
-    .unwrap();
-    wait("a new policy under pressure runs", 20, || {
-        runs(&d, "on-memory-too") == 1
+    let health = || call("GET", &d.addr, "/health", None).1;
+    let mut h = health();
+    wait("the alert fires and its notification fails", 20, || {
+        h = health();
+        h["subsystems"]["alerts"]["score"] == 30 && h["subsystems"]["notifications"]["score"] == 0
     });
+    let sub = |name: &str| {
+        let s = &h["subsystems"][name];
+        (
+            s["score"].as_u64().unwrap(),
+            s["status"].as_str().unwrap().to_owned(),
+            s["detail"].as_str().unwrap().to_owned(),
+        )
+    };
+    // One file of three does not load; both policies evaluate fine: 1 bad
+    // unit of 5.
+    assert_eq!(
+        sub("policies"),
+        (
+            80,
+            "ok".into(),
+            "1 of 3 files do not load; 0 of 2 policies failed their latest evaluation".into()
+        ),
+        "{h:#}"
+    );
+    assert_eq!(
+        sub("alerts"),
+        (
+            30,
+            "critical".into(),
+            "firing: 1 critical, 0 warning, 0 info".into()
+        )
+    );
+    assert_eq!(
+        sub("cleanup"),
+        (
+            50,
+            "degraded".into(),
+            "last 1 runs: 0 deleted, 0 failed, 1 stopped by their cap".into()
+        )
+    );
+    let (score, status, detail) = sub("memory");
+    assert_eq!((score, status.as_str()), (10, "critical"), "{detail}");
+    assert!(detail.ends_with("level emergency"), "{detail}");
+    let (score, status, detail) = sub("metrics");
+    assert_eq!((score, status.as_str()), (100, "ok"), "{detail}");
+    assert!(
+        detail.starts_with("queue 0% full; 0 dropped, 0 write errors since start"),
+        "{detail}"
+    );
+    assert_eq!(
+        sub("notifications"),
+        (
+            0,
+            "critical".into(),
+            "0 of the last 1 batches delivered; since start 0 delivered, 1 failed after retries, 0 dropped".into()
+        )
+    );
+    // The overall score is the lowest.
+    assert_eq!((&h["score"], &h["status"]), (&json!(0), &json!("critical")));
+    assert_eq!(
+        (&h["files"], &h["policies"], &h["files_with_errors"]),
+        (&json!(3), &json!(2), &json!(1))
+    );
     d.stop();
 }

@@ -81,15 +81,19 @@ fn a_component_of_another_world() {
 
 #[test]
 fn a_component_of_another_wit_version() {
-    let err = load_bytes(&component("0.2.0", ""), None);
+    let err = load_bytes(&component("0.9.0", ""), None);
     match &err.kind {
         LoadErrorKind::UnsupportedVersion { found, supported } => {
-            assert_eq!(found, "0.2.0");
-            assert!(supported.contains("0.1.0"));
+            assert_eq!(found, "0.9.0");
+            assert_eq!(supported, "`0.1.0`, `0.2.0`");
         }
         _ => panic!("{err}"),
     }
-    assert!(err.to_string().contains("`warden:policy@0.2.0`"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("built against `warden:policy@0.9.0`, which this warden does not support (it supports `0.1.0`, `0.2.0`)"),
+        "{err}"
+    );
 }
 
 #[test]

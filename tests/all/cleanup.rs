@@ -1,6 +1,7 @@
 //! Cleanup end to end through `warden run`: a shipped plugin plans over a
 //! real tree, the host deletes only what the scope allows, a plan over the cap
-//! does nothing, a dry run lists everything, and the history says what was done.
+//! does nothing, a dry run lists every action (in the log; the history keeps
+//! the first 1,000 of a run), and the history says what was done.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -107,7 +108,7 @@ fn old_files_go_and_every_trap_stays() {
 }
 
 #[test]
-fn over_the_cap_nothing_is_deleted_and_a_dry_run_only_lists() {
+fn over_the_cap_nothing_is_deleted() {
     let tree = tempfile::tempdir().unwrap();
     let scope = tree.path().join("scope");
     std::fs::create_dir(&scope).unwrap();
@@ -123,27 +124,66 @@ fn over_the_cap_nothing_is_deleted_and_a_dry_run_only_lists() {
     );
     assert_eq!(std::fs::read_dir(&scope).unwrap().count(), 1000);
     assert!(history(&d)[0]["cap_exceeded"].is_string());
-    drop(d);
+    d.stop();
+}
 
+/// More files than the history keeps items of one run.
+const OVER_HISTORY: usize = warden::runtime::state::CLEANUP_ITEMS + 1;
+
+#[test]
+fn a_dry_run_lists_every_action_in_the_log_and_the_first_thousand_in_the_history() {
+    let tree = tempfile::tempdir().unwrap();
+    let scope = tree.path().join("scope");
+    std::fs::create_dir(&scope).unwrap();
+    let names: Vec<String> = (0..OVER_HISTORY).map(|i| format!("f{i:04}")).collect();
+    for name in &names {
+        old_file(&scope.join(name), 1);
+    }
     let d = daemon_with(&policy(&scope, "    dry_run: true\n"));
     let record = run(&d);
     assert!(
-        record["detail"]
-            .as_str()
-            .unwrap()
-            .contains("would delete 1000"),
+        record["detail"].as_str().unwrap().contains(&format!(
+            "would delete {OVER_HISTORY} ({OVER_HISTORY} bytes)"
+        )),
         "{record}"
     );
-    assert_eq!(std::fs::read_dir(&scope).unwrap().count(), 1000);
+    assert_eq!(std::fs::read_dir(&scope).unwrap().count(), OVER_HISTORY);
+
+    // The history keeps the first 1,000 items and counts the rest by outcome.
     let h = history(&d);
     assert_eq!(h[0]["dry_run"], true);
-    assert_eq!(h[0]["items"].as_array().unwrap().len(), 1000);
-    assert!(
-        h[0]["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|i| i["outcome"] == "would_delete")
+    let items = h[0]["items"].as_array().unwrap();
+    assert_eq!(items.len(), OVER_HISTORY - 1);
+    assert!(items.iter().all(|i| i["outcome"] == "would_delete"));
+    assert_eq!(
+        h[0]["omitted"],
+        serde_json::json!([0, 1, 0, 0, 0]),
+        "{}",
+        h[0]["omitted"]
     );
+
+    // The log has every one: one line per action, naming the policy and the path.
+    let log = d.log();
+    let listed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("dry run: would delete") && l.contains("policy=\"sweep\""))
+        .collect();
+    assert_eq!(
+        listed.len(),
+        OVER_HISTORY,
+        "{}",
+        &log[..log.len().min(2000)]
+    );
+    for name in &names {
+        let path = scope.join(name).display().to_string();
+        assert_eq!(
+            listed
+                .iter()
+                .filter(|l| l.contains(&format!("\"{path}\"")))
+                .count(),
+            1,
+            "{path} listed once"
+        );
+    }
     d.stop();
 }

@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::policies::alert;
+use crate::policies::{alert, write_whole};
 
 pub(crate) struct Daemon {
     pub child: Child,
@@ -21,6 +21,9 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// The daemon's stderr, in its directory.
+const LOG: &str = "warden.log";
 
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -49,7 +52,7 @@ impl Daemon {
     /// Starts `warden run` in `dir` (which holds `policies/`), with a config
     /// file if one is given.
     pub(crate) fn start_in(dir: tempfile::TempDir, config: Option<&str>) -> Daemon {
-        Daemon::spawn(dir, config, Stdio::null(), None, None)
+        Daemon::spawn(dir, config, None, None, None)
     }
 
     /// [`Daemon::start_in`] with `--data-dir data_dir`.
@@ -58,7 +61,7 @@ impl Daemon {
         config: &str,
         data_dir: &std::path::Path,
     ) -> Daemon {
-        Daemon::spawn(dir, Some(config), Stdio::null(), None, Some(data_dir))
+        Daemon::spawn(dir, Some(config), None, None, Some(data_dir))
     }
 
     /// [`Daemon::start_in`] with its log, at debug level, in `log`.
@@ -71,7 +74,7 @@ impl Daemon {
         Daemon::spawn(
             dir,
             Some(config),
-            Stdio::from(file),
+            Some(Stdio::from(file)),
             Some("debug,cranelift_codegen=info,wasmtime_cranelift=info,wasmtime=info"),
             None,
         )
@@ -80,7 +83,7 @@ impl Daemon {
     fn spawn(
         dir: tempfile::TempDir,
         config: Option<&str>,
-        stderr: Stdio,
+        stderr: Option<Stdio>,
         log_filter: Option<&str>,
         data_dir: Option<&std::path::Path>,
     ) -> Daemon {
@@ -93,6 +96,11 @@ impl Daemon {
             std::fs::write(dir.path().join("warden.yaml"), config).unwrap();
             args.extend(["--config".to_owned(), "warden.yaml".to_owned()]);
         }
+        // The log goes to a file next to the policies unless the test asks
+        // for another: tests read it, and a failing test's daemon can be
+        // looked at.
+        let stderr = stderr
+            .unwrap_or_else(|| Stdio::from(std::fs::File::create(dir.path().join(LOG)).unwrap()));
         let mut command = Command::new(env!("CARGO_BIN_EXE_warden"));
         command
             .args(&args)
@@ -147,6 +155,11 @@ impl Daemon {
         assert!(status.success(), "{status:?}");
         let dir = tempfile::tempdir().unwrap();
         std::mem::replace(&mut self.dir, dir)
+    }
+
+    /// What the daemon logged so far.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join(LOG)).unwrap_or_default()
     }
 
     pub(crate) fn status(&self) -> serde_json::Value {
@@ -216,16 +229,16 @@ fn run_with_defaults_serves_status_and_follows_edits() {
     assert!(d.dir.path().join("warden-data/cache/plugins").is_dir());
     let s = d.status();
     assert_eq!(s["policies"][0]["name"], "a");
-    assert_eq!(s["policies"][0]["wit_version"], "0.1.0");
+    assert_eq!(s["policies"][0]["wit_version"], "0.2.0");
     assert_eq!(s["policies"][0]["plugin"], "builtin:threshold");
     let first = threshold(&s).unwrap();
 
     // An edit is picked up without a restart.
-    std::fs::write(d.dir.path().join("policies/a.yaml"), alert("a", 2.0)).unwrap();
+    write_whole(&d.dir.path().join("policies/a.yaml"), &alert("a", 2.0));
     d.until("the edit", |s| threshold(s).is_some_and(|h| h != first));
 
     // A broken edit keeps the last good version; status says why, and exits 1.
-    std::fs::write(d.dir.path().join("policies/a.yaml"), "policies: [").unwrap();
+    write_whole(&d.dir.path().join("policies/a.yaml"), "policies: [");
     let s = d.until("the error", |s| !s["files"][0]["error"].is_null());
     assert_eq!(s["policies"][0]["name"], "a");
     let human = d.cli(&["status"]);
@@ -236,21 +249,12 @@ fn run_with_defaults_serves_status_and_follows_edits() {
         String::from_utf8_lossy(&human.stdout)
     );
 
-    // Metrics count reloads.
-    let metrics = String::from_utf8(
-        Command::new("curl")
-            .args(["-s", &format!("http://{}/metrics", d.addr)])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap_or_default();
-    if !metrics.is_empty() {
-        assert!(
-            metrics.contains("warden_policy_file_reloads_total{result=\"failure\"} 1"),
-            "{metrics}"
-        );
-    }
+    // Metrics count reloads: the broken edit is the one failure.
+    let metrics = crate::http::get_text(&d.addr, "/metrics");
+    assert!(
+        metrics.contains("warden_policy_file_reloads_total{result=\"failure\"} 1\n"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -338,6 +342,9 @@ fn r12_without_a_configured_token_one_is_made_and_required() {
         ("/api/v1/resources", None),
         ("/api/v1/resources/1/access", None),
         ("/api/v1/cleanup/tasks/a/run", None),
+        ("/api/v1/recovery/failures", None),
+        ("/api/v1/recovery/outcomes", Some("wrong")),
+        ("/api/v1/recovery/circuits/x/reset", None),
     ] {
         let (status, body) = post_status(&d.addr, path, who);
         assert_eq!(status, 401, "{path} {who:?}: {body}");
@@ -350,6 +357,8 @@ fn r12_without_a_configured_token_one_is_made_and_required() {
         "/api/v1/cleanup/history",
         "/api/v1/resources",
         "/api/v1/metrics/stats",
+        "/api/v1/recovery/circuits",
+        "/api/v1/recovery/decisions",
     ] {
         assert_eq!(get_status(&d.addr, path, None).0, 401, "{path}");
         assert_eq!(get_status(&d.addr, path, Some(&token)).0, 200, "{path}");
@@ -457,4 +466,150 @@ fn listening_beyond_loopback_without_a_token_is_refused() {
         err.contains("needs an API token") && err.contains("api.token_file"),
         "{err}"
     );
+}
+
+/// Runs `warden` with `args` in `dir` and returns its output; fails if it is
+/// still running after 30 s (a daemon that started when it should not have).
+fn run_to_exit(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "`warden {}` was still running after 30s: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn an_invalid_config_file_is_refused_by_name_and_nothing_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let run = |config: &str| {
+        std::fs::write(dir.path().join("warden.yaml"), config).unwrap();
+        let out = run_to_exit(
+            dir.path(),
+            &["run", "--listen", &addr, "--config", "warden.yaml"],
+        );
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+
+    // A misspelt field: the file, the field, the line, and what it could be.
+    let err = run("metrics:\n  collect:\n    interval: 10s\n  colect:\n    enabled: false\n");
+    assert!(err.starts_with("warden: warden.yaml: "), "{err}");
+    assert!(
+        err.contains("unknown field `colect`") && err.contains("`collect`"),
+        "{err}"
+    );
+    assert!(err.contains("line 4"), "{err}");
+    assert!(
+        !dir.path().join("warden-data").exists(),
+        "nothing was created"
+    );
+
+    // A value of the wrong type names its field and line.
+    let err = run("metrics:\n  store:\n    max_series: lots\n");
+    assert!(
+        err.starts_with("warden: warden.yaml: metrics.store.max_series: invalid type")
+            && err.contains("line 3"),
+        "{err}"
+    );
+
+    // Values that parse but make no sense are refused by name before serving.
+    let err = run("pressure:\n  standard: 90\n  critical: 80\n");
+    assert!(err.contains("pressure: the thresholds must rise"), "{err}");
+
+    // A config file that is not there.
+    let out = run_to_exit(
+        dir.path(),
+        &["run", "--listen", &addr, "--config", "missing.yaml"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("failed to read the config file `missing.yaml`"),
+        "{err}"
+    );
+}
+
+/// An alert policy run only when asked.
+fn manual_alert(name: &str) -> String {
+    alert(name, 1.0).replace("trigger:\n      interval: 1h\n", "trigger: manual\n")
+}
+
+#[test]
+fn the_evaluation_and_failure_counters_count_each_policy_and_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::copy(
+        warden_plugins::ADVERSARY_COMPONENT,
+        policies.join("adversary.wasm"),
+    )
+    .unwrap();
+    std::fs::write(policies.join("good.yaml"), manual_alert("good")).unwrap();
+    let failing = |name: &str, mode: &str| {
+        format!(
+            "  - name: {name}\n    kind: cleanup\n    plugin: ./adversary.wasm\n    trigger: manual\n    scope:\n      paths: [\"${{data_dir}}\"]\n    config:\n      mode: {mode}\n"
+        )
+    };
+    std::fs::write(
+        policies.join("bad.yaml"),
+        format!(
+            "policies:\n{}{}",
+            failing("erring", "error"),
+            failing("panicking", "panic")
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start_in(
+        dir,
+        Some("metrics:\n  collect:\n    enabled: false\n  persist:\n    enabled: false\n"),
+    );
+    let run = |name: &str, ok: bool| {
+        let (status, record) = crate::http::post(
+            &d.addr,
+            &format!("/api/v1/policies/{name}/run"),
+            &serde_json::json!({}),
+        );
+        assert_eq!(status, 200, "{record}");
+        assert_eq!(record["ok"], ok, "{name}: {record}");
+    };
+    run("good", true);
+    run("good", true);
+    run("erring", false);
+    run("panicking", false);
+    run("panicking", false);
+
+    let text = crate::http::get_text(&d.addr, "/metrics");
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("warden_policy_evaluation"))
+        .collect();
+    for expected in [
+        r#"warden_policy_evaluations_total{policy="good",kind="alert"} 2"#,
+        r#"warden_policy_evaluations_total{policy="erring",kind="cleanup"} 1"#,
+        r#"warden_policy_evaluations_total{policy="panicking",kind="cleanup"} 2"#,
+        r#"warden_policy_evaluation_failures_total{policy="erring",kind="cleanup",cause="plugin_error"} 1"#,
+        r#"warden_policy_evaluation_failures_total{policy="panicking",kind="cleanup",cause="trap"} 2"#,
+    ] {
+        assert!(lines.contains(&expected), "`{expected}` in {lines:#?}");
+    }
+    assert_eq!(lines.len(), 5, "nothing else counted: {lines:#?}");
+    d.stop();
 }

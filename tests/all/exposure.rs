@@ -52,6 +52,13 @@ fn r12_foreign_hosts_and_non_json_bodies_are_refused() {
         .send(body.clone())
         .unwrap();
     assert_eq!(r.status().as_u16(), 415, "no content type at all");
+    let r = a
+        .post(&format!("http://{}/api/v1/recovery/failures", d.addr))
+        .header("authorization", &bearer)
+        .header("content-type", "text/plain")
+        .send(json!({"operation": "db.query", "class": "timeout"}).to_string())
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415, "a recovery report as text/plain");
     for host in ["rebind.example:80", "127.0.0.2", "localhost.evil.example"] {
         let r = a
             .get(&format!("http://{}/health", d.addr))
@@ -398,6 +405,20 @@ fn r12_bodies_over_a_routes_cap_are_refused() {
     let (status, _) = post(
         &d.addr,
         "/api/v1/policies/reload",
+        &json!({"pad": "y".repeat(20 * 1024)}),
+    );
+    assert_eq!(status, 413);
+    // Issue 14's routes: a report has its own cap, forcing a circuit reads
+    // no body at all.
+    let (status, _) = post(
+        &d.addr,
+        "/api/v1/recovery/failures",
+        &json!({"operation": "db.query", "message": "m".repeat(70 * 1024)}),
+    );
+    assert_eq!(status, 413);
+    let (status, _) = post(
+        &d.addr,
+        "/api/v1/recovery/circuits/x/reset",
         &json!({"pad": "y".repeat(20 * 1024)}),
     );
     assert_eq!(status, 413);

@@ -76,10 +76,21 @@ fn temp_files() {
     );
     let err = bad.plan(false, ResourceSet::default()).unwrap_err();
     assert!(
-        matches!(&err.failure, EvalFailure::Plugin(m) if m.contains("maxage")),
+        matches!(&err.failure, EvalFailure::InvalidConfig(e) if e[0].message.contains("maxage")),
         "{err}"
     );
     assert!(err.to_string().contains("policy `tmp`"), "{err}");
+}
+
+#[test]
+fn memory() {
+    // The guest of `warm.rs`: one evaluation here, the behaviours there.
+    let (engine, _dir) = engine();
+    let plugin = load(&engine, guests::MEMORY_COMPONENT, Kind::Alert);
+    let policy = bind(&plugin, "mem", &json!({}), Limits::default());
+    let alerts = policy.evaluate_alerts().unwrap();
+    let names: Vec<&str> = alerts.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["Served", "Inits", "Stored"]);
 }
 
 #[test]
@@ -251,12 +262,29 @@ fn adversary() {
         &json!({ "mode": "bad-index" }),
         Limits::default(),
     )
-    .plan(true, set)
+    .plan(true, set.clone())
     .unwrap_err();
     assert!(
         matches!(&err.failure, EvalFailure::InvalidOutput(m) if m.contains("targets candidate 8, but only 3")),
         "{err}"
     );
+    // Plans cross in columns (WIT 0.2.0): columns that do not line up, or an
+    // action code that does not exist, are refused before any row is read.
+    for (mode, expected) in [
+        (
+            "bad-columns",
+            "columns differ in length (kinds 2, targets 1",
+        ),
+        ("bad-code", "action 0 has code 9"),
+    ] {
+        let err = bind(&plugin, mode, &json!({ "mode": mode }), Limits::default())
+            .plan(true, set.clone())
+            .unwrap_err();
+        assert!(
+            matches!(&err.failure, EvalFailure::InvalidOutput(m) if m.contains(expected)),
+            "{mode}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -99,6 +99,14 @@ pub(crate) fn get_url(url: &str) -> Value {
     serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
 }
 
+/// The text at `http://{addr}{path}`, which must answer 200.
+pub(crate) fn get_text(addr: &str, path: &str) -> String {
+    let url = format!("http://{addr}{path}");
+    let mut r = agent().get(&url).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{url}");
+    r.body_mut().read_to_string().unwrap()
+}
+
 /// Polls `done` every 50 ms until it holds, failing after `secs` seconds.
 pub(crate) fn wait(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);

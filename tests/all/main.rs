@@ -8,9 +8,14 @@
 //! - `cache`: compiled plugins are cached on disk and reused.
 //! - `cli`: the `warden` binary as a user runs it.
 //! - `policies`: policy files, `warden check`, hot reload, schedules and state.
-//! - `daemon`: `warden run` end to end: status, reload on edit and SIGHUP, shutdown.
+//! - `daemon`: `warden run` end to end: status, reload on edit and SIGHUP,
+//!   shutdown, a bad config file, the evaluation and failure counters.
 //! - `http`: the HTTP client, calls and waits those tests share.
-//! - `api`: resources, cleanup tasks, triggers and `/health` over HTTP.
+//! - `api`: resources, cleanup tasks and `/health` over HTTP.
+//! - `triggers`: what runs a policy: thresholds, cron, events, memory pressure.
+//! - `metrics`: the metrics pipeline end to end: push, refusals, batch files,
+//!   restarts, a real Prometheus scraping.
+//! - `cleanup`: cleanup policies over real trees: scope, cap, dry run, history.
 //! - `alerts`: alert notifications to a real Alertmanager and a webhook, and
 //!   alert state across restarts.
 //! - `exposure`: what the API lets in and out (issue 12): `Host`, content
@@ -19,6 +24,17 @@
 //! - `faults`: the daemon under abuse and faults (issue 12): 2,000 idle
 //!   connections, a full tmpfs, an untrusted data directory, a cleanup
 //!   policy going live mid-edit.
+//! - `compat`: a plugin built against WIT 0.1.0 (a frozen fixture) loads,
+//!   checks and runs through the daemon.
+//! - `init`: `warden check` and reloads run each plugin's `init`; config
+//!   errors point at their line and column.
+//! - `warm`: warm instances, their recycling, and plugin state.
+//! - `scaffold`: `warden plugin new` crates built outside the repository,
+//!   checked and run through the daemon.
+//! - `recovery`: failures and outcomes of a real failing HTTP service reported
+//!   to the daemon: breakers, retry budget, fallbacks, restarts, bad input.
+//! - `recovery_guard`: the same service called through the library's guard,
+//!   in-process, with a hand-moved clock.
 
 /// Fails to compile unless a test function named after the guest exists in scope.
 macro_rules! assert_test_exists {
@@ -34,12 +50,19 @@ mod bad_input;
 mod cache;
 mod cleanup;
 mod cli;
+mod compat;
 mod containment;
 mod daemon;
 mod exposure;
 mod faults;
 mod guests;
 mod http;
+mod init;
 mod metrics;
 mod policies;
+mod recovery;
+mod recovery_guard;
+mod scaffold;
+mod triggers;
 mod util;
+mod warm;

@@ -10,17 +10,7 @@ use serde_json::{Value, json};
 use warden::metrics::persist::{RecordIn, batch_files, read_batch};
 
 use crate::daemon::{Daemon, free_port};
-use crate::http::{agent, get, post};
-
-fn get_text(addr: &str, path: &str) -> String {
-    agent()
-        .get(&format!("http://{addr}{path}"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap()
-}
+use crate::http::{agent, get, get_text, post, wait};
 
 /// A daemon with one policy-less directory and `config`.
 fn daemon(config: &str) -> Daemon {
@@ -54,31 +44,61 @@ fn on_disk(dir: &Path, metric: &str) -> (usize, usize) {
 
 const QUIET: &str = "metrics:\n  collect:\n    enabled: false\n";
 
+/// Records of `metric` in each batch file, oldest file first.
+fn per_file(dir: &Path, metric: &str) -> Vec<usize> {
+    batch_files(dir)
+        .unwrap()
+        .iter()
+        .map(|(path, _)| {
+            let batch = read_batch(path).unwrap_or_else(|e| panic!("{e:#}"));
+            batch
+                .records
+                .iter()
+                .filter(|r| matches!(r, RecordIn::Gauge(s) if s.metric == metric))
+                .count()
+        })
+        .collect()
+}
+
 #[test]
 fn sigterm_writes_every_accepted_record_and_a_restart_refills_the_store() {
-    // A flush interval of an hour: only the shutdown can write these.
+    // A flush interval of an hour: a batch is written when it is full, and
+    // only the shutdown can write the rest.
     let config = format!(
         "{QUIET}  store:\n    max_samples: 5000\n  persist:\n    flush_interval: 1h\n    max_batch_size: 7000\n    max_queue_size: 100000\n"
     );
     let d = daemon(&config);
+    let metrics_dir = d.dir.path().join("warden-data/metrics");
     let mut sent = 0;
-    for round in 0..20 {
-        let (status, body) = post(
-            &d.addr,
-            "/api/v1/metrics",
-            &samples("load_test", round * 1000, 1000),
-        );
-        assert_eq!(status, 200, "{body}");
-        sent += body["accepted"].as_u64().unwrap() as usize;
-    }
+    let mut push = |rounds: std::ops::Range<usize>| {
+        for round in rounds {
+            let (status, body) = post(
+                &d.addr,
+                "/api/v1/metrics",
+                &samples("load_test", round * 1000, 1000),
+            );
+            assert_eq!(status, 200, "{body}");
+            sent += body["accepted"].as_u64().unwrap() as usize;
+        }
+    };
+    // Each full batch is waited for on disk before the next is sent, so the
+    // writer never has two to group into one file.
+    push(0..7);
+    wait("the first full batch is written", 20, || {
+        per_file(&metrics_dir, "load_test") == [7000]
+    });
+    push(7..14);
+    wait("the second full batch is written", 20, || {
+        per_file(&metrics_dir, "load_test") == [7000, 7000]
+    });
+    push(14..20);
     assert_eq!(sent, 20_000);
     let dir = d.stop();
     let metrics_dir = dir.path().join("warden-data/metrics");
-    let (files, n) = on_disk(&metrics_dir, "load_test");
-    assert_eq!(n, sent, "records in = records on disk");
-    // 7,000 per batch: two full batches and the rest at shutdown, in three
-    // files, or two if the writer grouped two of them.
-    assert!((2..=3).contains(&files), "{files} files");
+    // The 6,000 that never filled a batch were written by the shutdown, as
+    // a third file.
+    assert_eq!(per_file(&metrics_dir, "load_test"), [7000, 7000, 6000]);
+    assert_eq!(on_disk(&metrics_dir, "load_test"), (3, sent));
 
     // A restart puts them back in the store.
     let d = Daemon::start_in(dir, Some(&config));
@@ -264,6 +284,44 @@ fn every_invalid_record_is_refused_by_field_and_nothing_of_the_batch_is_kept() {
     assert_eq!(stats["total_recorded"], 0, "{stats}");
     let q = get(&d.addr, "/api/v1/series?metric=ok_metric");
     assert!(q["series"].as_array().unwrap().is_empty());
+    d.stop();
+}
+
+#[test]
+fn pii_keys_from_the_config_file_replace_the_default_list() {
+    let d = daemon(&format!("{QUIET}  pii_keys: [ssn]\n"));
+    let (status, v) = post(
+        &d.addr,
+        "/api/v1/metrics",
+        &json!({
+            "samples": [{"metric": "m", "labels": {"SSN": "123"}, "value": 1}],
+            "operations": [{"operation_type": "api", "operation_name": "GET /", "duration_ms": 1, "metadata": {"ssn": "123"}}],
+        }),
+    );
+    assert_eq!(status, 400, "{v}");
+    let refused: Vec<(&str, &str)> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["field"].as_str().unwrap(), e["problem"].as_str().unwrap()))
+        .collect();
+    assert_eq!(refused.len(), 2, "{v:#}");
+    assert_eq!(refused[0].0, "samples[0].labels.SSN");
+    assert_eq!(refused[1].0, "operations[0].metadata.ssn");
+    assert!(
+        refused.iter().all(|(_, p)| p.contains("personal data")),
+        "{v:#}"
+    );
+    // The configured list replaces the default one: `email` is no longer refused.
+    let (status, v) = post(
+        &d.addr,
+        "/api/v1/metrics",
+        &json!({
+            "samples": [{"metric": "m", "labels": {"email": "team@example.org"}, "value": 1}],
+            "operations": [{"operation_type": "api", "operation_name": "GET /", "duration_ms": 1, "metadata": {"user_id": "7"}}],
+        }),
+    );
+    assert_eq!(status, 200, "{v}");
     d.stop();
 }
 

@@ -33,7 +33,7 @@ pub struct Health {
     /// The lowest subsystem score.
     pub score: u8,
     /// By name: `policies`, `alerts`, `cleanup`, `memory`, `metrics`,
-    /// `state`, `notifications`.
+    /// `state`, `notifications`, `recovery`.
     pub subsystems: std::collections::BTreeMap<&'static str, Subsystem>,
     /// Policy files loaded.
     pub files: usize,
@@ -231,6 +231,9 @@ pub fn assess(s: &AppState) -> Health {
             ),
         ),
     );
+
+    let r = s.recovery.health();
+    subsystems.insert("recovery", sub(r.score, r.detail));
 
     let score = subsystems.values().map(|x| x.score).min().unwrap_or(100);
     Health {

@@ -1,7 +1,8 @@
 //! # warden-api
 //!
 //! The HTTP API: health, policy status and reload, run-now, metrics push and
-//! queries (`metrics`), and `/metrics`. Errors are JSON with a message a
+//! queries (`metrics`), recovery reports and circuits (`recovery`), and
+//! `/metrics`. Errors are JSON with a message a
 //! person can act on.
 //!
 //! Every request passes [`auth::guard`] (the `Host` header, the token, a
@@ -21,6 +22,7 @@ mod cleanup;
 pub mod health;
 pub mod heavy;
 mod metrics;
+mod recovery;
 mod resources;
 pub mod serve;
 
@@ -61,6 +63,8 @@ pub struct AppState {
     pub pii: warden_metrics::validate::PiiKeys,
     /// The bound on heavy reads ([`heavy::bound`]).
     pub heavy: Arc<tokio::sync::Semaphore>,
+    /// Recovery: circuits, decisions, reports.
+    pub recovery: Arc<warden_runtime::recovery::Recovery>,
 }
 
 /// An error as the API returns it.
@@ -116,6 +120,7 @@ pub fn router(state: AppState) -> Router {
         .merge(alerts::routes())
         .merge(cleanup::routes())
         .merge(resources::routes())
+        .merge(recovery::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         // Routes set their own body caps; this is the cap of the rest.
@@ -139,7 +144,7 @@ async fn no_route(uri: axum::http::Uri) -> ApiError {
     ApiError(
         StatusCode::NOT_FOUND,
         format!(
-            "there is no endpoint `{}`; the endpoints are /health, /metrics and /api/v1/{{policies,alerts,cleanup,resources,metrics,series}} (see the README)",
+            "there is no endpoint `{}`; the endpoints are /health, /metrics and /api/v1/{{policies,alerts,cleanup,resources,metrics,series,recovery}} (see the README)",
             uri.path()
         ),
     )
@@ -183,10 +188,14 @@ pub(crate) async fn small_body(
 
 async fn exposition(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let (telemetry, metrics) = (Arc::clone(&s.telemetry), s.metrics.clone());
+    let recovery = Arc::clone(&s.recovery);
     let body = heavy::run(&s, move || {
-        telemetry.encode_with(|out| match &metrics {
-            Some(p) => p.encode(out),
-            None => Ok(()),
+        telemetry.encode_with(|out| {
+            recovery.encode(out)?;
+            match &metrics {
+                Some(p) => p.encode(out),
+                None => Ok(()),
+            }
         })
     })
     .await?;

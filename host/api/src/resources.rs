@@ -150,6 +150,7 @@ async fn register(State(s): State<AppState>, body: Bytes) -> Result<Response, Ap
     s.scheduler.context().publish(Event {
         kind: EventKind::ResourceRegistered,
         pressure: None,
+        failure: None,
     });
     Ok((StatusCode::CREATED, Json(json!({ "handle": handle }))).into_response())
 }

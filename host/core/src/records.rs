@@ -397,7 +397,20 @@ impl CleanupPlan {
 }
 
 /// How a service classified a failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum ErrorClass {
     /// The peer asked to slow down.
     RateLimited,
@@ -423,6 +436,63 @@ pub enum ErrorClass {
     Unknown,
 }
 
+impl ErrorClass {
+    /// Every class, in the WIT enum's order.
+    pub const ALL: [ErrorClass; 11] = [
+        ErrorClass::RateLimited,
+        ErrorClass::Timeout,
+        ErrorClass::Connection,
+        ErrorClass::Authentication,
+        ErrorClass::Permission,
+        ErrorClass::Database,
+        ErrorClass::ResourceExhausted,
+        ErrorClass::DependencyUnavailable,
+        ErrorClass::InvalidInput,
+        ErrorClass::Internal,
+        ErrorClass::Unknown,
+    ];
+
+    /// Returns its name as policy files and the API write it (`rate-limited`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorClass::RateLimited => "rate-limited",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Connection => "connection",
+            ErrorClass::Authentication => "authentication",
+            ErrorClass::Permission => "permission",
+            ErrorClass::Database => "database",
+            ErrorClass::ResourceExhausted => "resource-exhausted",
+            ErrorClass::DependencyUnavailable => "dependency-unavailable",
+            ErrorClass::InvalidInput => "invalid-input",
+            ErrorClass::Internal => "internal",
+            ErrorClass::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ErrorClass {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ErrorClass::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = ErrorClass::ALL.iter().map(|c| c.name()).collect();
+                format!(
+                    "`{}` is not an error class; the classes are {}",
+                    s.chars().take(64).collect::<String>(),
+                    names.join(", ")
+                )
+            })
+    }
+}
+
 /// A failure reported by a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
@@ -441,7 +511,8 @@ pub struct Failure {
 }
 
 /// How an attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     /// Worked.
     Success,
@@ -454,7 +525,7 @@ pub enum Outcome {
 }
 
 /// An earlier attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Attempt {
     /// When it started.
     pub at_ms: TimestampMs,

@@ -58,6 +58,8 @@ pub struct Stats {
     pub(crate) traps: AtomicU64,
     pub(crate) compiles: AtomicU64,
     pub(crate) cache_hits: AtomicU64,
+    pub(crate) instantiations: AtomicU64,
+    pub(crate) recycles: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -77,6 +79,12 @@ pub struct StatsSnapshot {
     pub compiles: u64,
     /// Components loaded from the disk cache.
     pub cache_hits: u64,
+    /// Instances created and initialized (a warm policy creates one, then
+    /// one per recycle; a fresh one, one per evaluation).
+    pub instantiations: u64,
+    /// Warm instances replaced after a trap, a timeout, a memory-limit hit
+    /// or `recycle_after` evaluations.
+    pub recycles: u64,
 }
 
 struct Ticker {
@@ -227,6 +235,8 @@ impl Engine {
             traps: l(&s.traps),
             compiles: l(&s.compiles),
             cache_hits: l(&s.cache_hits),
+            instantiations: l(&s.instantiations),
+            recycles: l(&s.recycles),
         }
     }
 
@@ -452,7 +462,7 @@ fn is_provided(name: &str) -> bool {
     }
     if let Some(rest) = name.strip_prefix("warden:policy/") {
         return rest.split_once('@').is_some_and(|(iface, v)| {
-            matches!(iface, "host" | "types") && wit::SUPPORTED.contains(&v)
+            matches!(iface, "host" | "types" | "state") && wit::SUPPORTED.contains(&v)
         });
     }
     false
@@ -502,6 +512,7 @@ mod tests {
     fn only_wasi_02_and_our_own_interfaces_are_provided() {
         assert!(is_provided("wasi:cli/stdout@0.2.6"));
         assert!(is_provided("warden:policy/host@0.1.0"));
+        assert!(is_provided("warden:policy/state@0.2.0"));
         assert!(!is_provided("warden:policy/host@0.9.0"));
         assert!(!is_provided("wasi:cli/stdout@0.3.0"));
         assert!(!is_provided("acme:db/query@1.0.0"));

@@ -146,6 +146,27 @@ pub enum EvalFailure {
     InvalidOutput(String),
     /// Creating its instance failed.
     Instantiate(String),
+    /// Its `init` refused the policy's `config:` block.
+    InvalidConfig(Vec<ConfigError>),
+}
+
+/// One thing a plugin's `init` found wrong with the policy's `config:` block.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConfigError {
+    /// Where in the config (`rules[3].condition`); empty for the whole block.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
 }
 
 impl EvalFailure {
@@ -159,6 +180,7 @@ impl EvalFailure {
             EvalFailure::Plugin(_) => "plugin_error",
             EvalFailure::InvalidOutput(_) => "invalid_output",
             EvalFailure::Instantiate(_) => "instantiate",
+            EvalFailure::InvalidConfig(_) => "invalid_config",
         }
     }
 }
@@ -190,6 +212,16 @@ impl fmt::Display for EvalFailure {
             EvalFailure::Plugin(m) => write!(f, "reported an error: {m}"),
             EvalFailure::InvalidOutput(m) => write!(f, "returned a result the host refuses: {m}"),
             EvalFailure::Instantiate(m) => write!(f, "could not be instantiated: {m}"),
+            EvalFailure::InvalidConfig(errors) => {
+                f.write_str("refused its config: ")?;
+                for (i, e) in errors.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{e}")?;
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -1,9 +1,11 @@
-//! Evaluating a plugin for one policy: a fresh store per call with the policy's
-//! deadline and memory cap, a `tracing` span per evaluation, output checks, and
-//! every way a call can fail turned into an [`EvalError`].
+//! Evaluating a plugin for one policy: an instance per call or a warm one
+//! kept across calls (see [`warm`](crate::warm)), the policy's deadline and
+//! memory cap on every call, `init` once per instance, plugin state read
+//! before and kept after each call, a `tracing` span per evaluation, output
+//! checks, and every way a call can fail turned into an [`EvalError`].
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use wasmtime::{Store, Trap};
@@ -11,13 +13,19 @@ use wasmtime::{Store, Trap};
 use super::data::DataSource;
 use super::error::{EvalError, EvalFailure};
 use super::limits::Limits;
+use super::plugin_state::{
+    DEFAULT_STATE_LIMIT, MemoryStates, PluginStateStore, PolicyId, StateBinding,
+};
 use super::store::{CallInfo, StoreState};
+use super::warm::{Isolation, Recycle, Warm};
+use super::wit::Refused;
 use super::{Kind, Plugin};
 use warden_core::records::{
     Alert, Attempt, CleanupPlan, Failure, Finding, Invocation, RecoveryDecision, ResourceSet,
 };
 
-/// A plugin bound to a policy: its name, `config:` block, limits and data.
+/// A plugin bound to a policy: its name, `config:` block, limits, data,
+/// isolation and plugin state. Clones share the policy's warm instance.
 #[derive(Clone)]
 pub struct Evaluator {
     plugin: Arc<Plugin>,
@@ -25,6 +33,11 @@ pub struct Evaluator {
     config_json: Arc<str>,
     limits: Limits,
     data: Arc<dyn DataSource>,
+    isolation: Isolation,
+    state: StateBinding,
+    /// The warm instance between evaluations; empty while one runs (a
+    /// concurrent evaluation then gets an instance of its own).
+    slot: Arc<Mutex<Option<Warm>>>,
 }
 
 impl std::fmt::Debug for Evaluator {
@@ -33,12 +46,16 @@ impl std::fmt::Debug for Evaluator {
             .field("policy", &self.policy)
             .field("plugin", &self.plugin.info.name)
             .field("limits", &self.limits)
+            .field("isolation", &self.isolation)
             .finish_non_exhaustive()
     }
 }
 
 impl Evaluator {
-    /// Binds `plugin` to the policy `policy` with its `config` block.
+    /// Binds `plugin` to the policy `policy` with its `config` block. It is
+    /// evaluated warm (see [`Isolation`]) with its plugin state in memory;
+    /// [`with_isolation`](Self::with_isolation) and
+    /// [`with_state`](Self::with_state) change that.
     pub fn new(
         plugin: Arc<Plugin>,
         policy: &str,
@@ -52,7 +69,36 @@ impl Evaluator {
             config_json: config.to_string().into(),
             limits,
             data,
+            isolation: Isolation::default(),
+            state: StateBinding {
+                store: Arc::new(MemoryStates::default()),
+                id: PolicyId {
+                    file: Default::default(),
+                    name: policy.to_owned(),
+                },
+                limit: DEFAULT_STATE_LIMIT,
+            },
+            slot: Arc::default(),
         }
+    }
+
+    /// Returns it evaluated with `isolation`.
+    pub fn with_isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation = isolation;
+        self.slot = Arc::default();
+        self
+    }
+
+    /// Returns it keeping its plugin state in `store` under `id`, refusing
+    /// blobs larger than `limit` bytes.
+    pub fn with_state(
+        mut self,
+        store: Arc<dyn PluginStateStore>,
+        id: PolicyId,
+        limit: u64,
+    ) -> Self {
+        self.state = StateBinding { store, id, limit };
+        self
     }
 
     /// Returns the plugin.
@@ -70,6 +116,35 @@ impl Evaluator {
         self.limits
     }
 
+    /// Returns how its evaluations get their instance.
+    pub fn isolation(&self) -> Isolation {
+        self.isolation
+    }
+
+    /// Returns true if and only if its evaluations share a warm instance:
+    /// the policy asks for it and the plugin's contract (0.2.0 on) allows it.
+    pub fn is_warm(&self) -> bool {
+        matches!(self.isolation, Isolation::Warm { .. }) && self.plugin.pre.reusable()
+    }
+
+    /// Instantiates the plugin and runs its `init` with the policy's config,
+    /// as `warden check` and a reload do before a policy goes live. A warm
+    /// policy keeps the instance for its first evaluation.
+    pub fn prepare(&self) -> Result<(), EvalError> {
+        let _entered = tracing::info_span!(
+            "policy.init",
+            policy = %self.policy,
+            plugin = %self.plugin.info.name,
+        )
+        .entered();
+        let _running = self.plugin.engine.running();
+        let warm = self.create(warden_core::clock::now_ms())?;
+        if self.is_warm() {
+            self.check_in(warm);
+        }
+        Ok(())
+    }
+
     /// Asks a cleanup plugin what to do with `candidates`. Every target and
     /// reason in the returned plan is checked to be in range.
     pub fn plan(&self, dry_run: bool, candidates: ResourceSet) -> Result<CleanupPlan, EvalError> {
@@ -77,6 +152,11 @@ impl Evaluator {
         let plan = self.run(Kind::Cleanup, dry_run, |instance, store, inv| {
             instance.plan(store, inv, candidates)
         })?;
+        self.check_plan(&plan, n)?;
+        Ok(plan)
+    }
+
+    fn check_plan(&self, plan: &CleanupPlan, n: usize) -> Result<(), EvalError> {
         self.check_count(plan.actions.len())?;
         for (i, (action, reason)) in plan.actions.iter().enumerate() {
             if let Some(t) = action.target()
@@ -93,7 +173,7 @@ impl Evaluator {
                 ))));
             }
         }
-        Ok(plan)
+        Ok(())
     }
 
     /// Asks a recovery plugin what to do about `failure`.
@@ -125,7 +205,7 @@ impl Evaluator {
         Ok(found)
     }
 
-    /// Returns the state of a store for one call of this policy at `now_ms`.
+    /// Returns the state of a store for calls of this policy.
     fn store_state(&self, now_ms: i64) -> StoreState {
         StoreState::new(
             CallInfo {
@@ -139,23 +219,104 @@ impl Evaluator {
         )
     }
 
-    /// Returns an instance kept across calls. Warden never evaluates this way
-    /// (a trap poisons a store, so each evaluation gets a fresh one); it exists
-    /// so benchmarks can measure a call apart from its instantiation.
+    /// Starts a call on `store`: the whole deadline and transfer budget
+    /// again, the clock, and the plugin state as it is now.
+    fn begin_call(&self, store: &mut Store<StoreState>, now_ms: i64) {
+        store.set_epoch_deadline(super::engine::deadline_ticks(&self.limits));
+        store.set_hostcall_fuel(super::engine::MAX_TRANSFER_BYTES);
+        let current = self.state.store.load(&self.state.id);
+        store
+            .data_mut()
+            .begin_call(now_ms, current, self.state.limit);
+    }
+
+    /// Keeps what a call that returned normally wrote to the plugin state.
+    fn commit_state(&self, store: &mut Store<StoreState>) {
+        if let Some(written) = store.data_mut().plugin_state.take_written() {
+            self.state.store.save(&self.state.id, written);
+        }
+    }
+
+    /// Creates a store and an instance and runs `init` in it. The caller
+    /// holds the engine's running guard.
+    fn create(&self, now_ms: i64) -> Result<Warm, EvalError> {
+        let engine = &self.plugin.engine;
+        let mut store = engine.store(self.store_state(now_ms), &self.limits);
+        self.begin_call(&mut store, now_ms);
+        let instance = match self.plugin.pre.instantiate(&mut store) {
+            Ok(i) => i,
+            Err(e) => {
+                let failure = self.trap_failure(&e, &store);
+                return Err(self.fail(failure));
+            }
+        };
+        engine
+            .counters()
+            .instantiations
+            .fetch_add(1, Ordering::Relaxed);
+        match instance.init(&mut store, &self.config_json) {
+            Ok(Ok(())) => {
+                store.data().flush_output();
+                self.commit_state(&mut store);
+                Ok(Warm {
+                    store,
+                    instance,
+                    served: 0,
+                })
+            }
+            Ok(Err(errors)) => {
+                store.data().flush_output();
+                Err(self.fail(EvalFailure::InvalidConfig(errors)))
+            }
+            Err(e) => {
+                let failure = self.trap_failure(&e, &store);
+                Err(self.fail(failure))
+            }
+        }
+    }
+
+    /// Takes the warm instance, if the policy has one idle.
+    fn check_out(&self) -> Option<Warm> {
+        if !self.is_warm() {
+            return None;
+        }
+        self.slot.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Puts a warm instance back, unless another evaluation already did.
+    fn check_in(&self, warm: Warm) {
+        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(warm);
+        }
+    }
+
+    /// Returns why `warm` is not to be kept after a call that ended so.
+    fn recycle<T>(&self, warm: &Warm, result: &super::wit::CallResult<T>) -> Option<Recycle> {
+        match result {
+            Err(e) if !e.is::<Refused>() => Some(Recycle::Trapped),
+            _ if warm.store.data().cap.hit => Some(Recycle::MemoryLimit),
+            _ => match self.isolation {
+                Isolation::Warm { recycle_after } if self.plugin.pre.reusable() => {
+                    (warm.served >= recycle_after).then_some(Recycle::Served)
+                }
+                _ => Some(Recycle::Fresh),
+            },
+        }
+    }
+
+    /// Returns an instance kept across calls, apart from the policy's own
+    /// warm instance, so benchmarks can measure a call apart from everything
+    /// around it.
     #[doc(hidden)]
     pub fn warm(&self) -> anyhow::Result<WarmInstance> {
-        let state = self.store_state(warden_core::clock::now_ms());
-        let mut store = self.plugin.engine.store(state, &self.limits);
-        let instance = self
-            .plugin
-            .pre
-            .instantiate(&mut store)
+        let _running = self.plugin.engine.running();
+        let warm = self
+            .create(warden_core::clock::now_ms())
             .map_err(anyhow::Error::from)?;
         Ok(WarmInstance {
-            store,
-            instance,
-            policy: self.policy.to_string(),
-            limits: self.limits,
+            warm,
+            evaluator: self.clone(),
         })
     }
 
@@ -195,6 +356,7 @@ impl Evaluator {
             policy = %self.policy,
             plugin = %self.plugin.info.name,
             kind = kind.name(),
+            instance = tracing::field::Empty,
             outcome = tracing::field::Empty,
             micros = tracing::field::Empty,
         );
@@ -211,107 +373,155 @@ impl Evaluator {
             ))));
         }
         let now_ms = warden_core::clock::now_ms();
-        let state = self.store_state(now_ms);
         let started = Instant::now();
         let result = {
             let _running = engine.running();
-            let mut store = engine.store(state, &self.limits);
+            let mut warm = match self.check_out() {
+                Some(w) => {
+                    span.record("instance", "warm");
+                    w
+                }
+                None => {
+                    span.record("instance", "new");
+                    match self.create(now_ms) {
+                        Ok(w) => w,
+                        Err(e) => {
+                            span.record("outcome", "failed");
+                            return Err(e);
+                        }
+                    }
+                }
+            };
+            self.begin_call(&mut warm.store, now_ms);
             let inv = Invocation {
                 policy: self.policy.to_string(),
                 now_ms,
                 dry_run,
             };
-            let result = self
-                .plugin
-                .pre
-                .instantiate(&mut store)
-                .and_then(|instance| call(&instance, &mut store, inv));
-            let state = store.into_data();
-            let stderr = state.flush_output();
-            self.classify(result, state.cap.hit, stderr)
+            let result = call(&warm.instance, &mut warm.store, inv);
+            warm.served += 1;
+            let stderr = warm.store.data().flush_output();
+            let memory_cap_hit = warm.store.data().cap.hit;
+            // The export returned (with a value or the plugin's own error):
+            // what it stored is kept. A trap forgets it.
+            let returned = match &result {
+                Ok(_) => true,
+                Err(e) => e.is::<Refused>(),
+            };
+            if returned {
+                self.commit_state(&mut warm.store);
+            }
+            let recycle = self.recycle(&warm, &result);
+            let outcome = match result {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(message)) => Err(EvalFailure::Plugin(message)),
+                Err(e) => Err(self.classify_error(&e, memory_cap_hit, stderr)),
+            };
+            match recycle {
+                None => self.check_in(warm),
+                Some(why) => {
+                    if why != Recycle::Fresh {
+                        engine.counters().recycles.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(
+                            reason = why.label(),
+                            served = warm.served,
+                            "warm instance replaced"
+                        );
+                    }
+                }
+            }
+            outcome.map_err(|f| self.fail(f))
         };
         span.record("micros", started.elapsed().as_micros() as u64);
         span.record("outcome", if result.is_ok() { "ok" } else { "failed" });
         result
     }
 
-    fn classify<T>(
+    /// Returns the failure of a call that did not return: a trap, a
+    /// timeout, the memory cap, or a result the host refuses.
+    fn trap_failure(&self, e: &wasmtime::Error, store: &Store<StoreState>) -> EvalFailure {
+        let stderr = store.data().flush_output();
+        self.classify_error(e, store.data().cap.hit, stderr)
+    }
+
+    fn classify_error(
         &self,
-        result: super::wit::CallResult<T>,
+        e: &wasmtime::Error,
         memory_cap_hit: bool,
         stderr: Option<String>,
-    ) -> Result<T, EvalError> {
+    ) -> EvalFailure {
         let stats = self.plugin.engine.counters();
-        let failure = match result {
-            Ok(Ok(value)) => return Ok(value),
-            Ok(Err(message)) => EvalFailure::Plugin(message),
-            Err(e) => match e.downcast_ref::<Trap>() {
-                Some(Trap::Interrupt) => {
-                    stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                    EvalFailure::Timeout {
-                        limit: self.limits.timeout,
-                    }
+        if let Some(Refused(why)) = e.downcast_ref::<Refused>() {
+            return EvalFailure::InvalidOutput(why.clone());
+        }
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => {
+                stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                EvalFailure::Timeout {
+                    limit: self.limits.timeout,
                 }
-                _ if memory_cap_hit => {
-                    stats.out_of_memory.fetch_add(1, Ordering::Relaxed);
-                    EvalFailure::OutOfMemory {
-                        limit: self.limits.memory_bytes,
-                    }
+            }
+            _ if memory_cap_hit => {
+                stats.out_of_memory.fetch_add(1, Ordering::Relaxed);
+                EvalFailure::OutOfMemory {
+                    limit: self.limits.memory_bytes,
                 }
-                Some(Trap::StackOverflow) => {
-                    stats.traps.fetch_add(1, Ordering::Relaxed);
-                    EvalFailure::StackOverflow
+            }
+            Some(Trap::StackOverflow) => {
+                stats.traps.fetch_add(1, Ordering::Relaxed);
+                EvalFailure::StackOverflow
+            }
+            Some(trap) => {
+                stats.traps.fetch_add(1, Ordering::Relaxed);
+                EvalFailure::Trap {
+                    message: trap.to_string(),
+                    stderr,
                 }
-                Some(trap) => {
-                    stats.traps.fetch_add(1, Ordering::Relaxed);
-                    EvalFailure::Trap {
-                        message: trap.to_string(),
-                        stderr,
-                    }
+            }
+            // Wasmtime's own guard against a guest pushing more data into the
+            // host than `MAX_TRANSFER_BYTES`; its error type is private, so
+            // it is recognised by its message.
+            None if format!("{e:#}").contains("too much data is being copied") => {
+                EvalFailure::InvalidOutput(format!(
+                    "returned more than {} MiB of data in one call; a policy's result must be smaller",
+                    super::engine::MAX_TRANSFER_BYTES / (1024 * 1024)
+                ))
+            }
+            None => {
+                stats.traps.fetch_add(1, Ordering::Relaxed);
+                EvalFailure::Trap {
+                    message: format!("{e:#}"),
+                    stderr,
                 }
-                // Wasmtime's own guard against a guest pushing more data into the
-                // host than `MAX_TRANSFER_BYTES`; its error type is private, so
-                // it is recognised by its message.
-                None if format!("{e:#}").contains("too much data is being copied") => {
-                    EvalFailure::InvalidOutput(format!(
-                        "returned more than {} MiB of data in one call; a policy's result must be smaller",
-                        super::engine::MAX_TRANSFER_BYTES / (1024 * 1024)
-                    ))
-                }
-                None => {
-                    stats.traps.fetch_add(1, Ordering::Relaxed);
-                    EvalFailure::Trap {
-                        message: format!("{e:#}"),
-                        stderr,
-                    }
-                }
-            },
-        };
-        Err(self.fail(failure))
+            }
+        }
     }
 }
 
-/// A plugin instance kept across calls; see [`Evaluator::warm`].
+/// A plugin instance kept across calls, outside the policy's own warm slot;
+/// see [`Evaluator::warm`].
 #[doc(hidden)]
 pub struct WarmInstance {
-    store: Store<StoreState>,
-    instance: super::wit::Instance,
-    policy: String,
-    limits: Limits,
+    warm: Warm,
+    evaluator: Evaluator,
 }
 
 impl WarmInstance {
     /// Calls `plan` on the kept instance.
     pub fn plan(&mut self, dry_run: bool, candidates: ResourceSet) -> anyhow::Result<CleanupPlan> {
+        let now_ms = warden_core::clock::now_ms();
         let inv = Invocation {
-            policy: self.policy.clone(),
-            now_ms: warden_core::clock::now_ms(),
+            policy: self.evaluator.policy.to_string(),
+            now_ms,
             dry_run,
         };
-        // Each call gets the policy's whole timeout.
-        self.store
-            .set_epoch_deadline(super::engine::deadline_ticks(&self.limits));
-        match self.instance.plan(&mut self.store, inv, candidates) {
+        let _running = self.evaluator.plugin.engine.running();
+        self.evaluator.begin_call(&mut self.warm.store, now_ms);
+        match self
+            .warm
+            .instance
+            .plan(&mut self.warm.store, inv, candidates)
+        {
             Ok(Ok(plan)) => Ok(plan),
             Ok(Err(e)) => Err(anyhow::anyhow!("the plugin reported: {e}")),
             Err(e) => Err(anyhow::Error::from(e)),

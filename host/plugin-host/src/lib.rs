@@ -6,9 +6,12 @@
 //! - [`Engine`]: one per process; compiles (with a disk cache), links and
 //!   enforces deadlines.
 //! - [`Plugin`]: a loaded, checked component of one [`Kind`].
-//! - [`Evaluator`]: a plugin bound to one policy's name, config, limits and data;
-//!   each call runs in a fresh store with a deadline and a memory cap, and any
-//!   trap, timeout or out-of-memory comes back as an [`EvalError`].
+//! - [`Evaluator`]: a plugin bound to one policy's name, config, limits, data
+//!   and plugin state; calls run on a warm instance (or a fresh one, see
+//!   [`Isolation`]) with a deadline and a memory cap, and any trap, timeout or
+//!   out-of-memory comes back as an [`EvalError`].
+//! - [`PluginStateStore`]: where the blob a plugin keeps through the `state`
+//!   import lives; the runtime persists it.
 //! - [`DataSource`]: what a plugin may read through its host imports; the
 //!   runtime implements it over the series store and the resource registry.
 //!
@@ -28,19 +31,25 @@ mod evaluator;
 mod kind;
 mod limits;
 mod output;
+mod plugin_state;
 mod store;
+mod warm;
 pub(crate) mod wit;
 
 pub use data::{DataSource, NoData};
 pub use engine::{
     EPOCH_TICK, Engine, EngineOptions, MAX_PLUGIN_MEMORY, MAX_TRANSFER_BYTES, Stats, StatsSnapshot,
 };
-pub use error::{EvalError, EvalFailure, LoadError, LoadErrorKind};
+pub use error::{ConfigError, EvalError, EvalFailure, LoadError, LoadErrorKind};
 pub use evaluator::{Evaluator, WarmInstance};
 pub use kind::Kind;
 pub use limits::Limits;
+pub use plugin_state::{
+    DEFAULT_STATE_LIMIT, MAX_STATE_LIMIT, MemoryStates, PluginStateStore, PolicyId,
+};
 /// The records exchanged with plugins (re-exported from `warden-core`).
 pub use warden_core::records;
+pub use warm::{DEFAULT_RECYCLE_AFTER, Isolation};
 pub use wit::{LATEST as LATEST_WIT_VERSION, SUPPORTED as SUPPORTED_WIT_VERSIONS};
 
 /// What is known about a loaded plugin.

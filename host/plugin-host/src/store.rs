@@ -1,7 +1,9 @@
 //! The state behind one evaluation's `Store`: a WASI context that grants
 //! nothing, the memory cap, captured stdio, and what the host imports serve
-//! (the policy's config, its data source). A fresh one per evaluation, because
-//! a trap poisons the whole store.
+//! (the policy's config, its data source, its plugin state). A warm instance
+//! keeps its store across evaluations, so everything per call is reset by
+//! [`StoreState::begin_call`]; a trap poisons the whole store, which is then
+//! dropped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +14,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::data::DataSource;
 use super::limits::MemoryCap;
 use super::output::Capture;
+use super::plugin_state::StateCell;
 use warden_core::records::{ResourceFilter, ResourceSet, Series, SeriesSelector, TimestampMs};
 
 /// A plugin may log this many lines per evaluation; the rest are counted, so a
@@ -51,6 +54,7 @@ pub(crate) struct StoreState {
     pub(crate) stderr: Capture,
     log_lines: u32,
     pub(crate) logs_dropped: u32,
+    pub(crate) plugin_state: StateCell,
 }
 
 impl StoreState {
@@ -70,7 +74,34 @@ impl StoreState {
             stderr,
             log_lines: 0,
             logs_dropped: 0,
+            plugin_state: StateCell::default(),
         }
+    }
+
+    /// Starts a call at `now_ms` that sees the plugin state `current` and may
+    /// store up to `state_limit` bytes; per-call counters start again.
+    pub(crate) fn begin_call(
+        &mut self,
+        now_ms: TimestampMs,
+        current: Option<Arc<[u8]>>,
+        state_limit: u64,
+    ) {
+        self.call.now_ms = now_ms;
+        self.log_lines = 0;
+        self.logs_dropped = 0;
+        self.plugin_state.begin(current, state_limit);
+    }
+
+    pub(crate) fn state_get(&self) -> Option<Vec<u8>> {
+        self.plugin_state.get()
+    }
+
+    pub(crate) fn state_set(&mut self, value: Vec<u8>) -> Result<(), String> {
+        self.plugin_state.set(value)
+    }
+
+    pub(crate) fn state_clear(&mut self) {
+        self.plugin_state.clear();
     }
 
     /// Returns the state for a load-time check, which runs no plugin code.

@@ -1,15 +1,18 @@
 //! `warden check`: everything a reload would do short of running — parse,
-//! check, resolve and compile every plugin against the world its kind needs —
-//! over any files and directories, with a report for people or programs.
+//! check, resolve and compile every plugin against the world its kind needs,
+//! and let each plugin read its config (`init`, WIT 0.2.0 on) — over any
+//! files and directories, with a report for people or programs.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::compile::PluginCache;
 use super::live::policy_files;
 use super::parse::{self, ParseContext, PolicyError};
+use warden_plugin_host::{MemoryStates, NoData};
 
 /// The result for one file.
 #[derive(Debug, Clone, Serialize)]
@@ -96,13 +99,28 @@ fn check_file(
             continue;
         }
         seen.insert(policy.name().to_owned(), path.to_path_buf());
-        if let (Some(source), Some(kind)) = (&policy.plugin, policy.kind().plugin_kind())
-            && let Err(e) = plugins.resolve(source, kind, policy.spec.sha256.as_deref())
-        {
-            report
-                .errors
-                .push(error(format!("plugin {}", e.kind_message())));
-            continue;
+        if let (Some(source), Some(kind)) = (&policy.plugin, policy.kind().plugin_kind()) {
+            let plugin = match plugins.resolve(source, kind, policy.spec.sha256.as_deref()) {
+                Ok(p) => p,
+                Err(e) => {
+                    report
+                        .errors
+                        .push(error(format!("plugin {}", e.kind_message())));
+                    continue;
+                }
+            };
+            // The plugin reads its config as it would live; no data, and
+            // state that goes nowhere.
+            if let Err(errors) = super::bind::bind(
+                path,
+                &policy,
+                &plugin,
+                Arc::new(NoData),
+                Arc::new(MemoryStates::default()),
+            ) {
+                report.errors.extend(errors);
+                continue;
+            }
         }
         report.policies.push(policy.name().to_owned());
     }

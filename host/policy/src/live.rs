@@ -1,6 +1,7 @@
 //! The live policy set and how it changes. A reload rescans the directory,
 //! re-reads only files whose content changed, parses, checks and compiles them
-//! off to the side, and swaps the new set in at once. Per file, the last good
+//! off to the side — each plugin reading its config (`init`) before its
+//! policy is accepted — and swaps the new set in at once. Per file, the last good
 //! version keeps running when a new one fails; a deleted file takes its
 //! policies with it. Policies whose fingerprint did not change are carried
 //! over as they are — not recompiled, not reset.
@@ -16,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::compile::PluginCache;
 use super::parse::{self, ParseContext, Policy, PolicyError};
-use warden_plugin_host::{DataSource, Evaluator, Plugin};
+use warden_plugin_host::{DataSource, Evaluator, MemoryStates, Plugin, PluginStateStore};
 
 /// A policy as it runs.
 #[derive(Debug)]
@@ -200,6 +201,7 @@ pub struct PolicyDir {
     cx: ParseContext,
     plugins: PluginCache,
     data: Arc<dyn DataSource>,
+    states: Arc<dyn PluginStateStore>,
     live: ArcSwap<LiveSet>,
     lock: Mutex<ReloadStats>,
     changed: tokio::sync::watch::Sender<Arc<LiveSet>>,
@@ -251,11 +253,19 @@ impl PolicyDir {
             cx,
             plugins,
             data,
+            states: Arc::new(MemoryStates::default()),
             live: ArcSwap::new(Arc::clone(&empty)),
             lock: Mutex::new(ReloadStats::default()),
             changed: tokio::sync::watch::channel(empty).0,
             telemetry,
         }
+    }
+
+    /// Returns it keeping plugins' state (the `state` import) in `states`
+    /// instead of in memory; the daemon persists it there.
+    pub fn with_plugin_states(mut self, states: Arc<dyn PluginStateStore>) -> Self {
+        self.states = states;
+        self
     }
 
     /// Returns the directory.
@@ -436,7 +446,7 @@ impl PolicyDir {
                     p.hold_until_ms = hold_until_ms;
                     live.push(Arc::new(p));
                 }
-                Err(e) => errors.push(e),
+                Err(e) => errors.extend(e),
             }
         }
         if errors.is_empty() {
@@ -452,26 +462,26 @@ impl PolicyDir {
         policy: Policy,
         fingerprint: String,
         now: i64,
-    ) -> Result<LivePolicy, PolicyError> {
+    ) -> Result<LivePolicy, Vec<PolicyError>> {
         let (plugin, evaluator) = match (&policy.plugin, policy.kind().plugin_kind()) {
             (Some(source), Some(kind)) => {
                 let plugin = self
                     .plugins
                     .resolve(source, kind, policy.spec.sha256.as_deref())
                     .map_err(|e| {
-                        PolicyError::at_policy(
+                        vec![PolicyError::at_policy(
                             path,
                             &policy,
                             format!("plugin {}", e.kind_message()),
-                        )
+                        )]
                     })?;
-                let evaluator = Evaluator::new(
-                    Arc::clone(&plugin),
-                    policy.name(),
-                    &policy.config,
-                    policy.limits,
+                let evaluator = super::bind::bind(
+                    path,
+                    &policy,
+                    &plugin,
                     Arc::clone(&self.data),
-                );
+                    Arc::clone(&self.states),
+                )?;
                 (Some(plugin), Some(evaluator))
             }
             _ => (None, None),

@@ -10,16 +10,21 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::locate::Locations;
+use super::schema::IsolationMode;
 use super::schema::{
     EventKind, PolicyFile, PolicyKind, PolicySpec, QuotaSpec, Retries, Scope, Trigger,
 };
 use warden_core::values::HumanDuration;
-use warden_plugin_host::{Limits, MAX_PLUGIN_MEMORY};
+use warden_plugin_host::{
+    DEFAULT_RECYCLE_AFTER, DEFAULT_STATE_LIMIT, Isolation, Limits, MAX_PLUGIN_MEMORY,
+    MAX_STATE_LIMIT,
+};
 
 /// A problem in a policy file, located where the file has it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -101,17 +106,42 @@ pub struct Policy {
     pub config: serde_json::Value,
     /// Evaluation limits.
     pub limits: Limits,
+    /// How evaluations get their plugin instance.
+    pub isolation: Isolation,
+    /// The most the plugin may keep through its `state` import, in bytes.
+    pub state_limit: u64,
+    /// Where each node of the file is, for errors found later (a plugin's
+    /// config errors) to point at a line and column.
+    pub(crate) located: Arc<Locations>,
+    /// The path of this policy in the file (`policies[2]`).
+    pub(crate) path: String,
     /// Cleanup: the cap on actions per run.
     pub max_actions: Option<crate::cleanup::Cap>,
     /// Cleanup: actions at once.
     pub max_concurrent: usize,
     /// Cleanup: the longest a run may act.
     pub run_timeout: Duration,
+    /// Recovery: the host's breaker, budget, classification and history.
+    pub recovery: Option<crate::recovery::RecoveryOptions>,
     /// 1-based line where the policy starts.
     pub line: usize,
 }
 
 impl Policy {
+    /// Returns the 1-based line and column of `path` inside the policy's
+    /// `config:` block (`rules[3].condition`), or of the nearest enclosing
+    /// node the file has.
+    pub fn locate_config(&self, path: &str) -> Option<(usize, usize)> {
+        let full = if path.is_empty() {
+            format!("{}.config", self.path)
+        } else if path.starts_with('[') {
+            format!("{}.config{path}", self.path)
+        } else {
+            format!("{}.config.{path}", self.path)
+        };
+        self.located.find(&full)
+    }
+
     /// Returns its name.
     pub fn name(&self) -> &str {
         &self.spec.name
@@ -167,7 +197,7 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
             config.resolve_paths(base);
         }
     }
-    let locations = Locations::of(text);
+    let locations = Arc::new(Locations::of(text));
     let mut errors = Vec::new();
     let mut policies = Vec::new();
     let mut seen: HashSet<&str> = HashSet::new();
@@ -205,6 +235,7 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
             .unwrap_or_else(|| default_trigger(spec.kind));
         check_trigger(&trigger, &mut fail);
         let limits = check_limits(spec, &mut fail);
+        let (isolation, state_limit) = check_instances(spec, &mut fail);
         if let Some(r) = &spec.retries {
             check_retries(r, &mut fail);
         }
@@ -319,6 +350,7 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
                 }
             }
         }
+        let recovery = crate::failures::check(spec, &trigger, &mut fail);
         let config = match &spec.config {
             None | Some(serde_json::Value::Null) => serde_json::json!({}),
             Some(v) => v.clone(),
@@ -330,9 +362,14 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
             scope_paths,
             config,
             limits,
+            isolation,
+            state_limit,
+            located: Arc::clone(&locations),
+            path: format!("policies[{i}]"),
             max_actions,
             max_concurrent,
             run_timeout,
+            recovery,
             line: at("").map_or(1, |p| p.0),
         });
     }
@@ -477,6 +514,58 @@ fn check_limits(spec: &PolicySpec, fail: &mut impl FnMut(&str, String)) -> Limit
         limits.memory_bytes = m.0;
     }
     limits
+}
+
+/// The most evaluations a warm instance may serve before it is replaced.
+const MAX_RECYCLE_AFTER: u32 = 1_000_000;
+
+fn check_instances(spec: &PolicySpec, fail: &mut impl FnMut(&str, String)) -> (Isolation, u64) {
+    if spec.kind == PolicyKind::Quota {
+        for (field, set) in [
+            ("isolation", spec.isolation.is_some()),
+            ("recycle_after", spec.recycle_after.is_some()),
+            ("state_limit", spec.state_limit.is_some()),
+        ] {
+            if set {
+                fail(
+                    field,
+                    format!("`{field}` applies to policies with a plugin; quotas have none"),
+                );
+            }
+        }
+    }
+    let isolation = match (spec.isolation, spec.recycle_after) {
+        (Some(IsolationMode::Fresh), Some(_)) => {
+            fail(
+                "recycle_after",
+                "`recycle_after` applies to `isolation: warm`; a fresh policy gets a new instance every evaluation".into(),
+            );
+            Isolation::Fresh
+        }
+        (Some(IsolationMode::Fresh), None) => Isolation::Fresh,
+        (_, Some(n)) if n == 0 || n > MAX_RECYCLE_AFTER => {
+            fail(
+                "recycle_after",
+                format!("`recycle_after` is {n}; it must be between 1 and {MAX_RECYCLE_AFTER}"),
+            );
+            Isolation::default()
+        }
+        (_, n) => Isolation::Warm {
+            recycle_after: n.unwrap_or(DEFAULT_RECYCLE_AFTER),
+        },
+    };
+    let state_limit = match spec.state_limit {
+        None => DEFAULT_STATE_LIMIT,
+        Some(b) if b.0 > MAX_STATE_LIMIT => {
+            fail(
+                "state_limit",
+                format!("`state_limit` is {b}; it must be at most 64MiB"),
+            );
+            DEFAULT_STATE_LIMIT
+        }
+        Some(b) => b.0,
+    };
+    (isolation, state_limit)
 }
 
 fn check_retries(r: &Retries, fail: &mut impl FnMut(&str, String)) {

@@ -59,6 +59,20 @@ pub struct PolicySpec {
     /// The plugin's memory cap (default 64MiB, at most 4GiB).
     #[serde(default)]
     pub memory_limit: Option<ByteSize>,
+    /// How evaluations get their plugin instance: `warm` (default: one
+    /// instance kept across evaluations, initialized once per config) or
+    /// `fresh` (a new instance, and `init`, for every evaluation). Plugins
+    /// built against WIT 0.1.0 are always fresh.
+    #[serde(default)]
+    pub isolation: Option<IsolationMode>,
+    /// Warm isolation: evaluations one instance serves before it is replaced
+    /// by a fresh one (default 1000, at most 1,000,000).
+    #[serde(default)]
+    pub recycle_after: Option<u32>,
+    /// The most the plugin may keep through its `state` import (default
+    /// 1MiB, at most 64MiB). Needs a plugin built against WIT 0.2.0 or later.
+    #[serde(default)]
+    pub state_limit: Option<ByteSize>,
     /// Retries of failed actions.
     #[serde(default)]
     pub retries: Option<Retries>,
@@ -77,10 +91,16 @@ pub struct PolicySpec {
     /// Labels added to everything the policy raises.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// What a failed evaluation means: `fail-open` (allow, carry on) or
-    /// `fail-closed` (deny, for quotas and recovery).
+    /// Recovery only: what the answer is when the strategy itself fails
+    /// (trap, timeout, error): `fail-open` (default: retry after the host's
+    /// own backoff, still within the retry budget and the breaker) or
+    /// `fail-closed` (give up, naming the failure). Refused on other kinds.
     #[serde(default)]
-    pub on_failure: OnFailure,
+    pub on_failure: Option<OnFailure>,
+    /// Recovery only: the host's circuit breaker, retry budget,
+    /// classification rules and attempt history for this policy.
+    #[serde(default)]
+    pub recovery: Option<crate::recovery::RecoverySpec>,
     /// Quotas only: the limit the host enforces.
     #[serde(default)]
     pub quota: Option<QuotaSpec>,
@@ -106,6 +126,19 @@ pub struct PolicySpec {
     /// `type: alertmanager` (`url`).
     #[serde(default)]
     pub notify: Option<Vec<warden_notify::NotifierConfig>>,
+}
+
+/// How a policy's evaluations get their plugin instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IsolationMode {
+    /// One instance per policy, kept across evaluations: `init` runs once
+    /// per config, and memory persists between evaluations until the
+    /// instance is recycled.
+    Warm,
+    /// A fresh instance for every evaluation: nothing in memory survives
+    /// from one evaluation to the next.
+    Fresh,
 }
 
 /// Memory pressure levels, lowest first.
@@ -321,6 +354,19 @@ pub struct Scope {
     /// Signals the policy may send (`TERM`, `KILL`, `HUP`, `INT`, `USR1`, `USR2`).
     #[serde(default)]
     pub signals: Vec<String>,
+    /// Failures: globs of the operations covered (`db.*`). A recovery policy
+    /// decides for these (none: it is the default policy, for operations no
+    /// other covers); a policy triggered by `event: failure-reported` runs
+    /// only for failures of these.
+    #[serde(default)]
+    pub operations: Vec<String>,
+    /// Failures: labels the report must carry, by exact value.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Failures: for a policy triggered by `event: failure-reported`, only
+    /// failures of these classes trigger it.
+    #[serde(default)]
+    pub classes: Vec<warden_core::records::ErrorClass>,
 }
 
 /// Which processes a policy may signal.
@@ -374,14 +420,14 @@ pub enum Severity {
     Critical,
 }
 
-/// What a failed evaluation means.
+/// What a recovery policy answers when its strategy fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum OnFailure {
-    /// Carry on as if the policy allowed it.
+    /// Retry after the host's own backoff (within the budget and breaker).
     #[default]
     FailOpen,
-    /// Deny whatever the policy guards.
+    /// Give up.
     FailClosed,
 }
 

@@ -188,31 +188,45 @@ impl Monitor {
         let mut previous: Option<Option<PressureLevel>> = None;
         loop {
             tick.tick().await;
-            let percent = match thresholds.measure() {
-                Ok(p) => p,
+            match thresholds.measure() {
+                Ok(percent) => self.observe(&thresholds, percent, &mut previous, &cx),
                 Err(e) => {
                     tracing::warn!(error = %e, source = ?thresholds.source, "cannot measure memory pressure");
-                    continue;
                 }
-            };
-            let level = thresholds.level(percent);
-            *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Reading {
-                percent,
-                level,
-                at_ms: warden_core::clock::now_ms(),
-            };
-            if previous != Some(level) {
-                if previous.is_some() || level.is_some() {
-                    tracing::warn!(?level, percent, source = ?thresholds.source, "memory pressure level changed");
-                }
-                previous = Some(level);
-                cx.pressure.send_replace(level);
-                cx.publish(super::scheduler::Event {
-                    kind: warden_policy::schema::EventKind::PressureChanged,
-                    pressure: level,
-                });
             }
         }
+    }
+
+    /// Records one measurement; on a change of level (or the first
+    /// measurement) sets the current level and publishes `pressure-changed`.
+    /// `previous` is the level of the measurement before, `None` before the
+    /// first.
+    fn observe(
+        &self,
+        thresholds: &Thresholds,
+        percent: f64,
+        previous: &mut Option<Option<PressureLevel>>,
+        cx: &super::scheduler::Context,
+    ) {
+        let level = thresholds.level(percent);
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Reading {
+            percent,
+            level,
+            at_ms: warden_core::clock::now_ms(),
+        };
+        if *previous == Some(level) {
+            return;
+        }
+        if previous.is_some() || level.is_some() {
+            tracing::warn!(?level, percent, source = ?thresholds.source, "memory pressure level changed");
+        }
+        *previous = Some(level);
+        cx.pressure.send_replace(level);
+        cx.publish(super::scheduler::Event {
+            kind: warden_policy::schema::EventKind::PressureChanged,
+            pressure: level,
+            failure: None,
+        });
     }
 }
 
@@ -258,5 +272,65 @@ mod tests {
         let t = PressureConfig::default().thresholds().unwrap();
         let p = t.measure().unwrap();
         assert!(p > 0.0 && p < 100.0, "{p}");
+    }
+
+    /// `some avg10` of /proc/pressure/memory, as the kernel prints it.
+    fn psi_some_avg10() -> f64 {
+        let text = std::fs::read_to_string("/proc/pressure/memory").unwrap_or_else(|e| {
+            panic!("this test needs PSI (a kernel with CONFIG_PSI, not booted with psi=0): /proc/pressure/memory: {e}")
+        });
+        text.lines()
+            .find_map(|l| l.strip_prefix("some "))
+            .and_then(|l| l.split_whitespace().find_map(|f| f.strip_prefix("avg10=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no `some avg10=` in /proc/pressure/memory: {text}"))
+    }
+
+    #[test]
+    fn psi_is_measured_as_the_kernels_some_avg10() {
+        let t = PressureConfig {
+            source: Source::Psi,
+            ..PressureConfig::default()
+        }
+        .thresholds()
+        .unwrap();
+        // The kernel updates avg10 every 2 s: read it on both sides of the
+        // measurement, which must equal one of the two.
+        let before = psi_some_avg10();
+        let measured = t.measure().unwrap();
+        let after = psi_some_avg10();
+        assert!(
+            [before, after].iter().any(|k| (k - measured).abs() < 1e-3),
+            "measured {measured}, the kernel said {before} then {after}"
+        );
+    }
+
+    #[test]
+    fn pressure_changed_is_published_once_per_change_of_level() {
+        let cx =
+            crate::scheduler::Context::new(std::sync::Arc::default(), std::sync::Arc::default());
+        let mut events = cx.events.subscribe();
+        let t = PressureConfig::default().thresholds().unwrap();
+        let monitor = Monitor::default();
+        let mut previous = None;
+        // 70/85/95: below, below, standard, standard, critical, emergency,
+        // emergency, below.
+        for percent in [10.0, 20.0, 75.0, 80.0, 90.0, 96.0, 99.0, 5.0] {
+            monitor.observe(&t, percent, &mut previous, &cx);
+        }
+        let mut published = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            assert_eq!(e.kind, warden_policy::schema::EventKind::PressureChanged);
+            published.push(e.pressure);
+        }
+        use PressureLevel::*;
+        // The first measurement counts as a change: a policy learns the
+        // level it starts under.
+        assert_eq!(
+            published,
+            [None, Some(Standard), Some(Critical), Some(Emergency), None]
+        );
+        assert_eq!(*cx.pressure.borrow(), None);
+        assert_eq!(monitor.reading().percent, 5.0);
     }
 }

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::alerts::{DEFAULT_REFRESH_MS, Phase, Timing};
 use crate::cleanup::{self, walk};
+use crate::crossing::Crossing;
 use crate::dispatch::Dispatcher;
 use crate::state::{EvalRecord, StateKey, StateStore};
 use warden_core::records::SeriesSelector;
@@ -47,6 +48,21 @@ pub struct Event {
     pub kind: EventKind,
     /// The memory pressure level, for `pressure-changed` (`None`: below all).
     pub pressure: Option<PressureLevel>,
+    /// The failure, for `failure-reported`.
+    pub failure: Option<FailureEvent>,
+}
+
+/// A reported failure, as `failure-reported` carries it: policies triggered
+/// by it run only for failures their `scope.operations`, `scope.labels` and
+/// `scope.classes` match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailureEvent {
+    /// The operation.
+    pub operation: String,
+    /// Its class.
+    pub class: warden_core::records::ErrorClass,
+    /// The report's labels (checked: no personal data).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// What evaluations share: where state goes, who hears about alerts, what
@@ -70,6 +86,8 @@ pub struct Context {
     pub pressure: tokio::sync::watch::Sender<Option<PressureLevel>>,
     /// How often firing alerts are repeated to receivers that expire them.
     pub refresh_ms: u64,
+    /// Recovery: circuits and decisions, for manual runs of recovery policies.
+    pub recovery: Option<Arc<crate::recovery::Recovery>>,
     /// Policies evaluating now, by name: a policy runs at most once at a
     /// time, whatever triggered it (schedule, threshold, run-now), and
     /// across a reload of its file.
@@ -124,6 +142,7 @@ impl Context {
             pressure: tokio::sync::watch::channel(None).0,
             refresh_ms: DEFAULT_REFRESH_MS,
             running: Arc::default(),
+            recovery: None,
         }
     }
 
@@ -220,6 +239,14 @@ impl Scheduler {
                 .get(file)
                 .is_some_and(|f| f.policies.iter().any(|p| p.name() == name))
         });
+        // A plugin's state may be what it learned over weeks: a file that
+        // fails to load (a typo at startup, with no last good version)
+        // keeps the state of its policies until it loads again or goes.
+        self.cx.state.retain_plugin_states(|file, name| {
+            set.files
+                .get(file)
+                .is_some_and(|f| f.error.is_some() || f.policies.iter().any(|p| p.name() == name))
+        });
         let in_use: Vec<_> = set
             .policies()
             .filter_map(|p| p.policy.spec.notify.as_ref())
@@ -267,12 +294,28 @@ impl Scheduler {
                     watch_threshold(&p, &cx, &t).await;
                 }));
             }
+            // A recovery policy is asked by the recovery service when a
+            // failure it covers is reported, not by this event.
+            Trigger::Event(_) if policy.policy.kind() == PolicyKind::Recovery => {}
             Trigger::Event(kind) => {
                 let mut rx = cx.events.subscribe();
+                let cooldown_ms = p.policy.spec.cooldown.map_or(0, |d| d.0.as_millis() as i64);
                 handles.push(tokio::spawn(async move {
+                    let mut last_run: Option<i64> = None;
                     loop {
                         match rx.recv().await {
                             Ok(e) if e.kind == kind => {
+                                if let Some(f) = &e.failure
+                                    && !crate::recovery::failure_matches(&p, f)
+                                {
+                                    continue;
+                                }
+                                // `cooldown`: a storm of events runs the policy once per period.
+                                let now = warden_core::clock::now_ms();
+                                if last_run.is_some_and(|l| now - l < cooldown_ms) {
+                                    continue;
+                                }
+                                last_run = Some(now);
                                 evaluate(&p, &cx, None).await;
                             }
                             Ok(_) => {}
@@ -352,9 +395,7 @@ async fn watch_threshold(p: &Arc<LivePolicy>, cx: &Context, t: &ThresholdTrigger
     };
     let hold_ms = t.hold_for.map_or(0, |d| d.0.as_millis() as i64);
     let cooldown_ms = p.policy.spec.cooldown.map_or(0, |d| d.0.as_millis() as i64);
-    let mut since: Option<i64> = None;
-    let mut fired = false;
-    let mut last_run: Option<i64> = None;
+    let mut crossing = Crossing::new(hold_ms, cooldown_ms);
     let mut every = tokio::time::interval(THRESHOLD_CHECK);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -371,20 +412,9 @@ async fn watch_threshold(p: &Arc<LivePolicy>, cx: &Context, t: &ThresholdTrigger
             .iter()
             .filter_map(|s| s.values.first().copied().flatten())
             .any(|v| t.condition.holds(v, t.value));
-        if !holds {
-            since = None;
-            fired = false;
+        if !crossing.check(holds, now) {
             continue;
         }
-        let start = *since.get_or_insert(now);
-        if fired || now - start < hold_ms {
-            continue;
-        }
-        if last_run.is_some_and(|l| now - l < cooldown_ms) {
-            continue;
-        }
-        fired = true;
-        last_run = Some(now);
         tracing::info!(policy = p.name(), metric = %t.metric, "threshold crossed: running the policy");
         evaluate(p, cx, None).await;
     }
@@ -550,6 +580,7 @@ fn apply_alerts(
         cx.publish(Event {
             kind: EventKind::AlertFired,
             pressure: None,
+            failure: None,
         });
     }
     let refused = if applied.refused > 0 {
@@ -630,9 +661,16 @@ fn evaluate_blocking(p: &LivePolicy, cx: &Context) -> Result<Decided, (&'static 
             }
             Ok(Decided::Cleanup(runs))
         }
-        PolicyKind::Recovery => Ok(Decided::Summary(
-            "recovery strategies decide when a failure is reported".into(),
-        )),
+        PolicyKind::Recovery => match &cx.recovery {
+            Some(r) => Ok(Decided::Summary(r.probe(p)?)),
+            None => {
+                // No recovery service (a scheduler built without one): ask
+                // the plugin about a made-up failure all the same, so a
+                // manual run always exercises the plugin.
+                let service = crate::recovery::Recovery::new(Default::default());
+                Ok(Decided::Summary(service.probe(p)?))
+            }
+        },
         PolicyKind::Quota => Ok(Decided::Summary("quota checked by the host".into())),
     }
 }

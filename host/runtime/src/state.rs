@@ -129,6 +129,8 @@ pub struct StateStore {
     map: Mutex<HashMap<StateKey, PolicyState>>,
     alerts: Mutex<Alerts>,
     cleanup_runs: Mutex<CleanupRuns>,
+    /// Plugins' own state, by policy (saved in `plugins/` of `dir`).
+    plugins: super::plugin_state::PluginStates,
     /// Where alert state and cleanup history are kept across restarts;
     /// nowhere when `None`.
     dir: Option<PathBuf>,
@@ -233,6 +235,7 @@ impl StateStore {
         Ok(StateStore {
             alerts: Mutex::new(alerts),
             cleanup_runs: Mutex::new(cleanup),
+            plugins: super::plugin_state::PluginStates::open(dir)?,
             dir: Some(dir.to_path_buf()),
             ..StateStore::default()
         })
@@ -525,6 +528,12 @@ impl StateStore {
             .collect()
     }
 
+    /// Drops the plugin state of every policy for which `keep(file, policy)`
+    /// is false.
+    pub fn retain_plugin_states(&self, keep: impl Fn(&std::path::Path, &str) -> bool) {
+        self.plugins.retain(keep);
+    }
+
     /// Drops the state of every policy for which `keep(file, policy)` is false.
     pub fn retain(&self, keep: impl Fn(&std::path::Path, &str) -> bool) {
         self.map
@@ -539,6 +548,17 @@ impl StateStore {
         if alerts.by_policy.len() != before {
             self.save_alerts(&alerts);
         }
+    }
+}
+
+/// Plugins' own state (the `state` import), persisted with the rest.
+impl warden_plugin_host::PluginStateStore for StateStore {
+    fn load(&self, id: &warden_plugin_host::PolicyId) -> Option<std::sync::Arc<[u8]>> {
+        self.plugins.load(id)
+    }
+
+    fn save(&self, id: &warden_plugin_host::PolicyId, blob: Option<std::sync::Arc<[u8]>>) {
+        self.plugins.save(id, blob);
     }
 }
 

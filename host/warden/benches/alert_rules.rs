@@ -11,7 +11,9 @@
 //!   counts firing and pending alerts) and the summary it records from those
 //!   counts. The state store keeps nothing
 //!   on disk here; in steady state pending alerts change nothing to save.
-//!   Goal ≤ 50 ms; a second row checks the seed's promise, 100 rules < 100 ms.
+//!   The evaluator is the policy's as the daemon builds it: warm (contract
+//!   0.2), so the 10,000 rules are parsed once, by `init`, not every cycle.
+//!   Goal ≤ 12 ms; a second row checks the seed's promise, 100 rules < 100 ms.
 //! - Prometheus: the same series scraped from an exporter inside this process,
 //!   and the same 10,000 rules in one group (`bench_value{id="N"} > T`,
 //!   `for: 5m`); the figure is its `prometheus_rule_group_last_duration_seconds`.
@@ -22,7 +24,8 @@
 //! Knobs: `WARDEN_BENCH_RULES` (rules = series, default 10,000),
 //! `WARDEN_BENCH_CYCLES` (measured Warden cycles, default 40),
 //! `WARDEN_BENCH_ONLY=warden` or `=prometheus`. Under `cargo test` it runs
-//! small (200 rules) as a smoke test and skips Prometheus if it is missing.
+//! small (200 rules) as a smoke test, and fails, as the benchmark does, if
+//! Prometheus is missing.
 
 #[path = "support/cpu.rs"]
 mod cpu;
@@ -345,17 +348,16 @@ fn main() {
     // rather than after the Warden half.
     let binary = prometheus::binary();
     let prom_version = if part("prometheus") {
+        // The smoke run under `cargo test` needs it too: a comparison that
+        // silently drops its peer would pass without comparing anything.
         match prometheus::version(&binary) {
             Ok(v) => Some(v),
-            Err(e) if benchmarking => panic!(
+            Err(e) => panic!(
                 "Prometheus is needed for the comparison and is not installed ({e}).\n\
-                 Install it (Debian: `apt-get install prometheus`), point WARDEN_BENCH_PROMETHEUS \
-                 at the binary, or run only Warden's half with WARDEN_BENCH_ONLY=warden."
+                 Install it (Debian: `apt-get install prometheus`; .ci/run does), point \
+                 WARDEN_BENCH_PROMETHEUS at the binary, or run only Warden's half with \
+                 WARDEN_BENCH_ONLY=warden."
             ),
-            Err(e) => {
-                println!("skipping Prometheus in the smoke test: {e}");
-                None
-            }
         }
     } else {
         None
@@ -403,8 +405,8 @@ fn main() {
         let c = sorted(w.cycle.clone());
         let (m, p90) = (percentile(&c, 0.5), percentile(&c, 0.9));
         println!(
-            "| Warden: plugin call + state step + summary | {m:.2} ms | {p90:.2} ms | ≤ 50 ms | {} |",
-            verdict(m <= 50.0)
+            "| Warden: plugin call + state step + summary | {m:.2} ms | {p90:.2} ms | ≤ 12 ms | {} |",
+            verdict(m <= 12.0)
         );
         if m > Limits::DEFAULT_TIMEOUT.as_secs_f64() * 1e3 {
             println!("| (over the default 100 ms policy timeout: it would fail as a timeout) | | | | |");

@@ -46,7 +46,9 @@ pub(crate) enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
-        /// Expands `${data_dir}` in scopes [default: ./warden-data].
+        /// Expands `${data_dir}` in scopes, and holds the daemon's compile
+        /// cache, which check uses when the directory exists
+        /// [default: ./warden-data].
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
@@ -139,6 +141,22 @@ pub(crate) enum PluginCommand {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Create a plugin crate that builds outside this repository
+    /// (`cargo build --release --target wasm32-wasip2`), with a native unit
+    /// test, and print the policy that uses it.
+    New {
+        /// What the plugin decides: cleanup, recovery, alert or detector.
+        #[arg(long)]
+        kind: warden::plugin::Kind,
+        /// The crate's name (lowercase letters, digits, `-`, `_`).
+        name: String,
+        /// Where to create it [default: ./NAME].
+        dir: Option<PathBuf>,
+        /// The `plugins/sdk` folder of a Warden checkout to depend on
+        /// [default: the one this warden was built from].
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
 }
 
 /// How results are printed.
@@ -211,6 +229,26 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin {
             command: PluginCommand::Inspect { file, format },
         } => inspect(&file, format),
+        Command::Plugin {
+            command:
+                PluginCommand::New {
+                    kind,
+                    name,
+                    dir,
+                    sdk,
+                },
+        } => {
+            let made = crate::scaffold::new(kind, &name, dir.as_deref(), sdk.as_deref())?;
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "created `{}`; build it with:\n\n    cd {} && cargo build --release --target wasm32-wasip2\n\nthe policy that uses it (also in policy.yaml):\n\n{}",
+                made.dir.display(),
+                made.dir.display(),
+                made.policy
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -240,7 +278,12 @@ fn inspect(file: &str, format: Format) -> anyhow::Result<ExitCode> {
                 "world:       warden:policy/{}@{}",
                 info.world, info.wit_version
             )?;
-            writeln!(out, "wit version: {}", info.wit_version)?;
+            let contract = if info.wit_version == "0.1.0" {
+                " (a fresh instance per evaluation; no init, no plugin state)"
+            } else {
+                " (warm instances, init with config checks, plugin state)"
+            };
+            writeln!(out, "wit version: {}{contract}", info.wit_version)?;
             writeln!(out, "size:        {} bytes", info.size_bytes)?;
             writeln!(out, "sha256:      {}", info.sha256)?;
             writeln!(out, "imports:")?;
@@ -271,7 +314,23 @@ fn init_logging() {
 fn check(paths: &[PathBuf], format: Format, data_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let data_dir = data_dir.unwrap_or_else(|| PathBuf::from("warden-data"));
     let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
-    let engine = Engine::new(&EngineOptions::default())?;
+    // The daemon's compile cache, when there is one, saves compiling every
+    // plugin again; one that cannot be opened (not ours to write) only costs
+    // the compiles. As in the daemon, a data directory or cache another user
+    // could write is not used: a compiled plugin is native code.
+    let trusted =
+        |d: &std::path::Path| matches!(warden_core::fsx::check_private_dir(d), Ok(Ok(())));
+    let cache = data_dir.join("cache");
+    let usable = data_dir.is_dir() && trusted(&data_dir) && (!cache.exists() || trusted(&cache));
+    let cached = usable.then(|| {
+        Engine::new(&EngineOptions {
+            cache_dir: Some(data_dir.join("cache").join("plugins")),
+        })
+    });
+    let engine = match cached {
+        Some(Ok(engine)) => engine,
+        _ => Engine::new(&EngineOptions::default())?,
+    };
     let plugins = warden::policy::PluginCache::new(engine);
     let report =
         warden::policy::check::check(paths, &warden::policy::ParseContext { data_dir }, &plugins);

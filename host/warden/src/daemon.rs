@@ -13,6 +13,7 @@ use warden_api::{AppState, router};
 use warden_core::telemetry::Telemetry;
 use warden_plugin_host::{Engine, EngineOptions};
 use warden_policy::{ParseContext, PluginCache, PolicyDir};
+use warden_runtime::recovery::{Options as RecoveryOptions, Recovery};
 use warden_runtime::sources::Sources;
 use warden_runtime::{Scheduler, StateStore};
 
@@ -286,15 +287,18 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         series: Arc::clone(pipeline.store()),
         resources: Arc::clone(&registry),
     });
-    let dir = Arc::new(PolicyDir::new(
-        &policies_dir,
-        ParseContext {
-            data_dir: data_dir.clone(),
-        },
-        PluginCache::new(engine),
-        sources,
-        Arc::clone(&telemetry),
-    ));
+    let dir = Arc::new(
+        PolicyDir::new(
+            &policies_dir,
+            ParseContext {
+                data_dir: data_dir.clone(),
+            },
+            PluginCache::new(engine),
+            sources,
+            Arc::clone(&telemetry),
+        )
+        .with_plugin_states(Arc::clone(&state) as Arc<dyn warden_plugin_host::PluginStateStore>),
+    );
     let report = {
         let dir = Arc::clone(&dir);
         tokio::task::spawn_blocking(move || dir.reload()).await?
@@ -308,13 +312,23 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         "policies loaded"
     );
 
-    let cx = warden_runtime::scheduler::Context {
+    let mut cx = warden_runtime::scheduler::Context {
         dispatcher: Arc::new(dispatcher),
         series: Arc::clone(pipeline.store()),
         registry: Arc::clone(&registry),
         refresh_ms: u64::try_from(config.alerts.refresh.0.as_millis()).unwrap_or(u64::MAX),
         ..warden_runtime::scheduler::Context::new(Arc::clone(&state), Arc::clone(&telemetry))
     };
+    let recovery = Arc::new(Recovery::new(RecoveryOptions {
+        state_dir: Some(state_dir.clone()),
+        events: Some(cx.events.clone()),
+        state: Some(Arc::clone(&state)),
+        telemetry: Some(Arc::clone(&telemetry)),
+        pii: Some(config.metrics.pii()),
+        clock: None,
+    }));
+    recovery.sync(&set);
+    cx.recovery = Some(Arc::clone(&recovery));
     let scheduler = Arc::new(Scheduler::with_context(cx.clone()));
     scheduler.sync(&set);
     let monitor = Arc::new(warden_runtime::pressure::Monitor::default());
@@ -322,10 +336,27 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let mut changes = dir.subscribe();
     {
         let scheduler = Arc::clone(&scheduler);
+        let recovery = Arc::clone(&recovery);
         tokio::spawn(async move {
             while changes.changed().await.is_ok() {
                 let set = changes.borrow_and_update().clone();
+                recovery.sync(&set);
                 scheduler.sync(&set);
+            }
+        });
+    }
+    {
+        // Breakers, windows and decisions reach the disk within a second of
+        // changing, and at shutdown below.
+        let recovery = Arc::clone(&recovery);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(warden_runtime::recovery::SAVE_EVERY);
+            loop {
+                every.tick().await;
+                let r = Arc::clone(&recovery);
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || r.save(false)).await {
+                    tracing::error!(error = %e, "cannot save the recovery state; retrying in a second");
+                }
             }
         });
     }
@@ -362,6 +393,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         },
         body_timeout: limits.body_timeout,
         heavy: warden_api::heavy::bound(),
+        recovery: Arc::clone(&recovery),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -375,6 +407,9 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     warden_api::serve::serve(listener, app, limits, Arc::default(), shutdown()).await;
     // Everything accepted before the signal is written before exit.
     tokio::task::spawn_blocking(move || pipeline.shutdown()).await?;
+    if let Err(e) = tokio::task::spawn_blocking(move || recovery.save(true)).await? {
+        tracing::error!(error = %e, "cannot save the recovery state at shutdown");
+    }
     tracing::info!("stopped");
     Ok(())
 }

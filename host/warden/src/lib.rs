@@ -13,7 +13,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use warden::plugin::{Engine, EngineOptions, Evaluator, Kind, Limits, NoData};
-//! use warden::plugin::records::{Failure, ErrorClass};
+//! use warden::plugin::records::{ErrorClass, Failure, RecoveryDecision};
 //!
 //! # fn main() -> anyhow::Result<()> {
 //! let engine = Engine::new(&EngineOptions::default())?;
@@ -28,7 +28,11 @@
 //!     first_failed_ms: 0,
 //!     seed: 7,
 //! };
-//! println!("{:?}", policy.decide(&failure, &[])?);
+//! // A first timeout: try again after a backoff within the configured bounds.
+//! match policy.decide(&failure, &[])? {
+//!     RecoveryDecision::RetryAfter(ms) => assert!((1..=5_000).contains(&ms)),
+//!     other => panic!("expected a retry, got {other:?}"),
+//! }
 //! # Ok(())
 //! # }
 //! ```
@@ -50,12 +54,17 @@
 //!   [`clock`]: the wall clock in record units; [`records`]: the records
 //!   exchanged with plugins; [`values`]: durations and sizes as policy files
 //!   write them (`warden-core`).
+//! - [`recovery`]: circuit breakers, retry budgets and decisions for failed
+//!   operations, with the in-process guard ([`recovery::Guard`]:
+//!   `guard.call(|| …)`, sync and async); [`embed`] loads a policies
+//!   directory for it without a daemon.
 //! - [`daemon`]: `warden run`, the whole daemon, which an embedder may also start
 //!   in-process.
 
 #![deny(missing_docs)]
 
 pub mod daemon;
+pub mod embed;
 
 pub use warden_api as api;
 pub use warden_core::{clock, records, telemetry, values};
@@ -65,4 +74,5 @@ pub use warden_plugin_host as plugin;
 pub use warden_policy as policy;
 pub use warden_resources as resources;
 pub use warden_runtime as runtime;
+pub use warden_runtime::recovery;
 pub use warden_runtime::sources;

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 mod cli;
+mod scaffold;
 
 fn main() -> ExitCode {
     let cli = <cli::Cli as clap::Parser>::parse();

@@ -8,11 +8,25 @@
 //!   max: 30s             # cap on any delay
 //!   multiplier: 2.0
 //!   jitter: 0.2          # ± fraction of the delay, drawn from the host's seed
+//!   jitter_mode: proportional   # or `full` or `decorrelated` (see below)
 //!   max_attempts: 5      # give up after this many
+//!   fallback:            # optional: use a fallback instead of retrying
+//!     name: cached       #   the fallback the service knows by this name
+//!     classes: [dependency-unavailable]   # for these classes (all when empty)
+//!     after: 2           #   from this attempt on (1: at once)
 //!   open_circuit_after: 10   # consecutive failures in history; optional
 //!   open_for: 30s
 //!   give_up_on: [invalid-input, permission, authentication]
 //! ```
+
+//!
+//! Jitter (as in "Exponential Backoff And Jitter", AWS Architecture Blog):
+//! - `proportional`: the exponential delay ± `jitter` × itself;
+//! - `full`: uniform between 0 and the exponential delay;
+//! - `decorrelated`: each delay uniform between `base` and three times the
+//!   previous one, capped at `max`. The previous delays of the run are
+//!   drawn again from the seed, so the strategy stays a pure function and the
+//!   delay of attempt n has decorrelated jitter's distribution.
 
 use serde::Deserialize;
 use warden_sdk::Invocation;
@@ -47,6 +61,43 @@ pub struct Config {
     /// Error classes that are never retried.
     #[serde(default = "default_give_up_on")]
     pub give_up_on: Vec<String>,
+    /// How the delay is spread.
+    #[serde(default)]
+    pub jitter_mode: JitterMode,
+    /// A fallback to use instead of retrying.
+    #[serde(default)]
+    pub fallback: Option<Fallback>,
+}
+
+/// How delays are spread so that clients failing together do not retry together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JitterMode {
+    /// ± `jitter` × the delay.
+    #[default]
+    Proportional,
+    /// Uniform in [0, delay].
+    Full,
+    /// Uniform in [base, 3 × previous delay], capped.
+    Decorrelated,
+}
+
+/// When to fall back instead of retrying.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fallback {
+    /// The fallback's name, as the service knows it.
+    pub name: String,
+    /// Classes that fall back; every class when empty.
+    #[serde(default)]
+    pub classes: Vec<String>,
+    /// The first attempt that falls back.
+    #[serde(default = "one")]
+    pub after: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn default_base() -> HumanDuration {
@@ -122,21 +173,54 @@ impl RecoveryStrategy for Backoff {
     type Config = Config;
 
     fn new(c: Config) -> warden_sdk::Result<Self> {
+        use warden_sdk::Error;
         if !(c.multiplier >= 1.0 && c.multiplier.is_finite()) {
-            return Err(format!("`multiplier` must be at least 1, got {}", c.multiplier).into());
+            return Err(Error::at(
+                "multiplier",
+                format!("must be at least 1, got {}", c.multiplier),
+            ));
         }
         if !(0.0..=1.0).contains(&c.jitter) {
-            return Err(format!("`jitter` must be between 0 and 1, got {}", c.jitter).into());
+            return Err(Error::at(
+                "jitter",
+                format!("must be between 0 and 1, got {}", c.jitter),
+            ));
         }
         if c.base > c.max {
-            return Err(format!("`base` ({}) is larger than `max` ({})", c.base, c.max).into());
+            return Err(Error::at(
+                "base",
+                format!("{} is larger than `max` ({})", c.base, c.max),
+            ));
         }
-        if let Some(bad) = c.give_up_on.iter().find(|n| !CLASSES.contains(&n.as_str())) {
-            return Err(format!(
-                "`give_up_on` names unknown class `{bad}`; known: {}",
-                CLASSES.join(", ")
-            )
-            .into());
+        if let Some(f) = &c.fallback {
+            if f.name.is_empty() {
+                return Err(Error::at(
+                    "fallback.name",
+                    "is empty; name the fallback the service uses",
+                ));
+            }
+            if let Some((i, bad)) = f
+                .classes
+                .iter()
+                .enumerate()
+                .find(|(_, n)| !CLASSES.contains(&n.as_str()))
+            {
+                return Err(Error::at(
+                    format!("fallback.classes[{i}]"),
+                    format!("unknown class `{bad}`; known: {}", CLASSES.join(", ")),
+                ));
+            }
+        }
+        if let Some((i, bad)) = c
+            .give_up_on
+            .iter()
+            .enumerate()
+            .find(|(_, n)| !CLASSES.contains(&n.as_str()))
+        {
+            return Err(Error::at(
+                format!("give_up_on[{i}]"),
+                format!("unknown class `{bad}`; known: {}", CLASSES.join(", ")),
+            ));
         }
         Ok(Backoff(c))
     }
@@ -164,18 +248,48 @@ impl RecoveryStrategy for Backoff {
                 return Ok(Decision::OpenCircuit(c.open_for.as_millis()));
             }
         }
+        if let Some(f) = &c.fallback
+            && failure.attempt >= f.after
+            && (f.classes.is_empty() || f.classes.iter().any(|n| n == class))
+        {
+            return Ok(Decision::Fallback(f.name.clone()));
+        }
         if failure.attempt >= c.max_attempts {
             return Ok(Decision::GiveUp(format!(
                 "gave up after {} attempts",
                 failure.attempt
             )));
         }
-        let exp = failure.attempt.saturating_sub(1).min(64) as i32;
-        let raw = c.base.as_millis() as f64 * c.multiplier.powi(exp);
-        let capped = raw.min(c.max.as_millis() as f64);
-        let spread = (unit(failure.seed) * 2.0 - 1.0) * c.jitter;
-        let delay = (capped * (1.0 + spread)).clamp(0.0, c.max.as_millis() as f64);
-        Ok(Decision::RetryAfter(delay.round() as u64))
+        Ok(Decision::RetryAfter(
+            self.delay(failure.attempt, failure.seed),
+        ))
+    }
+}
+
+impl Backoff {
+    /// The delay before retry number `attempt` (from 1), drawn from `seed`.
+    fn delay(&self, attempt: u32, seed: u64) -> u64 {
+        let c = &self.0;
+        let base = c.base.as_millis() as f64;
+        let max = c.max.as_millis() as f64;
+        let exp = |n: u32| (base * c.multiplier.powi(n.saturating_sub(1).min(64) as i32)).min(max);
+        let delay = match c.jitter_mode {
+            JitterMode::Proportional => {
+                let spread = (unit(seed) * 2.0 - 1.0) * c.jitter;
+                exp(attempt) * (1.0 + spread)
+            }
+            JitterMode::Full => exp(attempt) * unit(seed),
+            JitterMode::Decorrelated => {
+                // sleep = min(max, uniform(base, 3 × previous)), from `base`.
+                let mut sleep = base;
+                for step in 1..=attempt.min(64) {
+                    let u = unit(seed ^ u64::from(step).wrapping_mul(0xD1B5_4A32_D192_ED03));
+                    sleep = (base + u * (sleep * 3.0 - base)).min(max);
+                }
+                sleep
+            }
+        };
+        delay.clamp(0.0, max).round() as u64
     }
 }
 
@@ -307,6 +421,71 @@ mod tests {
     }
 
     #[test]
+    fn full_jitter_spreads_over_zero_to_the_exponential_delay() {
+        let s = strategy(
+            r#"{"base": "100ms", "max": "10s", "jitter_mode": "full", "max_attempts": 10}"#,
+        );
+        let delays: Vec<u64> = (0..1000)
+            .map(|seed| {
+                delay(
+                    s.decide(&inv(), &failure(3, ErrorClass::Timeout, seed), &[])
+                        .unwrap(),
+                )
+            })
+            .collect();
+        assert!(
+            delays.iter().all(|d| *d <= 400),
+            "attempt 3: at most 100ms × 2²"
+        );
+        let low = delays.iter().filter(|d| **d < 100).count();
+        assert!(
+            (150..350).contains(&low),
+            "about a quarter below 100ms, got {low}"
+        );
+    }
+
+    #[test]
+    fn decorrelated_jitter_stays_between_base_and_the_cap_and_grows() {
+        let s = strategy(
+            r#"{"base": "100ms", "max": "5s", "jitter_mode": "decorrelated", "max_attempts": 50}"#,
+        );
+        let mean = |attempt| {
+            let v: Vec<u64> = (0..500)
+                .map(|seed| {
+                    delay(
+                        s.decide(&inv(), &failure(attempt, ErrorClass::Timeout, seed), &[])
+                            .unwrap(),
+                    )
+                })
+                .collect();
+            assert!(v.iter().all(|d| (100..=5000).contains(d)), "{v:?}");
+            v.iter().sum::<u64>() as f64 / v.len() as f64
+        };
+        let (m1, m4) = (mean(1), mean(4));
+        assert!(
+            m4 > 2.0 * m1,
+            "delays grow with the attempt: {m1} then {m4}"
+        );
+    }
+
+    #[test]
+    fn falls_back_for_its_classes_from_its_attempt() {
+        let s = strategy(
+            r#"{"fallback": {"name": "cached", "classes": ["dependency-unavailable"], "after": 2}}"#,
+        );
+        let d = |attempt, class| s.decide(&inv(), &failure(attempt, class, 1), &[]).unwrap();
+        assert!(matches!(
+            d(1, ErrorClass::DependencyUnavailable),
+            Decision::RetryAfter(_)
+        ));
+        assert_eq!(
+            d(2, ErrorClass::DependencyUnavailable),
+            Decision::Fallback("cached".into())
+        );
+        assert!(matches!(d(2, ErrorClass::Timeout), Decision::RetryAfter(_)));
+    }
+
+    #[test]
     fn invalid_config_is_explained() {
         let bad = |json: &str| {
             Backoff::new(serde_json::from_str(json).unwrap())
@@ -318,5 +497,6 @@ mod tests {
         assert!(bad(r#"{"jitter": 2}"#).contains("jitter"));
         assert!(bad(r#"{"base": "1m", "max": "1s"}"#).contains("larger than"));
         assert!(bad(r#"{"give_up_on": ["nope"]}"#).contains("`nope`"));
+        assert!(bad(r#"{"fallback": {"name": "x", "classes": ["odd"]}}"#).contains("`odd`"));
     }
 }

@@ -175,14 +175,15 @@ impl Detector for LinearTrend {
     type Config = Config;
 
     fn new(config: Config) -> warden_sdk::Result<Self> {
+        use warden_sdk::Error;
         if !config.capacity.is_finite() {
-            return Err("`capacity` must be a finite number".into());
+            return Err(Error::at("capacity", "must be a finite number"));
         }
         if config.min_samples < 2 {
-            return Err("`min_samples` must be at least 2 to fit a line".into());
+            return Err(Error::at("min_samples", "must be at least 2 to fit a line"));
         }
         if !(0.0..=1.0).contains(&config.min_confidence) {
-            return Err("`min_confidence` must be between 0 and 1".into());
+            return Err(Error::at("min_confidence", "must be between 0 and 1"));
         }
         Ok(LinearTrend(config))
     }
@@ -214,6 +215,38 @@ mod tests {
 
     fn detector(json: &str) -> LinearTrend {
         LinearTrend::new(serde_json::from_str(json).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn detect_reads_the_window_from_the_host() {
+        use warden_sdk::mock::{MockHost, invocation};
+        // Half a unit per minute over the last hour, at 90 now, capacity 100.
+        let pts: Vec<(i64, f64)> = (0..60)
+            .map(|i| (NOW - (59 - i) * MIN, 60.5 + 0.5 * i as f64))
+            .collect();
+        MockHost::new()
+            .now_ms(NOW)
+            .series(Series::new("disk_used", &[("mount", "/")], &pts))
+            .series(Series::new("other", &[], &pts))
+            .install();
+        let d = warden_sdk::config::build(
+            r#"{"metric": "disk_used", "capacity": 100, "window": "1h"}"#,
+            LinearTrend::new,
+        )
+        .unwrap();
+        let found = d.detect(&invocation("disk")).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].labels[0].value, "/");
+        let eta_min = found[0].exhaustion_in_ms.unwrap() as f64 / MIN as f64;
+        assert!((eta_min - 20.0).abs() < 0.5, "{eta_min}");
+        // A config that does not fit names its field, as `warden check` shows it.
+        let e = warden_sdk::config::build(
+            r#"{"metric": "m", "capacity": 1, "min_samples": 1}"#,
+            LinearTrend::new,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e[0].path, "min_samples");
     }
 
     #[test]

@@ -59,7 +59,9 @@ pub trait AlertRule: Sized + Send + Sync + 'static {
     /// The plugin's `config:` block, deserialized from the policy's YAML.
     type Config: serde::de::DeserializeOwned;
 
-    /// Returns the rule for this configuration, or why it cannot work.
+    /// Returns the rule for this configuration, or why it cannot work
+    /// (refusing the policy at `warden check` and reload). Runs once per
+    /// instance, which serves many evaluations.
     fn new(config: Self::Config) -> crate::Result<Self>;
 
     /// Returns every alert whose condition holds now.
@@ -77,6 +79,11 @@ macro_rules! register_alert_rule {
             #[allow(dead_code, reason = "only the wasm export constructs it")]
             struct __WardenAlert;
             impl $crate::__bindings::alert::exports::warden::policy::alerting::Guest for __WardenAlert {
+                fn init(
+                    config: ::std::string::String,
+                ) -> ::core::result::Result<(), ::std::vec::Vec<$crate::__private::WitConfigError>> {
+                    __warden_init(config)
+                }
                 fn evaluate(
                     invocation: $crate::Invocation,
                 ) -> ::core::result::Result<::std::vec::Vec<$crate::alert::Alert>, ::std::string::String> {

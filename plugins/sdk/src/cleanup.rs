@@ -53,11 +53,16 @@ impl CleanupContext {
     }
 }
 
-/// The decisions of one evaluation.
+/// The decisions of one evaluation, kept in the columns the host reads
+/// (one block copy per column, however many actions).
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     reasons: Vec<String>,
-    actions: Vec<wit::PlannedAction>,
+    kinds: Vec<u8>,
+    targets: Vec<u32>,
+    signals: Vec<i32>,
+    because: Vec<u32>,
+    messages: Vec<String>,
 }
 
 /// One decision of a [`Plan`], as a test reads it.
@@ -77,6 +82,14 @@ pub enum Decision<'p> {
     Notify(&'p str, &'p str),
 }
 
+// Positions of the cases of `action-kind` in the WIT.
+const DELETE: u8 = 0;
+const CLOSE: u8 = 1;
+const KILL: u8 = 2;
+const RELEASE: u8 = 3;
+const EVICT: u8 = 4;
+const NOTIFY: u8 = 5;
+
 impl Plan {
     /// Returns an empty plan.
     pub fn new() -> Self {
@@ -93,71 +106,70 @@ impl Plan {
         (self.reasons.len() - 1) as u32
     }
 
-    fn push(&mut self, action: wit::Action, reason: &str) -> &mut Self {
+    fn push(&mut self, kind: u8, target: u32, signal: i32, reason: &str) -> &mut Self {
         let reason = self.reason(reason);
-        self.actions.push(wit::PlannedAction { action, reason });
+        self.kinds.push(kind);
+        self.targets.push(target);
+        self.signals.push(signal);
+        self.because.push(reason);
         self
     }
 
     /// Deletes the file or directory.
     pub fn delete(&mut self, r: &Resource<'_>, reason: &str) -> &mut Self {
-        self.push(wit::Action::DeletePath(r.index()), reason)
+        self.push(DELETE, r.index(), 0, reason)
     }
 
     /// Closes the descriptor or socket.
     pub fn close(&mut self, r: &Resource<'_>, reason: &str) -> &mut Self {
-        self.push(wit::Action::CloseResource(r.index()), reason)
+        self.push(CLOSE, r.index(), 0, reason)
     }
 
     /// Sends `signal` to the process.
     pub fn kill(&mut self, r: &Resource<'_>, signal: i32, reason: &str) -> &mut Self {
-        self.push(
-            wit::Action::KillProcess(wit::Kill {
-                target: r.index(),
-                signal,
-            }),
-            reason,
-        )
+        self.push(KILL, r.index(), signal, reason)
     }
 
     /// Releases an application-registered object.
     pub fn release(&mut self, r: &Resource<'_>, reason: &str) -> &mut Self {
-        self.push(wit::Action::Release(r.index()), reason)
+        self.push(RELEASE, r.index(), 0, reason)
     }
 
     /// Evicts an application-registered cache entry.
     pub fn evict(&mut self, r: &Resource<'_>, reason: &str) -> &mut Self {
-        self.push(wit::Action::EvictCache(r.index()), reason)
+        self.push(EVICT, r.index(), 0, reason)
     }
 
     /// Sends `message` to whoever watches the policy.
     pub fn notify(&mut self, message: &str, reason: &str) -> &mut Self {
-        self.push(wit::Action::Notify(message.to_owned()), reason)
+        self.messages.push(message.to_owned());
+        let at = (self.messages.len() - 1) as u32;
+        self.push(NOTIFY, at, 0, reason)
     }
 
     /// Returns the number of actions.
     pub fn len(&self) -> usize {
-        self.actions.len()
+        self.kinds.len()
     }
 
     /// Returns true if and only if the plan does nothing.
     pub fn is_empty(&self) -> bool {
-        self.actions.is_empty()
+        self.kinds.is_empty()
     }
 
     /// Returns the decisions in order, for assertions in tests.
     pub fn decisions(&self) -> Vec<Decision<'_>> {
-        self.actions
-            .iter()
-            .map(|a| {
-                let why = self.reasons[a.reason as usize].as_str();
-                match &a.action {
-                    wit::Action::DeletePath(i) => Decision::Delete(*i, why),
-                    wit::Action::CloseResource(i) => Decision::Close(*i, why),
-                    wit::Action::KillProcess(k) => Decision::Kill(k.target, k.signal, why),
-                    wit::Action::Release(i) => Decision::Release(*i, why),
-                    wit::Action::EvictCache(i) => Decision::Evict(*i, why),
-                    wit::Action::Notify(m) => Decision::Notify(m, why),
+        (0..self.len())
+            .map(|i| {
+                let why = self.reasons[self.because[i] as usize].as_str();
+                let t = self.targets[i];
+                match self.kinds[i] {
+                    DELETE => Decision::Delete(t, why),
+                    CLOSE => Decision::Close(t, why),
+                    KILL => Decision::Kill(t, self.signals[i], why),
+                    RELEASE => Decision::Release(t, why),
+                    EVICT => Decision::Evict(t, why),
+                    _ => Decision::Notify(&self.messages[t as usize], why),
                 }
             })
             .collect()
@@ -167,7 +179,11 @@ impl Plan {
     pub fn from_raw_unchecked(raw: wit::CleanupPlan) -> Self {
         Plan {
             reasons: raw.reasons,
-            actions: raw.actions,
+            kinds: raw.kinds,
+            targets: raw.targets,
+            signals: raw.signals,
+            because: raw.because,
+            messages: raw.messages,
         }
     }
 
@@ -175,7 +191,11 @@ impl Plan {
     pub fn into_raw(self) -> wit::CleanupPlan {
         wit::CleanupPlan {
             reasons: self.reasons,
-            actions: self.actions,
+            kinds: self.kinds,
+            targets: self.targets,
+            signals: self.signals,
+            because: self.because,
+            messages: self.messages,
         }
     }
 }
@@ -186,7 +206,8 @@ pub trait CleanupStrategy: Sized + Send + Sync + 'static {
     type Config: serde::de::DeserializeOwned;
 
     /// Returns the strategy for this configuration, or why the configuration
-    /// cannot work.
+    /// cannot work (refusing the policy at `warden check` and reload). Runs
+    /// once per instance, which serves many evaluations.
     fn new(config: Self::Config) -> crate::Result<Self>;
 
     /// Returns what to do with the candidates.
@@ -205,6 +226,11 @@ macro_rules! register_cleanup {
             #[allow(dead_code, reason = "only the wasm export constructs it")]
             struct __WardenCleanup;
             impl $crate::__bindings::cleanup::exports::warden::policy::cleanup::Guest for __WardenCleanup {
+                fn init(
+                    config: ::std::string::String,
+                ) -> ::core::result::Result<(), ::std::vec::Vec<$crate::__private::WitConfigError>> {
+                    __warden_init(config)
+                }
                 fn plan(
                     ctx: $crate::__bindings::cleanup::exports::warden::policy::cleanup::CleanupContext,
                 ) -> ::core::result::Result<

@@ -10,7 +10,9 @@ pub trait Detector: Sized + Send + Sync + 'static {
     /// The plugin's `config:` block, deserialized from the policy's YAML.
     type Config: serde::de::DeserializeOwned;
 
-    /// Returns the detector for this configuration, or why it cannot work.
+    /// Returns the detector for this configuration, or why it cannot work
+    /// (refusing the policy at `warden check` and reload). Runs once per
+    /// instance, which serves many evaluations.
     fn new(config: Self::Config) -> crate::Result<Self>;
 
     /// Returns what it finds now.
@@ -28,6 +30,11 @@ macro_rules! register_detector {
             #[allow(dead_code, reason = "only the wasm export constructs it")]
             struct __WardenDetector;
             impl $crate::__bindings::detector::exports::warden::policy::detection::Guest for __WardenDetector {
+                fn init(
+                    config: ::std::string::String,
+                ) -> ::core::result::Result<(), ::std::vec::Vec<$crate::__private::WitConfigError>> {
+                    __warden_init(config)
+                }
                 fn detect(
                     invocation: $crate::Invocation,
                 ) -> ::core::result::Result<::std::vec::Vec<$crate::detector::Finding>, ::std::string::String> {

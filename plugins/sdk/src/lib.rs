@@ -42,9 +42,31 @@
 //! - [`series::query`]: read a window of series from the host.
 //! - [`log`]: write to the host's log.
 //!
+//! - [`state`]: a typed value the host keeps for the policy across
+//!   evaluations, reloads and restarts.
+//! - [`config::parse`]: what the host's `init` does with a config, for tests.
+//! - `mock` (feature `mock`): a host for native unit tests, serving series,
+//!   resources and state from fixtures.
+//!
 //! The plugin's `config:` block from its YAML file arrives as the trait's
-//! `Config` type, deserialized with serde; a config that does not fit is reported
-//! to the operator as the evaluation's error.
+//! `Config` type, deserialized with serde when the host calls `init` — by
+//! `warden check` and before a reload puts the policy live, so a config that
+//! does not fit is refused with the path of the offending field (which the
+//! host turns into a line and column) before it ever runs. `new` may refuse
+//! it too, with [`Error::at`] to point at a field.
+//!
+//! # Across evaluations
+//!
+//! Since WIT 0.2.0 an instance is warm: `new` runs once per instance and the
+//! value it returns serves many evaluations. Memory is not a place to keep
+//! anything that matters — the host replaces the instance after a trap, a
+//! memory-limit hit, a config change and every `recycle_after` evaluations —
+//! but it may cache what it derived from the config. What must persist goes
+//! through [`state`].
+//!
+//! # Crate features
+//!
+//! - `mock` (off by default): the [`mock`] host for native tests.
 
 #![deny(missing_docs)]
 
@@ -54,14 +76,25 @@ pub mod config;
 pub mod detector;
 mod error;
 pub mod log;
+#[cfg(feature = "mock")]
+pub mod mock;
 pub mod recovery;
 pub mod resources;
 pub mod series;
+pub mod state;
 
+// The host's imports: the component's own, or the mock host's in native tests.
+#[cfg_attr(
+    all(feature = "mock", not(target_arch = "wasm32")),
+    path = "host_mock.rs"
+)]
+mod host;
+
+pub use config::ConfigError;
 pub use error::{Error, Result};
 
 /// The WIT package version this SDK builds plugins against.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// Generated bindings, one module per world. Private: the public API re-exports
 /// the types it needs so any of them can later be replaced by a hand-written one.
@@ -71,7 +104,7 @@ pub mod __bindings {
     pub mod cleanup {
         wit_bindgen::generate!({
             world: "cleanup-strategy",
-            path: "../../wit/since_v0.1.0",
+            path: "wit",
             pub_export_macro: true,
             additional_derives: [PartialEq],
             export_macro_name: "export_cleanup",
@@ -82,14 +115,15 @@ pub mod __bindings {
     pub mod recovery {
         wit_bindgen::generate!({
             world: "recovery-strategy",
-            path: "../../wit/since_v0.1.0",
+            path: "wit",
             pub_export_macro: true,
             additional_derives: [PartialEq],
             export_macro_name: "export_recovery",
             default_bindings_module: "warden_sdk::__bindings::recovery",
             with: {
-                "warden:policy/types@0.1.0": crate::__bindings::cleanup::warden::policy::types,
-                "warden:policy/host@0.1.0": crate::__bindings::cleanup::warden::policy::host,
+                "warden:policy/types@0.2.0": crate::__bindings::cleanup::warden::policy::types,
+                "warden:policy/host@0.2.0": crate::__bindings::cleanup::warden::policy::host,
+                "warden:policy/state@0.2.0": crate::__bindings::cleanup::warden::policy::state,
             },
         });
     }
@@ -97,14 +131,15 @@ pub mod __bindings {
     pub mod alert {
         wit_bindgen::generate!({
             world: "alert-rule",
-            path: "../../wit/since_v0.1.0",
+            path: "wit",
             pub_export_macro: true,
             additional_derives: [PartialEq],
             export_macro_name: "export_alert",
             default_bindings_module: "warden_sdk::__bindings::alert",
             with: {
-                "warden:policy/types@0.1.0": crate::__bindings::cleanup::warden::policy::types,
-                "warden:policy/host@0.1.0": crate::__bindings::cleanup::warden::policy::host,
+                "warden:policy/types@0.2.0": crate::__bindings::cleanup::warden::policy::types,
+                "warden:policy/host@0.2.0": crate::__bindings::cleanup::warden::policy::host,
+                "warden:policy/state@0.2.0": crate::__bindings::cleanup::warden::policy::state,
             },
         });
     }
@@ -112,19 +147,21 @@ pub mod __bindings {
     pub mod detector {
         wit_bindgen::generate!({
             world: "detector",
-            path: "../../wit/since_v0.1.0",
+            path: "wit",
             pub_export_macro: true,
             additional_derives: [PartialEq],
             export_macro_name: "export_detector",
             default_bindings_module: "warden_sdk::__bindings::detector",
             with: {
-                "warden:policy/types@0.1.0": crate::__bindings::cleanup::warden::policy::types,
-                "warden:policy/host@0.1.0": crate::__bindings::cleanup::warden::policy::host,
+                "warden:policy/types@0.2.0": crate::__bindings::cleanup::warden::policy::types,
+                "warden:policy/host@0.2.0": crate::__bindings::cleanup::warden::policy::host,
+                "warden:policy/state@0.2.0": crate::__bindings::cleanup::warden::policy::state,
             },
         });
     }
 
     pub use cleanup::warden::policy::host;
+    pub use cleanup::warden::policy::state;
     pub use cleanup::warden::policy::types;
 }
 
@@ -135,37 +172,68 @@ pub use __bindings::types::{Invocation, LabelPair, Severity};
 pub mod __private {
     pub use serde_json;
 
-    /// Builds the plugin from the policy's `config:` block, once per instance.
-    pub fn construct<T, C>(new: fn(C) -> crate::Result<T>) -> Result<T, String>
+    /// The WIT `config-error` the exports return.
+    pub type WitConfigError = crate::__bindings::types::ConfigError;
+
+    /// Runs a plugin's `init`: parses `config_json` into its `Config`, builds
+    /// it with `new`, and keeps it in `cell` for the calls that follow.
+    pub fn init<T, C>(
+        cell: &std::sync::OnceLock<T>,
+        new: fn(C) -> crate::Result<T>,
+        config_json: &str,
+    ) -> Result<(), Vec<WitConfigError>>
     where
         C: serde::de::DeserializeOwned,
     {
-        let json = crate::__bindings::host::config();
-        let config: C = serde_json::from_str(&json)
-            .map_err(|e| format!("invalid `config` for this plugin: {e}"))?;
-        new(config).map_err(|e| e.to_string())
+        let plugin = crate::config::build(config_json, new).map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| WitConfigError {
+                    path: e.path,
+                    message: e.message,
+                })
+                .collect::<Vec<_>>()
+        })?;
+        cell.set(plugin).map_err(|_| {
+            vec![WitConfigError {
+                path: String::new(),
+                message: "`init` was called twice on one instance".into(),
+            }]
+        })
+    }
+
+    /// Returns the plugin `init` built.
+    pub fn get<T>(cell: &std::sync::OnceLock<T>) -> Result<&T, String> {
+        cell.get()
+            .ok_or_else(|| "the host called the plugin before `init`".to_owned())
     }
 }
 
-/// Declares the per-instance storage of a registered plugin. Wasm instances are
-/// single-threaded and a fresh one serves each evaluation, so the plugin is built
-/// at most once per evaluation, on first use.
+/// Declares the per-instance storage of a registered plugin: the value `init`
+/// builds, which serves every call to this instance.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __instance {
     ($ty:ty) => {
+        static __WARDEN_CELL: ::std::sync::OnceLock<$ty> = ::std::sync::OnceLock::new();
+        fn __warden_init(
+            config: ::std::string::String,
+        ) -> ::core::result::Result<(), ::std::vec::Vec<$crate::__private::WitConfigError>> {
+            $crate::__private::init(&__WARDEN_CELL, <$ty>::new, &config)
+        }
         fn __warden_instance() -> ::core::result::Result<&'static $ty, ::std::string::String> {
-            static CELL: ::std::sync::OnceLock<::core::result::Result<$ty, ::std::string::String>> =
-                ::std::sync::OnceLock::new();
-            CELL.get_or_init(|| $crate::__private::construct(<$ty>::new))
-                .as_ref()
-                .map_err(::core::clone::Clone::clone)
+            $crate::__private::get(&__WARDEN_CELL)
         }
         // Native builds (tests, benchmarks) export nothing; this keeps the
         // plugin's code reachable there, so it is linted like the component.
         #[cfg(not(target_arch = "wasm32"))]
-        const _: fn() -> ::core::result::Result<&'static $ty, ::std::string::String> =
-            __warden_instance;
+        const _: (
+            fn(
+                ::std::string::String,
+            )
+                -> ::core::result::Result<(), ::std::vec::Vec<$crate::__private::WitConfigError>>,
+            fn() -> ::core::result::Result<&'static $ty, ::std::string::String>,
+        ) = (__warden_init, __warden_instance);
     };
 }
 
@@ -179,10 +247,50 @@ impl LabelPair {
     }
 }
 
+/// Returns the host's wall clock, ms since the epoch.
+pub fn now_ms() -> i64 {
+    host::now_ms()
+}
+
 /// Returns the value of `key` among `labels`, if present.
 pub fn label<'a>(labels: &'a [LabelPair], key: &str) -> Option<&'a str> {
     labels
         .iter()
         .find(|l| l.key == key)
         .map(|l| l.value.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The SDK's copy of the WIT is the workspace's newest frozen folder: a
+    /// plugin built from this crate anywhere gets exactly that contract.
+    #[test]
+    fn the_wit_copy_is_the_frozen_folder() {
+        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let frozen = here.join("../../wit/since_v0.2.0");
+        let mut names: Vec<String> = std::fs::read_dir(&frozen)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let mut ours: Vec<String> = std::fs::read_dir(here.join("wit"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        ours.sort();
+        assert_eq!(names, ours, "the same files");
+        for n in &names {
+            assert_eq!(
+                std::fs::read_to_string(frozen.join(n)).unwrap(),
+                std::fs::read_to_string(here.join("wit").join(n)).unwrap(),
+                "`wit/{n}` differs from `wit/since_v0.2.0/{n}`: copy the frozen folder, never edit the copy"
+            );
+        }
+        let package = format!("package warden:policy@{};", crate::WIT_VERSION);
+        assert!(
+            std::fs::read_to_string(here.join("wit/types.wit"))
+                .unwrap()
+                .starts_with(&package)
+        );
+    }
 }

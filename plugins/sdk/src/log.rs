@@ -5,7 +5,7 @@ pub use crate::__bindings::types::Level;
 
 /// Writes `message` to the host's log at `level`.
 pub fn write(level: Level, message: &str) {
-    crate::__bindings::host::log(level, message);
+    crate::host::log(level, message);
 }
 
 /// Logs at debug level, formatted like `format!`.

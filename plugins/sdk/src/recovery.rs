@@ -10,7 +10,9 @@ pub trait RecoveryStrategy: Sized + Send + Sync + 'static {
     /// The plugin's `config:` block, deserialized from the policy's YAML.
     type Config: serde::de::DeserializeOwned;
 
-    /// Returns the strategy for this configuration, or why it cannot work.
+    /// Returns the strategy for this configuration, or why it cannot work
+    /// (refusing the policy at `warden check` and reload). Runs once per
+    /// instance, which serves many evaluations.
     fn new(config: Self::Config) -> crate::Result<Self>;
 
     /// Returns what to do about `failure`, given earlier `history` (oldest first).
@@ -34,6 +36,11 @@ macro_rules! register_recovery {
             #[allow(dead_code, reason = "only the wasm export constructs it")]
             struct __WardenRecovery;
             impl $crate::__bindings::recovery::exports::warden::policy::recovery::Guest for __WardenRecovery {
+                fn init(
+                    config: ::std::string::String,
+                ) -> ::core::result::Result<(), ::std::vec::Vec<$crate::__private::WitConfigError>> {
+                    __warden_init(config)
+                }
                 fn decide(
                     invocation: $crate::Invocation,
                     failure: $crate::recovery::Failure,

@@ -27,6 +27,11 @@ const KINDS: [ResourceKind; 8] = [
 ];
 
 impl ResourceSet {
+    #[doc(hidden)]
+    pub fn raw(&self) -> &wit::ResourceSet {
+        &self.raw
+    }
+
     /// Wraps a set received from the host.
     pub fn from_raw(raw: wit::ResourceSet) -> Self {
         ResourceSet { raw }
@@ -274,7 +279,7 @@ pub struct Filter {
 
 /// Returns the resources the host tracks that match `filter`.
 pub fn list(filter: Filter) -> crate::Result<ResourceSet> {
-    let raw = crate::__bindings::host::list_resources(&wit::ResourceFilter {
+    let raw = crate::host::list_resources(&wit::ResourceFilter {
         kinds: filter.kinds,
         name_prefix: filter.name_prefix,
         limit: filter.limit,

@@ -22,7 +22,7 @@ pub fn query(
             .collect(),
     };
     let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
-    Ok(crate::__bindings::host::query_series(&selector, window_ms)?)
+    Ok(crate::host::query_series(&selector, window_ms)?)
 }
 
 /// One observation of a series.

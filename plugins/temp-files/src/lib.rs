@@ -127,12 +127,16 @@ impl CleanupStrategy for TempFiles {
 
     fn new(config: Config) -> warden_sdk::Result<Self> {
         if config.age_by.is_empty() {
-            return Err("`age_by` must name at least one of modified, accessed, created".into());
+            return Err(warden_sdk::Error::at(
+                "age_by",
+                "must name at least one of modified, accessed, created",
+            ));
         }
         let mut include = Vec::with_capacity(config.include.len());
         for (i, g) in config.include.iter().enumerate() {
-            let p = glob::Pattern::new(g)
-                .map_err(|e| format!("`include[{i}]`: `{g}` is not a glob: {e}"))?;
+            let p = glob::Pattern::new(g).map_err(|e| {
+                warden_sdk::Error::at(format!("include[{i}]"), format!("`{g}` is not a glob: {e}"))
+            })?;
             include.push((p, g.contains('/')));
         }
         Ok(TempFiles(config, include))

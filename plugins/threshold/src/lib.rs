@@ -383,25 +383,30 @@ impl AlertRule for Threshold {
     type Config = Config;
 
     fn new(config: Config) -> warden_sdk::Result<Self> {
+        use warden_sdk::Error;
         for (i, r) in config.rules.iter().enumerate() {
-            if r.alert.is_empty() || r.metric.is_empty() {
-                return Err(format!("rules[{i}]: `alert` and `metric` must not be empty").into());
+            if r.alert.is_empty() {
+                return Err(Error::at(format!("rules[{i}].alert"), "must not be empty"));
+            }
+            if r.metric.is_empty() {
+                return Err(Error::at(format!("rules[{i}].metric"), "must not be empty"));
             }
             if !r.threshold.is_finite() {
-                return Err(format!(
-                    "rules[{i}] (`{}`): `threshold` must be a finite number",
-                    r.alert
-                )
-                .into());
+                return Err(Error::at(
+                    format!("rules[{i}].threshold"),
+                    format!("`{}`: must be a finite number", r.alert),
+                ));
             }
             if let Some(c) = r.clear_threshold {
                 // The clear threshold must sit on the non-firing side of the threshold.
                 if r.condition.holds(c, r.threshold) || matches!(r.condition, Op::Eq | Op::Ne) {
-                    return Err(format!(
-                        "rules[{i}] (`{}`): `clear_threshold` {c} must lie where the condition does not hold, and needs gt/lt/ge/le",
-                        r.alert
-                    )
-                    .into());
+                    return Err(Error::at(
+                        format!("rules[{i}].clear_threshold"),
+                        format!(
+                            "`{}`: {c} must lie where the condition does not hold, and needs gt/lt/ge/le",
+                            r.alert
+                        ),
+                    ));
                 }
             }
         }

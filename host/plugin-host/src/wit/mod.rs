@@ -3,15 +3,18 @@
 //! host records. Generated types never leave this module.
 //!
 //! To add a version: copy the newest module, point it at the new folder, add a
-//! variant to [`Pre`] and an entry to [`SUPPORTED`].
+//! variant to [`Pre`] and [`Instance`] and an entry to [`SUPPORTED`], and name
+//! it [`latest`].
 
 pub(crate) mod since_v0_1_0;
+pub(crate) mod since_v0_2_0;
 
-pub(crate) use since_v0_1_0 as latest;
+pub(crate) use since_v0_2_0 as latest;
 
 use wasmtime::Store;
 use wasmtime::component::{InstancePre, Linker};
 
+use super::error::ConfigError;
 use super::kind::Kind;
 use super::store::StoreState;
 use warden_core::records::{
@@ -19,23 +22,38 @@ use warden_core::records::{
 };
 
 /// WIT versions this host links plugins against, oldest first.
-pub const SUPPORTED: &[&str] = &[since_v0_1_0::VERSION];
+pub const SUPPORTED: &[&str] = &[since_v0_1_0::VERSION, since_v0_2_0::VERSION];
 
 /// The newest supported WIT version.
 pub const LATEST: &str = latest::VERSION;
 
 /// Adds the host imports of every supported version to `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
-    since_v0_1_0::add_to_linker(linker)
+    since_v0_1_0::add_to_linker(linker)?;
+    since_v0_2_0::add_to_linker(linker)
 }
 
 /// A plugin ready to instantiate, typed by its WIT version and kind.
 pub(crate) enum Pre {
     V0_1_0(since_v0_1_0::Pre),
+    V0_2_0(since_v0_2_0::Pre),
 }
 
 /// What a call returns: a trap (outer) or the plugin's own error (inner).
 pub(crate) type CallResult<T> = wasmtime::Result<Result<T, String>>;
+
+/// A result the host refuses to convert (a malformed plan): not a trap and not
+/// the plugin's own error, so the evaluator reports it as invalid output.
+#[derive(Debug)]
+pub(crate) struct Refused(pub(crate) String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
 
 impl Pre {
     pub(crate) fn new(
@@ -45,23 +63,48 @@ impl Pre {
     ) -> wasmtime::Result<Pre> {
         match version {
             since_v0_1_0::VERSION => Ok(Pre::V0_1_0(since_v0_1_0::Pre::new(kind, pre)?)),
-            other => Err(wasmtime::format_err!("unsupported WIT version {other}")),
+            since_v0_2_0::VERSION => Ok(Pre::V0_2_0(since_v0_2_0::Pre::new(kind, pre)?)),
+            other => Err(wasmtime::format_err!(
+                "unsupported WIT version {other} (supported: {})",
+                SUPPORTED.join(", ")
+            )),
         }
     }
 
     pub(crate) fn instantiate(&self, store: &mut Store<StoreState>) -> wasmtime::Result<Instance> {
         match self {
             Pre::V0_1_0(p) => Ok(Instance::V0_1_0(p.instantiate(store)?)),
+            Pre::V0_2_0(p) => Ok(Instance::V0_2_0(p.instantiate(store)?)),
         }
+    }
+
+    /// Returns true if and only if the contract lets an instance serve more
+    /// than one evaluation: 0.1.0 promised a fresh instance per call.
+    pub(crate) fn reusable(&self) -> bool {
+        matches!(self, Pre::V0_2_0(_))
     }
 }
 
 /// An instance of a plugin, typed by its WIT version and kind.
 pub(crate) enum Instance {
     V0_1_0(since_v0_1_0::Instance),
+    V0_2_0(since_v0_2_0::Instance),
 }
 
 impl Instance {
+    /// Hands the policy's config to the plugin. 0.1.0 plugins have no `init`:
+    /// they read the config through an import when they need it.
+    pub(crate) fn init(
+        &self,
+        store: &mut Store<StoreState>,
+        config_json: &str,
+    ) -> wasmtime::Result<Result<(), Vec<ConfigError>>> {
+        match self {
+            Instance::V0_1_0(_) => Ok(Ok(())),
+            Instance::V0_2_0(p) => p.init(store, config_json),
+        }
+    }
+
     pub(crate) fn plan(
         &self,
         store: &mut Store<StoreState>,
@@ -70,6 +113,7 @@ impl Instance {
     ) -> CallResult<CleanupPlan> {
         match self {
             Instance::V0_1_0(p) => p.plan(store, inv, candidates),
+            Instance::V0_2_0(p) => p.plan(store, inv, candidates),
         }
     }
 
@@ -82,6 +126,7 @@ impl Instance {
     ) -> CallResult<RecoveryDecision> {
         match self {
             Instance::V0_1_0(p) => p.decide(store, inv, failure, history),
+            Instance::V0_2_0(p) => p.decide(store, inv, failure, history),
         }
     }
 
@@ -92,6 +137,7 @@ impl Instance {
     ) -> CallResult<Vec<Alert>> {
         match self {
             Instance::V0_1_0(p) => p.evaluate(store, inv),
+            Instance::V0_2_0(p) => p.evaluate(store, inv),
         }
     }
 
@@ -102,6 +148,7 @@ impl Instance {
     ) -> CallResult<Vec<Finding>> {
         match self {
             Instance::V0_1_0(p) => p.detect(store, inv),
+            Instance::V0_2_0(p) => p.detect(store, inv),
         }
     }
 }

@@ -190,6 +190,18 @@ pub fn execute(policy: &str, rules: &Rules, candidates: &ResourceSet, plan: &Cle
         if let Outcome::Deleted { bytes } | Outcome::WouldDelete { bytes } = outcome {
             run.bytes_freed += bytes;
         }
+        if let Outcome::WouldDelete { bytes } = outcome {
+            // Every action of a dry run is logged: the history keeps only the
+            // first `state::CLEANUP_ITEMS` of a run, and a dry run is how an
+            // operator reviews all of them before letting the policy act.
+            tracing::info!(
+                policy,
+                path = target.as_deref().unwrap_or(""),
+                reason = %reason,
+                bytes,
+                "dry run: would delete"
+            );
+        }
         if let Outcome::Refused { why } = &outcome {
             tracing::warn!(
                 policy,

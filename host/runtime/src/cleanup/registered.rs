@@ -100,6 +100,9 @@ pub fn execute(
         } else if dry_run {
             let bytes = candidates.size_bytes(index).unwrap_or(0);
             run.bytes_freed += bytes;
+            // Every action of a dry run is logged: the history keeps only
+            // the first `CLEANUP_ITEMS` of a run.
+            tracing::info!(policy, target = target.as_deref().unwrap_or(""), reason = %reason, bytes, "dry run: would {verb}");
             Outcome::WouldDelete { bytes }
         } else {
             match registry.release_by_policy(handle, policy, now) {

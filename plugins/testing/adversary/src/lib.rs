@@ -108,10 +108,21 @@ impl CleanupStrategy for Adversary {
             "bad-index" => {
                 plan.delete(&ctx.candidates().get(0).expect("a candidate"), "fine");
                 let n = ctx.candidates().len() as u32;
-                let raw = plan.clone().into_raw();
-                let mut raw = raw;
-                raw.actions[0].action =
-                    warden_sdk::__bindings::cleanup::exports::warden::policy::cleanup::Action::DeletePath(n + 5);
+                let mut raw = plan.clone().into_raw();
+                raw.targets[0] = n + 5;
+                return Ok(from_raw(raw));
+            }
+            "bad-columns" => {
+                // One action code more than targets: a plan the host cannot read.
+                plan.delete(&ctx.candidates().get(0).expect("a candidate"), "fine");
+                let mut raw = plan.clone().into_raw();
+                raw.kinds.push(0);
+                return Ok(from_raw(raw));
+            }
+            "bad-code" => {
+                plan.delete(&ctx.candidates().get(0).expect("a candidate"), "fine");
+                let mut raw = plan.clone().into_raw();
+                raw.kinds[0] = 9;
                 return Ok(from_raw(raw));
             }
             other => return Err(format!("unknown mode `{other}`").into()),
