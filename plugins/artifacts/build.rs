@@ -59,6 +59,12 @@ const GUESTS: &[Guest] = &[
         builtin: None,
     },
     Guest {
+        dir: "plugins/testing/refuser",
+        package: "warden-test-refuser",
+        kind: "recovery",
+        builtin: None,
+    },
+    Guest {
         dir: "examples/big-files",
         package: "example-big-files",
         kind: "cleanup",

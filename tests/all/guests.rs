@@ -94,6 +94,33 @@ fn memory() {
 }
 
 #[test]
+fn refuser() {
+    // The guest of the recovery tests' `on_failure` cases: its config loads,
+    // every decision fails with its reason.
+    let (engine, _dir) = engine();
+    let plugin = load(&engine, guests::REFUSER_COMPONENT, Kind::Recovery);
+    let policy = bind(
+        &plugin,
+        "r",
+        &json!({ "reason": "broken on purpose" }),
+        Limits::default(),
+    );
+    let failure = Failure {
+        operation: "svc.get".into(),
+        class: ErrorClass::Timeout,
+        message: "x".into(),
+        attempt: 1,
+        first_failed_ms: 0,
+        seed: 1,
+    };
+    let err = policy.decide(&failure, &[]).unwrap_err();
+    assert!(
+        err.to_string().contains("broken on purpose (`svc.get`)"),
+        "{err}"
+    );
+}
+
+#[test]
 fn backoff() {
     let (engine, _dir) = engine();
     let plugin = load(&engine, guests::BACKOFF_COMPONENT, Kind::Recovery);

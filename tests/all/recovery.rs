@@ -335,16 +335,13 @@ fn the_plugin_falls_back_and_a_manual_run_asks_it() {
 
 #[test]
 fn a_broken_strategy_answers_per_on_failure_and_its_manual_run_fails() {
-    let d = daemon_in(
-        &[(
-            "r.yaml",
-            &recovery(
-                "svc",
-                "    on_failure: fail-closed\n    config: {jitter: 5}\n",
-            ),
-        )],
-        QUIET,
+    // The refuser guest loads and then fails every decision: a bad config is
+    // refused at load since contract 0.2, so it cannot stand in for this.
+    let policy = format!(
+        "policies:\n  - name: svc\n    kind: recovery\n    plugin: {}\n    on_failure: fail-closed\n",
+        warden_plugins::REFUSER_COMPONENT
     );
+    let d = daemon_in(&[("r.yaml", &policy)], QUIET);
     let (code, a) = post(
         &d.addr,
         "/api/v1/recovery/failures",
@@ -357,12 +354,21 @@ fn a_broken_strategy_answers_per_on_failure_and_its_manual_run_fails() {
         "{a}"
     );
     assert!(
-        a["plugin_error"].as_str().unwrap().contains("jitter"),
+        a["plugin_error"]
+            .as_str()
+            .unwrap()
+            .contains("refuses every failure (`svc.get`)"),
         "{a}"
     );
     let (_, r) = post(&d.addr, "/api/v1/policies/svc/run", &json!({}));
     assert_eq!(r["ok"], false, "{r}");
-    assert!(r["detail"].as_str().unwrap().contains("jitter"), "{r}");
+    assert!(
+        r["detail"]
+            .as_str()
+            .unwrap()
+            .contains("refuses every failure"),
+        "{r}"
+    );
 }
 
 #[test]
@@ -501,10 +507,11 @@ fn bad_reports_are_refused_by_field_and_nothing_is_kept() {
 /// token (no `api.public_reads` here).
 #[test]
 fn recovery_mutations_and_reads_need_the_token() {
-    let d = daemon_in(
-        &[("r.yaml", &recovery("svc", ""))],
-        &format!("{QUIET}api:\n  token: s3cret\n"),
-    );
+    let d = daemon_in(&[("r.yaml", &recovery("svc", ""))], QUIET);
+    // The token the daemon made; `send` and `read` carry only what they are
+    // given.
+    let token = std::fs::read_to_string(d.token_file()).unwrap();
+    let token = token.trim();
     let body = json!({"operation": "svc.get", "class": "timeout"}).to_string();
     let send = |path: &str, token: Option<&str>| {
         let mut r = crate::http::anonymous_agent()
@@ -525,10 +532,9 @@ fn recovery_mutations_and_reads_need_the_token() {
     };
     assert_eq!(send("/api/v1/recovery/failures", None), 401);
     assert_eq!(send("/api/v1/recovery/failures", Some("wrong")), 401);
-    assert_eq!(send("/api/v1/recovery/failures", Some("s3cret")), 200);
+    assert_eq!(send("/api/v1/recovery/failures", Some(token)), 200);
     assert_eq!(read("/api/v1/recovery/circuits"), 401);
     assert_eq!(read("/api/v1/recovery/decisions"), 401);
-    crate::http::remember_token(&d.addr, "s3cret");
     let id = circuits(&d)[0]["id"].as_str().unwrap().to_owned();
     assert_eq!(
         send(&format!("/api/v1/recovery/circuits/{id}/force-open"), None),
@@ -537,7 +543,7 @@ fn recovery_mutations_and_reads_need_the_token() {
     assert_eq!(
         send(
             &format!("/api/v1/recovery/circuits/{id}/force-open"),
-            Some("s3cret")
+            Some(token)
         ),
         200
     );

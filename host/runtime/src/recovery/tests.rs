@@ -194,27 +194,34 @@ fn a_spent_retry_budget_turns_retries_into_give_up() {
 
 #[test]
 fn a_failing_strategy_answers_per_on_failure() {
-    // `jitter: 5` makes the plugin refuse its config on every call.
+    // The refuser guest loads and then fails every decision (a bad config is
+    // refused at load since contract 0.2, so it cannot stand in for this).
+    let refuser = |name: &str, extra: &str| {
+        format!(
+            "policies:\n  - name: {name}\n    kind: recovery\n    plugin: {}\n{extra}",
+            warden_plugins::REFUSER_COMPONENT
+        )
+    };
     let f = fixture(&[
         (
             "a.yaml",
-            &policy(
+            &refuser(
                 "closed",
-                "    on_failure: fail-closed\n    scope: {operations: [a]}\n    config: {jitter: 5}\n",
+                "    on_failure: fail-closed\n    scope: {operations: [a]}\n",
             ),
         ),
         (
             "b.yaml",
-            &policy(
+            &refuser(
                 "open",
-                "    on_failure: fail-open\n    scope: {operations: [b]}\n    config: {jitter: 5}\n",
+                "    on_failure: fail-open\n    scope: {operations: [b]}\n",
             ),
         ),
     ]);
     let a = f.rec.report_failure(fail("a", 503)).unwrap();
     assert_eq!(a.record.decided_by, DecidedBy::OnFailure);
     assert!(
-        matches!(&a.decision, RecoveryDecision::GiveUp(r) if r.contains("jitter")),
+        matches!(&a.decision, RecoveryDecision::GiveUp(r) if r.contains("refuses every failure")),
         "{:?}",
         a.decision
     );
