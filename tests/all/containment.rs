@@ -188,7 +188,129 @@ fn ten_million_decisions_within_memory_are_refused_before_the_host_copies_them()
     contained(
         "ten-million-actions",
         limits,
-        |f| matches!(f, EvalFailure::InvalidOutput(m) if m.contains("returned more than 16 MiB of data in one call")),
+        |f| matches!(f, EvalFailure::OutputTooLarge { what, .. } if what.contains("more than 16 MiB crossed into the host")),
+    );
+}
+
+#[test]
+fn a_plan_larger_than_its_output_limit_fails_as_output_too_large() {
+    // 20,000 deletions: each is recorded with its target's name, which is
+    // more than a 1 MiB `output_limit` allows.
+    let mut one = ResourceSet::default();
+    one.push(NewResource {
+        name: "/x",
+        ..Default::default()
+    });
+    let limits = Limits {
+        max_output_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    contained_with(
+        &json!({ "mode": "flood", "count": 20_000 }),
+        one.clone(),
+        limits,
+        |f| matches!(f, EvalFailure::OutputTooLarge { limit, what, .. } if *limit == 1 << 20 && what.contains("20000 actions")),
+    );
+    // A shared reason costs its length once, not once per action: a 1 MiB
+    // reason given to 2,000 actions fits in a 3 MiB limit.
+    let (engine, _dir) = engine();
+    let bad = load(&engine, guests::ADVERSARY_COMPONENT, Kind::Cleanup);
+    let plan = bind(
+        &bad,
+        "shared",
+        &json!({ "mode": "flood", "count": 2_000, "reason_bytes": 1 << 20 }),
+        Limits {
+            max_output_bytes: 3 << 20,
+            ..Limits::default()
+        },
+    )
+    .plan(false, one)
+    .unwrap();
+    assert_eq!((plan.actions.len(), plan.reasons.len()), (2000, 1));
+}
+
+#[test]
+fn more_notices_than_are_logged_fail_as_output_too_large() {
+    contained_with(
+        &json!({ "mode": "notices", "count": 1001 }),
+        ResourceSet::default(),
+        Limits::default(),
+        |f| matches!(f, EvalFailure::OutputTooLarge { what, .. } if what.contains("1001 notices")),
+    );
+}
+
+/// A store of 100,000 samples and a registry of 5,000 resources, far more
+/// than a 256 KiB read budget.
+fn a_lot_to_read() -> Arc<warden::sources::Sources> {
+    let sources = warden::sources::Sources::default();
+    let now = warden::clock::now_ms();
+    for s in 0..200 {
+        let host = format!("h{s}");
+        for i in 0..500 {
+            sources
+                .series
+                .record("flood", &[("host", host.as_str())], now - 500 + i, 1.0)
+                .unwrap();
+        }
+    }
+    for i in 0..5000 {
+        sources
+            .resources
+            .register(
+                warden::resources::Registration {
+                    kind: warden::records::ResourceKind::AppObject,
+                    name: format!("cache/{i:0>64}"),
+                    owner: "svc".into(),
+                    size_bytes: 1,
+                    pid: None,
+                    labels: vec![],
+                    ttl_ms: None,
+                },
+                now,
+            )
+            .unwrap();
+    }
+    Arc::new(sources)
+}
+
+#[test]
+fn reads_past_the_budget_are_refused_and_the_plugin_is_told() {
+    let (engine, _dir) = engine();
+    let bad = load(&engine, guests::ADVERSARY_COMPONENT, Kind::Cleanup);
+    let limits = Limits {
+        max_query_bytes: 256 << 10,
+        ..Limits::default()
+    };
+    let err = crate::util::bind_with(
+        &bad,
+        "reader",
+        &json!({ "mode": "read-flood", "count": 1000 }),
+        limits,
+        a_lot_to_read(),
+    )
+    .plan(false, ResourceSet::default())
+    .unwrap_err();
+    assert!(
+        matches!(&err.failure, EvalFailure::Plugin(m) if m.contains("`query-series` refused") && m.contains("query_limit")),
+        "{err}"
+    );
+    // With the series out of the way, `list-resources` is bounded the same.
+    let only_resources = Arc::new(warden::sources::Sources {
+        series: Arc::default(),
+        ..(*a_lot_to_read()).clone()
+    });
+    let err = crate::util::bind_with(
+        &bad,
+        "lister",
+        &json!({ "mode": "read-flood", "count": 1000 }),
+        limits,
+        only_resources,
+    )
+    .plan(false, ResourceSet::default())
+    .unwrap_err();
+    assert!(
+        matches!(&err.failure, EvalFailure::Plugin(m) if m.contains("`list-resources` refused")),
+        "{err}"
     );
 }
 

@@ -2,6 +2,7 @@
 //! real engine, fresh store per call, data served by the host imports.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use warden::clock::now_ms;
@@ -260,6 +261,48 @@ fn adversary() {
 }
 
 #[test]
+fn sleeper() {
+    // Blocked in a host call (`std::thread::sleep` of 30 s, a WASI clock
+    // pollable), where epoch interruption cannot reach: still stopped at its
+    // deadline, as a timeout. The bench `plugin_limits` reports by how much
+    // it overran.
+    let (engine, _dir) = engine();
+    let plugin = load(&engine, guests::SLEEPER_COMPONENT, Kind::Cleanup);
+    let limits = Limits {
+        timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let started = Instant::now();
+    let err = bind(&plugin, "sleepy", &json!({ "sleep_ms": 30_000 }), limits)
+        .plan(false, ResourceSet::default())
+        .unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(
+        err.failure,
+        EvalFailure::Timeout {
+            limit: limits.timeout
+        },
+        "{err}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "a 30 s sleep under a 200 ms deadline ran {took:?}"
+    );
+    // A sleep within the deadline is fine: the plugin wakes and plans.
+    let relaxed = Limits {
+        timeout: Duration::from_secs(10),
+        ..Limits::default()
+    };
+    let plan = bind(&plugin, "nap", &json!({ "sleep_ms": 20 }), relaxed)
+        .plan(false, ResourceSet::default())
+        .unwrap();
+    assert_eq!(
+        plan.actions,
+        vec![(CleanupAction::Notify("awake".into()), 0)]
+    );
+}
+
+#[test]
 fn big_files() {
     // The README's twenty-line plugin, built from examples/big-files.
     let (engine, _dir) = engine();
@@ -319,8 +362,12 @@ fn list_resources_serves_the_registry() {
         labels: vec![("pool".into(), "hot".into())],
         ttl_ms: None,
     };
-    registry.register(reg(ResourceKind::AppObject, "cache/x"), now_ms());
-    registry.register(reg(ResourceKind::Socket, "conn/1"), now_ms());
+    registry
+        .register(reg(ResourceKind::AppObject, "cache/x"), now_ms())
+        .unwrap();
+    registry
+        .register(reg(ResourceKind::Socket, "conn/1"), now_ms())
+        .unwrap();
     let sources = Sources {
         resources: Arc::new(registry),
         series: Arc::new(SeriesStore::default()),

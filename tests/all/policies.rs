@@ -580,7 +580,7 @@ fn alert_state_follows_edits_of_for_and_threshold() {
     let run = || {
         let set = env.policies.current();
         let p = Arc::clone(set.get("hot").unwrap());
-        let record = rt.block_on(scheduler.run_now(&p));
+        let record = rt.block_on(scheduler.run_now(&p)).unwrap();
         assert!(record.ok, "{record:?}");
         state
             .alerts(&file, "hot")

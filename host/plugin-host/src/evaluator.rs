@@ -1,6 +1,7 @@
 //! Evaluating a plugin for one policy: a fresh store per call with the policy's
-//! deadline and memory cap, a `tracing` span per evaluation, output checks, and
-//! every way a call can fail turned into an [`EvalError`].
+//! deadline and memory cap, a `tracing` span per evaluation, output checks
+//! (indexes in range, counts, and the size of the result as the host holds
+//! it), and every way a call can fail turned into an [`EvalError`].
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,11 +11,12 @@ use wasmtime::{Store, Trap};
 
 use super::data::DataSource;
 use super::error::{EvalError, EvalFailure};
-use super::limits::Limits;
+use super::limits::{ACTION_BYTES, Limits, MAX_NOTICES};
 use super::store::{CallInfo, StoreState};
 use super::{Kind, Plugin};
 use warden_core::records::{
-    Alert, Attempt, CleanupPlan, Failure, Finding, Invocation, RecoveryDecision, ResourceSet,
+    Alert, Attempt, CleanupAction, CleanupPlan, Failure, Finding, Invocation, RecoveryDecision,
+    ResourceSet,
 };
 
 /// A plugin bound to a policy: its name, `config:` block, limits and data.
@@ -71,20 +73,41 @@ impl Evaluator {
     }
 
     /// Asks a cleanup plugin what to do with `candidates`. Every target and
-    /// reason in the returned plan is checked to be in range.
+    /// reason in the returned plan is checked to be in range, and the plan's
+    /// size as the host will hold it against the output cap.
     pub fn plan(&self, dry_run: bool, candidates: ResourceSet) -> Result<CleanupPlan, EvalError> {
-        let n = candidates.len();
+        let mut candidates = candidates;
+        self.plan_over(dry_run, &mut candidates)
+    }
+
+    /// Like [`Evaluator::plan`], lending `candidates` to the call instead of
+    /// taking them: they are moved into the plugin's context and back, never
+    /// copied, so the host keeps one copy of a large candidate set.
+    pub fn plan_over(
+        &self,
+        dry_run: bool,
+        candidates: &mut ResourceSet,
+    ) -> Result<CleanupPlan, EvalError> {
         let plan = self.run(Kind::Cleanup, dry_run, |instance, store, inv| {
             instance.plan(store, inv, candidates)
         })?;
         self.check_count(plan.actions.len())?;
+        let n = candidates.len();
+        let mut notices = 0usize;
+        let mut bytes: u64 = plan.reasons.iter().map(|r| r.len() as u64).sum();
         for (i, (action, reason)) in plan.actions.iter().enumerate() {
-            if let Some(t) = action.target()
-                && t as usize >= n
-            {
-                return Err(self.fail(EvalFailure::InvalidOutput(format!(
-                    "action {i} targets candidate {t}, but only {n} candidates were offered"
-                ))));
+            if let Some(t) = action.target() {
+                let Some(name) = candidates.name(t as usize) else {
+                    return Err(self.fail(EvalFailure::InvalidOutput(format!(
+                        "action {i} targets candidate {t}, but only {n} candidates were offered"
+                    ))));
+                };
+                // A run records each action with its target's name.
+                bytes += name.len() as u64;
+            }
+            if let CleanupAction::Notify(message) = action {
+                notices += 1;
+                bytes += message.len() as u64;
             }
             if *reason as usize >= plan.reasons.len() {
                 return Err(self.fail(EvalFailure::InvalidOutput(format!(
@@ -92,7 +115,17 @@ impl Evaluator {
                     plan.reasons.len()
                 ))));
             }
+            bytes += ACTION_BYTES;
         }
+        if notices > MAX_NOTICES {
+            return Err(self.too_large(
+                bytes,
+                format!("a plan of {notices} notices (at most {MAX_NOTICES} are logged per plan)"),
+            ));
+        }
+        self.check_size(bytes, || {
+            format!("a plan of {} actions", plan.actions.len())
+        })?;
         Ok(plan)
     }
 
@@ -113,6 +146,8 @@ impl Evaluator {
             instance.evaluate(store, inv)
         })?;
         self.check_count(alerts.len())?;
+        let bytes = alerts.iter().map(alert_bytes).sum();
+        self.check_size(bytes, || format!("{} alerts", alerts.len()))?;
         Ok(alerts)
     }
 
@@ -122,10 +157,13 @@ impl Evaluator {
             instance.detect(store, inv)
         })?;
         self.check_count(found.len())?;
+        let bytes = found.iter().map(finding_bytes).sum();
+        self.check_size(bytes, || format!("{} findings", found.len()))?;
         Ok(found)
     }
 
-    /// Returns the state of a store for one call of this policy at `now_ms`.
+    /// Returns the state of a store for one call of this policy at `now_ms`,
+    /// its deadline starting now.
     fn store_state(&self, now_ms: i64) -> StoreState {
         StoreState::new(
             CallInfo {
@@ -135,7 +173,7 @@ impl Evaluator {
                 data: Arc::clone(&self.data),
                 now_ms,
             },
-            self.limits.memory_bytes,
+            &self.limits,
         )
     }
 
@@ -167,6 +205,23 @@ impl Evaluator {
             ))));
         }
         Ok(())
+    }
+
+    /// Fails if a result that takes `bytes` in the host is over the cap;
+    /// `what` says what it is.
+    fn check_size(&self, bytes: u64, what: impl FnOnce() -> String) -> Result<(), EvalError> {
+        if bytes > self.limits.max_output_bytes {
+            return Err(self.too_large(bytes, what()));
+        }
+        Ok(())
+    }
+
+    fn too_large(&self, bytes: u64, what: String) -> EvalError {
+        self.fail(EvalFailure::OutputTooLarge {
+            bytes,
+            limit: self.limits.max_output_bytes,
+            what,
+        })
     }
 
     fn fail(&self, failure: EvalFailure) -> EvalError {
@@ -273,10 +328,15 @@ impl Evaluator {
                 // host than `MAX_TRANSFER_BYTES`; its error type is private, so
                 // it is recognised by its message.
                 None if format!("{e:#}").contains("too much data is being copied") => {
-                    EvalFailure::InvalidOutput(format!(
-                        "returned more than {} MiB of data in one call; a policy's result must be smaller",
-                        super::engine::MAX_TRANSFER_BYTES / (1024 * 1024)
-                    ))
+                    let limit = super::engine::transfer_bytes(&self.limits) as u64;
+                    EvalFailure::OutputTooLarge {
+                        bytes: limit,
+                        limit: self.limits.max_output_bytes,
+                        what: format!(
+                            "what it returned in one call (more than {} MiB crossed into the host)",
+                            limit / (1024 * 1024)
+                        ),
+                    }
                 }
                 None => {
                     stats.traps.fetch_add(1, Ordering::Relaxed);
@@ -289,6 +349,26 @@ impl Evaluator {
         };
         Err(self.fail(failure))
     }
+}
+
+/// What an alert takes in the host: its strings, plus a fixed record.
+fn alert_bytes(a: &Alert) -> u64 {
+    let labels = |l: &warden_core::records::Labels| {
+        l.iter()
+            .map(|(k, v)| (k.len() + v.len()) as u64 + 48)
+            .sum::<u64>()
+    };
+    ACTION_BYTES + a.name.len() as u64 + labels(&a.labels) + labels(&a.annotations)
+}
+
+/// What a finding takes in the host: its strings, plus a fixed record.
+fn finding_bytes(f: &Finding) -> u64 {
+    ACTION_BYTES
+        + (f.pattern.len() + f.subject.len() + f.recommendation.len()) as u64
+        + f.labels
+            .iter()
+            .map(|(k, v)| (k.len() + v.len()) as u64 + 48)
+            .sum::<u64>()
 }
 
 /// A plugin instance kept across calls; see [`Evaluator::warm`].
@@ -311,7 +391,8 @@ impl WarmInstance {
         // Each call gets the policy's whole timeout.
         self.store
             .set_epoch_deadline(super::engine::deadline_ticks(&self.limits));
-        match self.instance.plan(&mut self.store, inv, candidates) {
+        let mut candidates = candidates;
+        match self.instance.plan(&mut self.store, inv, &mut candidates) {
             Ok(Ok(plan)) => Ok(plan),
             Ok(Err(e)) => Err(anyhow::anyhow!("the plugin reported: {e}")),
             Err(e) => Err(anyhow::Error::from(e)),

@@ -28,17 +28,19 @@ mod evaluator;
 mod kind;
 mod limits;
 mod output;
+mod poll;
 mod store;
 pub(crate) mod wit;
 
-pub use data::{DataSource, NoData};
+pub use data::{Budget, DataSource, NoData};
 pub use engine::{
-    EPOCH_TICK, Engine, EngineOptions, MAX_PLUGIN_MEMORY, MAX_TRANSFER_BYTES, Stats, StatsSnapshot,
+    EPOCH_TICK, Engine, EngineOptions, MAX_PLUGIN_BYTES, MAX_PLUGIN_MEMORY, MAX_TRANSFER_BYTES,
+    Stats, StatsSnapshot, read_plugin,
 };
 pub use error::{EvalError, EvalFailure, LoadError, LoadErrorKind};
 pub use evaluator::{Evaluator, WarmInstance};
 pub use kind::Kind;
-pub use limits::Limits;
+pub use limits::{Limits, MAX_NOTICES};
 /// The records exchanged with plugins (re-exported from `warden-core`).
 pub use warden_core::records;
 pub use wit::{LATEST as LATEST_WIT_VERSION, SUPPORTED as SUPPORTED_WIT_VERSIONS};

@@ -15,6 +15,8 @@
 pub mod alerts;
 pub mod cleanup;
 pub mod dispatch;
+pub mod gate;
+mod history;
 pub mod pressure;
 pub mod scheduler;
 pub mod sources;
