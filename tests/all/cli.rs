@@ -121,7 +121,8 @@ fn check_warns_about_scope_parents_other_users_can_write() {
     let home = dir.path().join("home/alice");
     std::fs::create_dir_all(home.join("app/log")).unwrap();
     std::os::unix::fs::chown(&home, Some(1000), None).unwrap();
-    let policy = dir.path().join("p.yaml");
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    let policy = dir.path().join("policies/p.yaml");
     std::fs::write(
         &policy,
         format!(

@@ -367,9 +367,11 @@ impl Engine {
 }
 
 /// Returns the most data one call may copy from the plugin into the host:
-/// [`MAX_TRANSFER_BYTES`], or more if the policy raised its output cap.
+/// a quarter of the policy's output cap (what crosses takes up to about four
+/// times as much once lifted into host values), and at least
+/// [`MAX_TRANSFER_BYTES`], which is what the default cap gives.
 pub(crate) fn transfer_bytes(limits: &Limits) -> usize {
-    usize::try_from(limits.max_output_bytes)
+    usize::try_from(limits.max_output_bytes / 4)
         .unwrap_or(usize::MAX)
         .max(MAX_TRANSFER_BYTES)
 }

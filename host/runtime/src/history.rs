@@ -4,8 +4,10 @@
 //!
 //! Every bound holds whatever a plugin planned: a run keeps its first
 //! [`CLEANUP_ITEMS`] items and fits in [`MAX_LINE`] bytes of JSON (long texts
-//! cut, then items left out and counted), and at start the file is read line
-//! by line, never whole. A file that cannot be used — unreadable, larger than
+//! cut, then items left out and counted); the history keeps at most
+//! [`CLEANUP_HISTORY`] runs and [`MAX_BYTES`] of them; the file is compacted
+//! before it holds twice that, and at start it is read line by line, never
+//! whole. A file that cannot be used — unreadable, larger than
 //! the history can hold, or damaged elsewhere than a last line cut by a
 //! crash — is moved aside and named in the log; what could be read of it is
 //! kept and written afresh. It never stops the daemon from starting.
@@ -22,29 +24,39 @@ pub const CLEANUP_HISTORY: usize = 500;
 /// How many items of each run the history keeps; the rest are counted.
 pub const CLEANUP_ITEMS: usize = 1000;
 /// The longest a run may be as one line of the file (JSON), and so roughly
-/// what it takes in memory: [`CLEANUP_HISTORY`] of them are at most 64 MiB.
-pub(crate) const MAX_LINE: usize = 128 << 10;
+/// what it takes in memory: 1,000 items with paths and reasons of 500 bytes.
+pub(crate) const MAX_LINE: usize = 1 << 20;
+/// The most the kept runs may take together (as JSON); older runs go first.
+pub(crate) const MAX_BYTES: usize = 32 << 20;
 /// The largest history file read: compaction keeps it under twice
-/// [`CLEANUP_HISTORY`] lines of at most [`MAX_LINE`].
-pub(crate) const MAX_FILE: u64 = 2 * CLEANUP_HISTORY as u64 * (MAX_LINE as u64 + 1);
+/// [`MAX_BYTES`], plus the line that triggers it.
+pub(crate) const MAX_FILE: u64 = 2 * MAX_BYTES as u64 + 2 * MAX_LINE as u64;
 
 /// The history file, inside the state directory.
 pub(crate) const FILE: &str = "cleanup-history.jsonl";
 
 #[derive(Debug, Default)]
 struct Runs {
-    /// Newest first.
-    runs: VecDeque<Run>,
-    /// Lines in the file, to know when to compact it.
+    /// Newest first, each with its size as JSON.
+    runs: VecDeque<(Run, usize)>,
+    /// What the runs take together, as JSON.
+    bytes: usize,
+    /// Lines and bytes in the file, to know when to compact it.
     lines: usize,
+    file_bytes: usize,
 }
 
 impl Runs {
-    fn push(&mut self, run: Run) {
-        if self.runs.len() == CLEANUP_HISTORY {
-            self.runs.pop_back();
+    /// Adds the newest run, `size` bytes of JSON, dropping the oldest beyond
+    /// the count and the bytes kept.
+    fn push(&mut self, run: Run, size: usize) {
+        self.runs.push_front((run, size));
+        self.bytes += size;
+        while self.runs.len() > CLEANUP_HISTORY || (self.bytes > MAX_BYTES && self.runs.len() > 1) {
+            if let Some((_, s)) = self.runs.pop_back() {
+                self.bytes -= s;
+            }
         }
-        self.runs.push_front(run);
     }
 }
 
@@ -88,7 +100,7 @@ impl History {
             }
             // What was read, in a fresh file.
             match history.compact(&runs.runs) {
-                Ok(()) => runs.lines = runs.runs.len(),
+                Ok(()) => (runs.lines, runs.file_bytes) = (runs.runs.len(), runs.bytes),
                 Err(e) => {
                     tracing::error!(file = %path.display(), error = %e, "cannot write the cleanup history afresh")
                 }
@@ -104,7 +116,7 @@ impl History {
         run.trim(CLEANUP_ITEMS);
         let line = run.fit(MAX_LINE);
         let mut h = self.runs.lock().unwrap_or_else(|p| p.into_inner());
-        h.push(run);
+        h.push(run, line.len() + 1);
         self.save(&mut h, line);
     }
 
@@ -113,6 +125,7 @@ impl History {
         let h = self.runs.lock().unwrap_or_else(|p| p.into_inner());
         h.runs
             .iter()
+            .map(|(r, _)| r)
             .filter(|r| policy.is_none_or(|p| r.policy == p))
             .take(limit)
             .cloned()
@@ -124,9 +137,12 @@ impl History {
     fn save(&self, h: &mut Runs, mut line: Vec<u8>) {
         let Some(dir) = &self.dir else { return };
         let path = dir.join(FILE);
-        let result = if h.lines + 1 >= 2 * CLEANUP_HISTORY {
-            let kept = h.runs.len();
-            self.compact(&h.runs).map(|()| h.lines = kept)
+        let result = if h.lines + 1 >= 2 * CLEANUP_HISTORY
+            || h.file_bytes + line.len() + 1 > 2 * MAX_BYTES
+        {
+            let kept = (h.runs.len(), h.bytes);
+            self.compact(&h.runs)
+                .map(|()| (h.lines, h.file_bytes) = kept)
         } else {
             line.push(b'\n');
             std::fs::OpenOptions::new()
@@ -139,7 +155,10 @@ impl History {
                     f.write_all(&line)?;
                     f.sync_data()
                 })
-                .map(|()| h.lines += 1)
+                .map(|()| {
+                    h.lines += 1;
+                    h.file_bytes += line.len();
+                })
         };
         if let Err(e) = result {
             tracing::error!(file = %path.display(), error = %e, "cannot save the cleanup history; this run will be missing after a restart");
@@ -148,11 +167,11 @@ impl History {
 
     /// Writes `runs` (newest first) as the whole file: a temporary file,
     /// fsync, rename.
-    fn compact(&self, runs: &VecDeque<Run>) -> std::io::Result<()> {
+    fn compact(&self, runs: &VecDeque<(Run, usize)>) -> std::io::Result<()> {
         let Some(dir) = &self.dir else { return Ok(()) };
         let tmp = dir.join(format!(".{FILE}.tmp"));
         let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-        for r in runs.iter().rev() {
+        for (r, _) in runs.iter().rev() {
             serde_json::to_writer(&mut f, r).map_err(std::io::Error::other)?;
             f.write_all(b"\n")?;
         }
@@ -194,6 +213,7 @@ fn read(path: &Path) -> std::io::Result<Read> {
         }
         n += 1;
         out.runs.lines += 1;
+        out.runs.file_bytes += read;
         // A bad line followed by another is damage, not a cut last line.
         if let Some((at, why)) = bad.take() {
             out.damage = Some(format!("line {at}: {why}"));
@@ -208,7 +228,7 @@ fn read(path: &Path) -> std::io::Result<Read> {
             continue;
         }
         match serde_json::from_slice::<Run>(text) {
-            Ok(run) => out.runs.push(run),
+            Ok(run) => out.runs.push(run, read),
             Err(e) => bad = Some((n, e.to_string())),
         }
     }
@@ -255,10 +275,11 @@ mod tests {
         let h = History::open(dir.path());
         let mut r = run("big");
         let reason: std::sync::Arc<str> = "why ".repeat(1 << 20).into();
+        let long_path = "/p".repeat(1000);
         r.items = (0..CLEANUP_ITEMS + 10)
             .map(|i| Item {
                 action: "delete".into(),
-                target: Some(format!("/t/{i}")),
+                target: Some(format!("{long_path}/{i}")),
                 reason: std::sync::Arc::clone(&reason),
                 outcome: Outcome::Deleted { bytes: 1 },
                 attempts: 1,
@@ -267,6 +288,11 @@ mod tests {
         h.record(r);
         let text = std::fs::read_to_string(dir.path().join(FILE)).unwrap();
         assert!(text.len() <= MAX_LINE + 1, "{} bytes", text.len());
+        assert!(
+            text.len() > 64 << 10,
+            "{} bytes: cut more than needed",
+            text.len()
+        );
         let kept = &h.recent(Some("big"), 1)[0];
         assert!(kept.items[0].reason.len() <= 520, "the reason is cut");
         assert_eq!(kept.counts()[0], CLEANUP_ITEMS + 10, "everything counted");
@@ -275,6 +301,30 @@ mod tests {
         let h = History::open(dir.path());
         assert_eq!(h.recent(None, 10)[0].counts()[0], CLEANUP_ITEMS + 10);
         assert_eq!(aside(dir.path()), 0);
+
+        // Many such runs: the history keeps what fits in its bytes.
+        let mut big = run("many");
+        big.items = (0..CLEANUP_ITEMS)
+            .map(|i| Item {
+                action: "delete".into(),
+                target: Some(format!("{}/{i}", "/q".repeat(400))),
+                reason: "old".into(),
+                outcome: Outcome::Deleted { bytes: 1 },
+                attempts: 1,
+            })
+            .collect();
+        for _ in 0..50 {
+            h.record(big.clone());
+        }
+        let kept = h.recent(None, usize::MAX);
+        assert!(kept.len() < 50, "{} runs of ~800 KiB kept", kept.len());
+        let total: usize = kept
+            .iter()
+            .map(|r| serde_json::to_vec(r).unwrap().len())
+            .sum();
+        assert!(total <= MAX_BYTES, "{total}");
+        let file = std::fs::metadata(dir.path().join(FILE)).unwrap().len();
+        assert!(file <= MAX_FILE, "{file}");
     }
 
     #[test]
