@@ -310,18 +310,20 @@ impl Registry {
     /// (with what it has) where a set's string table is full.
     pub fn list(&self, filter: &ResourceFilter) -> ResourceSet {
         match self.list_bounded(filter, usize::MAX) {
-            Ok(set) | Err((set, _)) => set,
+            Ok(set) => set,
+            Err(partial) => partial.0,
         }
     }
 
     /// Like [`Registry::list`], copying at most `max_bytes` (as
     /// [`ResourceSet::bytes`] counts them): past it, returns what it had
-    /// copied and at least the bytes the whole answer needs.
+    /// copied and at least the bytes the whole answer needs (boxed: a set is
+    /// large to move through every `Result`).
     pub fn list_bounded(
         &self,
         filter: &ResourceFilter,
         max_bytes: usize,
-    ) -> Result<ResourceSet, (ResourceSet, usize)> {
+    ) -> Result<ResourceSet, Box<(ResourceSet, usize)>> {
         let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
         let limit = filter.limit.map_or(usize::MAX, |l| l as usize);
         let mut set = ResourceSet::default();
@@ -334,7 +336,7 @@ impl Registry {
             }
             let needed = set.bytes().saturating_add(e.reg.bytes());
             if needed > max_bytes {
-                return Err((set, needed));
+                return Err(Box::new((set, needed)));
             }
             let ttl = e.reg.ttl_ms.map(|t| t.to_string());
             let labels: Vec<(&str, &str)> = e
@@ -359,7 +361,7 @@ impl Registry {
             if pushed.is_none() {
                 // The string table is full: what fits is the answer.
                 let needed = set.bytes().saturating_add(e.reg.bytes());
-                return Err((set, needed));
+                return Err(Box::new((set, needed)));
             }
         }
         Ok(set)
@@ -520,7 +522,7 @@ mod tests {
             .list_bounded(&ResourceFilter::default(), usize::MAX)
             .unwrap();
         assert_eq!(all.len(), 1000);
-        let (part, needed) = r
+        let (part, needed) = *r
             .list_bounded(&ResourceFilter::default(), all.bytes() / 2)
             .unwrap_err();
         assert!(part.len() < 1000 && part.bytes() <= all.bytes() / 2);

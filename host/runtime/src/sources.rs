@@ -49,7 +49,7 @@ impl DataSource for Sources {
                 budget.charge(set.bytes());
                 Ok(set)
             }
-            Err((_, needed)) => Err(budget.exceeded("list-resources", needed)),
+            Err(partial) => Err(budget.exceeded("list-resources", partial.1)),
         }
     }
 }
