@@ -282,5 +282,28 @@ async fn run_now(
             format!("no policy called `{name}` is loaded; `GET /api/v1/policies` lists them"),
         ));
     };
-    Ok(Json(s.scheduler.run_now(policy).await))
+    Ok(Json(run_enabled(&s, policy).await?))
+}
+
+/// Runs `policy` now if it is enabled and the bounds on evaluations allow:
+/// a disabled policy is `409`, one that must wait its turn `429`, each with
+/// the reason.
+pub(crate) async fn run_enabled(
+    s: &AppState,
+    policy: &std::sync::Arc<warden_policy::LivePolicy>,
+) -> Result<warden_runtime::state::EvalRecord, ApiError> {
+    if !policy.policy.spec.enabled {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "policy `{}` is disabled (`enabled: false` in `{}`); enable it to run it",
+                policy.name(),
+                policy.file.display()
+            ),
+        ));
+    }
+    s.scheduler
+        .run_now(policy)
+        .await
+        .map_err(|busy| ApiError(StatusCode::TOO_MANY_REQUESTS, busy.to_string()))
 }
