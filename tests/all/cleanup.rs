@@ -143,12 +143,20 @@ fn a_dry_run_lists_every_action_in_the_log_and_the_first_thousand_in_the_history
     for name in &names {
         old_file(&scope.join(name), 1);
     }
+    // What each file takes on disk (its blocks), which is what deleting it frees.
+    let bytes: u64 = names
+        .iter()
+        .map(|n| {
+            std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(scope.join(n)).unwrap()) * 512
+        })
+        .sum();
     let d = daemon_with(&policy(&scope, "    dry_run: true\n"));
     let record = run(&d);
     assert!(
-        record["detail"].as_str().unwrap().contains(&format!(
-            "would delete {OVER_HISTORY} ({OVER_HISTORY} bytes)"
-        )),
+        record["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("would delete {OVER_HISTORY} ({bytes} bytes)")),
         "{record}"
     );
     assert_eq!(std::fs::read_dir(&scope).unwrap().count(), OVER_HISTORY);

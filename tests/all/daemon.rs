@@ -358,7 +358,7 @@ fn an_invalid_config_file_is_refused_by_name_and_nothing_starts() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("failed to read the config file `missing.yaml`"),
+        err.contains("the config file `missing.yaml` cannot be read"),
         "{err}"
     );
 }
@@ -381,7 +381,7 @@ fn the_evaluation_and_failure_counters_count_each_policy_and_cause() {
     std::fs::write(policies.join("good.yaml"), manual_alert("good")).unwrap();
     let failing = |name: &str, mode: &str| {
         format!(
-            "  - name: {name}\n    kind: cleanup\n    plugin: ./adversary.wasm\n    trigger: manual\n    scope:\n      paths: [\"${{data_dir}}\"]\n    config:\n      mode: {mode}\n"
+            "  - name: {name}\n    kind: cleanup\n    plugin: ./adversary.wasm\n    trigger: manual\n    scope:\n      paths: [\"${{data_dir}}/scratch\"]\n    config:\n      mode: {mode}\n"
         )
     };
     std::fs::write(

@@ -73,18 +73,22 @@ impl CleanupStrategy for Adversary {
                 // points at (the SDK would compare it with itself per action).
                 use warden_sdk::__bindings::cleanup::exports::warden::policy::cleanup as raw;
                 // Columns (WIT 0.2.0): kind 0 is `delete-path` of candidate
-                // 0; kind 5 is `notify` with the one message.
-                let (kind, messages) = if self.0 == "flood" {
-                    ctx.candidates().get(0).expect("a candidate");
-                    (0u8, Vec::new())
-                } else {
-                    (5u8, vec!["look at me".to_owned()])
-                };
+                // 0; kind 5 is `notify`, each with a message of its own.
                 let n = self.1 as usize;
+                let (kind, targets, messages) = if self.0 == "flood" {
+                    ctx.candidates().get(0).expect("a candidate");
+                    (0u8, vec![0; n], Vec::new())
+                } else {
+                    (
+                        5u8,
+                        (0..n as u32).collect(),
+                        vec!["look at me".to_owned(); n],
+                    )
+                };
                 return Ok(from_raw(raw::CleanupPlan {
                     reasons: vec![self.2.clone()],
                     kinds: vec![kind; n],
-                    targets: vec![0; n],
+                    targets,
                     signals: vec![0; n],
                     because: vec![0; n],
                     messages,
