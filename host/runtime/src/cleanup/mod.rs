@@ -222,7 +222,9 @@ pub fn execute(
             tracing::info!(
                 policy,
                 path = target.as_deref().unwrap_or(""),
-                reason = %reason,
+                // A reason is the plugin's text, shared by every action of
+                // the plan: logged cut, or a long one would fill the log.
+                reason = clip(&reason, 256),
                 bytes,
                 "dry run: would delete"
             );
@@ -283,6 +285,18 @@ fn refused(why: impl Into<String>) -> Outcome {
 
 fn skipped(why: impl Into<String>) -> Outcome {
     Outcome::Skipped { why: why.into() }
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 #[cfg(test)]

@@ -143,6 +143,12 @@ impl Run {
     /// Returns its JSON.
     pub fn fit(&mut self, max_bytes: usize) -> Vec<u8> {
         let json = |r: &Run| serde_json::to_vec(r).unwrap_or_default();
+        // The texts alone are a lower bound of the JSON: when they are over,
+        // cut them before serializing anything, or a shared 14 MiB reason
+        // would be written out once per item (gigabytes) only to be cut.
+        if self.text_bytes() > max_bytes {
+            self.shorten(512);
+        }
         let mut line = json(self);
         if line.len() <= max_bytes {
             return line;
@@ -157,6 +163,21 @@ impl Run {
             line = json(self);
         }
         line
+    }
+
+    /// What the items' texts take, as the JSON of the run will hold them.
+    fn text_bytes(&self) -> usize {
+        self.items
+            .iter()
+            .map(|i| {
+                let why = match &i.outcome {
+                    Outcome::Refused { why } | Outcome::Skipped { why } => why.len(),
+                    Outcome::Failed { error } => error.len(),
+                    Outcome::Deleted { .. } | Outcome::WouldDelete { .. } => 0,
+                };
+                i.reason.len() + i.target.as_deref().map_or(0, str::len) + why
+            })
+            .fold(0usize, usize::saturating_add)
     }
 
     /// Cuts every text of the run to at most `max` bytes.
