@@ -88,8 +88,16 @@ impl History {
         };
         let mut runs = runs;
         if let Some(why) = damage {
-            let aside =
-                path.with_extension(format!("jsonl.unreadable-{}", warden_core::clock::now_ms()));
+            // Named by the time, and never over an earlier one moved aside
+            // in the same millisecond.
+            let now = warden_core::clock::now_ms();
+            let aside = (0..)
+                .map(|n| match n {
+                    0 => path.with_extension(format!("jsonl.unreadable-{now}")),
+                    n => path.with_extension(format!("jsonl.unreadable-{now}-{n}")),
+                })
+                .find(|p| std::fs::symlink_metadata(p).is_err())
+                .expect("a free name");
             match std::fs::rename(&path, &aside) {
                 Ok(()) => {
                     tracing::error!(file = %path.display(), moved_to = %aside.display(), kept = runs.runs.len(), "the cleanup history cannot be used ({why}); moved aside, keeping the runs that could be read")
