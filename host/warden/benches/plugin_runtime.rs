@@ -1,9 +1,11 @@
 //! Costs of the plugin runtime, each printed beside its goal:
 //!
-//! - a `plan` over 1,000 resources the way the daemon runs it (contract 0.1: a
-//!   fresh store and instance per evaluation) against the same code native;
-//!   goal ≤ 3×. The warm-instance figure (contract 0.2, not built yet) is
-//!   printed beside it for what a warm instance would save;
+//! - a `plan` over 1,000 resources the way the daemon runs it (since contract
+//!   0.2: `Evaluator::plan` on the policy's warm instance, plugin state read
+//!   and kept, output checked) against the same code native; goal ≤ 3×.
+//!   Beside it, unjudged: `isolation: fresh` (a fresh store, instance and
+//!   `init` per evaluation, what 0.1.0 plugins always get) and the bare call
+//!   on a kept instance (the plugin's own work and the bindings);
 //! - a real plugin's no-op, `temp-files` planning over no resources, fresh
 //!   and warm: the least any evaluation pays;
 //! - the wasmtime floor: a no-op export of a hand-written component (no
@@ -237,14 +239,23 @@ fn evaluate(c: &mut Group<'_>, s: &Samples, engine: &Engine) {
             .load_builtin("temp-files", Some(Kind::Cleanup))
             .unwrap(),
     );
-    // Since contract 0.2 policies run warm by default; this row is the
-    // fresh-store path (`isolation: fresh`), as its name says.
     // A loaded machine can pause a call past the 100 ms default; the bench
     // times calls, it does not test the deadline (timeout_overruns does).
     let limits = Limits {
         timeout: Duration::from_secs(30),
         ..Limits::default()
     };
+    // The daemon's path: the default isolation (warm), as a policy file
+    // without `isolation:` gets it.
+    let daemon = Evaluator::new(
+        Arc::clone(&plugin),
+        "bench",
+        &config(),
+        limits,
+        Arc::new(NoData),
+    );
+    daemon.prepare().unwrap();
+    assert!(daemon.is_warm());
     let policy = Evaluator::new(plugin, "bench", &config(), limits, Arc::new(NoData))
         .with_isolation(warden::plugin::Isolation::Fresh);
     let now = warden::clock::now_ms();
@@ -266,6 +277,18 @@ fn evaluate(c: &mut Group<'_>, s: &Samples, engine: &Engine) {
         warm.plan(true, set.clone()).unwrap().actions.len()
     );
 
+    assert_eq!(
+        native_actions,
+        daemon.plan(true, set.clone()).unwrap().actions.len()
+    );
+    s.bench_with(
+        c,
+        "plan_1000_daemon",
+        || set.clone(),
+        |set| {
+            black_box(daemon.plan(true, set).unwrap());
+        },
+    );
     s.bench_with(
         c,
         "plan_1000_fresh_store",
@@ -382,6 +405,7 @@ fn main() {
         };
         println!("| {what} | {measured} | {goal} | {verdict} |");
     };
+    let daemon = median("plan_1000_daemon");
     let fresh = median("plan_1000_fresh_store");
     let warm = median("plan_1000_warm_instance");
     let native = median("plan_1000_native");
@@ -390,12 +414,12 @@ fn main() {
     println!("| --- | ---: | --- | --- |");
     row("plan over 1,000 resources: native", show(native), "", None);
     row(
-        "plan over 1,000 resources: wasm, fresh store per evaluation (the daemon's path)",
-        show(fresh),
+        "plan over 1,000 resources: Evaluator::plan, warm by default (the daemon's path)",
+        show(daemon),
         "",
         None,
     );
-    match (fresh, native) {
+    match (daemon, native) {
         (Some(w), Some(n)) => row(
             "  ratio daemon's evaluation / native",
             format!("{:.2}×", w / n),
@@ -410,14 +434,28 @@ fn main() {
         ),
     }
     row(
-        "plan over 1,000 resources: wasm, warm instance (contract 0.2, not built)",
+        "plan over 1,000 resources: `isolation: fresh` (store, instance, init per evaluation)",
+        show(fresh),
+        "",
+        None,
+    );
+    if let (Some(w), Some(n)) = (fresh, native) {
+        row(
+            "  ratio fresh evaluation / native",
+            format!("{:.2}×", w / n),
+            "",
+            None,
+        );
+    }
+    row(
+        "plan over 1,000 resources: the bare call on a kept instance",
         show(warm),
         "",
         None,
     );
     if let (Some(w), Some(n)) = (warm, native) {
         row(
-            "  ratio warm-instance call / native",
+            "  ratio bare call / native",
             format!("{:.2}×", w / n),
             "",
             None,
