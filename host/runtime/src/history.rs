@@ -248,7 +248,7 @@ fn read(path: &Path) -> std::io::Result<Read> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::cleanup::{Item, Outcome};
 

@@ -432,22 +432,7 @@ mod tests {
         }
     }
 
-    fn run(policy: &str) -> crate::cleanup::Run {
-        crate::cleanup::Run {
-            policy: policy.into(),
-            started_ms: 1,
-            finished_ms: 2,
-            duration_ms: 1,
-            dry_run: false,
-            candidates: 0,
-            planned: 0,
-            cap_exceeded: None,
-            timed_out: false,
-            items: vec![],
-            bytes_freed: 7,
-            omitted: [0; 5],
-        }
-    }
+    use crate::history::tests::run;
 
     #[test]
     fn alerts_and_cleanup_history_survive_reopening() {

@@ -183,14 +183,7 @@ impl Run {
     /// Cuts every text of the run to at most `max` bytes.
     fn shorten(&mut self, max: usize) {
         fn cut(s: &str, max: usize) -> Option<String> {
-            if s.len() <= max {
-                return None;
-            }
-            let mut end = max;
-            while !s.is_char_boundary(end) {
-                end -= 1;
-            }
-            Some(format!("{}…", &s[..end]))
+            (s.len() > max).then(|| format!("{}…", super::clip(s, max)))
         }
         for i in &mut self.items {
             if let Some(r) = cut(&i.reason, max) {
