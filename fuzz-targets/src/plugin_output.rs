@@ -115,12 +115,22 @@ pub fn plugin_output(data: &[u8]) {
             limits(),
             Arc::new(NoData),
         );
-        let candidates = warden_runtime::cleanup::walk::scan(&[&h.scope]);
-        let Ok(plan) = e.plan(true, candidates.clone()) else {
+        // As the scheduler does: the scope pinned, scanned, the plan lifted
+        // and executed (dry run: nothing is deleted).
+        let scope = warden_runtime::cleanup::Scope::open(
+            std::slice::from_ref(&h.scope),
+            &warden_runtime::cleanup::Protected {
+                data_dir: "/var/lib/warden".into(),
+                policies_dir: "/etc/warden/policies".into(),
+                allow_system_paths: false,
+            },
+        )
+        .expect("the fuzz scope opens");
+        let mut candidates = warden_runtime::cleanup::walk::scan(&scope);
+        let Ok(plan) = e.plan_over(true, &mut candidates.set) else {
             return;
         };
-        let rules = warden_runtime::cleanup::Rules::new(vec![h.scope.clone()], &[], None, true)
-            .expect("rules");
-        let _ = warden_runtime::cleanup::execute("fuzz", &rules, &candidates, &plan);
+        let rules = warden_runtime::cleanup::Rules::new(&[], None, true).expect("rules");
+        let _ = warden_runtime::cleanup::execute("fuzz", &rules, &scope, &candidates, &plan);
     }
 }

@@ -542,7 +542,7 @@ fn an_invalid_config_file_is_refused_by_name_and_nothing_starts() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("failed to read the config file `missing.yaml`"),
+        err.contains("the config file `missing.yaml` cannot be read"),
         "{err}"
     );
 }
@@ -565,7 +565,7 @@ fn the_evaluation_and_failure_counters_count_each_policy_and_cause() {
     std::fs::write(policies.join("good.yaml"), manual_alert("good")).unwrap();
     let failing = |name: &str, mode: &str| {
         format!(
-            "  - name: {name}\n    kind: cleanup\n    plugin: ./adversary.wasm\n    trigger: manual\n    scope:\n      paths: [\"${{data_dir}}\"]\n    config:\n      mode: {mode}\n"
+            "  - name: {name}\n    kind: cleanup\n    plugin: ./adversary.wasm\n    trigger: manual\n    scope:\n      paths: [\"${{data_dir}}/scratch\"]\n    config:\n      mode: {mode}\n"
         )
     };
     std::fs::write(
@@ -612,4 +612,50 @@ fn the_evaluation_and_failure_counters_count_each_policy_and_cause() {
     }
     assert_eq!(lines.len(), 5, "nothing else counted: {lines:#?}");
     d.stop();
+}
+
+#[test]
+fn unreadable_policy_files_are_failures_in_status_and_health() {
+    // Not UTF-8, and a FIFO: each a file that failed, never skipped (and
+    // the FIFO never blocks a reload).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(dir.path().join("policies/a.yaml"), alert("a", 1.0)).unwrap();
+    std::fs::write(
+        dir.path().join("policies/latin1.yaml"),
+        b"policies: []\n# caf\xe9\n",
+    )
+    .unwrap();
+    let fifo =
+        std::ffi::CString::new(dir.path().join("policies/fifo.yaml").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path and a mode.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let d = Daemon::start_in(
+        dir,
+        Some("metrics:\n  collect:\n    enabled: false\n  persist:\n    enabled: false\n"),
+    );
+    let s = d.status();
+    let error_of = |name: &str| {
+        s["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"].as_str().unwrap().ends_with(name))
+            .unwrap_or_else(|| panic!("{name} is not in {s:#}"))["error"]["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(error_of("latin1.yaml").contains("not UTF-8"), "{s:#}");
+    assert!(error_of("fifo.yaml").contains("is a FIFO"), "{s:#}");
+    assert_eq!(s["policies"][0]["name"], "a");
+    let health = crate::http::get(&d.addr, "/health");
+    assert_eq!(health["files_with_errors"], 2, "{health:#}");
+    assert!(
+        health["subsystems"]["policies"]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 of 3 files do not load"),
+        "{health:#}"
+    );
 }

@@ -428,7 +428,8 @@ fn r12_bodies_over_a_routes_cap_are_refused() {
 /// Run-now on a disabled policy is refused with `409` naming it (on both
 /// routes that run one), and a policy runs at most once at a time: while a
 /// run of a plugin that loops until its 5 s timeout goes on, another
-/// run-now of it is refused with `409`, not started beside it.
+/// run-now of it is refused with `429` and the reason, not started beside
+/// it.
 #[test]
 fn r12_run_now_refuses_a_disabled_policy_and_a_second_run_at_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -476,7 +477,7 @@ fn r12_run_now_refuses_a_disabled_policy_and_a_second_run_at_once() {
     answers.sort_by_key(|(status, _)| *status);
     assert_eq!(
         answers.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
-        [200, 409],
+        [200, 429],
         "{answers:?}"
     );
     assert_eq!(
@@ -484,7 +485,7 @@ fn r12_run_now_refuses_a_disabled_policy_and_a_second_run_at_once() {
         "stopped by its timeout: {answers:?}"
     );
     assert!(
-        answers[1].1.to_string().contains("running now"),
+        answers[1].1.to_string().contains("running already"),
         "the refusal says why: {answers:?}"
     );
     d.stop();

@@ -520,7 +520,7 @@ fn check_compiles_plugins_and_links_them_to_their_kind() {
         "{text}"
     );
     assert!(
-        text.contains("policy `missing`: plugin") && text.contains("cannot read the plugin"),
+        text.contains("policy `missing`: plugin") && text.contains("cannot be read"),
         "{text}"
     );
     assert!(

@@ -103,7 +103,7 @@ async fn run(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<R
             ),
         ));
     }
-    let evaluation = super::run_policy_now(&s, policy).await?;
+    let evaluation = super::run_enabled(&s, policy).await?;
     // Runs are recorded only if the plugin got as far as a plan; one
     // evaluation makes at most two (files, registered resources).
     let runs = if evaluation.ok {

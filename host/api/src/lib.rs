@@ -338,27 +338,28 @@ async fn run_now(
             format!("no policy called `{name}` is loaded; `GET /api/v1/policies` lists them"),
         ));
     };
-    Ok(Json(run_policy_now(&s, policy).await?))
+    Ok(Json(run_enabled(&s, policy).await?))
 }
 
-/// Runs `policy` now; `409` naming it if it is disabled or still running.
-pub(crate) async fn run_policy_now(
+/// Runs `policy` now if it is enabled and the bounds on evaluations allow:
+/// a disabled policy is `409`, one that must wait its turn `429`, each with
+/// the reason.
+pub(crate) async fn run_enabled(
     s: &AppState,
-    policy: &Arc<warden_policy::live::LivePolicy>,
+    policy: &std::sync::Arc<warden_policy::LivePolicy>,
 ) -> Result<warden_runtime::state::EvalRecord, ApiError> {
-    let name = policy.name();
-    s.scheduler.run_now(policy).await.map_err(|why| {
-        ApiError(
+    if !policy.policy.spec.enabled {
+        return Err(ApiError(
             StatusCode::CONFLICT,
-            match why {
-                warden_runtime::scheduler::NotRun::Disabled => format!(
-                    "policy `{name}` has `enabled: false` and is not run; enable it in {} first",
-                    policy.file.display()
-                ),
-                warden_runtime::scheduler::NotRun::Running => format!(
-                    "policy `{name}` is running now; a policy runs at most once at a time, retry when this run is done"
-                ),
-            },
-        )
-    })
+            format!(
+                "policy `{}` is disabled (`enabled: false` in `{}`); enable it to run it",
+                policy.name(),
+                policy.file.display()
+            ),
+        ));
+    }
+    s.scheduler
+        .run_now(policy)
+        .await
+        .map_err(|busy| ApiError(StatusCode::TOO_MANY_REQUESTS, busy.to_string()))
 }

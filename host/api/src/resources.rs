@@ -135,18 +135,21 @@ async fn register(State(s): State<AppState>, body: Bytes) -> Result<Response, Ap
         t => t.map(|t| u64::try_from(t.0.as_millis()).unwrap_or(u64::MAX)),
     };
     let registry = &s.scheduler.context().registry;
-    let handle = registry.register(
-        Registration {
-            kind,
-            name: r.name,
-            owner: r.owner,
-            size_bytes: r.size_bytes,
-            pid: r.pid,
-            labels: r.labels.into_iter().collect(),
-            ttl_ms,
-        },
-        warden_core::clock::now_ms(),
-    );
+    let handle = registry
+        .register(
+            Registration {
+                kind,
+                name: r.name,
+                owner: r.owner,
+                size_bytes: r.size_bytes,
+                pid: r.pid,
+                labels: r.labels.into_iter().collect(),
+                ttl_ms,
+            },
+            warden_core::clock::now_ms(),
+        )
+        // Full: the request is fine, the daemon has no room for it now.
+        .map_err(|full| ApiError(StatusCode::INSUFFICIENT_STORAGE, full.to_string()))?;
     s.scheduler.context().publish(Event {
         kind: EventKind::ResourceRegistered,
         pressure: None,

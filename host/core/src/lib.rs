@@ -6,6 +6,8 @@
 //! clock every record uses ([`clock`]), Warden's own metrics registry
 //! ([`telemetry`]), and how Warden writes and trusts its own files
 //! ([`fsx`]: private modes, atomic durable writes, directory checks).
+//! ([`telemetry`]), and how every file Warden is handed is read ([`files`]:
+//! regular files only, never more than a cap).
 //!
 //! This crate is the bottom of the host's crate graph: it must never depend on
 //! another Warden crate, and it holds no behaviour beyond these types, so that
@@ -14,6 +16,7 @@
 #![deny(missing_docs)]
 
 pub mod clock;
+pub mod files;
 pub mod fsx;
 pub mod records;
 pub mod telemetry;

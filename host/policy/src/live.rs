@@ -227,12 +227,15 @@ pub fn is_policy_file(path: &Path) -> bool {
         && (name.ends_with(".yaml") || name.ends_with(".yml"))
 }
 
-/// Returns the policy files in `dir`, sorted.
+/// Returns the policy files in `dir`, sorted: every entry named like one
+/// but a directory. One that is not a regular file (a FIFO, a device, a
+/// dangling symlink) is listed, so that reading it fails and says why
+/// instead of the file being skipped in silence.
 pub fn policy_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| is_policy_file(p) && p.is_file())
+        .filter(|p| is_policy_file(p) && !p.is_dir())
         .collect();
     files.sort();
     Ok(files)
@@ -306,12 +309,15 @@ impl PolicyDir {
         // Unchanged files first, so a changed file that takes a name already
         // used elsewhere is the one refused.
         let mut files: BTreeMap<PathBuf, FileState> = BTreeMap::new();
-        let mut changed: Vec<(PathBuf, String, String)> = Vec::new();
+        let mut changed: Vec<(PathBuf, Result<String, PolicyError>, String)> = Vec::new();
         for path in &listed {
-            let Ok(text) = std::fs::read_to_string(path) else {
-                continue;
+            // A file that cannot be read is a failed file like one that does
+            // not parse: reported, its last good version kept.
+            let text = parse::read_policy_file(path);
+            let hash = match &text {
+                Ok(text) => hex::encode(Sha256::digest(text.as_bytes())),
+                Err(e) => hex::encode(Sha256::digest(format!("unreadable\0{}", e.message))),
             };
-            let hash = hex::encode(Sha256::digest(text.as_bytes()));
             match old.files.get(path) {
                 // Unchanged: the content running without error, or the content
                 // whose failure is already reported.
@@ -340,7 +346,9 @@ impl PolicyDir {
                 .values()
                 .flat_map(|f| f.policies.iter().map(|p| (p.name(), f.path.as_path())))
                 .collect();
-            let result = self.load_file(&path, &text, previous, &taken, now, first_load);
+            let result = text
+                .map_err(|e| vec![e])
+                .and_then(|text| self.load_file(&path, &text, previous, &taken, now, first_load));
             let state = match result {
                 Ok(policies) => {
                     report.loaded.push(path.clone());

@@ -5,6 +5,12 @@
 //! internally, and shows each number through a keyed permutation ([`Handles`])
 //! of the 52-bit range (exact in JSON), keyed at random per process. A caller
 //! cannot reach another owner's resource by counting.
+//!
+//! The registry is bounded ([`RegistryLimits`]): past `max_tracked`
+//! resources, or `max_bytes` of their text, a registration is refused with
+//! the reason ([`Full`]) instead of growing without end. Listing for a plugin
+//! is bounded too: [`Registry::list_bounded`] stops copying at the byte
+//! budget it is given.
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
@@ -40,6 +46,75 @@ struct Entry {
     reg: Registration,
     created_ms: TimestampMs,
     accessed_ms: TimestampMs,
+}
+
+/// What one entry is counted as against `max_bytes`: its text, plus this.
+const ENTRY_OVERHEAD: usize = 128;
+
+impl Registration {
+    /// The bytes it is counted as against [`RegistryLimits::max_bytes`].
+    pub fn bytes(&self) -> usize {
+        ENTRY_OVERHEAD
+            + self.name.len()
+            + self.owner.len()
+            + self
+                .labels
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 48)
+                .sum::<usize>()
+    }
+}
+
+/// How much the registry holds at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistryLimits {
+    /// Resources tracked at once (`resources.max_tracked`).
+    pub max_tracked: usize,
+    /// Bytes of their names, owners and labels, with a fixed overhead per
+    /// resource (`resources.max_bytes`).
+    pub max_bytes: usize,
+}
+
+impl RegistryLimits {
+    /// 100,000 resources: far more than one machine's applications hold
+    /// open, far fewer than would strain the daemon.
+    pub const DEFAULT_MAX_TRACKED: usize = 100_000;
+    /// 256 MiB: 100,000 resources of 2.5 KiB of names and labels each.
+    pub const DEFAULT_MAX_BYTES: usize = 256 << 20;
+}
+
+impl Default for RegistryLimits {
+    fn default() -> Self {
+        RegistryLimits {
+            max_tracked: Self::DEFAULT_MAX_TRACKED,
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
+/// A registration refused because the registry is full.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Full {
+    /// As many resources as `max_tracked` are registered.
+    #[error(
+        "the registry tracks {tracked} resources, its `resources.max_tracked`; release some (`DELETE /api/v1/resources/N`) or raise the limit"
+    )]
+    Count {
+        /// How many are registered.
+        tracked: usize,
+    },
+    /// Their text would pass `max_bytes`.
+    #[error(
+        "the registry holds {used} bytes of names and labels and this resource needs {needed} more, past its `resources.max_bytes` of {limit}; release some or raise the limit"
+    )]
+    Bytes {
+        /// Bytes held.
+        used: usize,
+        /// Bytes this registration needs.
+        needed: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// Why a handle is no longer registered, kept for a while so that the
@@ -99,6 +174,16 @@ struct Inner {
     next: u64,
     entries: BTreeMap<u64, Entry>,
     released: BTreeMap<u64, Released>,
+    /// What the entries count as against `max_bytes`.
+    bytes: usize,
+}
+
+impl Inner {
+    fn forget(&mut self, handle: u64) -> Option<Entry> {
+        let e = self.entries.remove(&handle)?;
+        self.bytes = self.bytes.saturating_sub(e.reg.bytes());
+        Some(e)
+    }
 }
 
 /// A keyed permutation of the numbers below 2^52 (a four-round Feistel
@@ -168,12 +253,42 @@ impl Handles {
 pub struct Registry {
     inner: RwLock<Inner>,
     handles: Handles,
+    limits: RegistryLimits,
 }
 
 impl Registry {
-    /// Registers a resource at `now_ms` and returns its handle.
-    pub fn register(&self, reg: Registration, now_ms: TimestampMs) -> u64 {
+    /// An empty registry holding at most what `limits` allows.
+    pub fn with_limits(limits: RegistryLimits) -> Self {
+        Registry {
+            inner: RwLock::default(),
+            handles: Handles::default(),
+            limits,
+        }
+    }
+
+    /// Returns its limits.
+    pub fn limits(&self) -> RegistryLimits {
+        self.limits
+    }
+
+    /// Registers a resource at `now_ms` and returns its handle, or why the
+    /// registry is too full to take it.
+    pub fn register(&self, reg: Registration, now_ms: TimestampMs) -> Result<u64, Full> {
         let mut g = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        if g.entries.len() >= self.limits.max_tracked {
+            return Err(Full::Count {
+                tracked: g.entries.len(),
+            });
+        }
+        let needed = reg.bytes();
+        if g.bytes.saturating_add(needed) > self.limits.max_bytes {
+            return Err(Full::Bytes {
+                used: g.bytes,
+                needed,
+                limit: self.limits.max_bytes,
+            });
+        }
+        g.bytes += needed;
         g.next += 1;
         let seq = g.next;
         g.entries.insert(
@@ -184,7 +299,7 @@ impl Registry {
                 accessed_ms: now_ms,
             },
         );
-        self.handles.encode(seq)
+        Ok(self.handles.encode(seq))
     }
 
     /// Marks a resource as used at `now_ms`; returns false if the handle is unknown.
@@ -207,8 +322,7 @@ impl Registry {
         self.inner
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .entries
-            .remove(&seq)
+            .forget(seq)
             .is_some()
     }
 
@@ -217,7 +331,7 @@ impl Registry {
     pub fn release_by_policy(&self, handle: u64, policy: &str, now_ms: TimestampMs) -> Option<u64> {
         let seq = self.handles.decode(handle)?;
         let mut g = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        let e = g.entries.remove(&seq)?;
+        let e = g.forget(seq)?;
         if g.released.len() >= TOMBSTONES {
             g.released.pop_first();
         }
@@ -272,9 +386,25 @@ impl Registry {
         self.len() == 0
     }
 
-    /// Returns the resources matching `filter`, oldest first. A
-    /// resource with a TTL carries it as the label [`TTL_LABEL`].
+    /// Returns the resources matching `filter`, oldest handle first. A
+    /// resource with a TTL carries it as the label [`TTL_LABEL`]. Stops
+    /// (with what it has) where a set's string table is full.
     pub fn list(&self, filter: &ResourceFilter) -> ResourceSet {
+        match self.list_bounded(filter, usize::MAX) {
+            Ok(set) => set,
+            Err(partial) => partial.0,
+        }
+    }
+
+    /// Like [`Registry::list`], copying at most `max_bytes` (as
+    /// [`ResourceSet::bytes`] counts them): past it, returns what it had
+    /// copied and at least the bytes the whole answer needs (boxed: a set is
+    /// large to move through every `Result`).
+    pub fn list_bounded(
+        &self,
+        filter: &ResourceFilter,
+        max_bytes: usize,
+    ) -> Result<ResourceSet, Box<(ResourceSet, usize)>> {
         let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
         let limit = filter.limit.map_or(usize::MAX, |l| l as usize);
         let mut set = ResourceSet::default();
@@ -285,6 +415,10 @@ impl Registry {
             if !matches(filter, e) {
                 continue;
             }
+            let needed = set.bytes().saturating_add(e.reg.bytes());
+            if needed > max_bytes {
+                return Err(Box::new((set, needed)));
+            }
             let ttl = e.reg.ttl_ms.map(|t| t.to_string());
             let labels: Vec<(&str, &str)> = e
                 .reg
@@ -293,7 +427,7 @@ impl Registry {
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .chain(ttl.as_deref().map(|t| (TTL_LABEL, t)))
                 .collect();
-            set.push(NewResource {
+            let pushed = set.try_push(NewResource {
                 handle: self.handles.encode(*seq),
                 kind: Some(e.reg.kind),
                 name: &e.reg.name,
@@ -305,8 +439,13 @@ impl Registry {
                 pid: e.reg.pid,
                 labels: &labels,
             });
+            if pushed.is_none() {
+                // The string table is full: what fits is the answer.
+                let needed = set.bytes().saturating_add(e.reg.bytes());
+                return Err(Box::new((set, needed)));
+            }
         }
-        set
+        Ok(set)
     }
 }
 
@@ -356,9 +495,15 @@ mod tests {
     #[test]
     fn register_filter_touch_release() {
         let r = Registry::default();
-        let a = r.register(reg(ResourceKind::AppObject, "cache/a"), 100);
-        let _b = r.register(reg(ResourceKind::Socket, "conn/1"), 100);
-        let c = r.register(reg(ResourceKind::AppObject, "cache/c"), 100);
+        let a = r
+            .register(reg(ResourceKind::AppObject, "cache/a"), 100)
+            .unwrap();
+        let _b = r
+            .register(reg(ResourceKind::Socket, "conn/1"), 100)
+            .unwrap();
+        let c = r
+            .register(reg(ResourceKind::AppObject, "cache/c"), 100)
+            .unwrap();
         let only_cache = r.list(&ResourceFilter {
             kinds: vec![ResourceKind::AppObject],
             name_prefix: Some("cache/".into()),
@@ -385,7 +530,10 @@ mod tests {
     fn handles_are_a_keyed_permutation_not_a_count() {
         let r = Registry::default();
         let handles: Vec<u64> = (0..1000)
-            .map(|i| r.register(reg(ResourceKind::AppObject, &format!("o/{i}")), 1))
+            .map(|i| {
+                r.register(reg(ResourceKind::AppObject, &format!("o/{i}")), 1)
+                    .unwrap()
+            })
             .collect();
         let distinct: std::collections::BTreeSet<_> = handles.iter().collect();
         assert_eq!(distinct.len(), handles.len());
@@ -403,7 +551,9 @@ mod tests {
         // Another registry (another daemon run) numbers differently.
         let other = Registry::default();
         assert_ne!(
-            other.register(reg(ResourceKind::AppObject, "o/0"), 1),
+            other
+                .register(reg(ResourceKind::AppObject, "o/0"), 1)
+                .unwrap(),
             handles[0]
         );
         for (i, h) in handles.iter().enumerate() {
@@ -417,13 +567,15 @@ mod tests {
     #[test]
     fn ttl_is_shown_to_plugins_and_policy_releases_are_remembered() {
         let r = Registry::default();
-        let h = r.register(
-            Registration {
-                ttl_ms: Some(60_000),
-                ..reg(ResourceKind::AppObject, "lease/1")
-            },
-            1_000,
-        );
+        let h = r
+            .register(
+                Registration {
+                    ttl_ms: Some(60_000),
+                    ..reg(ResourceKind::AppObject, "lease/1")
+                },
+                1_000,
+            )
+            .unwrap();
         let set = r.list(&ResourceFilter::default());
         assert!(set.labels(0).any(|(k, v)| k == TTL_LABEL && v == "60000"));
         match r.lookup(h) {
@@ -440,5 +592,59 @@ mod tests {
             })
         );
         assert_eq!(r.lookup(999), Lookup::Unknown);
+    }
+
+    #[test]
+    fn a_full_registry_refuses_with_the_reason_and_takes_more_once_released() {
+        let r = Registry::with_limits(RegistryLimits {
+            max_tracked: 3,
+            max_bytes: 1 << 20,
+        });
+        let handles: Vec<u64> = (0..3)
+            .map(|i| {
+                r.register(reg(ResourceKind::AppObject, &format!("c/{i}")), 0)
+                    .unwrap()
+            })
+            .collect();
+        let full = r
+            .register(reg(ResourceKind::AppObject, "c/3"), 0)
+            .unwrap_err();
+        assert_eq!(full, Full::Count { tracked: 3 });
+        assert!(full.to_string().contains("resources.max_tracked"), "{full}");
+        assert!(r.release(handles[0]));
+        r.register(reg(ResourceKind::AppObject, "c/3"), 0).unwrap();
+
+        // By bytes: one big registration fits, the next does not.
+        let r = Registry::with_limits(RegistryLimits {
+            max_tracked: 1000,
+            max_bytes: 10_000,
+        });
+        let big = |n: &str| Registration {
+            name: format!("{n}{}", "x".repeat(6000)),
+            ..reg(ResourceKind::AppObject, "")
+        };
+        let h = r.register(big("a"), 0).unwrap();
+        let full = r.register(big("b"), 0).unwrap_err();
+        assert!(matches!(full, Full::Bytes { limit: 10_000, .. }), "{full}");
+        assert!(r.release_by_policy(h, "p", 1).is_some());
+        r.register(big("b"), 0).unwrap();
+    }
+
+    #[test]
+    fn listing_for_a_plugin_stops_at_its_budget() {
+        let r = Registry::default();
+        for i in 0..1000 {
+            r.register(reg(ResourceKind::AppObject, &format!("cache/{i}")), 0)
+                .unwrap();
+        }
+        let all = r
+            .list_bounded(&ResourceFilter::default(), usize::MAX)
+            .unwrap();
+        assert_eq!(all.len(), 1000);
+        let (part, needed) = *r
+            .list_bounded(&ResourceFilter::default(), all.bytes() / 2)
+            .unwrap_err();
+        assert!(part.len() < 1000 && part.bytes() <= all.bytes() / 2);
+        assert!(needed > all.bytes() / 2);
     }
 }

@@ -18,6 +18,8 @@ pub mod alerts;
 pub mod cleanup;
 mod crossing;
 pub mod dispatch;
+pub mod gate;
+mod history;
 mod plugin_state;
 pub mod pressure;
 pub mod recovery;

@@ -15,7 +15,7 @@
 //!   policy's level or above;
 //! - `manual` runs only when asked.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,6 +24,7 @@ use crate::alerts::{DEFAULT_REFRESH_MS, Phase, Timing};
 use crate::cleanup::{self, walk};
 use crate::crossing::Crossing;
 use crate::dispatch::Dispatcher;
+pub use crate::gate::{Busy, DEFAULT_MAX_EVALUATIONS, Gate, Pass};
 use crate::state::{EvalRecord, StateKey, StateStore};
 use warden_core::records::SeriesSelector;
 use warden_core::telemetry::{FailureLabels, PolicyLabels, Telemetry};
@@ -88,45 +89,8 @@ pub struct Context {
     pub refresh_ms: u64,
     /// Recovery: circuits and decisions, for manual runs of recovery policies.
     pub recovery: Option<Arc<crate::recovery::Recovery>>,
-    /// Policies evaluating now, by name: a policy runs at most once at a
-    /// time, whatever triggered it (schedule, threshold, run-now), and
-    /// across a reload of its file.
-    pub running: Arc<Mutex<HashSet<String>>>,
-}
-
-/// Why a policy was not run now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotRun {
-    /// The policy says `enabled: false`.
-    Disabled,
-    /// A run of it is still going.
-    Running,
-}
-
-/// A claim on running a policy, released when dropped.
-struct Claim {
-    running: Arc<Mutex<HashSet<String>>>,
-    name: String,
-}
-
-impl Claim {
-    /// Claims `name`; `None` while another run of it holds the claim.
-    fn take(cx: &Context, name: &str) -> Option<Claim> {
-        let mut running = cx.running.lock().unwrap_or_else(|p| p.into_inner());
-        running.insert(name.to_owned()).then(|| Claim {
-            running: Arc::clone(&cx.running),
-            name: name.to_owned(),
-        })
-    }
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.name);
-    }
+    /// How many evaluations run at once.
+    pub gate: Arc<Gate>,
 }
 
 impl Context {
@@ -141,8 +105,8 @@ impl Context {
             events: tokio::sync::broadcast::channel(256).0,
             pressure: tokio::sync::watch::channel(None).0,
             refresh_ms: DEFAULT_REFRESH_MS,
-            running: Arc::default(),
             recovery: None,
+            gate: Arc::new(Gate::default()),
         }
     }
 
@@ -247,6 +211,7 @@ impl Scheduler {
                 .get(file)
                 .is_some_and(|f| f.error.is_some() || f.policies.iter().any(|p| p.name() == name))
         });
+        self.cx.gate.retain(|name| set.get(name).is_some());
         let in_use: Vec<_> = set
             .policies()
             .filter_map(|p| p.policy.spec.notify.as_ref())
@@ -354,16 +319,11 @@ impl Scheduler {
         handles
     }
 
-    /// Evaluates `policy` now, as a manual trigger does. A cleanup policy
-    /// that is held ([`LivePolicy::held`]) runs as a dry run. A disabled
-    /// policy is not run, nor one whose previous run is still going.
-    pub async fn run_now(&self, policy: &Arc<LivePolicy>) -> Result<EvalRecord, NotRun> {
-        if !policy.policy.spec.enabled {
-            return Err(NotRun::Disabled);
-        }
-        evaluate(policy, &self.cx, None)
-            .await
-            .ok_or(NotRun::Running)
+    /// Evaluates `policy` now, as a manual trigger does, if the bounds on
+    /// evaluations allow it now; otherwise says why not, without waiting.
+    pub async fn run_now(&self, policy: &Arc<LivePolicy>) -> Result<EvalRecord, Busy> {
+        let pass = self.cx.gate.try_enter(policy.name())?;
+        Ok(evaluate_with(policy, &self.cx, None, pass).await)
     }
 
     /// Returns the number of scheduled policies.
@@ -420,33 +380,30 @@ async fn watch_threshold(p: &Arc<LivePolicy>, cx: &Context, t: &ThresholdTrigger
     }
 }
 
-/// Evaluates a policy once on the blocking pool, acts on what it decided
-/// and records the outcome; `None` (and nothing done) while a run of the
-/// same policy is still going.
-pub async fn evaluate(
+/// Evaluates a policy once on the blocking pool when the gate lets it, acts
+/// on what it decided and records the outcome.
+pub async fn evaluate(policy: &Arc<LivePolicy>, cx: &Context, tick: Option<u64>) -> EvalRecord {
+    let pass = cx.gate.enter(policy.name()).await;
+    evaluate_with(policy, cx, tick, pass).await
+}
+
+/// Evaluates a policy once on the blocking pool under `pass`, which the
+/// blocking task holds until it is done.
+async fn evaluate_with(
     policy: &Arc<LivePolicy>,
     cx: &Context,
     tick: Option<u64>,
-) -> Option<EvalRecord> {
-    let Some(claim) = Claim::take(cx, policy.name()) else {
-        tracing::info!(
-            policy = policy.name(),
-            "not run: the previous run of this policy is still going"
-        );
-        return None;
-    };
+    pass: Pass,
+) -> EvalRecord {
     let at_ms = warden_core::clock::now_ms();
     let started = Instant::now();
     let p = Arc::clone(policy);
     let c = cx.clone();
-    // The claim goes with the work: a task aborted by a reload leaves its
-    // blocking half running, and the policy claimed until that is done.
-    let outcome = match tokio::task::spawn_blocking(move || {
-        let _claim = claim;
+    let blocking = move || {
+        let _pass = pass;
         decide_and_act(&p, &c, at_ms)
-    })
-    .await
-    {
+    };
+    let outcome = match tokio::task::spawn_blocking(blocking).await {
         Ok(r) => r,
         Err(e) => Err(("panic", format!("the evaluation task failed: {e}"))),
     };
@@ -481,7 +438,7 @@ pub async fn evaluate(
         tick,
         record.clone(),
     );
-    Some(record)
+    record
 }
 
 /// The blocking half of [`evaluate`]: the plugin call and what follows it.
@@ -630,10 +587,18 @@ fn evaluate_blocking(p: &LivePolicy, cx: &Context) -> Result<Decided, (&'static 
             let mut runs = Vec::new();
             // A scope of only registered kinds has no files to look at.
             if !p.policy.scope_paths.is_empty() || kinds.is_empty() {
-                let candidates = walk::scan(&p.policy.scope_paths);
-                let plan = evaluator.plan(dry_run, candidates.clone()).map_err(fail)?;
+                // Resolved and pinned once for the whole run: the scan and
+                // every deletion start from these descriptors.
+                let scope = cleanup::Scope::open(&p.policy.scope_paths, &p.policy.protected)
+                    .map_err(|e| {
+                        tracing::error!(policy = p.name(), "refused: {e}");
+                        ("unsafe_scope", e.to_string())
+                    })?;
+                let mut candidates = walk::scan(&scope);
+                let plan = evaluator
+                    .plan_over(dry_run, &mut candidates.set)
+                    .map_err(fail)?;
                 let rules = cleanup::Rules::new(
-                    p.policy.scope_paths.clone(),
                     &p.policy.spec.scope.exclude,
                     p.policy.max_actions,
                     dry_run,
@@ -642,14 +607,22 @@ fn evaluate_blocking(p: &LivePolicy, cx: &Context) -> Result<Decided, (&'static 
                 .with_concurrency(p.policy.max_concurrent)
                 .with_run_timeout(p.policy.run_timeout)
                 .with_retries(p.policy.spec.retries.clone());
-                runs.push(cleanup::execute(p.name(), &rules, &candidates, &plan));
+                runs.push(cleanup::execute(
+                    p.name(),
+                    &rules,
+                    &scope,
+                    &candidates,
+                    &plan,
+                ));
             }
             // Registered resources get a plan of their own: their handles
             // are the registry's, not inodes, and they are released, not
             // deleted.
             if !kinds.is_empty() {
-                let registered = crate::cleanup::registered::candidates(&cx.registry, kinds);
-                let plan = evaluator.plan(dry_run, registered.clone()).map_err(fail)?;
+                let mut registered = crate::cleanup::registered::candidates(&cx.registry, kinds);
+                let plan = evaluator
+                    .plan_over(dry_run, &mut registered)
+                    .map_err(fail)?;
                 runs.push(crate::cleanup::registered::execute(
                     p.name(),
                     &cx.registry,
@@ -672,20 +645,5 @@ fn evaluate_blocking(p: &LivePolicy, cx: &Context) -> Result<Decided, (&'static 
             }
         },
         PolicyKind::Quota => Ok(Decided::Summary("quota checked by the host".into())),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_policy_is_claimed_by_one_run_at_a_time() {
-        let cx = Context::new(Arc::default(), Arc::default());
-        let first = Claim::take(&cx, "sweep").expect("free");
-        assert!(Claim::take(&cx, "sweep").is_none(), "claimed twice");
-        assert!(Claim::take(&cx, "other").is_some(), "names are separate");
-        drop(first);
-        assert!(Claim::take(&cx, "sweep").is_some(), "released on drop");
     }
 }

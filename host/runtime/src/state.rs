@@ -128,7 +128,7 @@ struct SavedPolicy {
 pub struct StateStore {
     map: Mutex<HashMap<StateKey, PolicyState>>,
     alerts: Mutex<Alerts>,
-    cleanup_runs: Mutex<CleanupRuns>,
+    history: crate::history::History,
     /// Plugins' own state, by policy (saved in `plugins/` of `dir`).
     plugins: super::plugin_state::PluginStates,
     /// Where alert state and cleanup history are kept across restarts;
@@ -152,14 +152,6 @@ pub struct SaveFailure {
 }
 
 #[derive(Debug, Default)]
-struct CleanupRuns {
-    /// Newest first.
-    runs: std::collections::VecDeque<super::cleanup::Run>,
-    /// Lines in the history file, to know when to compact it.
-    lines: usize,
-}
-
-#[derive(Debug, Default)]
 struct Alerts {
     by_policy: HashMap<(PathBuf, String), PolicyAlerts>,
     history: std::collections::VecDeque<AlertEvent>,
@@ -167,24 +159,29 @@ struct Alerts {
 
 /// The file alert state is kept in, inside the state directory.
 const ALERTS_FILE: &str = "alerts.json";
-/// The cleanup history: one run per line (JSON), oldest first, appended to
-/// and compacted to the newest [`CLEANUP_HISTORY`] once it holds twice that.
-const CLEANUP_FILE: &str = "cleanup-history.jsonl";
+/// The largest alert state file read: a thousand policies with a thousand
+/// alerts each is far less.
+const MAX_ALERTS_FILE: u64 = 64 << 20;
 
 impl StateStore {
-    /// A store that keeps alert state in `dir` (created if missing) and
-    /// starts from what an earlier run left there. A file that cannot be
-    /// read is moved aside, named in the log, and the store starts empty.
+    /// A store that keeps alert state and the cleanup history in `dir`
+    /// (created if missing) and starts from what an earlier run left there.
+    /// A file that cannot be used (unreadable, too large, damaged) is moved
+    /// aside and named in the log, and the store starts without it: a bad
+    /// file never keeps the daemon from starting.
     pub fn open(dir: &std::path::Path) -> std::io::Result<Self> {
         warden_core::fsx::ensure_private_dir(dir, "state directory")?;
         // Temporary files of a save that died half-way held nothing needed.
-        for name in [ALERTS_FILE, CLEANUP_FILE] {
+        for name in [ALERTS_FILE, crate::history::FILE] {
             let _ = std::fs::remove_file(dir.join(format!(".{name}.tmp")));
         }
         let path = dir.join(ALERTS_FILE);
         let mut alerts = Alerts::default();
-        match std::fs::read(&path) {
-            Ok(bytes) => match serde_json::from_slice::<SavedAlerts>(&bytes) {
+        match warden_core::files::read_regular(&path, MAX_ALERTS_FILE) {
+            Err(e) if e.is_not_found() => {}
+            read => match read.map_err(|e| format!("the file {e}")).and_then(|bytes| {
+                serde_json::from_slice::<SavedAlerts>(&bytes).map_err(|e| e.to_string())
+            }) {
                 Ok(saved) => {
                     for p in saved.policies {
                         let states = p
@@ -201,80 +198,24 @@ impl StateStore {
                         "json.unreadable-{}",
                         warden_core::clock::now_ms()
                     ));
-                    std::fs::rename(&path, &aside)?;
-                    tracing::error!(file = %path.display(), moved_to = %aside.display(), error = %e, "the saved alert state is unreadable; starting without it");
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        let mut cleanup = CleanupRuns::default();
-        let path = dir.join(CLEANUP_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                for (n, line) in text.lines().enumerate() {
-                    cleanup.lines += 1;
-                    // A line cut short by a crash mid-append is the only
-                    // expected damage; it and any other bad line are skipped.
-                    match serde_json::from_str(line) {
-                        Ok(run) => {
-                            if cleanup.runs.len() == CLEANUP_HISTORY {
-                                cleanup.runs.pop_back();
-                            }
-                            cleanup.runs.push_front(run);
+                    match std::fs::rename(&path, &aside) {
+                        Ok(()) => {
+                            tracing::error!(file = %path.display(), moved_to = %aside.display(), error = %e, "the saved alert state cannot be used; moved aside, starting without it")
                         }
-                        Err(e) => {
-                            tracing::warn!(file = %path.display(), line = n + 1, error = %e, "skipping an unreadable cleanup run");
+                        Err(r) => {
+                            tracing::error!(file = %path.display(), error = %e, rename = %r, "the saved alert state cannot be used nor moved aside; starting without it, it will be overwritten")
                         }
                     }
                 }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+            },
         }
         Ok(StateStore {
             alerts: Mutex::new(alerts),
-            cleanup_runs: Mutex::new(cleanup),
+            history: crate::history::History::open(dir),
             plugins: super::plugin_state::PluginStates::open(dir)?,
             dir: Some(dir.to_path_buf()),
             ..StateStore::default()
         })
-    }
-
-    /// Appends `run` to the history file, compacting it when it is long.
-    fn save_cleanup(&self, h: &mut CleanupRuns) {
-        use std::io::Write as _;
-        let Some(dir) = &self.dir else { return };
-        let Some(run) = h.runs.front() else { return };
-        let path = dir.join(CLEANUP_FILE);
-        let result = if h.lines + 1 >= 2 * CLEANUP_HISTORY {
-            let mut text = Vec::new();
-            for r in h.runs.iter().rev() {
-                if serde_json::to_writer(&mut text, r).is_ok() {
-                    text.push(b'\n');
-                }
-            }
-            let kept = h.runs.len();
-            warden_core::fsx::write_atomic(dir, CLEANUP_FILE, &text).map(|()| h.lines = kept)
-        } else {
-            let mut line = serde_json::to_vec(run).map_err(std::io::Error::other);
-            if let Ok(l) = &mut line {
-                l.push(b'\n');
-            }
-            line.and_then(|l| {
-                let mut f = warden_core::fsx::private_append().open(&path)?;
-                // One write of a whole line: a crash leaves at most a cut
-                // last line, which the reader skips.
-                f.write_all(&l)?;
-                f.sync_data()
-            })
-            .map(|()| 1)
-            .map(|n| h.lines += n)
-        };
-        if let Err(e) = &result {
-            tracing::error!(file = %path.display(), error = %e, "cannot save the cleanup history; this run will be missing after a restart");
-        }
-        self.saved(CLEANUP_FILE, result.map(drop));
     }
 
     /// Notes how a save went, for [`StateStore::save_failure`].
@@ -344,34 +285,22 @@ impl StateStore {
     }
 }
 
-/// How many cleanup runs the history keeps, newest first.
-pub const CLEANUP_HISTORY: usize = 500;
-/// How many items of each run the history keeps; the rest are counted.
-pub const CLEANUP_ITEMS: usize = 1000;
+pub use crate::history::{CLEANUP_HISTORY, CLEANUP_ITEMS};
 
 impl StateStore {
-    /// Adds a cleanup run to the history, dropping the oldest beyond
-    /// [`CLEANUP_HISTORY`].
-    pub fn record_cleanup(&self, mut run: super::cleanup::Run) {
-        run.trim(CLEANUP_ITEMS);
-        let mut h = self.cleanup_runs.lock().unwrap_or_else(|p| p.into_inner());
-        if h.runs.len() == CLEANUP_HISTORY {
-            h.runs.pop_back();
+    /// Adds a cleanup run to the history, bounded (its first items, cut to fit
+    /// one line of the history file),
+    /// dropping the oldest beyond [`CLEANUP_HISTORY`].
+    pub fn record_cleanup(&self, run: super::cleanup::Run) {
+        if let Some(result) = self.history.record(run) {
+            self.saved(crate::history::FILE, result);
         }
-        h.runs.push_front(run);
-        self.save_cleanup(&mut h);
     }
 
     /// The newest `limit` runs of the cleanup history, newest first, of one
     /// policy or all. Only those are copied: a run may hold 1,000 items.
     pub fn cleanup_history(&self, policy: Option<&str>, limit: usize) -> Vec<super::cleanup::Run> {
-        let h = self.cleanup_runs.lock().unwrap_or_else(|p| p.into_inner());
-        h.runs
-            .iter()
-            .filter(|r| policy.is_none_or(|p| r.policy == p))
-            .take(limit)
-            .cloned()
-            .collect()
+        self.history.recent(policy, limit)
     }
 
     /// Records an evaluation of `key` on schedule tick `tick`.
@@ -575,22 +504,7 @@ mod tests {
         }
     }
 
-    fn run(policy: &str) -> crate::cleanup::Run {
-        crate::cleanup::Run {
-            policy: policy.into(),
-            started_ms: 1,
-            finished_ms: 2,
-            duration_ms: 1,
-            dry_run: false,
-            candidates: 0,
-            planned: 0,
-            cap_exceeded: None,
-            timed_out: false,
-            items: vec![],
-            bytes_freed: 7,
-            omitted: [0; 5],
-        }
-    }
+    use crate::history::tests::run;
 
     #[test]
     fn alerts_and_cleanup_history_survive_reopening() {
@@ -633,7 +547,7 @@ mod tests {
             format!("c{}", 2 * CLEANUP_HISTORY + 2),
             "newest first"
         );
-        let lines = std::fs::read_to_string(dir.path().join(CLEANUP_FILE))
+        let lines = std::fs::read_to_string(dir.path().join(crate::history::FILE))
             .unwrap()
             .lines()
             .count();

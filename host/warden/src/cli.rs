@@ -346,6 +346,9 @@ fn check(paths: &[PathBuf], format: Format, data_dir: Option<PathBuf>) -> anyhow
                     errors += 1;
                     writeln!(out, "{e}")?;
                 }
+                for w in &f.warnings {
+                    writeln!(out, "warning: {w}")?;
+                }
             }
             let files = report.files.len();
             if report.ok {

@@ -20,6 +20,9 @@ use warden_runtime::{Scheduler, StateStore};
 /// The default address: loopback only, so nothing is exposed unless asked.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9715";
 
+/// The largest daemon config file read.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 1 << 20;
+
 /// How the daemon runs. Every field has a default, so no config file is needed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +48,67 @@ pub struct DaemonConfig {
     /// Memory pressure levels, for cleanup policies' `on_pressure`.
     #[serde(default)]
     pub pressure: warden_runtime::pressure::PressureConfig,
+    /// How much the resource registry holds.
+    #[serde(default)]
+    pub resources: ResourcesConfig,
+    /// How many evaluations run at once.
+    #[serde(default)]
+    pub evaluations: EvaluationsConfig,
+}
+
+/// The `resources:` section: bounds of the registry of resources
+/// applications register. Past them, a registration answers `507` with the
+/// reason.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcesConfig {
+    /// Resources tracked at once (default 100,000).
+    #[serde(default = "default_max_tracked")]
+    pub max_tracked: usize,
+    /// Bytes of their names, owners and labels (default 256MiB).
+    #[serde(default = "default_registry_bytes")]
+    pub max_bytes: warden_core::values::ByteSize,
+}
+
+impl Default for ResourcesConfig {
+    fn default() -> Self {
+        ResourcesConfig {
+            max_tracked: default_max_tracked(),
+            max_bytes: default_registry_bytes(),
+        }
+    }
+}
+
+fn default_max_tracked() -> usize {
+    warden_resources::RegistryLimits::DEFAULT_MAX_TRACKED
+}
+
+fn default_registry_bytes() -> warden_core::values::ByteSize {
+    warden_core::values::ByteSize(warden_resources::RegistryLimits::DEFAULT_MAX_BYTES as u64)
+}
+
+/// The `evaluations:` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluationsConfig {
+    /// Evaluations running at once across all policies (default
+    /// [`warden_runtime::scheduler::DEFAULT_MAX_EVALUATIONS`]); each policy
+    /// runs at most once at a time. A scheduled evaluation past the bound
+    /// waits its turn; a run-now answers `429` with the reason.
+    #[serde(default = "default_max_evaluations")]
+    pub max_concurrent: usize,
+}
+
+impl Default for EvaluationsConfig {
+    fn default() -> Self {
+        EvaluationsConfig {
+            max_concurrent: default_max_evaluations(),
+        }
+    }
+}
+
+fn default_max_evaluations() -> usize {
+    warden_runtime::scheduler::DEFAULT_MAX_EVALUATIONS
 }
 
 /// The `alerts:` section.
@@ -191,15 +255,20 @@ impl Default for DaemonConfig {
             api: ApiConfig::default(),
             alerts: AlertsConfig::default(),
             pressure: warden_runtime::pressure::PressureConfig::default(),
+            resources: ResourcesConfig::default(),
+            evaluations: EvaluationsConfig::default(),
         }
     }
 }
 
 impl DaemonConfig {
-    /// Reads a daemon config file.
+    /// Reads a daemon config file: a regular file of at most
+    /// [`MAX_CONFIG_FILE_BYTES`].
     pub fn load(path: &std::path::Path) -> anyhow::Result<DaemonConfig> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("failed to read the config file `{}`", path.display()))?;
+        let bytes = warden_core::files::read_regular(path, MAX_CONFIG_FILE_BYTES)
+            .map_err(|e| anyhow::anyhow!("the config file `{}` {e}", path.display()))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| anyhow::anyhow!("the config file `{}` is not UTF-8", path.display()))?;
         let mut config: DaemonConfig = serde_norway::from_str(&text)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         // A receiver's `credentials_file` is relative to this file.
@@ -282,7 +351,20 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
             .await??,
         )
     };
-    let registry = Arc::new(warden_resources::Registry::default());
+    anyhow::ensure!(
+        config.resources.max_tracked > 0,
+        "resources.max_tracked: must be at least 1"
+    );
+    anyhow::ensure!(
+        config.evaluations.max_concurrent > 0,
+        "evaluations.max_concurrent: must be at least 1"
+    );
+    let registry = Arc::new(warden_resources::Registry::with_limits(
+        warden_resources::RegistryLimits {
+            max_tracked: config.resources.max_tracked,
+            max_bytes: usize::try_from(config.resources.max_bytes.0).unwrap_or(usize::MAX),
+        },
+    ));
     let sources = Arc::new(Sources {
         series: Arc::clone(pipeline.store()),
         resources: Arc::clone(&registry),
@@ -317,6 +399,9 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         series: Arc::clone(pipeline.store()),
         registry: Arc::clone(&registry),
         refresh_ms: u64::try_from(config.alerts.refresh.0.as_millis()).unwrap_or(u64::MAX),
+        gate: Arc::new(warden_runtime::scheduler::Gate::new(
+            config.evaluations.max_concurrent,
+        )),
         ..warden_runtime::scheduler::Context::new(Arc::clone(&state), Arc::clone(&telemetry))
     };
     let recovery = Arc::new(Recovery::new(RecoveryOptions {
