@@ -83,6 +83,12 @@ const GUESTS: &[Guest] = &[
         builtin: None,
     },
     Guest {
+        dir: "plugins/testing/sleeper",
+        package: "warden-test-sleeper",
+        kind: "cleanup",
+        builtin: None,
+    },
+    Guest {
         dir: "examples/big-files",
         package: "example-big-files",
         kind: "cleanup",

@@ -64,7 +64,8 @@ fn registered_resources_are_listed_used_released_and_cleaned_up_by_ttl() {
         call(
             "DELETE",
             &d.addr,
-            &format!("/api/v1/resources/{done}"),
+            // The owner releases it (another caller would need `force`).
+            &format!("/api/v1/resources/{done}?owner=svc"),
             None
         )
         .0,
@@ -291,5 +292,126 @@ fn health_scores_each_subsystem_by_what_is_wrong_with_it() {
         (&h["files"], &h["policies"], &h["files_with_errors"]),
         (&json!(3), &json!(2), &json!(1))
     );
+    d.stop();
+}
+
+/// A cleanup policy of the sleeper guest: it sleeps `sleep_ms` in a host
+/// call under a deadline of `timeout`.
+fn sleeper(name: &str, sleep_ms: u64, timeout: &str, extra: &str) -> String {
+    format!(
+        "policies:
+  - name: {name}
+    kind: cleanup
+    plugin: {}
+    trigger: manual
+    timeout: {timeout}
+{extra}    config:
+      sleep_ms: {sleep_ms}
+",
+        warden_plugins::SLEEPER_COMPONENT
+    )
+}
+
+/// Runs `policies` now, all at once; returns each answer, in order.
+fn run_together(d: &Daemon, policies: &[&str]) -> Vec<(u16, serde_json::Value)> {
+    std::thread::scope(|s| {
+        let runs: Vec<_> = policies
+            .iter()
+            .map(|p| {
+                let path = format!("/api/v1/policies/{p}/run");
+                s.spawn(move || call("POST", &d.addr, &path, None))
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn run_now_past_the_bounds_is_429_and_of_a_disabled_policy_409() {
+    let d = daemon(
+        &[
+            ("nap.yaml", &sleeper("nap", 3000, "10s", "")),
+            ("nap2.yaml", &sleeper("nap2", 3000, "10s", "")),
+            ("long.yaml", &sleeper("long", 30_000, "500ms", "")),
+            ("off.yaml", &sleeper("off", 0, "1s", "    enabled: false\n")),
+        ],
+        &format!("{QUIET}evaluations:\n  max_concurrent: 1\n"),
+    );
+    // One policy twice at once: it runs at most once at a time.
+    let mut answers = run_together(&d, &["nap", "nap"]);
+    answers.sort_by_key(|(status, _)| *status);
+    assert_eq!((answers[0].0, answers[1].0), (200, 429), "{answers:?}");
+    assert_eq!(answers[0].1["ok"], true, "{answers:?}");
+    let why = answers[1].1["error"].as_str().unwrap();
+    assert!(why.contains("`nap` is running already"), "{why}");
+    // Two policies at once, with room for one evaluation in the daemon.
+    let mut answers = run_together(&d, &["nap", "nap2"]);
+    answers.sort_by_key(|(status, _)| *status);
+    assert_eq!((answers[0].0, answers[1].0), (200, 429), "{answers:?}");
+    let why = answers[1].1["error"].as_str().unwrap();
+    assert!(why.contains("evaluations.max_concurrent"), "{why}");
+    // Blocked in a host call for 30 s under a 500 ms deadline: stopped,
+    // through the daemon's own runtime too, and its slot freed.
+    let (status, record) = call("POST", &d.addr, "/api/v1/policies/long/run", None);
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["ok"], false, "{record}");
+    assert!(
+        record["detail"].as_str().unwrap().contains("500ms timeout"),
+        "{record}"
+    );
+    assert!(
+        record["micros"].as_u64().unwrap() < 10_000_000,
+        "a 30 s sleep ran {} µs",
+        record["micros"]
+    );
+    // A disabled policy says so, on both run endpoints.
+    for path in ["/api/v1/policies/off/run", "/api/v1/cleanup/tasks/off/run"] {
+        let (status, e) = call("POST", &d.addr, path, None);
+        assert_eq!(status, 409, "{path}: {e}");
+        let why = e["error"].as_str().unwrap();
+        assert!(
+            why.contains("`off` is disabled") && why.contains("off.yaml"),
+            "{why}"
+        );
+    }
+    d.stop();
+}
+
+#[test]
+fn a_full_registry_answers_507_with_the_reason() {
+    let d = daemon(&[], &format!("{QUIET}resources:\n  max_tracked: 2\n"));
+    let register = |name: &str| {
+        call(
+            "POST",
+            &d.addr,
+            "/api/v1/resources",
+            Some(&json!({"kind": "app-object", "name": name})),
+        )
+    };
+    assert_eq!(register("a").0, 201);
+    let (status, b) = register("b");
+    assert_eq!(status, 201);
+    let (status, e) = register("c");
+    assert_eq!(status, 507, "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("resources.max_tracked"),
+        "{e}"
+    );
+    // Room again once one is released.
+    let handle = b["handle"].as_u64().unwrap();
+    assert_eq!(
+        call(
+            "DELETE",
+            &d.addr,
+            &format!("/api/v1/resources/{handle}"),
+            None
+        )
+        .0,
+        204
+    );
+    assert_eq!(register("c").0, 201);
     d.stop();
 }

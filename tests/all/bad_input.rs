@@ -39,8 +39,49 @@ fn not_wasm_at_all() {
     let err = load_bytes(b"#!/bin/sh\nrm -rf /tmp/*\n", None);
     assert!(matches!(err.kind, LoadErrorKind::NotWasm(_)), "{err}");
     assert!(err.to_string().contains("not a WebAssembly file"), "{err}");
+    // Whatever the file holds is not repeated, in any form.
+    for shown in ["#!", "rm -rf", "23 21"] {
+        assert!(!err.to_string().contains(shown), "{err}");
+    }
     let empty = load_bytes(b"", None);
     assert!(empty.to_string().contains("the file is empty"), "{empty}");
+}
+
+/// Loads `path` as a plugin on another thread; fails if that takes more than
+/// 10 s (a device or a FIFO read would never end).
+fn load_path(path: &std::path::Path) -> LoadError {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = path.to_owned();
+    std::thread::spawn(move || {
+        let (engine, _dir) = engine();
+        let _ = tx.send(engine.load_file(&p, None).map(drop));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap_or_else(|_| panic!("loading `{}` as a plugin did not end", path.display()))
+        .unwrap_err()
+}
+
+#[test]
+fn devices_fifos_and_directories_are_refused_at_once_by_name() {
+    let err = load_path(std::path::Path::new("/dev/zero"));
+    assert!(
+        err.to_string()
+            .starts_with("/dev/zero: is a character device, not a regular file"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("plugin.wasm");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path and a mode.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let err = load_path(&fifo);
+    assert!(
+        err.to_string().contains("is a FIFO, not a regular file"),
+        "{err}"
+    );
+    assert!(err.to_string().starts_with(fifo.to_str().unwrap()), "{err}");
+    let err = load_path(dir.path());
+    assert!(err.to_string().contains("is a directory"), "{err}");
 }
 
 #[test]

@@ -70,6 +70,10 @@ fn old_files_go_and_every_trap_stays() {
     );
     std::fs::write(scope.join("fresh.tmp"), "new").unwrap();
 
+    // What deleting them frees: the space they take on disk.
+    let space =
+        |p: &Path| std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(p).unwrap()) * 512;
+    let freed = space(&scope.join("a.tmp")) + space(&scope.join("sub/b.tmp"));
     let d = daemon_with(&policy(&scope, ""));
     let record = run(&d);
     assert_eq!(record["ok"], true, "{record}");
@@ -77,7 +81,7 @@ fn old_files_go_and_every_trap_stays() {
         record["detail"]
             .as_str()
             .unwrap()
-            .contains("deleted 2 (150 bytes freed)"),
+            .contains(&format!("deleted 2 ({freed} bytes freed)")),
         "{record}"
     );
     assert!(!scope.join("a.tmp").exists() && !scope.join("sub/b.tmp").exists());
@@ -102,7 +106,7 @@ fn old_files_go_and_every_trap_stays() {
     assert_eq!(of("a.tmp")["outcome"], "deleted");
     assert_eq!(of("held")["outcome"], "skipped");
     assert!(of("held")["why"].as_str().unwrap().contains("locked"));
-    assert_eq!(h[0]["bytes_freed"], 150);
+    assert_eq!(h[0]["bytes_freed"], freed);
     drop(held);
     d.stop();
 }
@@ -139,12 +143,20 @@ fn a_dry_run_lists_every_action_in_the_log_and_the_first_thousand_in_the_history
     for name in &names {
         old_file(&scope.join(name), 1);
     }
+    // What each file takes on disk (its blocks), which is what deleting it frees.
+    let bytes: u64 = names
+        .iter()
+        .map(|n| {
+            std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(scope.join(n)).unwrap()) * 512
+        })
+        .sum();
     let d = daemon_with(&policy(&scope, "    dry_run: true\n"));
     let record = run(&d);
     assert!(
-        record["detail"].as_str().unwrap().contains(&format!(
-            "would delete {OVER_HISTORY} ({OVER_HISTORY} bytes)"
-        )),
+        record["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("would delete {OVER_HISTORY} ({bytes} bytes)")),
         "{record}"
     );
     assert_eq!(std::fs::read_dir(&scope).unwrap().count(), OVER_HISTORY);
@@ -185,5 +197,60 @@ fn a_dry_run_lists_every_action_in_the_log_and_the_first_thousand_in_the_history
             "{path} listed once"
         );
     }
+    d.stop();
+}
+
+#[test]
+fn a_scope_through_a_symlink_a_user_made_deletes_nothing_and_names_it() {
+    // `scope.paths: [.../home/alice/app/log]`, where `app` is a symlink that
+    // alice (who owns her home) pointed at another tree.
+    let tree = tempfile::tempdir().unwrap();
+    let home = tree.path().join("srv/home/alice");
+    let other = tree.path().join("other");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(other.join("log")).unwrap();
+    old_file(&other.join("log/precious.tmp"), 100);
+    std::os::unix::fs::chown(&home, Some(1000), None).unwrap();
+    std::os::unix::fs::symlink(&other, home.join("app")).unwrap();
+    std::os::unix::fs::lchown(home.join("app"), Some(1000), None).unwrap();
+
+    let d = daemon_with(&policy(&home.join("app/log"), ""));
+    let record = run(&d);
+    assert_eq!(record["ok"], false, "{record}");
+    let detail = record["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!(
+            "`{}` is a symlink owned by uid 1000",
+            home.join("app").display()
+        )),
+        "{detail}"
+    );
+    assert!(other.join("log/precious.tmp").exists());
+    d.stop();
+}
+
+#[test]
+fn a_sparse_file_does_not_make_temp_files_evict_the_others() {
+    // Others' files, two days old; then one user's fresh sparse file of
+    // 10 TiB that takes no space. The budget is about space on disk.
+    let tree = tempfile::tempdir().unwrap();
+    let scope = tree.path().join("shared");
+    std::fs::create_dir(&scope).unwrap();
+    for i in 0..10 {
+        old_file(&scope.join(format!("theirs-{i}")), 4096);
+    }
+    let sparse = std::fs::File::create(scope.join("mine")).unwrap();
+    sparse.set_len(10 << 40).unwrap();
+    let d = daemon_with(&format!(
+        "policies:\n  - name: sweep\n    kind: cleanup\n    plugin: temp-files\n    trigger: manual\n    scope:\n      paths: [\"{}\"]\n    config:\n      max_age: 30d\n      max_total_bytes: 1048576\n",
+        scope.display()
+    ));
+    let record = run(&d);
+    assert_eq!(record["ok"], true, "{record}");
+    assert!(
+        record["detail"].as_str().unwrap().contains("deleted 0 "),
+        "{record}"
+    );
+    assert_eq!(std::fs::read_dir(&scope).unwrap().count(), 11);
     d.stop();
 }

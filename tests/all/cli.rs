@@ -59,3 +59,93 @@ fn plugin_inspect_of_a_bad_file_exits_1_with_the_reason() {
     assert!(err.starts_with("warden: "), "{err}");
     assert!(err.contains("notes.wasm: not a WebAssembly file"), "{err}");
 }
+
+/// Runs `warden` with `args`, failing the test if it has not ended after
+/// `secs` seconds (a read that blocks or never ends would hang it).
+fn warden_within(secs: u64, args: &[&str]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > std::time::Duration::from_secs(secs) {
+            let _ = child.kill();
+            panic!("`warden {}` did not end within {secs} s", args.join(" "));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path and a mode.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+#[test]
+fn check_refuses_devices_fifos_and_second_documents_at_once_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cleanup = |name: &str, plugin: &str| {
+        format!(
+            "policies:\n  - name: {name}\n    kind: cleanup\n    plugin: {plugin}\n    config: {{max_age: 1d}}\n"
+        )
+    };
+    std::fs::write(d.join("zero.yaml"), cleanup("zero", "/dev/zero")).unwrap();
+    mkfifo(&d.join("pipe.wasm"));
+    std::fs::write(d.join("piped.yaml"), cleanup("piped", "pipe.wasm")).unwrap();
+    mkfifo(&d.join("fifo.yaml"));
+    std::fs::write(d.join("two.yaml"), "policies: []\n---\npolicies: []\n").unwrap();
+    let out = warden_within(60, &["check", d.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for expected in [
+        "plugin `/dev/zero`: is a character device, not a regular file".to_owned(),
+        format!("plugin `{}`: is a FIFO", d.join("pipe.wasm").display()),
+        format!(
+            "{}: the policy file is a FIFO",
+            d.join("fifo.yaml").display()
+        ),
+        format!(
+            "{}:2:1: a second YAML document",
+            d.join("two.yaml").display()
+        ),
+    ] {
+        assert!(text.contains(&expected), "no `{expected}` in:\n{text}");
+    }
+}
+
+#[test]
+fn check_warns_about_scope_parents_other_users_can_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home/alice");
+    std::fs::create_dir_all(home.join("app/log")).unwrap();
+    std::os::unix::fs::chown(&home, Some(1000), None).unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    let policy = dir.path().join("policies/p.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "policies:\n  - name: logs\n    kind: cleanup\n    plugin: temp-files\n    scope:\n      paths: [\"{}\"]\n    config: {{max_age: 1d}}\n",
+            home.join("app/log").display()
+        ),
+    )
+    .unwrap();
+    let out = warden(&["check", policy.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a warning is not an error: {text}"
+    );
+    assert!(
+        text.contains("warning: ")
+            && text.contains(&format!("`{}`", home.display()))
+            && text.contains("uid 1000"),
+        "{text}"
+    );
+}

@@ -196,24 +196,37 @@ fn a_detector_finding_is_stored_notified_exposed_and_triggers_a_policy_then_reso
 
 #[test]
 fn usage_profiles_cover_processes_and_registered_resources() {
+    use std::os::unix::fs::DirBuilderExt as _;
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("policies")).unwrap();
-    let d = Daemon::start_in(dir, Some(CONFIG));
-    let now = chrono::Utc::now().timestamp_millis();
-    // Memory: 100 MB, and 1 GB for one sample in twenty.
-    let samples: Vec<Value> = (0..20)
+    // Process memory is a collector's series, which no client may push: it
+    // comes from the batch files an earlier run of the daemon wrote, as
+    // after a restart. Memory: 100 MB, and 1 GB for one sample in twenty.
+    let data = dir.path().join("data");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data.join("metrics"))
+        .unwrap();
+    let now = chrono::Utc::now();
+    let now_ms = now.timestamp_millis();
+    let records: Vec<Value> = (0..20)
         .map(|i| {
-            json!({"metric": "process_resident_memory_bytes", "labels": {"process": "api"},
-                   "value": if i == 5 { 1e9 } else { 1e8 }, "timestamp_ms": now - (19 - i) * MIN})
+            json!({"type": "gauge", "metric": "process_resident_memory_bytes", "labels": {"process": "api"},
+                   "value": if i == 5 { 1e9 } else { 1e8 }, "timestamp_ms": now_ms - (19 - i) * MIN})
         })
         .collect();
-    let (status, body) = call(
-        "POST",
-        &d.addr,
-        "/api/v1/metrics",
-        Some(&json!({"samples": samples})),
-    );
-    assert_eq!(status, 200, "{body}");
+    let batch = json!({"batch_id": "earlier-run", "batch_timestamp": now.to_rfc3339(),
+                       "total_records": records.len(), "records": records});
+    std::fs::write(
+        data.join(format!(
+            "metrics/metrics_{}.json",
+            now.format("%Y%m%d_%H%M%S_%6f")
+        )),
+        batch.to_string(),
+    )
+    .unwrap();
+    let d = Daemon::start_with_data_dir(dir, CONFIG, &data);
     let (status, _) = call(
         "POST",
         &d.addr,

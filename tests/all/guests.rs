@@ -2,6 +2,7 @@
 //! real engine, fresh store per call, data served by the host imports.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use warden::clock::now_ms;
@@ -15,7 +16,7 @@ use warden::resources::{Registration, Registry};
 use warden::sources::Sources;
 use warden_plugins as guests;
 
-use crate::util::{bind, bind_with, engine, load};
+use crate::util::{bind, bind_with, engine, load, relaxed};
 
 warden_plugins::foreach_cleanup!(assert_test_exists);
 warden_plugins::foreach_recovery!(assert_test_exists);
@@ -32,7 +33,7 @@ fn temp_files() {
         &plugin,
         "tmp",
         &json!({ "max_age": "1h", "max_total_bytes": 150 }),
-        Limits::default(),
+        relaxed(),
     );
     let now = now_ms();
     let mut set = ResourceSet::default();
@@ -72,7 +73,7 @@ fn temp_files() {
         &plugin,
         "tmp",
         &json!({ "max_age": "1h", "maxage": 1 }),
-        Limits::default(),
+        relaxed(),
     );
     let err = bad.plan(false, ResourceSet::default()).unwrap_err();
     assert!(
@@ -128,7 +129,7 @@ fn backoff() {
         &plugin,
         "db",
         &json!({ "base": "100ms", "max": "1s", "jitter": 0, "open_circuit_after": 3 }),
-        Limits::default(),
+        relaxed(),
     );
     let failure = |attempt, class| Failure {
         operation: "db.query".into(),
@@ -183,13 +184,7 @@ fn threshold() {
           "severity": "critical", "for": "2m", "summary": "memory above 90%" },
         { "alert": "NoData", "metric": "absent_metric", "condition": "gt", "threshold": 0 }
     ]});
-    let policy = bind_with(
-        &plugin,
-        "memory",
-        &config,
-        Limits::default(),
-        Arc::new(sources),
-    );
+    let policy = bind_with(&plugin, "memory", &config, relaxed(), Arc::new(sources));
     let mut alerts = policy.evaluate_alerts().unwrap();
     alerts.sort_by(|a, b| a.labels.cmp(&b.labels));
     assert_eq!(alerts.len(), 2, "{alerts:?}");
@@ -240,13 +235,7 @@ fn linear_trend() {
     }
     let config =
         json!({ "metric": "disk_used_bytes", "capacity": 100e9, "window": "1h", "horizon": "2h" });
-    let policy = bind_with(
-        &plugin,
-        "disk",
-        &config,
-        Limits::default(),
-        Arc::new(sources),
-    );
+    let policy = bind_with(&plugin, "disk", &config, relaxed(), Arc::new(sources));
     let found = policy.detect().unwrap();
     assert_eq!(found.len(), 1, "{found:?}");
     let f = &found[0];
@@ -398,23 +387,13 @@ fn adversary() {
             ..Default::default()
         });
     }
-    let all = bind(
-        &plugin,
-        "all",
-        &json!({ "mode": "delete-all" }),
-        Limits::default(),
-    )
-    .plan(true, set.clone())
-    .unwrap();
+    let all = bind(&plugin, "all", &json!({ "mode": "delete-all" }), relaxed())
+        .plan(true, set.clone())
+        .unwrap();
     assert_eq!(all.actions.len(), 3);
-    let err = bind(
-        &plugin,
-        "bad",
-        &json!({ "mode": "bad-index" }),
-        Limits::default(),
-    )
-    .plan(true, set.clone())
-    .unwrap_err();
+    let err = bind(&plugin, "bad", &json!({ "mode": "bad-index" }), relaxed())
+        .plan(true, set.clone())
+        .unwrap_err();
     assert!(
         matches!(&err.failure, EvalFailure::InvalidOutput(m) if m.contains("targets candidate 8, but only 3")),
         "{err}"
@@ -428,7 +407,7 @@ fn adversary() {
         ),
         ("bad-code", "action 0 has code 9"),
     ] {
-        let err = bind(&plugin, mode, &json!({ "mode": mode }), Limits::default())
+        let err = bind(&plugin, mode, &json!({ "mode": mode }), relaxed())
             .plan(true, set.clone())
             .unwrap_err();
         assert!(
@@ -439,16 +418,49 @@ fn adversary() {
 }
 
 #[test]
+fn sleeper() {
+    // Blocked in a host call (`std::thread::sleep` of 30 s, a WASI clock
+    // pollable), where epoch interruption cannot reach: still stopped at its
+    // deadline, as a timeout. The bench `plugin_runtime` reports by how much
+    // it overran.
+    let (engine, _dir) = engine();
+    let plugin = load(&engine, guests::SLEEPER_COMPONENT, Kind::Cleanup);
+    let limits = Limits {
+        timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let started = Instant::now();
+    let err = bind(&plugin, "sleepy", &json!({ "sleep_ms": 30_000 }), limits)
+        .plan(false, ResourceSet::default())
+        .unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(
+        err.failure,
+        EvalFailure::Timeout {
+            limit: limits.timeout
+        },
+        "{err}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "a 30 s sleep under a 200 ms deadline ran {took:?}"
+    );
+    // A sleep within the deadline is fine: the plugin wakes and plans.
+    let plan = bind(&plugin, "nap", &json!({ "sleep_ms": 20 }), relaxed())
+        .plan(false, ResourceSet::default())
+        .unwrap();
+    assert_eq!(
+        plan.actions,
+        vec![(CleanupAction::Notify("awake".into()), 0)]
+    );
+}
+
+#[test]
 fn big_files() {
     // The README's twenty-line plugin, built from examples/big-files.
     let (engine, _dir) = engine();
     let plugin = load(&engine, guests::BIG_FILES_COMPONENT, Kind::Cleanup);
-    let policy = bind(
-        &plugin,
-        "big",
-        &json!({ "max_size_bytes": 100 }),
-        Limits::default(),
-    );
+    let policy = bind(&plugin, "big", &json!({ "max_size_bytes": 100 }), relaxed());
     let mut set = ResourceSet::default();
     for (name, size) in [("/a", 10), ("/b", 1000), ("/c", 100)] {
         set.push(NewResource {
@@ -466,14 +478,9 @@ fn big_files() {
 fn the_sandbox_grants_no_files_env_args_or_network() {
     let (engine, _dir) = engine();
     let plugin = load(&engine, guests::ADVERSARY_COMPONENT, Kind::Cleanup);
-    let err = bind(
-        &plugin,
-        "escape",
-        &json!({ "mode": "escape" }),
-        Limits::default(),
-    )
-    .plan(false, ResourceSet::default())
-    .unwrap_err();
+    let err = bind(&plugin, "escape", &json!({ "mode": "escape" }), relaxed())
+        .plan(false, ResourceSet::default())
+        .unwrap_err();
     let EvalFailure::Plugin(report) = &err.failure else {
         panic!("{err}")
     };
@@ -498,8 +505,12 @@ fn list_resources_serves_the_registry() {
         labels: vec![("pool".into(), "hot".into())],
         ttl_ms: None,
     };
-    registry.register(reg(ResourceKind::AppObject, "cache/x"), now_ms());
-    registry.register(reg(ResourceKind::Socket, "conn/1"), now_ms());
+    registry
+        .register(reg(ResourceKind::AppObject, "cache/x"), now_ms())
+        .unwrap();
+    registry
+        .register(reg(ResourceKind::Socket, "conn/1"), now_ms())
+        .unwrap();
     let sources = Sources {
         resources: Arc::new(registry),
         series: Arc::new(SeriesStore::default()),
@@ -508,7 +519,7 @@ fn list_resources_serves_the_registry() {
         &plugin,
         "lister",
         &json!({ "mode": "list" }),
-        Limits::default(),
+        relaxed(),
         Arc::new(sources),
     );
     let plan = policy.plan(false, ResourceSet::default()).unwrap();
@@ -543,14 +554,9 @@ fn plugin_output_goes_to_the_log_tagged_with_the_plugin() {
     let (engine, _dir) = engine();
     let plugin = load(&engine, guests::ADVERSARY_COMPONENT, Kind::Cleanup);
     tracing::subscriber::with_default(subscriber, || {
-        bind(
-            &plugin,
-            "chatty",
-            &json!({ "mode": "print" }),
-            Limits::default(),
-        )
-        .plan(false, ResourceSet::default())
-        .unwrap();
+        bind(&plugin, "chatty", &json!({ "mode": "print" }), relaxed())
+            .plan(false, ResourceSet::default())
+            .unwrap();
     });
     let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     for expected in [

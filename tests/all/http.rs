@@ -1,20 +1,64 @@
 //! HTTP for the tests that talk to a running `warden` (or Alertmanager,
 //! Prometheus): one client, one call returning status and JSON, one wait.
+//! Every daemon needs its API token; [`remember_token`] records it by
+//! address, and [`agent`] sends it to that address.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// A client that reports error statuses instead of failing on them, ignores
-/// proxy settings (everything here is on loopback), and gives up on one
-/// request after 30 s so that a hang fails the test instead of stalling it.
-pub(crate) fn agent() -> ureq::Agent {
+/// API tokens by `host:port`.
+static TOKENS: LazyLock<Mutex<HashMap<String, String>>> = LazyLock::new(Mutex::default);
+
+/// Makes [`agent`] send `token` to the daemon at `addr`.
+pub(crate) fn remember_token(addr: &str, token: &str) {
+    TOKENS
+        .lock()
+        .unwrap()
+        .insert(addr.to_owned(), token.trim().to_owned());
+}
+
+/// Adds the token of the request's `host:port`, if one is known and the
+/// request carries no `Authorization` of its own.
+fn with_token(
+    mut request: ureq::http::Request<ureq::SendBody>,
+    next: ureq::middleware::MiddlewareNext,
+) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+    let token = request
+        .uri()
+        .authority()
+        .and_then(|a| TOKENS.lock().unwrap().get(a.as_str()).cloned());
+    if let Some(t) = token
+        && !request.headers().contains_key("authorization")
+    {
+        request.headers_mut().insert(
+            "authorization",
+            ureq::http::HeaderValue::from_str(&format!("Bearer {t}")).unwrap(),
+        );
+    }
+    next.handle(request)
+}
+
+fn builder() -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .proxy(None)
         .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
+}
+
+/// A client that reports error statuses instead of failing on them, ignores
+/// proxy settings (everything here is on loopback), gives up on one request
+/// after 30 s so that a hang fails the test instead of stalling it, and
+/// authenticates to every daemon whose token was remembered.
+pub(crate) fn agent() -> ureq::Agent {
+    builder().middleware(with_token).build().into()
+}
+
+/// [`agent`] without the tokens: what anyone else on the machine has.
+pub(crate) fn anonymous_agent() -> ureq::Agent {
+    builder().build().into()
 }
 
 /// `method` (GET, POST or DELETE) on `http://{addr}{path}`, with `body` as

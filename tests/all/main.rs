@@ -24,6 +24,12 @@
 //! - `expressions`: the threshold plugin's rates, ratios, quantiles, absence
 //!   and grouping against the real series store.
 //! - `replay`: `warden replay` as a user runs it.
+//! - `exposure`: what the API lets in and out (issue 12): `Host`, content
+//!   types, resource owners and handles, personal data, hostile pushes
+//!   checked by `promtool`, secrets in answers and logs.
+//! - `faults`: the daemon under abuse and faults (issue 12): 2,000 idle
+//!   connections, a full tmpfs, an untrusted data directory, a cleanup
+//!   policy going live mid-edit.
 //! - `compat`: a plugin built against WIT 0.1.0 (a frozen fixture) loads,
 //!   checks and runs through the daemon.
 //! - `init`: `warden check` and reloads run each plugin's `init`; config
@@ -53,7 +59,9 @@ mod cli;
 mod compat;
 mod containment;
 mod daemon;
+mod exposure;
 mod expressions;
+mod faults;
 mod findings;
 mod guests;
 mod http;

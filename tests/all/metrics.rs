@@ -485,7 +485,8 @@ fn a_pushed_metric_reaches_a_policy_through_query_series() {
     let t = Instant::now();
     loop {
         let (status, record) = post(&d.addr, "/api/v1/policies/a/run", &json!({}));
-        assert_eq!(status, 200, "{record}");
+        // 409: its scheduled run is going; a policy runs once at a time.
+        assert!(status == 200 || status == 409, "{status}: {record}");
         if record["detail"]
             .as_str()
             .unwrap_or("")

@@ -520,7 +520,7 @@ fn check_compiles_plugins_and_links_them_to_their_kind() {
         "{text}"
     );
     assert!(
-        text.contains("policy `missing`: plugin") && text.contains("cannot read the plugin"),
+        text.contains("policy `missing`: plugin") && text.contains("cannot be read"),
         "{text}"
     );
     assert!(
@@ -608,7 +608,9 @@ fn alert_state_follows_edits_of_for_and_threshold() {
     let run = || {
         let set = env.policies.current();
         let p = Arc::clone(set.get("hot").unwrap());
-        let record = rt.block_on(scheduler.run_now(&p));
+        let record = rt
+            .block_on(scheduler.run_now(&p))
+            .expect("the policy is enabled and idle");
         assert!(record.ok, "{record:?}");
         state
             .alerts(&file, "hot")

@@ -502,15 +502,19 @@ fn bad_reports_are_refused_by_field_and_nothing_is_kept() {
     assert_eq!(code, 404, "{e}");
 }
 
+/// Issue 12's rules on issue 14's routes: reports and forced states change
+/// the daemon, and circuits and decisions are history, so all need the
+/// token (no `api.public_reads` here).
 #[test]
-fn recovery_mutations_need_the_token_and_reads_do_not() {
-    let d = daemon_in(
-        &[("r.yaml", &recovery("svc", ""))],
-        &format!("{QUIET}api:\n  token: s3cret\n"),
-    );
+fn recovery_mutations_and_reads_need_the_token() {
+    let d = daemon_in(&[("r.yaml", &recovery("svc", ""))], QUIET);
+    // The token the daemon made; `send` and `read` carry only what they are
+    // given.
+    let token = std::fs::read_to_string(d.token_file()).unwrap();
+    let token = token.trim();
     let body = json!({"operation": "svc.get", "class": "timeout"}).to_string();
     let send = |path: &str, token: Option<&str>| {
-        let mut r = crate::http::agent()
+        let mut r = crate::http::anonymous_agent()
             .post(&format!("http://{}{path}", d.addr))
             .header("content-type", "application/json");
         if let Some(t) = token {
@@ -518,8 +522,19 @@ fn recovery_mutations_need_the_token_and_reads_do_not() {
         }
         r.send(body.as_str()).unwrap().status().as_u16()
     };
+    let read = |path: &str| {
+        crate::http::anonymous_agent()
+            .get(&format!("http://{}{path}", d.addr))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
     assert_eq!(send("/api/v1/recovery/failures", None), 401);
-    assert_eq!(send("/api/v1/recovery/failures", Some("s3cret")), 200);
+    assert_eq!(send("/api/v1/recovery/failures", Some("wrong")), 401);
+    assert_eq!(send("/api/v1/recovery/failures", Some(token)), 200);
+    assert_eq!(read("/api/v1/recovery/circuits"), 401);
+    assert_eq!(read("/api/v1/recovery/decisions"), 401);
     let id = circuits(&d)[0]["id"].as_str().unwrap().to_owned();
     assert_eq!(
         send(&format!("/api/v1/recovery/circuits/{id}/force-open"), None),
@@ -528,7 +543,7 @@ fn recovery_mutations_need_the_token_and_reads_do_not() {
     assert_eq!(
         send(
             &format!("/api/v1/recovery/circuits/{id}/force-open"),
-            Some("s3cret")
+            Some(token)
         ),
         200
     );

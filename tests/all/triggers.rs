@@ -24,7 +24,7 @@ pub(crate) fn counter(name: &str, trigger: &str, extra: &str) -> String {
     trigger:
 {trigger}
     scope:
-      paths: [\"${{data_dir}}\"]
+      paths: [\"${{data_dir}}/scratch\"]
 {extra}    dry_run: true
     config:
       max_age: 1d

@@ -85,7 +85,8 @@ struct RulePolicy {
     keep_firing_for: Option<String>,
     cooldown: Option<String>,
     labels: std::collections::BTreeMap<String, String>,
-    /// Receivers: the policy's own, or `null` for the daemon's.
+    /// Receivers: the policy's own, or `null` for the daemon's; secrets
+    /// redacted.
     notify: Option<Vec<warden_notify::NotifierConfig>>,
     /// The rules as configured (the plugin's `config`).
     config: serde_json::Value,
@@ -114,7 +115,12 @@ async fn rules(State(s): State<AppState>) -> Json<Vec<RulePolicy>> {
                     keep_firing_for: text(spec.keep_firing_for),
                     cooldown: text(spec.cooldown),
                     labels: spec.labels.clone(),
-                    notify: spec.notify.clone(),
+                    // Header values and credentials never leave the daemon.
+                    notify: spec.notify.as_ref().map(|list| {
+                        list.iter()
+                            .map(warden_notify::NotifierConfig::redacted)
+                            .collect()
+                    }),
                     config: p.policy.config.clone(),
                     last_evaluation: s
                         .state

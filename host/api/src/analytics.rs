@@ -54,10 +54,10 @@ async fn profiles(
     State(s): State<AppState>,
     Q(q): Q<ProfileQuery>,
 ) -> Result<Json<Profiles>, ApiError> {
+    // Its cost grows with the store: one of the bounded heavy reads.
     let s2 = s.clone();
-    tokio::task::spawn_blocking(move || compute(&s2, &q))
-        .await
-        .map_err(|e| ApiError::internal(&format!("the profiles task failed: {e}")))?
+    super::heavy::run(&s, move || compute(&s2, &q))
+        .await?
         .map(Json)
 }
 
@@ -70,11 +70,10 @@ async fn recommendations(
     Q(q): Q<ProfileQuery>,
 ) -> Result<Json<Vec<Recommendation>>, ApiError> {
     let s2 = s.clone();
-    tokio::task::spawn_blocking(move || {
+    super::heavy::run(&s, move || {
         let p = compute(&s2, &q)?;
         Ok(analytics::recommendations(s2.state.findings(), &p))
     })
-    .await
-    .map_err(|e| ApiError::internal(&format!("the recommendations task failed: {e}")))?
+    .await?
     .map(Json)
 }

@@ -16,6 +16,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/cleanup/tasks", get(tasks))
         .route("/api/v1/cleanup/tasks/{id}/run", post(run))
         .route("/api/v1/cleanup/history", get(history))
+        .route_layer(axum::middleware::from_fn(super::small_body))
 }
 
 /// A cleanup policy, as a task.
@@ -102,7 +103,7 @@ async fn run(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<R
             ),
         ));
     }
-    let evaluation = s.scheduler.run_now(policy).await;
+    let evaluation = super::run_enabled(&s, policy).await?;
     // Runs are recorded only if the plugin got as far as a plan; one
     // evaluation makes at most two (files, registered resources).
     let runs = if evaluation.ok {

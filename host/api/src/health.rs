@@ -32,7 +32,8 @@ pub struct Health {
     pub status: &'static str,
     /// The lowest subsystem score.
     pub score: u8,
-    /// By name: `policies`, `alerts`, `cleanup`, `memory`, `metrics`, `notifications`, `recovery`.
+    /// By name: `policies`, `alerts`, `cleanup`, `memory`, `metrics`,
+    /// `state`, `notifications`, `recovery`.
     pub subsystems: std::collections::BTreeMap<&'static str, Subsystem>,
     /// Policy files loaded.
     pub files: usize,
@@ -171,6 +172,18 @@ pub fn assess(s: &AppState) -> Health {
         let capacity = p.metrics().queue_capacity().max(1) as f64;
         let fill = st.queue_size as f64 / capacity;
         let mut score = 100.0 * (1.0 - fill);
+        // Batches not being written (a full disk) is critical: records are
+        // being dropped, or soon will be.
+        let failing = match &st.write_failing {
+            Some(f) => {
+                score = score.min(30.0);
+                format!(
+                    "; batch files cannot be written since {} ms since the epoch ({})",
+                    f.since_ms, f.error
+                )
+            }
+            None => String::new(),
+        };
         if !st.is_running {
             score = 0.0;
         }
@@ -179,7 +192,7 @@ pub fn assess(s: &AppState) -> Health {
             sub(
                 score,
                 format!(
-                    "queue {:.0}% full; {} dropped, {} write errors since start; {} series",
+                    "queue {:.0}% full; {} dropped, {} write errors since start; {} series{failing}",
                     100.0 * fill,
                     st.dropped,
                     st.write_errors,
@@ -188,6 +201,20 @@ pub fn assess(s: &AppState) -> Health {
             ),
         );
     }
+
+    subsystems.insert(
+        "state",
+        match s.state.save_failure() {
+            None => sub(100.0, "alert state and cleanup history are saved".into()),
+            Some(f) => sub(
+                30.0,
+                format!(
+                    "`{}` cannot be saved since {} ms since the epoch ({} failures): {}",
+                    f.file, f.since_ms, f.failures, f.error
+                ),
+            ),
+        },
+    );
 
     let n = s.scheduler.context().dispatcher.counts();
     subsystems.insert(

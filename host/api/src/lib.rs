@@ -5,6 +5,11 @@
 //! `/metrics`. Errors are JSON with a message a
 //! person can act on.
 //!
+//! Every request passes [`auth::guard`] (the `Host` header, the token, a
+//! JSON content type) and a body deadline; [`serve::serve`] bounds
+//! connections and their timeouts; heavy reads run a few at a time off the
+//! async workers ([`heavy`]).
+//!
 //! Layering: the top library layer. It depends on the runtime and everything
 //! below it, and is driven by the `warden` binary; no other crate depends on
 //! it.
@@ -17,9 +22,11 @@ pub mod auth;
 mod cleanup;
 mod findings;
 pub mod health;
+pub mod heavy;
 mod metrics;
 mod recovery;
 mod resources;
+pub mod serve;
 
 use std::sync::Arc;
 
@@ -50,10 +57,16 @@ pub struct AppState {
     pub metrics: Option<Arc<warden_metrics::Pipeline>>,
     /// Memory pressure, as last measured.
     pub pressure: Arc<warden_runtime::pressure::Monitor>,
+    /// Who may do what.
+    pub access: auth::Access,
+    /// How long a request body may take to arrive.
+    pub body_timeout: std::time::Duration,
+    /// Keys and text refused as personal data in registered resources.
+    pub pii: warden_metrics::validate::PiiKeys,
+    /// The bound on heavy reads ([`heavy::bound`]).
+    pub heavy: Arc<tokio::sync::Semaphore>,
     /// Recovery: circuits, decisions, reports.
     pub recovery: Arc<warden_runtime::recovery::Recovery>,
-    /// The token mutations need.
-    pub token: auth::Token,
 }
 
 /// An error as the API returns it.
@@ -123,12 +136,22 @@ pub fn router(state: AppState) -> Router {
         .merge(recovery::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
+        // Routes set their own body caps; this is the cap of the rest.
+        .layer(axum::extract::DefaultBodyLimit::max(SMALL_BODY))
         .layer(axum::middleware::from_fn_with_state(
-            state.token.clone(),
-            auth::require_token,
+            state.body_timeout,
+            serve::body_deadline,
+        ))
+        // Outermost: nothing runs for a request that fails it.
+        .layer(axum::middleware::from_fn_with_state(
+            state.access.clone(),
+            auth::guard,
         ))
         .with_state(state)
 }
+
+/// The body cap of routes that set none: they take no body or a small one.
+pub const SMALL_BODY: usize = 16 * 1024;
 
 async fn no_route(uri: axum::http::Uri) -> ApiError {
     ApiError(
@@ -152,23 +175,50 @@ fn policy_routes() -> Router<AppState> {
         .route("/api/v1/policies", get(policies))
         .route("/api/v1/policies/reload", post(reload))
         .route("/api/v1/policies/{name}/run", post(run_now))
+        .route_layer(axum::middleware::from_fn(small_body))
 }
 
-async fn exposition(State(s): State<AppState>) -> impl IntoResponse {
-    let body = s.telemetry.encode_with(|out| {
-        s.recovery.encode(out)?;
-        if let Some(p) = &s.metrics {
-            p.encode(out)?;
-        }
-        warden_runtime::findings::expose::encode(&s.state, out)
-    });
-    (
+/// Refuses a declared body over [`SMALL_BODY`] on routes that read none:
+/// `DefaultBodyLimit` only applies where a handler reads the body.
+pub(crate) async fn small_body(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > SMALL_BODY as u64) {
+        return ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("this endpoint takes a body of at most {SMALL_BODY} bytes"),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+async fn exposition(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let (telemetry, metrics) = (Arc::clone(&s.telemetry), s.metrics.clone());
+    let (recovery, state) = (Arc::clone(&s.recovery), Arc::clone(&s.state));
+    let body = heavy::run(&s, move || {
+        telemetry.encode_with(|out| {
+            recovery.encode(out)?;
+            if let Some(p) = &metrics {
+                p.encode(out)?;
+            }
+            warden_runtime::findings::expose::encode(&state, out)
+        })
+    })
+    .await?;
+    Ok((
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         body,
-    )
+    ))
 }
 
 /// The status of one policy.
@@ -192,6 +242,9 @@ pub struct PolicyStatus {
     pub wit_version: Option<String>,
     /// When this version was loaded.
     pub loaded_at_ms: i64,
+    /// A cleanup policy this version made more dangerous runs dry until
+    /// then (its file must settle first).
+    pub held_until_ms: Option<i64>,
     /// Fingerprint.
     pub fingerprint: String,
     /// Runtime state.
@@ -254,6 +307,9 @@ pub fn status(s: &AppState) -> Status {
             plugin_sha256: p.plugin.as_ref().map(|x| x.info().sha256.clone()),
             wit_version: p.plugin.as_ref().map(|x| x.info().wit_version.clone()),
             loaded_at_ms: p.loaded_at_ms,
+            held_until_ms: p
+                .hold_until_ms
+                .filter(|_| p.held(warden_core::clock::now_ms())),
             fingerprint: p.fingerprint.clone(),
             state: s.state.get(&StateKey::policy(&p.file, p.name())),
             alerts: s.state.alerts(&p.file, p.name()),
@@ -295,5 +351,28 @@ async fn run_now(
             format!("no policy called `{name}` is loaded; `GET /api/v1/policies` lists them"),
         ));
     };
-    Ok(Json(s.scheduler.run_now(policy).await))
+    Ok(Json(run_enabled(&s, policy).await?))
+}
+
+/// Runs `policy` now if it is enabled and the bounds on evaluations allow:
+/// a disabled policy is `409`, one that must wait its turn `429`, each with
+/// the reason.
+pub(crate) async fn run_enabled(
+    s: &AppState,
+    policy: &std::sync::Arc<warden_policy::LivePolicy>,
+) -> Result<warden_runtime::state::EvalRecord, ApiError> {
+    if !policy.policy.spec.enabled {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "policy `{}` is disabled (`enabled: false` in `{}`); enable it to run it",
+                policy.name(),
+                policy.file.display()
+            ),
+        ));
+    }
+    s.scheduler
+        .run_now(policy)
+        .await
+        .map_err(|busy| ApiError(StatusCode::TOO_MANY_REQUESTS, busy.to_string()))
 }

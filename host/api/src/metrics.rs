@@ -1,13 +1,11 @@
 //! Metrics over HTTP: push a JSON batch, read ingest stats, query a range or
 //! aggregates of series.
 //!
-//! `POST /api/v1/metrics` takes
-//! `{"samples": [{"metric", "labels"?, "value", "type"?, "timestamp_ms"?}], "operations": [...]}`
-//! where `type` is `gauge` (the default: set), `counter` (add `value`) or
-//! `histogram` (one observation). A batch is all or nothing: if any record is
-//! invalid, none is recorded and every problem is listed by field.
+//! `POST /api/v1/metrics` takes a batch as [`warden_metrics::push`]
+//! describes it, all or nothing: if any record is refused, none is
+//! recorded and every problem is listed by field. Range and aggregate
+//! queries run on the blocking pool, a few at a time ([`super::heavy`]).
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -16,23 +14,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, AppState};
 use warden_core::records::SeriesSelector;
 use warden_core::values::HumanDuration;
 use warden_metrics::config::FullQueue;
-use warden_metrics::store::Op;
-use warden_metrics::validate::{self, Invalid, Operation};
-use warden_metrics::{Aggregation, Kind, RecordError};
+use warden_metrics::push::Refusal;
+use warden_metrics::{Aggregation, RecordError};
 
 /// The largest push body.
 pub(crate) const MAX_PUSH_BYTES: usize = 32 << 20;
-/// How far in the future a pushed timestamp may be (clock skew).
-const MAX_FUTURE_MS: i64 = 5 * 60 * 1000;
-/// How many problems one refusal lists.
-const MAX_LISTED: usize = 50;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -45,239 +37,33 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/series/aggregate", get(aggregate))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PushBody<'a> {
-    #[serde(default, borrow)]
-    samples: Vec<PushSample<'a>>,
-    #[serde(default)]
-    operations: Vec<PushOperation>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PushSample<'a> {
-    #[serde(borrow)]
-    metric: Cow<'a, str>,
-    #[serde(default, borrow)]
-    labels: Labels<'a>,
-    value: f64,
-    #[serde(default, rename = "type")]
-    kind: PushKind,
-    #[serde(default)]
-    timestamp_ms: Option<i64>,
-}
-
-#[derive(Deserialize, Default, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-enum PushKind {
-    #[default]
-    Gauge,
-    Counter,
-    Histogram,
-}
-
-/// An operation as pushed: the fields of [`Operation`] and an optional time.
-impl PushKind {
-    /// The series kind, and how a pushed value changes it: a gauge is set, a
-    /// counter is added to, a histogram observes.
-    fn kind_op(self) -> (Kind, Op) {
-        match self {
-            PushKind::Gauge => (Kind::Gauge, Op::Set),
-            PushKind::Counter => (Kind::Counter, Op::Add),
-            PushKind::Histogram => (Kind::Histogram, Op::Observe),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PushOperation {
-    #[serde(default)]
-    timestamp_ms: Option<i64>,
-    operation_type: String,
-    operation_name: String,
-    duration_ms: f64,
-    #[serde(default = "yes")]
-    success: bool,
-    #[serde(default)]
-    error_message: Option<String>,
-    #[serde(default)]
-    metadata: std::collections::BTreeMap<String, warden_metrics::MetaValue>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl PushOperation {
-    fn split(self) -> (Option<i64>, Operation) {
-        (
-            self.timestamp_ms,
-            Operation {
-                operation_type: self.operation_type,
-                operation_name: self.operation_name,
-                duration_ms: self.duration_ms,
-                success: self.success,
-                error_message: self.error_message,
-                metadata: self.metadata,
-            },
-        )
-    }
-}
-
-/// Labels as a JSON object, kept in the order given and borrowed from the body.
-#[derive(Default)]
-struct Labels<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Labels<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
-            type Value = Labels<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an object of label names to string values")
-            }
-            fn visit_map<M: serde::de::MapAccess<'de>>(
-                self,
-                mut m: M,
-            ) -> Result<Labels<'a>, M::Error> {
-                let mut out = Vec::with_capacity(m.size_hint().unwrap_or(4));
-                while let Some((k, v)) = m.next_entry::<Cow<'de, str>, Cow<'de, str>>()? {
-                    out.push((k, v));
-                }
-                Ok(Labels(out))
-            }
-        }
-        d.deserialize_map(V(std::marker::PhantomData))
-    }
-}
-
 async fn push(State(s): State<AppState>, body: Bytes) -> Response {
     let Some(pipeline) = s.metrics.clone() else {
-        return ApiError(
-            StatusCode::NOT_FOUND,
-            "metrics are not enabled in this daemon".into(),
-        )
-        .into_response();
-    };
-    let parsed: PushBody<'_> = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => {
-            return ApiError(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "the body is not a metrics batch: {e}; send {{\"samples\": [{{\"metric\": \"name\", \"labels\": {{}}, \"value\": 1}}], \"operations\": [...]}}"
-                ),
-            )
-            .into_response();
-        }
+        return not_enabled().into_response();
     };
     let metrics = pipeline.metrics();
-    let store = metrics.store();
-    let interner = store.interner();
-    let now = warden_core::clock::now_ms();
-    let oldest = now - i64::try_from(store.limits().retention.as_millis()).unwrap_or(i64::MAX);
-    let mut problems: Vec<Invalid> = Vec::new();
-    let mut resolved = Vec::with_capacity(parsed.samples.len());
-    let mut label_buf: Vec<(&str, &str)> = Vec::with_capacity(8);
-    for (i, sample) in parsed.samples.iter().enumerate() {
-        let at = || format!("samples[{i}]");
-        label_buf.clear();
-        label_buf.extend(sample.labels.0.iter().map(|(k, v)| (&**k, &**v)));
-        let (kind, op) = sample.kind.kind_op();
-        let checked = if op == Op::Add {
-            validate::increment(sample.value)
-        } else {
-            validate::value(sample.value)
-        };
-        if let Err(e) = checked {
-            problems.push(e.within(&at()));
-            continue;
+    let checked = match warden_metrics::push::check(
+        &body,
+        metrics,
+        pipeline.push_limits(),
+        warden_core::clock::now_ms(),
+    ) {
+        Ok(c) => c,
+        Err(Refusal::NotABatch(message)) => {
+            return ApiError(StatusCode::BAD_REQUEST, message).into_response();
         }
-        let at_ms = match sample.timestamp_ms {
-            None => now,
-            Some(t) if t < oldest => {
-                problems.push(Invalid::new(
-                    format!("{}.timestamp_ms", at()),
-                    format!(
-                        "{t} is older than the store keeps ({}); leave it out to mean now",
-                        HumanDuration(store.limits().retention)
-                    ),
-                ));
-                continue;
-            }
-            Some(t) if t > now + MAX_FUTURE_MS => {
-                problems.push(Invalid::new(
-                    format!("{}.timestamp_ms", at()),
-                    format!("{t} is more than 5 minutes ahead of this machine's clock ({now})"),
-                ));
-                continue;
-            }
-            Some(t) => t,
-        };
-        // Known series are resolved now; new ones are only checked, and
-        // created once the whole batch is known to be valid.
-        match interner.lookup(&sample.metric, &label_buf) {
-            Some((id, k)) if k == kind => resolved.push((Some(id), i, op, at_ms, sample.value)),
-            Some((_, k)) => problems.push(Invalid::new(
-                format!("{}.type", at()),
-                format!(
-                    "`{}` is a {} and cannot also be recorded as a {}",
-                    sample.metric,
-                    k.name(),
-                    kind.name()
-                ),
-            )),
-            None => match validate::metric_name(&sample.metric)
-                .and_then(|()| validate::labels(&label_buf, interner.pii()))
-            {
-                Ok(()) => resolved.push((None, i, op, at_ms, sample.value)),
-                Err(e) => problems.push(e.within(&at())),
-            },
+        Err(Refusal::Invalid(problems)) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({
+                    "error": format!("{} invalid record(s); nothing in this batch was recorded", problems.len()),
+                    "errors": problems.iter().map(|p| json!({"field": p.field, "problem": p.problem})).collect::<Vec<_>>(),
+                })),
+            )
+                .into_response();
         }
-        if problems.len() >= MAX_LISTED {
-            break;
-        }
-    }
-    let mut ops = Vec::with_capacity(parsed.operations.len());
-    for (i, o) in parsed.operations.into_iter().enumerate() {
-        let (at, op) = o.split();
-        if let Err(e) = validate::operation(&op, interner.pii()) {
-            problems.push(e.within(&format!("operations[{i}]")));
-            continue;
-        }
-        ops.push((at.unwrap_or(now), op));
-    }
-    if problems.is_empty() {
-        for r in &mut resolved {
-            if r.0.is_some() {
-                continue;
-            }
-            let sample = &parsed.samples[r.1];
-            label_buf.clear();
-            label_buf.extend(sample.labels.0.iter().map(|(k, v)| (&**k, &**v)));
-            match interner.intern(&sample.metric, &label_buf, sample.kind.kind_op().0) {
-                Ok(id) => r.0 = Some(id),
-                Err(e) => problems.push(Invalid::new(format!("samples[{}]", r.1), e.to_string())),
-            }
-            if problems.len() >= MAX_LISTED {
-                break;
-            }
-        }
-    }
-    if !problems.is_empty() {
-        problems.truncate(MAX_LISTED);
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({
-                "error": format!("{} invalid record(s); nothing in this batch was recorded", problems.len()),
-                "errors": problems.iter().map(|p| json!({"field": p.field, "problem": p.problem})).collect::<Vec<_>>(),
-            })),
-        )
-            .into_response();
-    }
-    let total = resolved.len() + ops.len();
+    };
+    let total = checked.len();
     if metrics.full_queue() == FullQueue::Reject && metrics.free() < total {
         return ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -289,29 +75,16 @@ async fn push(State(s): State<AppState>, body: Bytes) -> Response {
         .into_response();
     }
     let m = metrics.clone();
-    let enqueue = move || -> Result<usize, (usize, RecordError)> {
-        let mut n = 0;
-        for (id, _, op, at, v) in resolved {
-            let id = id.expect("every sample was resolved");
-            m.push_sample(id, op, at, v).map_err(|e| (n, e))?;
-            n += 1;
-        }
-        for (at, op) in ops {
-            m.push_operation(at, op).map_err(|e| (n, e))?;
-            n += 1;
-        }
-        Ok(n)
-    };
     // Waiting for room blocks; keep it off the async workers.
     let result = if metrics.full_queue() == FullQueue::Wait {
-        match tokio::task::spawn_blocking(enqueue).await {
+        match tokio::task::spawn_blocking(move || checked.enqueue(&m)).await {
             Ok(r) => r,
             Err(e) => {
                 return ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
             }
         }
     } else {
-        enqueue()
+        checked.enqueue(&m)
     };
     match result {
         Ok(n) => Json(json!({ "accepted": n })).into_response(),
@@ -435,14 +208,25 @@ async fn series(
     State(s): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let p = s.metrics.as_ref().ok_or_else(not_enabled)?;
+    let p = s.metrics.clone().ok_or_else(not_enabled)?;
     let q = parse_query(raw.as_deref())?;
     let to = q.to.unwrap_or_else(warden_core::clock::now_ms);
-    let from = q
-        .from
-        .unwrap_or_else(|| to - i64::try_from(q.window.as_millis()).unwrap_or(i64::MAX));
+    let from = q.from.unwrap_or_else(|| {
+        to.saturating_sub(i64::try_from(q.window.as_millis()).unwrap_or(i64::MAX))
+    });
+    super::heavy::run(&s, move || series_answer(&p, &q, from, to))
+        .await
+        .map(Json)
+}
+
+fn series_answer(
+    p: &warden_metrics::Pipeline,
+    q: &SeriesQuery,
+    from: i64,
+    to: i64,
+) -> serde_json::Value {
     let found = p.store().range(&q.selector, from, to);
-    Ok(Json(json!({
+    json!({
         "metric": q.selector.metric,
         "from_ms": from,
         "to_ms": to,
@@ -450,14 +234,14 @@ async fn series(
             "labels": s.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
             "samples": s.samples.iter().map(|x| [x.at_ms as f64, x.value]).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
-    })))
+    })
 }
 
 async fn aggregate(
     State(s): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let p = s.metrics.as_ref().ok_or_else(not_enabled)?;
+    let p = s.metrics.clone().ok_or_else(not_enabled)?;
     let mut q = parse_query(raw.as_deref())?;
     if q.aggregates.is_empty() {
         q.aggregates = vec![
@@ -468,6 +252,12 @@ async fn aggregate(
         ];
     }
     let now = q.to.unwrap_or_else(warden_core::clock::now_ms);
+    super::heavy::run(&s, move || aggregate_answer(&p, &q, now))
+        .await
+        .map(Json)
+}
+
+fn aggregate_answer(p: &warden_metrics::Pipeline, q: &SeriesQuery, now: i64) -> serde_json::Value {
     let r = p
         .store()
         .aggregate_by(&q.selector, q.window, now, &q.aggregates, q.scope);
@@ -479,7 +269,7 @@ async fn aggregate(
             .zip(values.iter().map(|v| json!(v)))
             .collect()
     };
-    Ok(Json(json!({
+    json!({
         "metric": q.selector.metric,
         "window": HumanDuration(q.window).to_string(),
         "combined": (!r.combined.is_empty()).then(|| row(&r.combined)),
@@ -487,5 +277,5 @@ async fn aggregate(
             "labels": s.key.labels.iter().map(|(k, v)| (k.to_string(), json!(&**v))).collect::<serde_json::Map<_, _>>(),
             "values": row(&s.values),
         })).collect::<Vec<_>>(),
-    })))
+    })
 }

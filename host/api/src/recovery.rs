@@ -1,7 +1,10 @@
 //! `/api/v1/recovery`: services report failures (and get the decision back)
 //! and outcomes; operators list circuits and decisions and force breaker
 //! states. Reports and forced states change the daemon, so they need the
-//! token like every mutation (the router's auth layer).
+//! token like every mutation, and circuits and decisions are history, so
+//! they need it unless `api.public_reads` (the router's [`super::auth::guard`],
+//! which also checks `Host` and the JSON content type). Each route caps its
+//! body: the two reports their own size, the rest [`super::SMALL_BODY`].
 //!
 //! - `POST /api/v1/recovery/failures` `{"operation", "class"? | "errno"?,
 //!   "http_status"?, "exception"?, "message"?, "attempt"?, "duration_ms"?,
@@ -42,10 +45,16 @@ pub(super) fn routes() -> Router<AppState> {
             "/api/v1/recovery/outcomes",
             post(outcomes).layer(axum::extract::DefaultBodyLimit::max(MAX_OUTCOMES_BYTES)),
         )
-        .route("/api/v1/recovery/circuits", get(circuits))
-        .route("/api/v1/recovery/circuits/{id}", get(circuit))
-        .route("/api/v1/recovery/circuits/{id}/{action}", post(force))
-        .route("/api/v1/recovery/decisions", get(decisions))
+        .merge(
+            // These read no body: a declared one over the small cap is
+            // refused before anything runs.
+            Router::new()
+                .route("/api/v1/recovery/circuits", get(circuits))
+                .route("/api/v1/recovery/circuits/{id}", get(circuit))
+                .route("/api/v1/recovery/circuits/{id}/{action}", post(force))
+                .route("/api/v1/recovery/decisions", get(decisions))
+                .route_layer(axum::middleware::from_fn(super::small_body)),
+        )
 }
 
 impl From<ReportError> for ApiError {

@@ -4,11 +4,17 @@
 //! - `POST /api/v1/resources` registers `{kind, name, owner, size_bytes, ttl,
 //!   labels, pid}` and answers `201 {"handle": N}`.
 //! - `POST /api/v1/resources/{handle}/access` marks it used now.
-//! - `DELETE /api/v1/resources/{handle}` releases it (the application is done).
+//! - `DELETE /api/v1/resources/{handle}?owner=OWNER` releases it (the
+//!   application is done). The caller names the owner it registered;
+//!   releasing another owner's resource takes `?force=true`, and is logged.
 //! - `GET /api/v1/resources[?kind=&owner=&name_prefix=&limit=]` lists them;
 //!   `GET /api/v1/resources/{handle}` shows one. A handle a cleanup policy
 //!   released answers `410 Gone` naming the policy, so the application knows
 //!   why it disappeared.
+//!
+//! Handles are not guessable (see the registry). A resource's label names
+//! are held to the personal-data list, and its name and label values must
+//! not carry a personal-data `key=value` or an email address.
 
 use std::collections::BTreeMap;
 
@@ -29,13 +35,20 @@ use warden_runtime::scheduler::Event;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/resources", get(list).post(register))
+        .route(
+            "/api/v1/resources",
+            get(list)
+                .post(register)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY)),
+        )
         .route("/api/v1/resources/{handle}", get(show).delete(release))
         .route("/api/v1/resources/{handle}/access", post(access))
 }
 
 /// Longest name, owner or label accepted, in bytes.
 const MAX_TEXT: usize = 4096;
+/// The largest registration: every field at its longest fits.
+const MAX_BODY: usize = 512 * 1024;
 /// Most labels on one resource.
 const MAX_LABELS: usize = 32;
 
@@ -88,7 +101,22 @@ async fn register(State(s): State<AppState>, body: Bytes) -> Result<Response, Ap
             r.labels.len()
         )));
     }
+    if let Some(found) = s.pii.find_in_text(&r.name) {
+        return Err(ApiError::bad_request(format!(
+            "name: carries personal data ({found}); register it under an anonymous name (a hash, an id)"
+        )));
+    }
     for (k, v) in &r.labels {
+        if s.pii.contains(k) {
+            return Err(ApiError::bad_request(format!(
+                "labels.{k}: a label name that carries personal data is refused; record an anonymous value under another name"
+            )));
+        }
+        if let Some(found) = s.pii.find_in_text(v) {
+            return Err(ApiError::bad_request(format!(
+                "labels.{k}: the value carries personal data ({found})"
+            )));
+        }
         if k.is_empty() || k.len() > MAX_TEXT || v.len() > MAX_TEXT {
             return Err(ApiError::bad_request(format!(
                 "labels.{k}: keys must be 1 to {MAX_TEXT} bytes and values at most {MAX_TEXT}"
@@ -107,18 +135,21 @@ async fn register(State(s): State<AppState>, body: Bytes) -> Result<Response, Ap
         t => t.map(|t| u64::try_from(t.0.as_millis()).unwrap_or(u64::MAX)),
     };
     let registry = &s.scheduler.context().registry;
-    let handle = registry.register(
-        Registration {
-            kind,
-            name: r.name,
-            owner: r.owner,
-            size_bytes: r.size_bytes,
-            pid: r.pid,
-            labels: r.labels.into_iter().collect(),
-            ttl_ms,
-        },
-        warden_core::clock::now_ms(),
-    );
+    let handle = registry
+        .register(
+            Registration {
+                kind,
+                name: r.name,
+                owner: r.owner,
+                size_bytes: r.size_bytes,
+                pid: r.pid,
+                labels: r.labels.into_iter().collect(),
+                ttl_ms,
+            },
+            warden_core::clock::now_ms(),
+        )
+        // Full: the request is fine, the daemon has no room for it now.
+        .map_err(|full| ApiError(StatusCode::INSUFFICIENT_STORAGE, full.to_string()))?;
     s.scheduler.context().publish(Event {
         kind: EventKind::ResourceRegistered,
         pressure: None,
@@ -167,12 +198,44 @@ async fn access(
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseQuery {
+    /// The owner the caller registered the resource under.
+    owner: Option<String>,
+    /// Release whoever owns it.
+    #[serde(default)]
+    force: bool,
+}
+
 async fn release(
     State(s): State<AppState>,
     Path(handle): Path<String>,
+    Q(q): Q<ReleaseQuery>,
 ) -> Result<StatusCode, ApiError> {
     let handle = parse_handle(&handle)?;
-    if s.scheduler.context().registry.release(handle) {
+    let registry = &s.scheduler.context().registry;
+    let Lookup::Live(found) = registry.lookup(handle) else {
+        return Err(gone_or_missing(&s, handle));
+    };
+    // A resource registered without an owner is anyone's to release.
+    if !found.owner.is_empty() && q.owner.as_deref() != Some(found.owner.as_str()) {
+        if !q.force {
+            return Err(ApiError(
+                StatusCode::FORBIDDEN,
+                match q.owner {
+                    None => format!(
+                        "releasing resource {handle} needs the owner it was registered under: `?owner=OWNER`, or `?force=true` to release another owner's resource"
+                    ),
+                    Some(o) => format!(
+                        "resource {handle} is not owned by `{o}`; `?force=true` releases another owner's resource"
+                    ),
+                },
+            ));
+        }
+        tracing::warn!(handle, owner = %found.owner, caller = ?q.owner, "a resource was released by force by a caller that is not its owner");
+    }
+    if registry.release(handle) {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(gone_or_missing(&s, handle))

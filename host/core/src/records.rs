@@ -166,9 +166,14 @@ pub struct NewResource<'a> {
     pub labels: &'a [(&'a str, &'a str)],
 }
 
+/// The most bytes a [`ResourceSet`]'s string table may hold: offsets and
+/// lengths are `u32`, as WIT's `resource-set` carries them.
+pub const MAX_STRING_TABLE: usize = u32::MAX as usize;
+
 impl ResourceSet {
     fn intern(&mut self, s: &str) -> [u32; 2] {
-        let offset = u32::try_from(self.strings.len()).expect("string table over 4 GiB");
+        // `try_push` checked that everything fits.
+        let offset = self.strings.len() as u32;
         self.strings.push_str(s);
         [offset, s.len() as u32]
     }
@@ -186,11 +191,37 @@ impl ResourceSet {
     }
 
     /// Adds a resource and returns its index.
+    ///
+    /// # Panics
+    ///
+    /// If the string table would pass [`MAX_STRING_TABLE`] or the set would
+    /// hold more than `u32::MAX` resources; where the input is not bounded,
+    /// use [`ResourceSet::try_push`].
     pub fn push(&mut self, r: NewResource<'_>) -> u32 {
-        let index = self.handles.len() as u32;
+        self.try_push(r)
+            .expect("a resource set holds at most 4 GiB of strings and 2^32 resources")
+    }
+
+    /// Adds a resource and returns its index, or `None` (adding nothing) if
+    /// its strings would take the table past [`MAX_STRING_TABLE`] or the set
+    /// already holds `u32::MAX` resources.
+    pub fn try_push(&mut self, r: NewResource<'_>) -> Option<u32> {
+        let index = u32::try_from(self.handles.len())
+            .ok()
+            .filter(|i| *i < u32::MAX)?;
+        let adding = r
+            .labels
+            .iter()
+            .try_fold(r.name.len() + r.owner.len(), |n, (k, v)| {
+                n.checked_add(k.len())?.checked_add(v.len())
+            })?;
+        if self.strings.len().checked_add(adding)? > MAX_STRING_TABLE {
+            return None;
+        }
+        let labels = u32::try_from(self.labels.len() / 4 + r.labels.len()).ok()?;
         let name = self.intern(r.name);
         let owner = self.intern(r.owner);
-        let first_label = (self.labels.len() / 4) as u32;
+        let first_label = labels - r.labels.len() as u32;
         for (k, v) in r.labels {
             let key = self.intern(k);
             let value = self.intern(v);
@@ -208,7 +239,40 @@ impl ResourceSet {
         self.pids.push(r.pid.unwrap_or(0));
         self.label_ranges
             .extend_from_slice(&[first_label, r.labels.len() as u32]);
-        index
+        Some(index)
+    }
+
+    /// Puts a set back together from the columns [`ResourceSet::into_columns`]
+    /// took apart, without copying them. The columns must be of one set:
+    /// this is for the plugin host handing a set back after a call.
+    pub fn from_columns(c: Columns) -> ResourceSet {
+        ResourceSet {
+            strings: c.strings,
+            handles: c.handles,
+            kinds: c.kinds,
+            names: c.names,
+            owners: c.owners,
+            sizes: c.sizes,
+            created: c.created,
+            modified: c.modified,
+            accessed: c.accessed,
+            pids: c.pids,
+            label_ranges: c.label_ranges,
+            labels: c.labels,
+        }
+    }
+
+    /// Returns how many bytes its string table holds.
+    pub fn strings_len(&self) -> usize {
+        self.strings.len()
+    }
+
+    /// Returns roughly how many bytes the set takes: its strings and columns.
+    pub fn bytes(&self) -> usize {
+        self.strings.len()
+            + self.handles.len() * (8 + 1 + 8 + 8 * 3 + 4)
+            + (self.names.len() + self.owners.len() + self.label_ranges.len() + self.labels.len())
+                * 4
     }
 
     /// Takes the set apart into its columns, without copying them.
@@ -380,8 +444,10 @@ impl CleanupAction {
 /// A cleanup plugin's plan, checked: every target and reason index is in range.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CleanupPlan {
-    /// Distinct reasons.
-    pub reasons: Vec<String>,
+    /// Distinct reasons, each held once: everything that records an action
+    /// shares its reason instead of copying it, so one long reason given to
+    /// many actions costs its length once.
+    pub reasons: Vec<std::sync::Arc<str>>,
     /// Actions with the index of their reason.
     pub actions: Vec<(CleanupAction, ReasonIndex)>,
 }
@@ -389,10 +455,14 @@ pub struct CleanupPlan {
 impl CleanupPlan {
     /// Returns the reason of the action at `i`.
     pub fn reason(&self, i: usize) -> &str {
+        self.shared_reason(i).map_or("", |r| r.as_ref())
+    }
+
+    /// Returns the reason of the action at `i`, shared.
+    pub fn shared_reason(&self, i: usize) -> Option<&std::sync::Arc<str>> {
         self.actions
             .get(i)
             .and_then(|(_, r)| self.reasons.get(*r as usize))
-            .map_or("", String::as_str)
     }
 }
 

@@ -21,9 +21,13 @@ pub struct MetricsConfig {
     pub persist: PersistConfig,
     /// System and process collectors.
     pub collect: CollectConfig,
-    /// Metadata keys and label names refused as personal data; replaces the
-    /// default list (`email`, `name`, `username`, `password`, `token`, `key`,
-    /// `secret`, `api_key`, `user_id`, `client_id`, `session_id`).
+    /// What pushes over HTTP may do.
+    pub push: PushConfig,
+    /// Metadata keys, label names (of series and of registered resources)
+    /// and `key=value` parts of resource names refused as personal data,
+    /// compared ignoring case and separators; replaces the default list
+    /// (`email`, `name`, `username`, `password`, `token`, `key`, `secret`,
+    /// `api_key`, `user_id`, `client_id`, `session_id`).
     pub pii_keys: Option<Vec<String>>,
 }
 
@@ -33,6 +37,33 @@ impl MetricsConfig {
         match &self.pii_keys {
             Some(keys) => PiiKeys::new(keys.iter().map(String::as_str)),
             None => PiiKeys::new(DEFAULT_PII_KEYS.iter().copied()),
+        }
+    }
+}
+
+/// The `push:` section: limits on records pushed over HTTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// How far ahead of this machine's clock a pushed `timestamp_ms` may be
+    /// (clock skew between the pusher and Warden). Older than the store's
+    /// retention is refused too.
+    pub max_future: HumanDuration,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            max_future: HumanDuration(super::push::PushLimits::default().max_future),
+        }
+    }
+}
+
+impl PushConfig {
+    /// As the push check takes them.
+    pub fn limits(&self) -> super::push::PushLimits {
+        super::push::PushLimits {
+            max_future: self.max_future.0,
         }
     }
 }

@@ -2,7 +2,12 @@
 //! series' newest value (a counter's total, a gauge's value); a histogram as
 //! its 0.5/0.9/0.99 quantiles over the last [`SUMMARY_WINDOW`] plus `_count`
 //! and `_sum` over the same window.
+//!
+//! Label values are pushed by anyone with the token and `prometheus-client`
+//! 0.24 writes them as they are, so they are escaped here ([`escape`]): a
+//! value with a quote and a newline must not end its line and forge another.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,7 +100,7 @@ fn encode_metric(
                 for ((key, _), acc) in rows.iter().zip(&accs) {
                     for (q, text) in QUANTILES {
                         let mut labels = labels_of(key);
-                        labels.push(("quantile", text));
+                        labels.push(("quantile", Cow::Borrowed(text)));
                         let v = acc.get(Aggregation::Quantile(q)).unwrap_or(0.0);
                         family.encode_family(&labels)?.encode_gauge(&v)?;
                     }
@@ -120,8 +125,26 @@ fn encode_metric(
     Ok(())
 }
 
-fn labels_of(key: &super::series::SeriesKey) -> Vec<(&str, &str)> {
-    key.labels.iter().map(|(k, v)| (&**k, &**v)).collect()
+fn labels_of(key: &super::series::SeriesKey) -> Vec<(&str, Cow<'_, str>)> {
+    key.labels.iter().map(|(k, v)| (&**k, escape(v))).collect()
+}
+
+/// A label value as the text format writes it: `\`, `"` and a newline
+/// escaped (OpenMetrics and Prometheus' text format agree on these three).
+pub fn escape(value: &str) -> Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// The recording pipeline's own counters, as `warden_metrics_*`.
@@ -187,7 +210,23 @@ impl Collector for StatsCollector {
                 MetricType::Counter,
             )?
             .encode_counter::<NoLabelSet, u64, f64>(&refused, None)?;
-        let gauges: [(&str, &str, i64); 2] = [
+        let mut family = encoder.encode_descriptor(
+            "warden_metrics_push_refused",
+            "Pushed records refused, by reason",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, n) in &s.refused {
+            family
+                .encode_family(&[("reason", *reason)])?
+                .encode_counter::<NoLabelSet, u64, f64>(n, None)?;
+        }
+        let gauges: [(&str, &str, i64); 3] = [
+            (
+                "warden_metrics_write_failing",
+                "1 while batch files cannot be written (a full disk), else 0",
+                i64::from(s.write_failing.is_some()),
+            ),
             (
                 "warden_metrics_queue_size",
                 "Records queued or being written",
@@ -215,4 +254,15 @@ pub fn registry(metrics: &super::Metrics) -> prometheus_client::registry::Regist
     r.register_collector(Box::new(StatsCollector(metrics.clone())));
     r.register_collector(Box::new(StoreCollector(Arc::clone(metrics.store()))));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("plain /a b"), "plain /a b");
+        assert_eq!(escape("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+    }
 }

@@ -104,12 +104,29 @@ pub struct Stats {
     /// Of the dropped: records whose batch could still not be written when
     /// the daemon stopped.
     pub abandoned_at_shutdown: u64,
+    /// While batch writes fail (a full disk): the latest error, and since
+    /// when; `None` once a write succeeds again.
+    pub write_failing: Option<WriteFailure>,
+    /// Pushed records refused, by reason (`invalid`, `reserved`,
+    /// `personal_data`, `too_far_ahead`, `too_old`, `kind_mismatch`,
+    /// `series_cap`, and `with_batch` for valid records refused with the
+    /// invalid ones of their batch).
+    pub refused: std::collections::BTreeMap<&'static str, u64>,
     /// Series in the store.
     pub series: usize,
     /// New series refused by the cap.
     pub series_refused: u64,
     /// True while recording runs.
     pub is_running: bool,
+}
+
+/// Why batch writes are failing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WriteFailure {
+    /// The latest error.
+    pub error: String,
+    /// When writes started failing, ms since the epoch.
+    pub since_ms: i64,
 }
 
 #[derive(Default)]
@@ -128,6 +145,8 @@ struct Counters {
     wait_timeouts: AtomicU64,
     write_errors: AtomicU64,
     abandoned: AtomicU64,
+    write_failing: Mutex<Option<WriteFailure>>,
+    refused: [AtomicU64; crate::push::Reason::ALL.len()],
 }
 
 struct Shared {
@@ -404,6 +423,11 @@ impl Metrics {
         self.shared.full
     }
 
+    /// Counts `n` pushed records refused for `reason`.
+    pub fn count_refused(&self, reason: crate::push::Reason, n: u64) {
+        self.shared.counters.refused[reason as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
     #[inline]
     fn push(&self, item: Item) -> Result<(), RecordError> {
         let s = &*self.shared;
@@ -519,12 +543,25 @@ impl Metrics {
             rejected,
             wait_timeouts,
             write_errors: c.write_errors.load(Ordering::Relaxed),
+            write_failing: c
+                .write_failing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            refused: crate::push::Reason::ALL
+                .iter()
+                .zip(&c.refused)
+                .map(|(r, n)| (r.name(), n.load(Ordering::Relaxed)))
+                .collect(),
             series: s.store.series_count(),
             series_refused: s.store.refused_series(),
             is_running: s.running.load(Ordering::Relaxed),
         }
     }
 }
+
+/// The series every recorded operation feeds; pushes may not write them.
+pub const OPERATION_SERIES: [&str; 2] = ["operation_duration_ms", "operations_total"];
 
 /// The changes an operation makes to its two series,
 /// `operation_duration_ms{operation_type, operation_name}` and
@@ -545,12 +582,12 @@ pub(crate) fn operation_series(
     ];
     // A refused series (the cap) is counted by the interner; the operation
     // itself is still persisted.
-    if let Ok(id) = interner.intern("operation_duration_ms", &base, Kind::Histogram) {
+    if let Ok(id) = interner.intern(OPERATION_SERIES[0], &base, Kind::Histogram) {
         out.push((id, Op::Observe, at_ms, duration_ms));
     }
     let outcome = if success { "success" } else { "failure" };
     let labels = [base[0], base[1], ("outcome", outcome)];
-    if let Ok(id) = interner.intern("operations_total", &labels, Kind::Counter) {
+    if let Ok(id) = interner.intern(OPERATION_SERIES[1], &labels, Kind::Counter) {
         out.push((id, Op::Add, at_ms, 1.0));
     }
 }
@@ -564,6 +601,10 @@ struct Batch {
 /// The most batches waiting for the writer, and so the most that one file
 /// holds when the writer is behind.
 const GROUP_COMMIT: usize = 16;
+
+/// The longest wait between two attempts at a batch that failed to be
+/// written: how soon writing resumes once the disk has room again.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
 /// How many records the worker takes per lock of the store.
 const CHUNK: usize = 4096;
@@ -708,10 +749,36 @@ impl Shared {
             let mut delay = Duration::from_millis(100);
             loop {
                 match writer.write_batch(&batch.records, self.store.interner()) {
-                    Ok(_) => break,
+                    Ok(_) => {
+                        if let Some(f) = self
+                            .counters
+                            .write_failing
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .take()
+                        {
+                            tracing::info!(
+                                failing_since_ms = f.since_ms,
+                                "metrics batches are written again"
+                            );
+                        }
+                        break;
+                    }
                     Err(e) => {
                         self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(error = %e, records = n, "writing a metrics batch failed; retrying");
+                        self.counters
+                            .write_failing
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert_with(|| WriteFailure {
+                                error: String::new(),
+                                since_ms: warden_core::clock::now_ms(),
+                            })
+                            .error = e.to_string();
+                        // Retention must not wait for a write to succeed: on a
+                        // full disk, deleting expired batches is what makes room.
+                        writer.expire_now();
                         if !self.running.load(Ordering::Acquire) && delay > Duration::from_secs(2) {
                             tracing::error!(
                                 records = n,
@@ -722,7 +789,7 @@ impl Shared {
                             return;
                         }
                         std::thread::sleep(delay);
-                        delay = (delay * 2).min(Duration::from_secs(10));
+                        delay = (delay * 2).min(MAX_RETRY_DELAY);
                     }
                 }
             }

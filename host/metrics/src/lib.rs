@@ -6,6 +6,7 @@
 //!
 //! - [`collect`]: system and process collectors.
 //! - [`ingest`]: the recording API and its bounded queue.
+//! - [`push`]: batches pushed over HTTP, checked whole.
 //! - [`validate`]: what is accepted (names, values, no personal data).
 //! - [`series`], [`store`], [`aggregate`]: series identity, the store, window aggregates.
 //! - [`persist`]: batch files, retention, refill on start.
@@ -25,6 +26,7 @@ pub mod expose;
 pub mod ingest;
 pub mod persist;
 pub mod pipeline;
+pub mod push;
 pub mod series;
 pub mod store;
 pub mod validate;

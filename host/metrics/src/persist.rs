@@ -1,8 +1,16 @@
 //! Batch files: each batch is written whole or not at all (temporary file,
 //! fsync, rename, fsync of the directory) as
 //! `metrics_YYYYMMDD_HHMMSS_micros.json` (or `.json.zst`), holding
-//! `{batch_id, batch_timestamp, total_records, records}`. Files older than the
-//! retention are deleted; on start the store is refilled from recent files.
+//! `{batch_id, batch_timestamp, total_records, records}`, mode 0600 in a 0700
+//! directory (a temporary file a failed write leaves is removed at once).
+//! Files older than the retention are deleted; on start the store is refilled
+//! from recent files.
+//!
+//! The directory is read as hostile input: an entry that is not a regular file
+//! (a directory or a link named like a batch) is skipped and reported, never
+//! followed; a file is read and decompressed to at most [`MAX_BATCH_BYTES`] (a
+//! zstd bomb is refused, not inflated); a record stamped beyond the allowed
+//! clock skew is not put back into the store.
 //!
 //! A sample record is `{"timestamp_ms", "type": "gauge"|"counter"|"histogram",
 //! "metric", "labels", "value"}` where a counter's value is its running total.
@@ -11,7 +19,6 @@
 //! "error_message"?, "metadata"?}`.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -54,7 +61,7 @@ impl Writer {
         level: i32,
         retention: Duration,
     ) -> std::io::Result<Writer> {
-        std::fs::create_dir_all(dir)?;
+        warden_core::fsx::ensure_private_dir(dir, "metrics directory")?;
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let name = entry.file_name();
@@ -88,12 +95,29 @@ impl Writer {
         &self.dir
     }
 
-    /// Writes one batch and returns its path.
+    /// Writes one batch and returns the path of its (last) file. A batch
+    /// whose JSON would exceed half of [`MAX_BATCH_BYTES`] is written as
+    /// several files, so that every file stays readable on refill.
     pub(crate) fn write_batch(
         &mut self,
         records: &[Persisted],
         interner: &Interner,
     ) -> std::io::Result<PathBuf> {
+        self.write_file(records, interner).or_else(|e| match e {
+            TooBig::Split => {
+                let (a, b) = records.split_at(records.len() / 2);
+                self.write_batch(a, interner)?;
+                self.write_batch(b, interner)
+            }
+            TooBig::Io(e) => Err(e),
+        })
+    }
+
+    fn write_file(
+        &mut self,
+        records: &[Persisted],
+        interner: &Interner,
+    ) -> Result<PathBuf, TooBig> {
         let now = Utc::now();
         let mut name = format!("{PREFIX}{}", now.format(NAME_FORMAT));
         // Two batches in one microsecond still get two names, in order.
@@ -104,36 +128,37 @@ impl Writer {
         self.seq += 1;
         let batch_id = format!("{}-{:08}", self.run, self.seq);
         self.buf.clear();
-        interner.with_keys(|keys| {
-            let body = BatchOut {
-                batch_id: &batch_id,
-                batch_timestamp: now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                total_records: records.len(),
-                records: RecordsOut { records, keys },
-            };
-            serde_json::to_writer(&mut self.buf, &body)
-        })?;
+        interner
+            .with_keys(|keys| {
+                let body = BatchOut {
+                    batch_id: &batch_id,
+                    batch_timestamp: now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    total_records: records.len(),
+                    records: RecordsOut { records, keys },
+                };
+                serde_json::to_writer(&mut self.buf, &body)
+            })
+            .map_err(|e| TooBig::Io(e.into()))?;
+        if self.buf.len() as u64 > MAX_BATCH_BYTES / 2 && records.len() > 1 {
+            // Not written: the name and sequence number are simply skipped.
+            return Err(TooBig::Split);
+        }
         let (file_name, bytes): (String, &[u8]) = match self.compression {
             Compression::None => (format!("{name}.json"), &self.buf),
             Compression::Zstd => {
-                let compressed = zstd::bulk::compress(&self.buf, self.level)?;
+                let compressed = zstd::bulk::compress(&self.buf, self.level).map_err(TooBig::Io)?;
                 self.buf = compressed;
                 (format!("{name}.json.zst"), &self.buf)
             }
         };
-        let tmp = self.dir.join(format!(".{file_name}.tmp"));
         let path = self.dir.join(&file_name);
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, &path)?;
-        // The rename is only durable once the directory is.
-        std::fs::File::open(&self.dir)?.sync_all()?;
+        // Whole or not at all, durable once this returns; a failure (a full
+        // disk) removes the temporary file at once.
+        let written = warden_core::fsx::write_atomic(&self.dir, &file_name, bytes);
         if self.buf.capacity() > 64 << 20 {
             self.buf = Vec::with_capacity(1 << 20);
         }
-        Ok(path)
+        written.map(|()| path).map_err(TooBig::Io)
     }
 
     /// Deletes files past the retention, at most once a minute.
@@ -144,17 +169,43 @@ impl Writer {
         {
             return;
         }
+        self.expire_now();
+    }
+
+    /// Deletes files past the retention now. The writer calls it after every
+    /// failed write too: retention must not wait for a write to succeed, since
+    /// on a full disk deleting old batches is what makes room.
+    pub fn expire_now(&mut self) {
         self.last_expiry = Some(Instant::now());
         match expire(&self.dir, self.retention, SystemTime::now()) {
-            Ok(0) => {}
-            Ok(n) => {
-                tracing::info!(files = n, dir = %self.dir.display(), "deleted expired metrics batches")
+            Ok(Expired {
+                deleted,
+                failed,
+                odd,
+            }) => {
+                if deleted > 0 {
+                    tracing::info!(files = deleted, dir = %self.dir.display(), "deleted expired metrics batches");
+                }
+                if failed > 0 {
+                    tracing::warn!(files = failed, dir = %self.dir.display(), "could not delete some expired metrics batches; the others were deleted");
+                }
+                for path in odd {
+                    tracing::warn!(path = %path.display(), "an entry named like a metrics batch is not a regular file; skipped (remove it)");
+                }
             }
             Err(e) => {
-                tracing::warn!(error = %e, dir = %self.dir.display(), "could not delete expired metrics batches")
+                tracing::warn!(error = %e, dir = %self.dir.display(), "could not list the metrics directory to delete expired batches")
             }
         }
     }
+}
+
+/// Why one file of a batch was not written.
+enum TooBig {
+    /// Its records make too big a file: write them in two.
+    Split,
+    /// Writing failed.
+    Io(std::io::Error),
 }
 
 fn bump(name: &str) -> String {
@@ -178,34 +229,79 @@ pub fn file_time(name: &str) -> Option<DateTime<Utc>> {
     Some(t.and_utc())
 }
 
-/// The batch files in `dir`, oldest first.
-pub fn batch_files(dir: &Path) -> std::io::Result<Vec<(PathBuf, DateTime<Utc>)>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if let Some(t) = file_time(&name.to_string_lossy()) {
-            files.push((entry.path(), t));
-        }
-    }
-    files.sort();
-    Ok(files)
+/// What a directory holds, as far as batches go.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// The batch files, oldest first.
+    pub files: Vec<(PathBuf, DateTime<Utc>)>,
+    /// Entries named like a batch that are not regular files (directories,
+    /// links, devices): never read, never deleted, reported.
+    pub odd: Vec<PathBuf>,
 }
 
-/// Deletes batch files older than `retention` at `now`; returns how many.
-pub fn expire(dir: &Path, retention: Duration, now: SystemTime) -> std::io::Result<usize> {
+/// Lists the batch files in `dir`, oldest first, and the odd entries.
+pub fn list(dir: &Path) -> std::io::Result<Listing> {
+    let mut out = Listing::default();
+    for entry in std::fs::read_dir(dir)? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        let Some(t) = file_time(&name.to_string_lossy()) else {
+            continue;
+        };
+        // `file_type` does not follow links: a link named like a batch is odd.
+        match entry.file_type() {
+            Ok(ft) if ft.is_file() => out.files.push((entry.path(), t)),
+            _ => out.odd.push(entry.path()),
+        }
+    }
+    out.files.sort();
+    out.odd.sort();
+    Ok(out)
+}
+
+/// The batch files in `dir`, oldest first (regular files only).
+pub fn batch_files(dir: &Path) -> std::io::Result<Vec<(PathBuf, DateTime<Utc>)>> {
+    list(dir).map(|l| l.files)
+}
+
+/// What one pass of retention did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Expired {
+    /// Files deleted.
+    pub deleted: usize,
+    /// Expired files that could not be deleted (the pass went on).
+    pub failed: usize,
+    /// Entries named like a batch that are not regular files (skipped).
+    pub odd: Vec<PathBuf>,
+}
+
+/// Deletes batch files older than `retention` at `now`. One file that cannot
+/// be deleted, or an odd entry, never stops the others from going.
+pub fn expire(dir: &Path, retention: Duration, now: SystemTime) -> std::io::Result<Expired> {
     let cutoff: DateTime<Utc> = now
         .checked_sub(retention)
         .unwrap_or(SystemTime::UNIX_EPOCH)
         .into();
-    let mut n = 0;
-    for (path, t) in batch_files(dir)? {
-        if t < cutoff {
-            std::fs::remove_file(path)?;
-            n += 1;
+    let listing = list(dir)?;
+    let mut out = Expired {
+        odd: listing.odd,
+        ..Expired::default()
+    };
+    for (path, t) in listing.files {
+        if t >= cutoff {
+            // Sorted: the rest are newer.
+            break;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => out.deleted += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "cannot delete an expired metrics batch");
+                out.failed += 1;
+            }
         }
     }
-    Ok(n)
+    Ok(out)
 }
 
 struct BatchOut<'a> {
@@ -365,21 +461,53 @@ pub struct OperationIn {
     pub metadata: BTreeMap<String, MetaValue>,
 }
 
+/// The most bytes a batch file may hold, compressed or not, and the most its
+/// content may inflate to. Warden's own batches are far smaller (16 groups of
+/// `max_batch_size` records); anything bigger is refused, not read.
+pub const MAX_BATCH_BYTES: u64 = 64 << 20;
+
 /// Reads one batch file, compressed or not, and checks that it holds as many
-/// records as it says.
+/// records as it says. Reading and decompressing stop at [`MAX_BATCH_BYTES`].
 pub fn read_batch(path: &Path) -> anyhow::Result<BatchFile> {
-    let raw = std::fs::read(path)?;
-    let json = if path.extension().is_some_and(|e| e == "zst") {
-        zstd::stream::decode_all(&raw[..])?
+    use std::io::Read as _;
+    let mut raw = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_BATCH_BYTES + 1)
+        .read_to_end(&mut raw)?;
+    anyhow::ensure!(
+        raw.len() as u64 <= MAX_BATCH_BYTES,
+        "{}: larger than {MAX_BATCH_BYTES} bytes; not a batch Warden wrote",
+        path.display()
+    );
+    let compressed = path.extension().is_some_and(|e| e == "zst");
+    parse_batch(&raw, compressed).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Parses the bytes of a batch file (`compressed`: zstd), decompressing to
+/// at most [`MAX_BATCH_BYTES`].
+pub fn parse_batch(raw: &[u8], compressed: bool) -> anyhow::Result<BatchFile> {
+    use std::io::Read as _;
+    let inflated;
+    let json: &[u8] = if compressed {
+        let mut out = Vec::new();
+        zstd::stream::Decoder::new(raw)?
+            .take(MAX_BATCH_BYTES + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| anyhow::anyhow!("not zstd: {e}"))?;
+        anyhow::ensure!(
+            out.len() as u64 <= MAX_BATCH_BYTES,
+            "inflates to more than {MAX_BATCH_BYTES} bytes; refused"
+        );
+        inflated = out;
+        &inflated
     } else {
         raw
     };
-    let batch: BatchFile = serde_json::from_slice(&json)
-        .map_err(|e| anyhow::anyhow!("{}: not a metrics batch: {e}", path.display()))?;
+    let batch: BatchFile =
+        serde_json::from_slice(json).map_err(|e| anyhow::anyhow!("not a metrics batch: {e}"))?;
     anyhow::ensure!(
         batch.records.len() == batch.total_records,
-        "{}: holds {} records but says {}",
-        path.display(),
+        "holds {} records but says {}",
         batch.records.len(),
         batch.total_records
     );
@@ -393,27 +521,36 @@ pub struct Refill {
     pub files: usize,
     /// Records put back into the store.
     pub records: usize,
-    /// Files that could not be read, with why.
+    /// Files (and odd entries) that could not be read, with why.
     pub skipped: Vec<String>,
+    /// Records left out because they are stamped too far in the future.
+    pub future: usize,
 }
 
 /// Puts the records of batch files written within the store's retention back
-/// into the store, oldest first.
-pub fn refill(dir: &Path, store: &SeriesStore, now: SystemTime) -> std::io::Result<Refill> {
+/// into the store, oldest first. Records stamped more than `max_future`
+/// ahead of `now` are left out (counted in [`Refill::future`]): one far in
+/// the future would push every other sample of its series out of the store.
+pub fn refill(
+    dir: &Path,
+    store: &SeriesStore,
+    now: SystemTime,
+    max_future: Duration,
+) -> std::io::Result<Refill> {
     let mut report = Refill::default();
     if !dir.is_dir() {
         return Ok(report);
     }
-    let retention = store.limits().retention;
-    let cutoff: DateTime<Utc> = now
-        .checked_sub(retention)
-        .unwrap_or(SystemTime::UNIX_EPOCH)
-        .into();
-    let cutoff_ms = cutoff.timestamp_millis();
-    let interner = store.interner();
-    let mut changes = Vec::new();
-    let mut derived_ops = Vec::new();
-    for (path, t) in batch_files(dir)? {
+    let window = Window::new(store, now, max_future);
+    let cutoff = DateTime::<Utc>::from_timestamp_millis(window.oldest_ms).unwrap_or_default();
+    let listing = list(dir)?;
+    for path in listing.odd {
+        tracing::warn!(path = %path.display(), "an entry named like a metrics batch is not a regular file; skipped on refill (remove it)");
+        report
+            .skipped
+            .push(format!("{}: not a regular file; skipped", path.display()));
+    }
+    for (path, t) in listing.files {
         if t < cutoff {
             continue;
         }
@@ -426,55 +563,109 @@ pub fn refill(dir: &Path, store: &SeriesStore, now: SystemTime) -> std::io::Resu
             }
         };
         report.files += 1;
-        changes.clear();
-        for r in batch.records {
-            let (kind, s) = match r {
-                RecordIn::Gauge(s) => (Kind::Gauge, s),
-                RecordIn::Counter(s) => (Kind::Counter, s),
-                RecordIn::Histogram(s) => (Kind::Histogram, s),
-                RecordIn::Operation(o) => {
-                    if o.timestamp_ms > cutoff_ms {
-                        derived_ops.push(o);
-                    }
-                    continue;
-                }
-            };
-            if s.timestamp_ms <= cutoff_ms {
-                continue;
-            }
-            let labels: Vec<(&str, &str)> = s
-                .labels
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            let Ok(id) = interner.intern(&s.metric, &labels, kind) else {
-                continue;
-            };
-            let op = if kind == Kind::Histogram {
-                Op::Observe
-            } else {
-                Op::Set
-            };
-            changes.push((id, op, s.timestamp_ms, s.value));
-        }
-        report.records += changes.len();
-        store.apply(&changes, |_, _, _| {});
-        changes.clear();
-        for o in derived_ops.drain(..) {
-            super::ingest::operation_series(
-                interner,
-                &o.operation_type,
-                &o.operation_name,
-                o.success,
-                o.duration_ms,
-                o.timestamp_ms,
-                &mut changes,
-            );
-            report.records += 1;
-        }
-        store.apply(&changes, |_, _, _| {});
+        put_back(batch, store, &window, &mut report);
     }
     Ok(report)
+}
+
+/// The times a refilled record must fall in: after the store's retention
+/// and no further ahead than the allowed clock skew.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    oldest_ms: i64,
+    latest_ms: i64,
+}
+
+impl Window {
+    /// The window of `store` at `now`, records up to `max_future` ahead.
+    pub fn new(store: &SeriesStore, now: SystemTime, max_future: Duration) -> Window {
+        let now_ms = DateTime::<Utc>::from(now).timestamp_millis();
+        let retention = i64::try_from(store.limits().retention.as_millis()).unwrap_or(i64::MAX);
+        Window {
+            oldest_ms: now_ms.saturating_sub(retention),
+            latest_ms: now_ms
+                .saturating_add(i64::try_from(max_future.as_millis()).unwrap_or(i64::MAX)),
+        }
+    }
+
+    fn holds(&self, t: i64) -> bool {
+        t > self.oldest_ms && t <= self.latest_ms
+    }
+}
+
+/// Puts the records of one batch back into `store`: those in `window`,
+/// whose names and labels pass the checks every recorded value gets;
+/// operations also pass [`super::validate::operation`]. Counts in `report`.
+pub fn put_back(batch: BatchFile, store: &SeriesStore, window: &Window, report: &mut Refill) {
+    let interner = store.interner();
+    let mut changes = Vec::new();
+    let mut derived_ops = Vec::new();
+    for r in batch.records {
+        let (kind, s) = match r {
+            RecordIn::Gauge(s) => (Kind::Gauge, s),
+            RecordIn::Counter(s) => (Kind::Counter, s),
+            RecordIn::Histogram(s) => (Kind::Histogram, s),
+            RecordIn::Operation(o) => {
+                if window.holds(o.timestamp_ms) {
+                    derived_ops.push(o);
+                } else if o.timestamp_ms > window.latest_ms {
+                    report.future += 1;
+                }
+                continue;
+            }
+        };
+        if !window.holds(s.timestamp_ms) {
+            if s.timestamp_ms > window.latest_ms {
+                report.future += 1;
+            }
+            continue;
+        }
+        if super::validate::value(s.value).is_err() {
+            continue;
+        }
+        let labels: Vec<(&str, &str)> = s
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let Ok(id) = interner.intern(&s.metric, &labels, kind) else {
+            continue;
+        };
+        let op = if kind == Kind::Histogram {
+            Op::Observe
+        } else {
+            Op::Set
+        };
+        changes.push((id, op, s.timestamp_ms, s.value));
+    }
+    report.records += changes.len();
+    store.apply(&changes, |_, _, _| {});
+    changes.clear();
+    for o in derived_ops {
+        let op = Operation {
+            operation_type: o.operation_type,
+            operation_name: o.operation_name,
+            duration_ms: o.duration_ms,
+            success: o.success,
+            error_message: o.error_message,
+            metadata: o.metadata,
+        };
+        // What was refused when it was recorded is refused when read back.
+        if super::validate::operation(&op, interner.pii()).is_err() {
+            continue;
+        }
+        super::ingest::operation_series(
+            interner,
+            &op.operation_type,
+            &op.operation_name,
+            op.success,
+            op.duration_ms,
+            o.timestamp_ms,
+            &mut changes,
+        );
+        report.records += 1;
+    }
+    store.apply(&changes, |_, _, _| {});
 }
 
 #[cfg(test)]
@@ -569,7 +760,9 @@ mod tests {
         }
         Writer::open(dir.path(), Compression::None, 3, Duration::from_secs(60)).unwrap();
         assert_eq!(
-            expire(dir.path(), Duration::from_secs(86400), SystemTime::now()).unwrap(),
+            expire(dir.path(), Duration::from_secs(86400), SystemTime::now())
+                .unwrap()
+                .deleted,
             1
         );
         let mut left: Vec<_> = std::fs::read_dir(dir.path())
@@ -581,5 +774,89 @@ mod tests {
             left,
             vec!["keep.txt", "metrics_20991231_000000_000000.json.zst"]
         );
+    }
+
+    /// A `.json.zst` that inflates far beyond any batch (a zstd bomb), a
+    /// directory and a link named like batch files: start-up (refill) skips
+    /// and reports each, and retention still deletes the expired batch
+    /// beside them.
+    #[test]
+    fn a_zstd_bomb_and_odd_entries_neither_stop_refill_nor_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // 96 MiB of zeros compress to a few KiB.
+        let mut bomb = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
+        let zeros = vec![b' '; 1 << 20];
+        for _ in 0..96 {
+            std::io::Write::write_all(&mut bomb, &zeros).unwrap();
+        }
+        let bomb = bomb.finish().unwrap();
+        assert!(bomb.len() < 1 << 20);
+        let now = Utc::now();
+        let recent = |n: u32| {
+            format!(
+                "{PREFIX}{}",
+                (now - chrono::Duration::seconds(i64::from(n))).format(NAME_FORMAT)
+            )
+        };
+        std::fs::write(d.join(format!("{}.json.zst", recent(30))), &bomb).unwrap();
+        std::fs::create_dir(d.join(format!("{}.json", recent(20)))).unwrap();
+        std::fs::create_dir(d.join("metrics_20200101_000000_000000.json")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.join(format!("{}.json", recent(10)))).unwrap();
+        std::fs::write(d.join("metrics_20200101_000000_000001.json"), b"{}").unwrap();
+        let store = SeriesStore::new(StoreLimits::default(), PiiKeys::default());
+        let r = refill(d, &store, SystemTime::now(), Duration::from_secs(300)).unwrap();
+        assert_eq!((r.files, r.records), (0, 0));
+        assert_eq!(r.skipped.len(), 4, "{:#?}", r.skipped);
+        assert!(
+            r.skipped
+                .iter()
+                .any(|s| s.contains("inflates to more than")),
+            "{:#?}",
+            r.skipped
+        );
+        let e = expire(d, Duration::from_secs(86400), SystemTime::now()).unwrap();
+        assert_eq!((e.deleted, e.failed, e.odd.len()), (1, 0, 3), "{e:?}");
+        assert!(d.join("metrics_20200101_000000_000000.json").is_dir());
+        assert!(std::fs::symlink_metadata(d.join(format!("{}.json", recent(10)))).is_ok());
+    }
+
+    /// A sample stamped at `i64::MAX` (pushed before timestamps were checked)
+    /// would make every other sample of its series look expired: refill
+    /// leaves it out and keeps the rest.
+    #[test]
+    fn refill_leaves_out_records_stamped_in_the_future() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = warden_core::clock::now_ms();
+        let batch = serde_json::json!({
+            "batch_id": "x", "batch_timestamp": "", "total_records": 3,
+            "records": [
+                {"timestamp_ms": now - 1000, "type": "gauge", "metric": "m", "labels": {}, "value": 1.0},
+                {"timestamp_ms": i64::MAX, "type": "gauge", "metric": "m", "labels": {}, "value": 2.0},
+                {"timestamp_ms": i64::MAX, "type": "operation", "operation_type": "t",
+                 "operation_name": "n", "duration_ms": 1.0, "success": true},
+            ]
+        });
+        let name = format!("{PREFIX}{}.json", Utc::now().format(NAME_FORMAT));
+        std::fs::write(dir.path().join(name), batch.to_string()).unwrap();
+        let store = SeriesStore::new(StoreLimits::default(), PiiKeys::default());
+        let r = refill(
+            dir.path(),
+            &store,
+            SystemTime::now(),
+            Duration::from_secs(300),
+        )
+        .unwrap();
+        assert_eq!((r.records, r.future), (1, 2));
+        let got = store.range(
+            &warden_core::records::SeriesSelector {
+                metric: "m".into(),
+                matchers: vec![],
+            },
+            i64::MIN,
+            i64::MAX,
+        );
+        assert_eq!(got[0].samples.len(), 1);
+        assert_eq!(got[0].samples[0].value, 1.0);
     }
 }

@@ -20,6 +20,7 @@ use super::store::{Op, SeriesStore};
 #[derive(Debug)]
 pub struct Pipeline {
     metrics: Metrics,
+    push: super::push::PushLimits,
     refill: Refill,
     persist_dir: Option<PathBuf>,
     collector: Mutex<Option<JoinHandle<()>>>,
@@ -50,9 +51,10 @@ impl Pipeline {
                 .with_context(|| {
                     format!("failed to open the metrics directory `{}`", dir.display())
                 })?;
-            let refilled = refill(&dir, &store, SystemTime::now()).with_context(|| {
-                format!("failed to read the metrics directory `{}`", dir.display())
-            })?;
+            let refilled = refill(&dir, &store, SystemTime::now(), config.push.max_future.0)
+                .with_context(|| {
+                    format!("failed to read the metrics directory `{}`", dir.display())
+                })?;
             if refilled.records > 0 || !refilled.skipped.is_empty() {
                 tracing::info!(
                     files = refilled.files,
@@ -84,6 +86,7 @@ impl Pipeline {
         };
         Ok(Pipeline {
             exposition: super::expose::registry(&metrics),
+            push: config.push.limits(),
             metrics,
             refill: refilled,
             persist_dir,
@@ -95,6 +98,11 @@ impl Pipeline {
     /// The recording handle.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// What pushes over HTTP may do.
+    pub fn push_limits(&self) -> &super::push::PushLimits {
+        &self.push
     }
 
     /// The store.

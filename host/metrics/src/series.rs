@@ -120,6 +120,52 @@ struct Table {
     keys: Vec<Arc<SeriesKey>>,
 }
 
+/// The names a metric's samples carry on `/metrics`: a counter's family name
+/// (without `_total`) and its `_total` sample, a gauge's name, a
+/// histogram's quantiles and its `_count` and `_sum`.
+fn exposed(metric: &str, kind: Kind) -> Vec<String> {
+    match kind {
+        Kind::Gauge => vec![metric.to_owned()],
+        Kind::Counter => {
+            let base = metric.strip_suffix("_total").unwrap_or(metric);
+            vec![base.to_owned(), format!("{base}_total")]
+        }
+        Kind::Histogram => vec![
+            metric.to_owned(),
+            format!("{metric}_count"),
+            format!("{metric}_sum"),
+        ],
+    }
+}
+
+/// An existing metric that a new `metric` of `kind` would share a name with
+/// on `/metrics` (two families of one name, or one sample name in two
+/// families, make the whole exposition invalid).
+fn clash(t: &Table, metric: &str, kind: Kind) -> Option<String> {
+    for name in exposed(metric, kind) {
+        // Every existing name that could expose `name`.
+        let total = format!("{name}_total");
+        let candidates = [
+            Some(name.as_str()),
+            Some(total.as_str()),
+            name.strip_suffix("_total"),
+            name.strip_suffix("_count"),
+            name.strip_suffix("_sum"),
+        ];
+        for c in candidates.into_iter().flatten() {
+            if c == metric {
+                continue;
+            }
+            if let Some((k, _)) = t.by_metric.get(c)
+                && exposed(c, *k).contains(&name)
+            {
+                return Some(c.to_owned());
+            }
+        }
+    }
+    None
+}
+
 /// The table of series. Lookups of known series take a read lock and allocate
 /// nothing; a new series takes the write lock once.
 pub struct Interner {
@@ -201,6 +247,16 @@ impl Interner {
                 existing: existing.name(),
                 asked: kind.name(),
             });
+        }
+        if !t.by_metric.contains_key(metric)
+            && let Some(other) = clash(&t, metric, kind)
+        {
+            return Err(SeriesError::Invalid(Invalid::new(
+                "metric",
+                format!(
+                    "`{metric}` would be exposed on /metrics under a name `{other}` already uses; pick another name"
+                ),
+            )));
         }
         if t.keys.len() >= self.max_series {
             self.refused.fetch_add(1, Ordering::Relaxed);
@@ -392,6 +448,30 @@ impl Hasher for NoHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_would_share_an_exposed_name_are_refused() {
+        let i = Interner::new(100, PiiKeys::default());
+        i.intern("req", &[], Kind::Histogram).unwrap();
+        i.intern("hits_total", &[], Kind::Counter).unwrap();
+        i.intern("temp", &[], Kind::Gauge).unwrap();
+        for (metric, kind) in [
+            ("req_count", Kind::Gauge),
+            ("req_sum", Kind::Counter),
+            ("hits", Kind::Counter),
+            ("hits", Kind::Gauge),
+            ("hits_total", Kind::Gauge),
+            ("temp_total", Kind::Counter),
+            ("temp", Kind::Histogram),
+        ] {
+            assert!(i.intern(metric, &[], kind).is_err(), "{metric} {kind:?}");
+        }
+        for (metric, kind) in [("req_seconds", Kind::Gauge), ("hit", Kind::Counter)] {
+            i.intern(metric, &[], kind).unwrap();
+        }
+        // More series of an existing metric are no clash with itself.
+        i.intern("req", &[("a", "b")], Kind::Histogram).unwrap();
+    }
 
     #[test]
     fn the_same_series_in_any_label_order_is_one_id() {

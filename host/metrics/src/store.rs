@@ -237,6 +237,50 @@ impl SeriesStore {
         self.range(selector, from, now_ms)
     }
 
+    /// Like [`SeriesStore::query`], copying at most `max_bytes` (samples at
+    /// 16 bytes each, names and labels at their length, 64 bytes per series):
+    /// returns the series and the bytes they take, or `Err(bytes)` with at
+    /// least what the answer would take, having copied no more than fits.
+    /// What a plugin reads through `query-series` is bounded this way, so one
+    /// call never copies a whole store.
+    pub fn query_bounded(
+        &self,
+        selector: &SeriesSelector,
+        window_ms: u64,
+        now_ms: TimestampMs,
+        max_bytes: usize,
+    ) -> Result<(Vec<Series>, usize), usize> {
+        const PER_SERIES: usize = 64;
+        let from = now_ms.saturating_sub(i64::try_from(window_ms).unwrap_or(i64::MAX));
+        let ids = self.matching(selector);
+        let data = self.data.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        let mut used = 0usize;
+        for s in ids.iter().filter_map(|id| data.get(*id as usize)) {
+            let [a, b] = window_runs(&s.samples, from, now_ms);
+            let samples = a.len() + b.len();
+            if samples == 0 {
+                continue;
+            }
+            let text = s.key.metric.len()
+                + s.key
+                    .labels
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>();
+            used = used.saturating_add(PER_SERIES + text + samples * 16);
+            if used > max_bytes {
+                return Err(used);
+            }
+            out.push(Series {
+                metric: s.key.metric.to_string(),
+                labels: s.key.label_pairs(),
+                samples: a.iter().chain(b).copied().collect(),
+            });
+        }
+        Ok((out, used))
+    }
+
     /// Returns every series matching `selector` with its samples in `(from, to]`.
     pub fn range(
         &self,

@@ -22,8 +22,10 @@ pub const MAX_OPERATION_FIELD: usize = 256;
 pub const MAX_ERROR_MESSAGE: usize = 4 * 1024;
 
 /// Metadata keys refused by default because they carry personal data. The
-/// comparison ignores case and treats `-` as `_`. Label names are held to the
-/// same list: a label is persisted and exposed just like metadata.
+/// comparison ignores case and every character but ASCII letters and digits,
+/// so `user_id`, `userId`, `User-ID` and `user.id` are one key. Label names
+/// are held to the same list: a label is persisted and exposed just like
+/// metadata; so are the labels of resources applications register.
 pub const DEFAULT_PII_KEYS: &[&str] = &[
     "email",
     "name",
@@ -41,6 +43,25 @@ pub const DEFAULT_PII_KEYS: &[&str] = &[
 /// The metric-name prefix kept for Warden's own metrics, so an ingested series
 /// cannot shadow one of them on `/metrics`.
 pub const RESERVED_PREFIX: &str = "warden_";
+
+/// Checks the name of a pushed metric: a valid name ([`metric_name`]) that
+/// none of Warden's own writers uses — the collectors
+/// ([`crate::collect::COLLECTED`]) and the series operations feed
+/// ([`crate::ingest::OPERATION_SERIES`]). A push under one of those would
+/// feed every policy and alert that reads it.
+pub fn pushed_metric_name(name: &str) -> Result<(), Invalid> {
+    metric_name(name)?;
+    if crate::collect::COLLECTED.contains(&name) || crate::ingest::OPERATION_SERIES.contains(&name)
+    {
+        return Err(Invalid::new(
+            "metric",
+            format!(
+                "`{name}` is written by Warden itself (its collectors or operations); push under another name"
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// Why a record was refused. `field` says where, for example
 /// `samples[3].labels.email` or `metadata.password`.
@@ -86,32 +107,58 @@ impl Default for PiiKeys {
 impl PiiKeys {
     /// A list of refused keys.
     pub fn new<'a>(keys: impl IntoIterator<Item = &'a str>) -> Self {
-        PiiKeys(keys.into_iter().map(normalize).collect())
+        PiiKeys(
+            keys.into_iter()
+                .map(|k| normalized(k).map(char::from).collect::<String>())
+                .filter(|k| !k.is_empty())
+                .collect(),
+        )
     }
 
-    /// True if `key` is on the list.
+    /// Returns true if and only if `key` is on the list, ignoring case and
+    /// any character but ASCII letters and digits.
     pub fn contains(&self, key: &str) -> bool {
-        // Keys are short; comparing normalized bytes in place avoids an allocation
-        // on the hot path.
-        self.0.iter().any(|k| {
-            k.len() == key.len()
-                && k.bytes()
-                    .zip(key.bytes())
-                    .all(|(a, b)| a == normalize_byte(b))
-        })
+        // Compared in place: no allocation on the record path.
+        self.0.iter().any(|k| k.bytes().eq(normalized(key)))
+    }
+
+    /// Looks for personal data in free text, such as a registered resource's
+    /// name or a label value: a `key=value` or `key:value` part whose key is
+    /// on the list (`sessions/session_id=ab12`), or an email address. Parts
+    /// are separated by `/`, `?`, `&`, `;`, `,`, `|` and whitespace. Returns
+    /// what was found, to name in the refusal.
+    pub fn find_in_text(&self, text: &str) -> Option<String> {
+        text.split(|c: char| matches!(c, '/' | '?' | '&' | ';' | ',' | '|') || c.is_whitespace())
+            .find_map(|part| {
+                if let Some((key, _)) = part.split_once(['=', ':'])
+                    && self.contains(key)
+                {
+                    return Some(format!("`{key}=…`"));
+                }
+                looks_like_email(part).then(|| "an email address".to_owned())
+            })
     }
 }
 
-fn normalize(key: &str) -> String {
-    key.bytes().map(|b| normalize_byte(b) as char).collect()
+/// The bytes of `key` that count: ASCII letters (lowercased) and digits.
+fn normalized(key: &str) -> impl Iterator<Item = u8> + '_ {
+    key.bytes()
+        .filter(u8::is_ascii_alphanumeric)
+        .map(|b| b.to_ascii_lowercase())
 }
 
-fn normalize_byte(b: u8) -> u8 {
-    if b == b'-' {
-        b'_'
-    } else {
-        b.to_ascii_lowercase()
-    }
+/// `local@domain.tld` with a letters-only top-level domain of two or more.
+fn looks_like_email(part: &str) -> bool {
+    let Some((local, domain)) = part.rsplit_once('@') else {
+        return false;
+    };
+    let Some((host, tld)) = domain.rsplit_once('.') else {
+        return false;
+    };
+    !local.is_empty()
+        && !host.is_empty()
+        && tld.len() >= 2
+        && tld.bytes().all(|b| b.is_ascii_alphabetic())
 }
 
 /// Checks a metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`, as Prometheus requires,
@@ -485,5 +532,71 @@ mod tests {
         assert!(value(f64::NEG_INFINITY).is_err());
         increment(0.0).unwrap();
         assert!(increment(-1.0).is_err());
+    }
+
+    #[test]
+    fn personal_data_keys_match_whatever_their_case_and_separators() {
+        let pii = PiiKeys::default();
+        for key in [
+            "user_id",
+            "userId",
+            "USER-ID",
+            "user.id",
+            "User Id",
+            "e-mail",
+            "EMAIL",
+            "apiKey",
+            "API-KEY",
+            "Session_ID",
+            "clientId",
+        ] {
+            assert!(pii.contains(key), "{key}");
+        }
+        for key in [
+            "route",
+            "user_hash",
+            "hostname",
+            "operation_name",
+            "region",
+            "",
+        ] {
+            assert!(!pii.contains(key), "{key}");
+        }
+        let custom = PiiKeys::new(["S.S.N", "national-id"]);
+        assert!(custom.contains("ssn") && custom.contains("NationalID"));
+        assert!(!custom.contains("email"));
+    }
+
+    #[test]
+    fn personal_data_is_found_in_names_and_values() {
+        let pii = PiiKeys::default();
+        for text in [
+            "sessions/session_id=ab12",
+            "cache?userId=42&x=1",
+            "upload/jane.doe@example.com.tmp",
+            "owner: Email:x",
+        ] {
+            assert!(pii.find_in_text(text).is_some(), "{text}");
+        }
+        for text in ["cache/42", "lease/a=b", "root@10.0.0.1", "v1:build", "a@b"] {
+            assert_eq!(pii.find_in_text(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn collector_and_operation_names_cannot_be_pushed() {
+        for name in [
+            "memory_used_ratio",
+            "cpu_usage_ratio",
+            "operations_total",
+            "warden_x",
+        ] {
+            assert_eq!(
+                pushed_metric_name(name).unwrap_err().field,
+                "metric",
+                "{name}"
+            );
+        }
+        pushed_metric_name("app_memory_used_ratio").unwrap();
     }
 }

@@ -57,6 +57,7 @@ impl AlertmanagerNotifier {
             target: format!("alertmanager {url}"),
             url,
             headers: &BTreeMap::new(),
+            authorization: config.authorization.as_ref(),
             timeout: config.timeout.0,
             retries: config.retries,
             backoff: config.backoff.0,

@@ -28,6 +28,14 @@
 //! sleeps, so callers run it off the evaluation path (the runtime's
 //! dispatcher does).
 //!
+//! Secrets — header values and `authorization` credentials — are [`Secret`]s:
+//! their `Debug` never shows them, [`NotifierConfig::redacted`] replaces them
+//! for anything shown to people (the API), and no error names them. A URL
+//! with credentials in it is refused, and the refusal does not repeat them.
+//! `authorization: { credentials_file: … }` (as Prometheus has it) keeps the
+//! secret out of the configuration; the file is read again on every delivery,
+//! so it can be rotated without a reload.
+//!
 //! Layering: this crate depends only on `warden-core`. Policy files name their
 //! receivers with [`NotifierConfig`], so `warden-policy` sits above it; the
 //! alert state machine and the dispatcher that feeds receivers live in
@@ -41,6 +49,7 @@ mod webhook;
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -108,6 +117,149 @@ pub enum NotifierConfig {
     Alertmanager(AlertmanagerConfig),
 }
 
+/// A value that must not be shown: `Debug` prints `<redacted>`; it is
+/// serialized as it is (configurations are compared and fingerprinted by
+/// their serialization), so anything shown to people goes through
+/// [`NotifierConfig::redacted`] first.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+/// What [`NotifierConfig::redacted`] puts in place of a secret.
+pub const REDACTED: &str = "<redacted>";
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+/// The `Authorization` header, as Prometheus configures it: a type and
+/// credentials given inline or, better, in a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Authorization {
+    /// The scheme (default `Bearer`).
+    #[serde(rename = "type", default = "bearer")]
+    pub scheme: String,
+    /// The credentials. Prefer `credentials_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<Secret>,
+    /// A file holding the credentials (surrounding whitespace ignored), read
+    /// on every delivery. A relative path is relative to the file that
+    /// configures it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_file: Option<PathBuf>,
+}
+
+fn bearer() -> String {
+    "Bearer".to_owned()
+}
+
+impl Authorization {
+    fn check(&self) -> Result<(), NotifyError> {
+        if self.scheme.is_empty()
+            || !self
+                .scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(config_error(
+                "authorization.type",
+                format!(
+                    "`{}` is not an authorization scheme; use `Bearer`",
+                    self.scheme
+                ),
+            ));
+        }
+        match (&self.credentials, &self.credentials_file) {
+            (Some(_), None) => {}
+            (None, Some(path)) => {
+                read_credentials(path)
+                    .map_err(|message| config_error("authorization.credentials_file", message))?;
+            }
+            _ => {
+                return Err(config_error(
+                    "authorization",
+                    "give exactly one of `credentials` and `credentials_file`".to_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The header value now: the file is read each time.
+    fn value(&self) -> Result<String, String> {
+        let credentials = match (&self.credentials, &self.credentials_file) {
+            (Some(c), _) => c.0.clone(),
+            (None, Some(path)) => read_credentials(path)?,
+            (None, None) => String::new(),
+        };
+        Ok(format!("{} {credentials}", self.scheme))
+    }
+}
+
+/// Reads a credentials file; the error names the file, never its content.
+fn read_credentials(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let c = text.trim();
+    if c.is_empty() {
+        return Err(format!("`{}` is empty", path.display()));
+    }
+    if ureq::http::HeaderValue::from_str(c).is_err() {
+        return Err(format!(
+            "`{}` holds characters a header cannot carry",
+            path.display()
+        ));
+    }
+    Ok(c.to_owned())
+}
+
+impl NotifierConfig {
+    /// A copy safe to show: header values and credentials replaced by
+    /// [`REDACTED`].
+    pub fn redacted(&self) -> NotifierConfig {
+        let hide = |a: &Option<Authorization>| {
+            a.as_ref().map(|a| Authorization {
+                credentials: a.credentials.as_ref().map(|_| Secret(REDACTED.to_owned())),
+                ..a.clone()
+            })
+        };
+        match self {
+            NotifierConfig::Log {} => NotifierConfig::Log {},
+            NotifierConfig::Webhook(w) => NotifierConfig::Webhook(WebhookConfig {
+                headers: w
+                    .headers
+                    .keys()
+                    .map(|k| (k.clone(), Secret(REDACTED.to_owned())))
+                    .collect(),
+                authorization: hide(&w.authorization),
+                ..w.clone()
+            }),
+            NotifierConfig::Alertmanager(a) => NotifierConfig::Alertmanager(AlertmanagerConfig {
+                authorization: hide(&a.authorization),
+                ..a.clone()
+            }),
+        }
+    }
+
+    /// Makes a relative `credentials_file` relative to `base` (the
+    /// directory of the file that configures it).
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let auth = match self {
+            NotifierConfig::Log {} => None,
+            NotifierConfig::Webhook(w) => w.authorization.as_mut(),
+            NotifierConfig::Alertmanager(a) => a.authorization.as_mut(),
+        };
+        if let Some(path) = auth.and_then(|a| a.credentials_file.as_mut())
+            && path.is_relative()
+        {
+            *path = base.join(&*path);
+        }
+    }
+}
+
 /// Settings of the `webhook` notifier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -123,9 +275,12 @@ pub struct WebhookConfig {
     /// Wait before the first retry; doubles for each further retry, up to 30s.
     #[serde(default = "default_backoff")]
     pub backoff: HumanDuration,
-    /// Extra request headers, e.g. `Authorization`.
+    /// Extra request headers. Their values are treated as secrets.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Secret>,
+    /// The `Authorization` header, inline or from a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Authorization>,
 }
 
 /// Settings of the `alertmanager` notifier.
@@ -150,6 +305,10 @@ pub struct AlertmanagerConfig {
     /// intervals long, or alerts flap between refreshes.
     #[serde(default = "default_resend_ends_after")]
     pub resend_ends_after: HumanDuration,
+    /// The `Authorization` header (Alertmanager behind an authenticating
+    /// proxy), inline or from a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Authorization>,
 }
 
 fn default_timeout() -> HumanDuration {
@@ -224,17 +383,20 @@ fn config_error(field: &str, message: String) -> NotifyError {
 }
 
 /// Checks that `url` is `http://host[:port][/...]`; the error names `field`.
-fn check_http_url(field: &str, url: &str) -> Result<(), NotifyError> {
+fn check_http_url(field: &str, raw: &str) -> Result<(), NotifyError> {
+    // Errors show the URL without what may be a password in it.
+    let shown = shown_url(raw);
+    let url = &*shown;
     let bad = |why: &str| {
         config_error(
             field,
             format!("`{url}` {why}; write it like `http://host:port/path`"),
         )
     };
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad("contains spaces or control characters"));
     }
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let Some((scheme, rest)) = raw.split_once("://") else {
         return Err(bad("is not a URL"));
     };
     if scheme.eq_ignore_ascii_case("https") {
@@ -251,7 +413,9 @@ fn check_http_url(field: &str, url: &str) -> Result<(), NotifyError> {
     }
     let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
     if authority.contains('@') {
-        return Err(bad("carries credentials, which are not supported there"));
+        return Err(bad(
+            "carries credentials, which are not supported there; give them in `authorization:` (best as `credentials_file`)",
+        ));
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let Some((host, after)) = v6.split_once(']') else {
@@ -292,8 +456,24 @@ fn check_http_url(field: &str, url: &str) -> Result<(), NotifyError> {
         return Err(bad(&format!("has an invalid port `{port}`")));
     }
     // The HTTP client's own parser has the last word on the path and query.
-    ureq::http::Uri::try_from(url).map_err(|e| bad(&format!("is not a valid URL ({e})")))?;
+    ureq::http::Uri::try_from(raw).map_err(|e| bad(&format!("is not a valid URL ({e})")))?;
     Ok(())
+}
+
+/// `url` with any `user:password@` replaced by `<redacted>@`.
+pub fn shown_url(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // Not a URL; a password could still be in it after an `@`.
+        return match url.rsplit_once('@') {
+            Some((_, host)) => format!("{REDACTED}@{host}").into(),
+            None => url.into(),
+        };
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://{REDACTED}@{host}{}", &rest[end..]).into(),
+        None => url.into(),
+    }
 }
 
 fn check_positive(field: &str, value: HumanDuration) -> Result<(), NotifyError> {
@@ -361,7 +541,8 @@ struct JsonPost {
     /// The notifier's name, for errors and logs.
     target: String,
     url: String,
-    headers: Vec<(String, String)>,
+    headers: Vec<(String, Secret)>,
+    authorization: Option<Authorization>,
     retries: u32,
     backoff: Duration,
     agent: ureq::Agent,
@@ -373,7 +554,8 @@ struct JsonPost {
 struct PostSettings<'a> {
     target: String,
     url: String,
-    headers: &'a BTreeMap<String, String>,
+    headers: &'a BTreeMap<String, Secret>,
+    authorization: Option<&'a Authorization>,
     timeout: Duration,
     retries: u32,
     backoff: Duration,
@@ -393,9 +575,21 @@ impl JsonPost {
             ureq::http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| {
                 config_error(&field, format!("`{name}` is not a header name ({e})"))
             })?;
-            ureq::http::HeaderValue::from_str(value).map_err(|e| {
+            ureq::http::HeaderValue::from_str(&value.0).map_err(|e| {
                 config_error(&field, format!("the value is not valid in a header ({e})"))
             })?;
+        }
+        if let Some(a) = s.authorization {
+            if s.headers
+                .keys()
+                .any(|k| k.eq_ignore_ascii_case("authorization"))
+            {
+                return Err(config_error(
+                    "authorization",
+                    "`headers` already sets `Authorization`; keep one of the two".to_owned(),
+                ));
+            }
+            a.check()?;
         }
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(s.timeout))
@@ -421,6 +615,7 @@ impl JsonPost {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            authorization: s.authorization.cloned(),
             retries: s.retries,
             backoff: s.backoff,
             agent,
@@ -474,7 +669,16 @@ impl JsonPost {
             request = request.header("content-type", "application/json");
         }
         for (name, value) in &self.headers {
-            request = request.header(name, value);
+            request = request.header(name, &value.0);
+        }
+        if let Some(a) = &self.authorization {
+            let value = a.value().map_err(|message| Failure {
+                // The file may be back by the next attempt.
+                retry: true,
+                status: None,
+                message: format!("authorization.credentials_file: {message}"),
+            })?;
+            request = request.header("authorization", &value);
         }
         let response = request.send(body).map_err(|e| Failure {
             // Errors about the request itself will not go away by retrying.
@@ -579,7 +783,7 @@ mod tests {
         };
         assert_eq!(w.timeout.0, Duration::from_secs(2));
         assert_eq!(w.retries, 0);
-        assert_eq!(w.headers["Authorization"], "Bearer abc");
+        assert_eq!(w.headers["Authorization"], Secret("Bearer abc".into()));
         build(&config).unwrap();
     }
 
@@ -618,6 +822,7 @@ mod tests {
                 retries: 3,
                 backoff: default_backoff(),
                 headers: BTreeMap::new(),
+                authorization: None,
             })
         };
         let e = build_err(&webhook("https://hooks.example.com/x"));
@@ -655,6 +860,7 @@ mod tests {
             retries: 3,
             backoff: default_backoff(),
             resend_ends_after: default_resend_ends_after(),
+            authorization: None,
         }));
         assert!(e.starts_with("url: ") && e.contains("TLS"), "{e}");
     }
@@ -699,6 +905,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             retries: 3,
             backoff: Duration::from_millis(1000),
+            authorization: None,
         })
         .unwrap();
         for _ in 0..50 {
@@ -715,5 +922,65 @@ mod tests {
     fn timestamps_are_rfc3339_utc() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_redacted_copies_or_errors() {
+        let config = parse(
+            "type: webhook\nurl: http://h/\nheaders:\n  X-Api-Key: k3y-SECRET\nauthorization:\n  credentials: cr3d-SECRET",
+        )
+        .unwrap();
+        build(&config).unwrap();
+        let shown = [
+            format!("{config:?}"),
+            format!("{:?}", build(&config).unwrap()),
+            serde_json::to_string(&config.redacted()).unwrap(),
+        ];
+        for text in &shown {
+            assert!(!text.contains("SECRET"), "{text}");
+        }
+        assert!(shown[2].contains("X-Api-Key") && shown[2].contains(REDACTED));
+        // The real values are still what is sent and compared.
+        assert!(
+            serde_json::to_string(&config)
+                .unwrap()
+                .contains("k3y-SECRET")
+        );
+
+        let e = build_err(&parse("type: webhook\nurl: http://admin:pa55w0rd@h/x").unwrap());
+        assert!(e.contains("credentials") && !e.contains("pa55w0rd"), "{e}");
+        assert_eq!(shown_url("http://u:p@h:1/a@b"), "http://<redacted>@h:1/a@b");
+        assert_eq!(shown_url("http://h/a@b"), "http://h/a@b");
+    }
+
+    #[test]
+    fn credentials_come_from_a_file_read_on_every_delivery() {
+        let dir = std::env::temp_dir().join(format!("warden-notify-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "one\n").unwrap();
+        let mut config = parse(
+            "type: alertmanager\nurl: http://h:9093\nauthorization:\n  credentials_file: token",
+        )
+        .unwrap();
+        config.resolve_paths(&dir);
+        let NotifierConfig::Alertmanager(a) = &config else {
+            panic!()
+        };
+        let auth = a.authorization.as_ref().unwrap();
+        assert_eq!(auth.credentials_file.as_deref(), Some(file.as_path()));
+        build(&config).unwrap();
+        assert_eq!(auth.value().unwrap(), "Bearer one");
+        std::fs::write(&file, "two").unwrap();
+        assert_eq!(auth.value().unwrap(), "Bearer two");
+        std::fs::remove_file(&file).unwrap();
+        let e = build_err(&config);
+        assert!(e.starts_with("authorization.credentials_file: "), "{e}");
+        let both = parse(
+            "type: webhook\nurl: http://h/\nauthorization: {credentials: a, credentials_file: b}",
+        )
+        .unwrap();
+        assert!(build_err(&both).starts_with("authorization: "));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -26,6 +26,7 @@ impl WebhookNotifier {
             target: format!("webhook {}", config.url),
             url: config.url.clone(),
             headers: &config.headers,
+            authorization: config.authorization.as_ref(),
             timeout: config.timeout.0,
             retries: config.retries,
             backoff: config.backoff.0,
@@ -233,8 +234,9 @@ mod tests {
             backoff: HumanDuration(Duration::from_millis(1)),
             headers: headers
                 .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .map(|(k, v)| ((*k).to_owned(), crate::Secret((*v).to_owned())))
                 .collect(),
+            authorization: None,
         })
         .unwrap()
     }
@@ -441,6 +443,7 @@ mod tests {
             retries: 1,
             backoff: HumanDuration(Duration::from_millis(1)),
             headers: BTreeMap::new(),
+            authorization: None,
         })
         .unwrap();
         let e = webhook.send(&batch(), 0).unwrap_err();

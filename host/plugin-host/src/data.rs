@@ -1,12 +1,56 @@
 //! What plugins can read through the host imports `query-series` and
 //! `list-resources`, behind one trait so the runtime does not depend on where
-//! the data lives.
+//! the data lives, and the budget that bounds how much one evaluation reads.
 
 use std::time::Duration;
 
 use warden_core::records::{ResourceFilter, ResourceSet, Series, SeriesSelector, TimestampMs};
 
-/// The read-only data a plugin may query. Errors are messages the plugin sees.
+/// How many bytes one evaluation may still copy out of the host's stores
+/// through `query-series` and `list-resources`, over all its calls. A source
+/// charges what it copies and stops at the budget, so no call copies a whole
+/// store; the call past it returns an error the plugin sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    limit: u64,
+    spent: u64,
+}
+
+impl Budget {
+    /// A budget of `limit` bytes, none spent.
+    pub fn new(limit: u64) -> Self {
+        Budget { limit, spent: 0 }
+    }
+
+    /// Returns the bytes still allowed.
+    pub fn left(&self) -> usize {
+        usize::try_from(self.limit.saturating_sub(self.spent)).unwrap_or(usize::MAX)
+    }
+
+    /// Returns the bytes spent.
+    pub fn spent(&self) -> u64 {
+        self.spent
+    }
+
+    /// Charges `bytes` that were copied.
+    pub fn charge(&mut self, bytes: usize) {
+        self.spent = self.spent.saturating_add(bytes as u64);
+    }
+
+    /// Returns the error a plugin sees when a `call` needing at least
+    /// `needed` bytes is refused; nothing is charged for it.
+    pub fn exceeded(&self, call: &str, needed: usize) -> String {
+        format!(
+            "`{call}` refused: its answer needs at least {needed} bytes and this evaluation may read {} more (of its {} bytes through `query-series` and `list-resources`); ask for less (a shorter window, a `limit`, a `name-prefix`), or raise the policy's `query_limit`",
+            self.left(),
+            self.limit
+        )
+    }
+}
+
+/// The read-only data a plugin may query. Errors are messages the plugin
+/// sees. Implementations copy at most `budget.left()` bytes per call,
+/// charge what they copy, and refuse past it with [`Budget::exceeded`].
 pub trait DataSource: Send + Sync {
     /// Returns every series matching `selector` with its samples in
     /// `(now - window, now]`.
@@ -15,10 +59,15 @@ pub trait DataSource: Send + Sync {
         selector: &SeriesSelector,
         window: Duration,
         now_ms: TimestampMs,
+        budget: &mut Budget,
     ) -> Result<Vec<Series>, String>;
 
     /// Returns the tracked resources matching `filter`.
-    fn list_resources(&self, filter: &ResourceFilter) -> Result<ResourceSet, String>;
+    fn list_resources(
+        &self,
+        filter: &ResourceFilter,
+        budget: &mut Budget,
+    ) -> Result<ResourceSet, String>;
 }
 
 /// A source with nothing in it, for plugins that need no data.
@@ -31,10 +80,11 @@ impl DataSource for NoData {
         _: &SeriesSelector,
         _: Duration,
         _: TimestampMs,
+        _: &mut Budget,
     ) -> Result<Vec<Series>, String> {
         Ok(Vec::new())
     }
-    fn list_resources(&self, _: &ResourceFilter) -> Result<ResourceSet, String> {
+    fn list_resources(&self, _: &ResourceFilter, _: &mut Budget) -> Result<ResourceSet, String> {
         Ok(ResourceSet::default())
     }
 }

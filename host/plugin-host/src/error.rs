@@ -21,9 +21,12 @@ pub enum LoadErrorKind {
     /// The file could not be read.
     #[error("cannot read the plugin: {0}")]
     Io(#[from] std::io::Error),
+    /// The file is not one Warden reads: not a regular file, or too large.
+    #[error("{0}")]
+    Read(String),
     /// Not WebAssembly at all.
     #[error(
-        "not a WebAssembly file (it starts with {0}); a plugin is a `.wasm` component built for `wasm32-wasip2`"
+        "not a WebAssembly file ({0}); a plugin is a `.wasm` component built for `wasm32-wasip2`"
     )]
     NotWasm(String),
     /// A core module, not a component.
@@ -144,6 +147,15 @@ pub enum EvalFailure {
     Plugin(String),
     /// It returned something the host refuses (an index out of range, too many items).
     InvalidOutput(String),
+    /// Its result takes more of the host's memory than the policy allows.
+    OutputTooLarge {
+        /// What it would take, in bytes (at least).
+        bytes: u64,
+        /// The cap (`output_limit`).
+        limit: u64,
+        /// What made it large.
+        what: String,
+    },
     /// Creating its instance failed.
     Instantiate(String),
     /// Its `init` refused the policy's `config:` block.
@@ -179,6 +191,7 @@ impl EvalFailure {
             EvalFailure::Trap { .. } => "trap",
             EvalFailure::Plugin(_) => "plugin_error",
             EvalFailure::InvalidOutput(_) => "invalid_output",
+            EvalFailure::OutputTooLarge { .. } => "output_too_large",
             EvalFailure::Instantiate(_) => "instantiate",
             EvalFailure::InvalidConfig(_) => "invalid_config",
         }
@@ -211,6 +224,10 @@ impl fmt::Display for EvalFailure {
             }
             EvalFailure::Plugin(m) => write!(f, "reported an error: {m}"),
             EvalFailure::InvalidOutput(m) => write!(f, "returned a result the host refuses: {m}"),
+            EvalFailure::OutputTooLarge { bytes, limit, what } => write!(
+                f,
+                "returned a result too large to take (output_too_large): {what} takes at least {bytes} bytes, over the policy's `output_limit` of {limit}; return less, or raise `output_limit`"
+            ),
             EvalFailure::Instantiate(m) => write!(f, "could not be instantiated: {m}"),
             EvalFailure::InvalidConfig(errors) => {
                 f.write_str("refused its config: ")?;

@@ -2,7 +2,8 @@
 //! kept across calls (see [`warm`](crate::warm)), the policy's deadline and
 //! memory cap on every call, `init` once per instance, plugin state read
 //! before and kept after each call, a `tracing` span per evaluation, output
-//! checks, and every way a call can fail turned into an [`EvalError`].
+//! checks (indexes in range, counts, and the size of the result as the host
+//! holds it), and every way a call can fail turned into an [`EvalError`].
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -12,7 +13,7 @@ use wasmtime::{Store, Trap};
 
 use super::data::DataSource;
 use super::error::{EvalError, EvalFailure};
-use super::limits::Limits;
+use super::limits::{ACTION_BYTES, Limits, MAX_NOTICES};
 use super::plugin_state::{
     DEFAULT_STATE_LIMIT, MemoryStates, PluginStateStore, PolicyId, StateBinding,
 };
@@ -21,7 +22,8 @@ use super::warm::{Isolation, Recycle, Warm};
 use super::wit::Refused;
 use super::{Kind, Plugin};
 use warden_core::records::{
-    Alert, Attempt, CleanupPlan, Failure, Finding, Invocation, RecoveryDecision, ResourceSet,
+    Alert, Attempt, CleanupAction, CleanupPlan, Failure, Finding, Invocation, RecoveryDecision,
+    ResourceSet,
 };
 
 /// Which time an evaluation runs at.
@@ -65,11 +67,12 @@ fn check_finding(f: &mut Finding) -> Result<(), String> {
             return true;
         };
         match v.parse::<f64>() {
-            Ok(n) if !name.is_empty() => evidence.push((name.to_owned(), n)),
+            // Finite only: the findings are saved as JSON, which has no NaN.
+            Ok(n) if !name.is_empty() && n.is_finite() => evidence.push((name.to_owned(), n)),
             _ => {
                 error.get_or_insert_with(|| {
                     format!(
-                        "pattern `{}`: evidence `{k}` = `{v}` is not a named number",
+                        "pattern `{}`: evidence `{k}` = `{v}` is not a named finite number",
                         f.pattern
                     )
                 });
@@ -208,26 +211,48 @@ impl Evaluator {
     /// Asks a cleanup plugin what to do with `candidates`. Every target and
     /// reason in the returned plan is checked to be in range.
     pub fn plan(&self, dry_run: bool, candidates: ResourceSet) -> Result<CleanupPlan, EvalError> {
-        let n = candidates.len();
+        let mut candidates = candidates;
+        self.plan_over(dry_run, &mut candidates)
+    }
+
+    /// Like [`Evaluator::plan`], lending `candidates` to the call instead of
+    /// taking them: they are moved into the plugin's context and back, never
+    /// copied, so the host keeps one copy of a large candidate set.
+    pub fn plan_over(
+        &self,
+        dry_run: bool,
+        candidates: &mut ResourceSet,
+    ) -> Result<CleanupPlan, EvalError> {
         let plan = self.run(
             Kind::Cleanup,
             dry_run,
             Clock::Wall,
             |instance, store, inv| instance.plan(store, inv, candidates),
         )?;
-        self.check_plan(&plan, n)?;
+        self.check_plan(&plan, candidates)?;
         Ok(plan)
     }
 
-    fn check_plan(&self, plan: &CleanupPlan, n: usize) -> Result<(), EvalError> {
+    /// Checks every target and reason of `plan` against `candidates`, and the
+    /// plan's size as the host will hold it against the output cap.
+    fn check_plan(&self, plan: &CleanupPlan, candidates: &ResourceSet) -> Result<(), EvalError> {
         self.check_count(plan.actions.len())?;
+        let n = candidates.len();
+        let mut notices = 0usize;
+        let mut bytes: u64 = plan.reasons.iter().map(|r| r.len() as u64).sum();
         for (i, (action, reason)) in plan.actions.iter().enumerate() {
-            if let Some(t) = action.target()
-                && t as usize >= n
-            {
-                return Err(self.fail(EvalFailure::InvalidOutput(format!(
-                    "action {i} targets candidate {t}, but only {n} candidates were offered"
-                ))));
+            if let Some(t) = action.target() {
+                let Some(name) = candidates.name(t as usize) else {
+                    return Err(self.fail(EvalFailure::InvalidOutput(format!(
+                        "action {i} targets candidate {t}, but only {n} candidates were offered"
+                    ))));
+                };
+                // A run records each action with its target's name.
+                bytes += name.len() as u64;
+            }
+            if let CleanupAction::Notify(message) = action {
+                notices += 1;
+                bytes += message.len() as u64;
             }
             if *reason as usize >= plan.reasons.len() {
                 return Err(self.fail(EvalFailure::InvalidOutput(format!(
@@ -235,8 +260,17 @@ impl Evaluator {
                     plan.reasons.len()
                 ))));
             }
+            bytes += ACTION_BYTES;
         }
-        Ok(())
+        if notices > MAX_NOTICES {
+            return Err(self.too_large(
+                bytes,
+                format!("a plan of {notices} notices (at most {MAX_NOTICES} are logged per plan)"),
+            ));
+        }
+        self.check_size(bytes, || {
+            format!("a plan of {} actions", plan.actions.len())
+        })
     }
 
     /// Asks a recovery plugin what to do about `failure`.
@@ -265,6 +299,8 @@ impl Evaluator {
             instance.evaluate(store, inv)
         })?;
         self.check_count(alerts.len())?;
+        let bytes = alerts.iter().map(alert_bytes).sum();
+        self.check_size(bytes, || format!("{} alerts", alerts.len()))?;
         Ok(alerts)
     }
 
@@ -285,6 +321,8 @@ impl Evaluator {
             instance.detect(store, inv)
         })?;
         self.check_count(found.len())?;
+        let bytes = found.iter().map(finding_bytes).sum();
+        self.check_size(bytes, || format!("{} findings", found.len()))?;
         for (i, f) in found.iter_mut().enumerate() {
             check_finding(f)
                 .map_err(|m| self.fail(EvalFailure::InvalidOutput(format!("finding {i}: {m}"))))?;
@@ -304,19 +342,20 @@ impl Evaluator {
                 // Set for each call by `begin_call`.
                 simulated: false,
             },
-            self.limits.memory_bytes,
+            &self.limits,
         )
     }
 
-    /// Starts a call on `store`: the whole deadline and transfer budget
-    /// again, the clock, and the plugin state as it is now.
+    /// Starts a call on `store`: the whole deadline (for the epoch and for
+    /// blocking host calls), transfer and read budgets again, the clock, and
+    /// the plugin state as it is now.
     fn begin_call(&self, store: &mut Store<StoreState>, now_ms: i64, simulated: bool) {
         store.set_epoch_deadline(super::engine::deadline_ticks(&self.limits));
-        store.set_hostcall_fuel(super::engine::MAX_TRANSFER_BYTES);
+        store.set_hostcall_fuel(super::engine::transfer_bytes(&self.limits));
         let current = self.state.store.load(&self.state.id);
         store
             .data_mut()
-            .begin_call(now_ms, simulated, current, self.state.limit);
+            .begin_call(now_ms, simulated, current, self.state.limit, &self.limits);
     }
 
     /// Keeps what a call that returned normally wrote to the plugin state.
@@ -406,6 +445,23 @@ impl Evaluator {
         Ok(WarmInstance {
             warm,
             evaluator: self.clone(),
+        })
+    }
+
+    /// Fails if a result that takes `bytes` in the host is over the cap;
+    /// `what` says what it is.
+    fn check_size(&self, bytes: u64, what: impl FnOnce() -> String) -> Result<(), EvalError> {
+        if bytes > self.limits.max_output_bytes {
+            return Err(self.too_large(bytes, what()));
+        }
+        Ok(())
+    }
+
+    fn too_large(&self, bytes: u64, what: String) -> EvalError {
+        self.fail(EvalFailure::OutputTooLarge {
+            bytes,
+            limit: self.limits.max_output_bytes,
+            what,
         })
     }
 
@@ -572,10 +628,15 @@ impl Evaluator {
             // host than `MAX_TRANSFER_BYTES`; its error type is private, so
             // it is recognised by its message.
             None if format!("{e:#}").contains("too much data is being copied") => {
-                EvalFailure::InvalidOutput(format!(
-                    "returned more than {} MiB of data in one call; a policy's result must be smaller",
-                    super::engine::MAX_TRANSFER_BYTES / (1024 * 1024)
-                ))
+                let limit = super::engine::transfer_bytes(&self.limits) as u64;
+                EvalFailure::OutputTooLarge {
+                    bytes: limit,
+                    limit: self.limits.max_output_bytes,
+                    what: format!(
+                        "what it returned in one call (more than {} MiB crossed into the host)",
+                        limit / (1024 * 1024)
+                    ),
+                }
             }
             None => {
                 stats.traps.fetch_add(1, Ordering::Relaxed);
@@ -586,6 +647,26 @@ impl Evaluator {
             }
         }
     }
+}
+
+/// What an alert takes in the host: its strings, plus a fixed record.
+fn alert_bytes(a: &Alert) -> u64 {
+    let labels = |l: &warden_core::records::Labels| {
+        l.iter()
+            .map(|(k, v)| (k.len() + v.len()) as u64 + 48)
+            .sum::<u64>()
+    };
+    ACTION_BYTES + a.name.len() as u64 + labels(&a.labels) + labels(&a.annotations)
+}
+
+/// What a finding takes in the host: its strings, plus a fixed record.
+fn finding_bytes(f: &Finding) -> u64 {
+    ACTION_BYTES
+        + (f.pattern.len() + f.subject.len() + f.recommendation.len()) as u64
+        + f.labels
+            .iter()
+            .map(|(k, v)| (k.len() + v.len()) as u64 + 48)
+            .sum::<u64>()
 }
 
 /// A plugin instance kept across calls, outside the policy's own warm slot;
@@ -608,10 +689,11 @@ impl WarmInstance {
         let _running = self.evaluator.plugin.engine.running();
         self.evaluator
             .begin_call(&mut self.warm.store, now_ms, false);
+        let mut candidates = candidates;
         match self
             .warm
             .instance
-            .plan(&mut self.warm.store, inv, candidates)
+            .plan(&mut self.warm.store, inv, &mut candidates)
         {
             Ok(Ok(plan)) => Ok(plan),
             Ok(Err(e)) => Err(anyhow::anyhow!("the plugin reported: {e}")),

@@ -32,18 +32,20 @@ mod kind;
 mod limits;
 mod output;
 mod plugin_state;
+mod poll;
 mod store;
 mod warm;
 pub(crate) mod wit;
 
-pub use data::{DataSource, NoData};
+pub use data::{Budget, DataSource, NoData};
 pub use engine::{
-    EPOCH_TICK, Engine, EngineOptions, MAX_PLUGIN_MEMORY, MAX_TRANSFER_BYTES, Stats, StatsSnapshot,
+    EPOCH_TICK, Engine, EngineOptions, MAX_PLUGIN_BYTES, MAX_PLUGIN_MEMORY, MAX_TRANSFER_BYTES,
+    Stats, StatsSnapshot, read_plugin,
 };
 pub use error::{ConfigError, EvalError, EvalFailure, LoadError, LoadErrorKind};
 pub use evaluator::{Clock, Evaluator, WarmInstance};
 pub use kind::Kind;
-pub use limits::Limits;
+pub use limits::{Limits, MAX_NOTICES};
 pub use plugin_state::{
     DEFAULT_STATE_LIMIT, MAX_STATE_LIMIT, MemoryStates, PluginStateStore, PolicyId,
 };

@@ -1,18 +1,19 @@
 //! The state behind one evaluation's `Store`: a WASI context that grants
-//! nothing, the memory cap, captured stdio, and what the host imports serve
-//! (the policy's config, its data source, its plugin state). A warm instance
+//! nothing, the memory cap, the deadline host calls obey, captured stdio,
+//! and what the host imports serve (the policy's config, its data source
+//! within the evaluation's read budget, its plugin state). A warm instance
 //! keeps its store across evaluations, so everything per call is reset by
 //! [`StoreState::begin_call`]; a trap poisons the whole store, which is then
 //! dropped.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::data::DataSource;
-use super::limits::MemoryCap;
+use super::data::{Budget, DataSource};
+use super::limits::{Limits, MemoryCap};
 use super::output::Capture;
 use super::plugin_state::StateCell;
 use warden_core::records::{ResourceFilter, ResourceSet, Series, SeriesSelector, TimestampMs};
@@ -50,8 +51,12 @@ pub(crate) struct StoreState {
     /// Built on first use: most evaluations never call WASI (a plugin reaches
     /// it only to print or panic), and building it is a third of instantiation.
     wasi: Option<WasiCtx>,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
     pub(crate) cap: MemoryCap,
+    /// When the evaluation must end; blocking host calls end by then.
+    pub(crate) deadline: Instant,
+    /// What `query-series` and `list-resources` may still copy.
+    pub(crate) budget: Budget,
     pub(crate) call: CallInfo,
     pub(crate) stdout: Capture,
     pub(crate) stderr: Capture,
@@ -61,17 +66,20 @@ pub(crate) struct StoreState {
 }
 
 impl StoreState {
-    pub(crate) fn new(call: CallInfo, memory_limit: u64) -> Self {
+    /// The state of a store for `call` under `limits`, whose deadline
+    /// starts now.
+    pub(crate) fn new(call: CallInfo, limits: &Limits) -> Self {
         let stdout = Capture::default();
         let stderr = Capture::default();
-
+        let now = Instant::now();
         StoreState {
             wasi: None,
             table: ResourceTable::new(),
-            cap: MemoryCap {
-                limit: usize::try_from(memory_limit).unwrap_or(usize::MAX),
-                hit: false,
-            },
+            cap: MemoryCap::new(limits.memory_bytes),
+            deadline: now
+                .checked_add(limits.timeout)
+                .unwrap_or(now + Duration::from_secs(3600)),
+            budget: Budget::new(limits.max_query_bytes),
             call,
             stdout,
             stderr,
@@ -82,14 +90,21 @@ impl StoreState {
     }
 
     /// Starts a call at `now_ms` that sees the plugin state `current` and may
-    /// store up to `state_limit` bytes; per-call counters start again.
+    /// store up to `state_limit` bytes; per-call counters, the deadline of
+    /// blocking host calls and the read budget start again under `limits`.
     pub(crate) fn begin_call(
         &mut self,
         now_ms: TimestampMs,
         simulated: bool,
         current: Option<Arc<[u8]>>,
         state_limit: u64,
+        limits: &Limits,
     ) {
+        let now = Instant::now();
+        self.deadline = now
+            .checked_add(limits.timeout)
+            .unwrap_or(now + Duration::from_secs(3600));
+        self.budget = Budget::new(limits.max_query_bytes);
         self.call.now_ms = now_ms;
         self.call.simulated = simulated;
         self.log_lines = 0;
@@ -120,7 +135,7 @@ impl StoreState {
                 now_ms: 0,
                 simulated: false,
             },
-            super::limits::Limits::DEFAULT_MEMORY,
+            &Limits::default(),
         )
     }
 
@@ -170,17 +185,23 @@ impl StoreState {
     }
 
     pub(crate) fn query_series(
-        &self,
+        &mut self,
         selector: &SeriesSelector,
         window_ms: u64,
     ) -> Result<Vec<Series>, String> {
-        self.call
-            .data
-            .query_series(selector, Duration::from_millis(window_ms), self.call.now_ms)
+        self.call.data.query_series(
+            selector,
+            Duration::from_millis(window_ms),
+            self.call.now_ms,
+            &mut self.budget,
+        )
     }
 
-    pub(crate) fn list_resources(&self, filter: &ResourceFilter) -> Result<ResourceSet, String> {
-        self.call.data.list_resources(filter)
+    pub(crate) fn list_resources(
+        &mut self,
+        filter: &ResourceFilter,
+    ) -> Result<ResourceSet, String> {
+        self.call.data.list_resources(filter, &mut self.budget)
     }
 
     /// Sends what the plugin wrote to stdout and stderr to the log, one event

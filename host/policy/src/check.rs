@@ -23,6 +23,9 @@ pub struct FileReport {
     pub policies: Vec<String>,
     /// What is wrong.
     pub errors: Vec<PolicyError>,
+    /// What is not wrong but risky: a scope path under a directory that
+    /// another user than root can write.
+    pub warnings: Vec<PolicyError>,
 }
 
 /// The result of a check.
@@ -68,17 +71,12 @@ fn check_file(
         path: path.to_path_buf(),
         policies: Vec::new(),
         errors: Vec::new(),
+        warnings: Vec::new(),
     };
-    let text = match std::fs::read_to_string(path) {
+    let text = match parse::read_policy_file(path) {
         Ok(t) => t,
         Err(e) => {
-            report.errors.push(PolicyError {
-                file: path.to_path_buf(),
-                line: None,
-                column: None,
-                policy: None,
-                message: format!("cannot read the file: {e}"),
-            });
+            report.errors.push(e);
             return report;
         }
     };
@@ -99,6 +97,13 @@ fn check_file(
             continue;
         }
         seen.insert(policy.name().to_owned(), path.to_path_buf());
+        for scope in &policy.scope_paths {
+            report.warnings.extend(
+                crate::cleanup::writable_ancestors(scope)
+                    .into_iter()
+                    .map(|w| PolicyError::at_policy(path, &policy, w)),
+            );
+        }
         if let (Some(source), Some(kind)) = (&policy.plugin, policy.kind().plugin_kind()) {
             let plugin = match plugins.resolve(source, kind, policy.spec.sha256.as_deref()) {
                 Ok(p) => p,

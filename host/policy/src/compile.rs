@@ -52,8 +52,7 @@ impl PluginCache {
                 None => return self.engine.load_builtin(b, Some(kind)).map(Arc::new),
             },
             PluginSource::File(path) => {
-                owned =
-                    std::fs::read(path).map_err(|e| LoadError::new(&name, LoadErrorKind::Io(e)))?;
+                owned = warden_plugin_host::read_plugin(path)?;
                 &owned
             }
         };

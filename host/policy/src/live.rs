@@ -34,6 +34,10 @@ pub struct LivePolicy {
     pub fingerprint: String,
     /// When this version was loaded, ms since the epoch.
     pub loaded_at_ms: i64,
+    /// A cleanup policy made more dangerous by this version acts only from
+    /// this time on (ms since the epoch); its runs before are dry runs. See
+    /// [`SETTLE`](super::watch::SETTLE).
+    pub hold_until_ms: Option<i64>,
 }
 
 impl LivePolicy {
@@ -41,6 +45,72 @@ impl LivePolicy {
     pub fn name(&self) -> &str {
         self.policy.name()
     }
+
+    /// Returns true if and only if this version may not act yet at `now_ms`.
+    pub fn held(&self, now_ms: i64) -> bool {
+        self.hold_until_ms.is_some_and(|t| now_ms < t)
+    }
+}
+
+/// Why `after`, a new version of a cleanup policy, may do more than
+/// `before` (none: the policy is new): it goes from dry-run or disabled to
+/// acting, or its scope gets wider. `None` if it may not.
+pub fn escalation(before: Option<&Policy>, after: &Policy) -> Option<String> {
+    use super::schema::PolicyKind;
+    let s = &after.spec;
+    if after.kind() != PolicyKind::Cleanup || !s.enabled || s.dry_run {
+        return None;
+    }
+    let Some(b) = before else {
+        return Some("is new and not a dry run".into());
+    };
+    let mut why = Vec::new();
+    if b.spec.dry_run || !b.spec.enabled {
+        why.push("goes from dry-run to acting".to_owned());
+    }
+    let added: Vec<String> = after
+        .scope_paths
+        .iter()
+        .filter(|p| !b.scope_paths.iter().any(|q| p.starts_with(q)))
+        .map(|p| format!("`{}`", p.display()))
+        .collect();
+    if !added.is_empty() {
+        why.push(format!("widens its scope to {}", added.join(", ")));
+    }
+    let dropped: Vec<String> = b
+        .spec
+        .scope
+        .exclude
+        .iter()
+        .filter(|e| !s.scope.exclude.contains(e))
+        .map(|e| format!("`{e}`"))
+        .collect();
+    if !dropped.is_empty() {
+        why.push(format!("no longer excludes {}", dropped.join(", ")));
+    }
+    let kinds: Vec<&str> = s
+        .scope
+        .kinds
+        .iter()
+        .filter(|k| !b.spec.scope.kinds.contains(k))
+        .map(|k| k.name())
+        .collect();
+    if !kinds.is_empty() {
+        why.push(format!("now acts on {}", kinds.join(", ")));
+    }
+    let signals: Vec<&str> = s
+        .scope
+        .signals
+        .iter()
+        .filter(|g| !b.spec.scope.signals.contains(g))
+        .map(String::as_str)
+        .collect();
+    if !signals.is_empty()
+        || (s.scope.processes.is_some() && s.scope.processes != b.spec.scope.processes)
+    {
+        why.push("may signal more processes".to_owned());
+    }
+    (!why.is_empty()).then(|| why.join("; "))
 }
 
 /// The latest failed attempt to load a file.
@@ -157,12 +227,15 @@ pub fn is_policy_file(path: &Path) -> bool {
         && (name.ends_with(".yaml") || name.ends_with(".yml"))
 }
 
-/// Returns the policy files in `dir`, sorted.
+/// Returns the policy files in `dir`, sorted: every entry named like one
+/// but a directory. One that is not a regular file (a FIFO, a device, a
+/// dangling symlink) is listed, so that reading it fails and says why
+/// instead of the file being skipped in silence.
 pub fn policy_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| is_policy_file(p) && p.is_file())
+        .filter(|p| is_policy_file(p) && !p.is_dir())
         .collect();
     files.sort();
     Ok(files)
@@ -236,12 +309,15 @@ impl PolicyDir {
         // Unchanged files first, so a changed file that takes a name already
         // used elsewhere is the one refused.
         let mut files: BTreeMap<PathBuf, FileState> = BTreeMap::new();
-        let mut changed: Vec<(PathBuf, String, String)> = Vec::new();
+        let mut changed: Vec<(PathBuf, Result<String, PolicyError>, String)> = Vec::new();
         for path in &listed {
-            let Ok(text) = std::fs::read_to_string(path) else {
-                continue;
+            // A file that cannot be read is a failed file like one that does
+            // not parse: reported, its last good version kept.
+            let text = parse::read_policy_file(path);
+            let hash = match &text {
+                Ok(text) => hex::encode(Sha256::digest(text.as_bytes())),
+                Err(e) => hex::encode(Sha256::digest(format!("unreadable\0{}", e.message))),
             };
-            let hash = hex::encode(Sha256::digest(text.as_bytes()));
             match old.files.get(path) {
                 // Unchanged: the content running without error, or the content
                 // whose failure is already reported.
@@ -261,13 +337,18 @@ impl PolicyDir {
         }
 
         let now = warden_core::clock::now_ms();
+        // The first load is the daemon starting with what is on disk; a
+        // policy loaded after that is a change to it.
+        let first_load = stats.reloads == 0;
         for (path, text, hash) in changed {
             let previous = old.files.get(&path);
             let taken: HashMap<&str, &Path> = files
                 .values()
                 .flat_map(|f| f.policies.iter().map(|p| (p.name(), f.path.as_path())))
                 .collect();
-            let result = self.load_file(&path, &text, previous, &taken, now);
+            let result = text
+                .map_err(|e| vec![e])
+                .and_then(|text| self.load_file(&path, &text, previous, &taken, now, first_load));
             let state = match result {
                 Ok(policies) => {
                     report.loaded.push(path.clone());
@@ -341,6 +422,7 @@ impl PolicyDir {
         previous: Option<&FileState>,
         taken: &HashMap<&str, &Path>,
         now: i64,
+        first_load: bool,
     ) -> Result<Vec<Arc<LivePolicy>>, Vec<PolicyError>> {
         let policies = parse::parse(path, text, &self.cx)?;
         let mut errors = Vec::new();
@@ -360,8 +442,18 @@ impl PolicyDir {
                 live.push(Arc::clone(same));
                 continue;
             }
+            let before =
+                previous.and_then(|f| f.policies.iter().find(|p| p.name() == policy.name()));
+            let hold_until_ms = if first_load {
+                None
+            } else {
+                hold(path, before.map(|b| &**b), &policy, now)
+            };
             match self.compile(path, policy, fingerprint, now) {
-                Ok(p) => live.push(Arc::new(p)),
+                Ok(mut p) => {
+                    p.hold_until_ms = hold_until_ms;
+                    live.push(Arc::new(p));
+                }
                 Err(e) => errors.extend(e),
             }
         }
@@ -409,6 +501,34 @@ impl PolicyDir {
             evaluator,
             fingerprint,
             loaded_at_ms: now,
+            hold_until_ms: None,
         })
     }
+}
+
+/// When a new version `after` of a policy may act: later than now if it
+/// escalates (see [`escalation`]), or if the version it replaces was itself
+/// still held (its file is still being changed). Logged either way.
+fn hold(path: &Path, before: Option<&LivePolicy>, after: &Policy, now: i64) -> Option<i64> {
+    let settle = i64::try_from(super::watch::SETTLE.as_millis()).unwrap_or(i64::MAX);
+    let until = now.saturating_add(settle);
+    if let Some(why) = escalation(before.map(|b| &b.policy), after) {
+        tracing::warn!(
+            file = %path.display(),
+            policy = after.name(),
+            settle_ms = settle,
+            "cleanup policy {why}; it acts only once its file has been unchanged for the settle time, and runs as a dry run until then"
+        );
+        return Some(until);
+    }
+    let acts = after.spec.enabled && !after.spec.dry_run;
+    if acts && before.is_some_and(|b| b.held(now)) {
+        tracing::warn!(
+            file = %path.display(),
+            policy = after.name(),
+            "cleanup policy changed again before it settled; waiting for its file to be unchanged for the settle time"
+        );
+        return Some(until);
+    }
+    None
 }

@@ -123,6 +123,10 @@ pub struct Policy {
     pub run_timeout: Duration,
     /// Recovery: the host's breaker, budget, classification and history.
     pub recovery: Option<crate::recovery::RecoveryOptions>,
+    /// Cleanup: what the scope may not cover, checked again on the real
+    /// path each time a scope root is opened (a root-owned symlink may lead
+    /// elsewhere than the path says).
+    pub protected: crate::cleanup::Protected,
     /// 1-based line where the policy starts.
     pub line: usize,
 }
@@ -160,6 +164,34 @@ pub struct ParseContext {
     pub data_dir: PathBuf,
 }
 
+/// The largest policy file read: a file of a hundred policies is tens of
+/// KiB; anything near this is a mistake, or an attack on the parser.
+pub const MAX_POLICY_FILE_BYTES: u64 = 1 << 20;
+
+/// The largest `config:` block, as the JSON handed to the plugin.
+pub const MAX_CONFIG_BYTES: usize = 64 << 10;
+
+/// Reads the policy file at `path`: a regular file of at most
+/// [`MAX_POLICY_FILE_BYTES`], in UTF-8. Any other file is an error naming
+/// it, never skipped and never shown.
+pub fn read_policy_file(path: &Path) -> Result<String, PolicyError> {
+    let err = |message: String| PolicyError {
+        file: path.to_path_buf(),
+        line: None,
+        column: None,
+        policy: None,
+        message,
+    };
+    let bytes = warden_core::files::read_regular(path, MAX_POLICY_FILE_BYTES)
+        .map_err(|e| err(format!("the policy file {e}")))?;
+    String::from_utf8(bytes).map_err(|e| {
+        err(format!(
+            "the policy file is not UTF-8 (an invalid byte at offset {}); policy files are UTF-8 YAML",
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
 const SIGNALS: &[&str] = &[
     "TERM", "KILL", "HUP", "INT", "QUIT", "USR1", "USR2", "STOP", "CONT",
 ];
@@ -178,9 +210,17 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
         policy: policy.map(str::to_owned),
         message,
     };
-    let file: PolicyFile = match serde_norway::from_str(text) {
+    let mut file: PolicyFile = match serde_norway::from_str(text) {
         Ok(f) => f,
         Err(e) => {
+            if let (None, Some(line)) = (e.location(), super::locate::second_document(text)) {
+                return Err(vec![err_at(
+                    Some(line),
+                    Some(1),
+                    None,
+                    "a second YAML document starts here (`---`); a policy file is one document: list every policy under its one `policies:`, or split the file".into(),
+                )]);
+            }
             let loc = e.location();
             return Err(vec![err_at(
                 loc.as_ref().map(|l| l.line()),
@@ -190,6 +230,13 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
             )]);
         }
     };
+    // A receiver's `credentials_file` is relative to the policy file.
+    let base = path.parent().unwrap_or(Path::new("."));
+    for spec in &mut file.policies {
+        for config in spec.notify.iter_mut().flatten() {
+            config.resolve_paths(base);
+        }
+    }
     let locations = Arc::new(Locations::of(text));
     let mut errors = Vec::new();
     let mut policies = Vec::new();
@@ -240,7 +287,17 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
                 "`sha256` must be 64 hex digits (the output of `sha256sum`)".into(),
             );
         }
-        let scope_paths = check_scope(&spec.scope, cx, &mut fail);
+        let protected = crate::cleanup::Protected {
+            data_dir: cx.data_dir.clone(),
+            policies_dir: std::path::absolute(
+                path.parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new(".")),
+            )
+            .unwrap_or_default(),
+            allow_system_paths: spec.allow_system_paths,
+        };
+        let scope_paths = check_scope(&spec.scope, cx, &protected, &mut fail);
         match (spec.kind, &spec.quota) {
             (PolicyKind::Quota, Some(q)) => check_quota(q, &mut fail),
             (PolicyKind::Quota, None) => fail(
@@ -292,6 +349,7 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
             ("max_concurrent", spec.max_concurrent.is_some()),
             ("run_timeout", spec.run_timeout.is_some()),
             ("on_pressure", spec.on_pressure.is_some()),
+            ("allow_system_paths", spec.allow_system_paths),
         ];
         for (field, set) in cleanup_only {
             if set && spec.kind != PolicyKind::Cleanup {
@@ -325,6 +383,15 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
             None | Some(serde_json::Value::Null) => serde_json::json!({}),
             Some(v) => v.clone(),
         };
+        let config_bytes = config.to_string().len();
+        if config_bytes > MAX_CONFIG_BYTES {
+            fail(
+                "config",
+                format!(
+                    "`config` is {config_bytes} bytes as JSON, over the {MAX_CONFIG_BYTES} bytes a plugin is handed; keep bulk data out of the policy file"
+                ),
+            );
+        }
         policies.push(Policy {
             spec: spec.clone(),
             plugin,
@@ -340,6 +407,7 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
             max_concurrent,
             run_timeout,
             recovery,
+            protected,
             line: at("").map_or(1, |p| p.0),
         });
     }
@@ -492,6 +560,25 @@ fn check_limits(spec: &PolicySpec, fail: &mut impl FnMut(&str, String)) -> Limit
         }
         limits.memory_bytes = m.0;
     }
+    let range = MIN_IO_LIMIT..=MAX_IO_LIMIT;
+    if let Some(o) = spec.output_limit {
+        if !range.contains(&o.0) {
+            fail(
+                "output_limit",
+                format!("`output_limit` must be between 64KiB and 1GiB, not {o}"),
+            );
+        }
+        limits.max_output_bytes = o.0;
+    }
+    if let Some(q) = spec.query_limit {
+        if !range.contains(&q.0) {
+            fail(
+                "query_limit",
+                format!("`query_limit` must be between 64KiB and 1GiB, not {q}"),
+            );
+        }
+        limits.max_query_bytes = q.0;
+    }
     limits
 }
 
@@ -546,6 +633,10 @@ fn check_instances(spec: &PolicySpec, fail: &mut impl FnMut(&str, String)) -> (I
     };
     (isolation, state_limit)
 }
+/// The smallest `output_limit` and `query_limit`.
+const MIN_IO_LIMIT: u64 = 64 << 10;
+/// The largest `output_limit` and `query_limit`.
+const MAX_IO_LIMIT: u64 = 1 << 30;
 
 fn check_retries(r: &Retries, fail: &mut impl FnMut(&str, String)) {
     if r.max > 100 {
@@ -565,6 +656,7 @@ fn check_retries(r: &Retries, fail: &mut impl FnMut(&str, String)) {
 fn check_scope(
     scope: &Scope,
     cx: &ParseContext,
+    protected: &crate::cleanup::Protected,
     fail: &mut impl FnMut(&str, String),
 ) -> Vec<PathBuf> {
     let mut paths = Vec::new();
@@ -591,6 +683,8 @@ fn check_scope(
                 &format!("scope.paths[{i}]"),
                 "the whole filesystem cannot be a cleanup scope".into(),
             );
+        } else if let Some(why) = protected.why(&expanded) {
+            fail(&format!("scope.paths[{i}]"), why);
         }
         paths.push(expanded);
     }
@@ -797,6 +891,40 @@ mod tests {
     }
 
     #[test]
+    fn scopes_may_not_cover_system_or_warden_directories() {
+        let policy = |paths: &str, extra: &str| {
+            format!(
+                "policies:\n  - name: c\n    kind: cleanup\n    plugin: temp-files\n{extra}    scope:\n      paths: {paths}\n    config: {{max_age: 1d}}\n"
+            )
+        };
+        let e = errors(&policy(
+            "[/srv/ok, /etc/app/cache, \"${data_dir}\", \"${data_dir}/state/x\", /lib64/junk]",
+            "",
+        ));
+        assert_eq!(e.len(), 4, "{e:#?}");
+        assert!(
+            e[0].starts_with("p.yaml:6:") && e[0].contains("allow_system_paths"),
+            "{e:#?}"
+        );
+        assert!(e[1].contains("holds Warden's data directory"), "{e:#?}");
+        assert!(e[2].contains("own state"), "{e:#?}");
+        assert!(e[3].contains("`/lib64`"), "{e:#?}");
+        // The policies directory is the file's own.
+        let here = std::path::absolute(".").unwrap();
+        let e = errors(&policy(&format!("[{}]", here.display()), ""));
+        assert!(e[0].contains("policies directory"), "{e:#?}");
+        // Allowed: system directories, never Warden's own.
+        let ok = policy("[/etc/app/cache]", "    allow_system_paths: true\n");
+        let p = parse(Path::new("p.yaml"), &ok, &cx()).unwrap();
+        assert!(p[0].protected.allow_system_paths);
+        let e = errors(&policy(
+            "[\"${data_dir}\"]",
+            "    allow_system_paths: true\n",
+        ));
+        assert!(e[0].contains("data directory"), "{e:#?}");
+    }
+
+    #[test]
     fn kinds_plugins_and_quotas_must_fit_together() {
         let e = errors(
             "policies:\n  - name: q\n    kind: quota\n    plugin: threshold\n  - name: c\n    kind: cleanup\n    plugin: threshold\n",
@@ -813,6 +941,45 @@ mod tests {
         );
         let q = "policies:\n  - name: disk\n    kind: quota\n    quota: {resource: disk-bytes, soft: 9GiB, hard: 8GiB, burst: 12GiB, period: 1h, action: warn}\n";
         assert!(errors(q)[0].contains("soft limit (9GiB) is above the hard limit (8GiB)"));
+    }
+
+    #[test]
+    fn a_second_document_is_refused_where_it_starts() {
+        let e = errors("policies: []\n---\npolicies: []\n");
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(e[0].starts_with("p.yaml:2:1: "), "{}", e[0]);
+        assert!(e[0].contains("second YAML document"), "{}", e[0]);
+    }
+
+    #[test]
+    fn a_config_block_over_its_cap_is_refused() {
+        let big = "x".repeat(MAX_CONFIG_BYTES);
+        let e = errors(&format!(
+            "policies:\n  - name: a\n    kind: alert\n    plugin: threshold\n    config: {{blob: {big}}}\n"
+        ));
+        assert!(
+            e[0].starts_with("p.yaml:5:") && e[0].contains("`config` is"),
+            "{e:#?}"
+        );
+    }
+
+    #[test]
+    fn files_that_are_not_policy_text_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("latin1.yaml");
+        std::fs::write(&bad, b"policies: []\n# caf\xe9\n").unwrap();
+        let e = read_policy_file(&bad).unwrap_err();
+        assert_eq!(e.file, bad);
+        assert!(
+            e.message.contains("not UTF-8") && e.message.contains("offset 18"),
+            "{e}"
+        );
+        let e = read_policy_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.message.contains("a character device"), "{e}");
+        let big = dir.path().join("big.yaml");
+        std::fs::write(&big, vec![b'#'; MAX_POLICY_FILE_BYTES as usize + 1]).unwrap();
+        let e = read_policy_file(&big).unwrap_err();
+        assert!(e.message.contains("over the"), "{e}");
     }
 
     #[test]

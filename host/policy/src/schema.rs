@@ -56,7 +56,8 @@ pub struct PolicySpec {
     /// How long one evaluation may run (default 100ms, at most 60s).
     #[serde(default)]
     pub timeout: Option<HumanDuration>,
-    /// The plugin's memory cap (default 64MiB, at most 4GiB).
+    /// The plugin's memory cap, its linear memory and tables together
+    /// (default 64MiB, at most 4GiB).
     #[serde(default)]
     pub memory_limit: Option<ByteSize>,
     /// How evaluations get their plugin instance: `warm` (default: one
@@ -73,6 +74,18 @@ pub struct PolicySpec {
     /// 1MiB, at most 64MiB). Needs a plugin built against WIT 0.2.0 or later.
     #[serde(default)]
     pub state_limit: Option<ByteSize>,
+    /// How much of the host's memory one evaluation's result may take once
+    /// the host holds it: a plan's reasons, notices and a record per action
+    /// with its target's name; alerts and findings with their strings
+    /// (default 64MiB, from 64KiB to 1GiB). A plugin over it fails with
+    /// `output_too_large`.
+    #[serde(default)]
+    pub output_limit: Option<ByteSize>,
+    /// How much one evaluation may read through `query-series` and
+    /// `list-resources`, over all its calls (default 32MiB, from 64KiB to
+    /// 1GiB). Past it, the call returns an error the plugin sees.
+    #[serde(default)]
+    pub query_limit: Option<ByteSize>,
     /// Retries of failed actions.
     #[serde(default)]
     pub retries: Option<Retries>,
@@ -133,6 +146,12 @@ pub struct PolicySpec {
     /// not started by then are skipped and reported.
     #[serde(default)]
     pub run_timeout: Option<HumanDuration>,
+    /// Cleanup: let `scope.paths` cover system directories (`/etc`, `/usr`,
+    /// `/boot`, `/proc`, `/sys`, `/dev`, `/bin`, `/sbin`, `/lib*`), which
+    /// are refused otherwise. Warden's own data and policies directories stay
+    /// out of reach whatever this says.
+    #[serde(default)]
+    pub allow_system_paths: bool,
     /// Cleanup: also run whenever memory pressure is at this level or above
     /// (`standard`, `critical`, `emergency`; the levels are set in the
     /// daemon's `pressure:` config).

@@ -15,6 +15,13 @@ use super::live::{PolicyDir, is_policy_file};
 /// the several events of one save, short enough that a change is live at once.
 pub const DEBOUNCE: Duration = Duration::from_millis(20);
 
+/// How long a cleanup policy that was made more dangerous — from dry-run to
+/// acting, or with a wider scope — must stay unchanged before it acts. Much
+/// longer than [`DEBOUNCE`]: a file edited in two writes (its `dry_run: true`
+/// line not yet written back) can load between them, and must not delete
+/// anything in that state. Until then its runs are dry runs.
+pub const SETTLE: Duration = Duration::from_secs(2);
+
 /// A running watch; dropping it stops watching.
 pub struct Watch {
     _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,

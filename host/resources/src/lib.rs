@@ -10,4 +10,4 @@
 
 pub mod registry;
 
-pub use registry::{Registration, Registry};
+pub use registry::{Full, Registration, Registry, RegistryLimits};

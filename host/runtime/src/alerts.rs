@@ -53,7 +53,8 @@ pub struct AlertState {
     pub last_seen_ms: i64,
     /// When it resolved.
     pub resolved_at_ms: Option<i64>,
-    /// The latest value.
+    /// The latest value (`null` in JSON when not a finite number).
+    #[serde(with = "finite_or_null")]
     pub value: f64,
     /// Its severity, as the rule last said.
     #[serde(default)]
@@ -68,6 +69,28 @@ pub struct AlertState {
     /// When receivers were last told anything about it.
     #[serde(default)]
     pub last_notified_ms: Option<i64>,
+}
+
+/// An `f64` that may be NaN or infinite (a plugin's alert value) as JSON:
+/// `null` for those, which JSON has no number for, read back as NaN. Written
+/// as a plain number, a NaN would make `serde_json` write `null` and then
+/// refuse to read it back into an `f64`: the whole state file unreadable.
+pub mod finite_or_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `v`, or `null` if it is not finite.
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    /// Reads a number, or `null` as NaN.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
 }
 
 /// What receivers are to be told about one alert.
@@ -183,6 +206,11 @@ pub const DEFAULT_REFRESH_MS: u64 = 60_000;
 /// Identity of an alert within its policy: name and sorted labels.
 pub type AlertId = (String, Vec<(String, String)>);
 
+/// The most alerts (of any phase, resolved ones included while remembered)
+/// the host keeps for one policy. A plugin that raises alerts under ever new
+/// labels gets the rest refused and counted, never the daemon's memory.
+pub const MAX_ALERTS_PER_POLICY: usize = 1000;
+
 /// Applies one evaluation's `alerts` at `now_ms` to `states`, with the policy's
 /// default `for` and `keep_firing_for`. Returns the alerts that changed phase.
 pub fn step(
@@ -192,12 +220,39 @@ pub fn step(
     default_for_ms: u64,
     keep_firing_for_ms: u64,
 ) -> Vec<AlertState> {
+    step_bounded(
+        states,
+        alerts,
+        now_ms,
+        default_for_ms,
+        keep_firing_for_ms,
+        MAX_ALERTS_PER_POLICY,
+    )
+    .0
+}
+
+/// [`step`] holding at most `max` alerts; also returns how many new alerts
+/// were refused because the policy holds `max` already.
+pub fn step_bounded(
+    states: &mut HashMap<AlertId, AlertState>,
+    alerts: &[Alert],
+    now_ms: i64,
+    default_for_ms: u64,
+    keep_firing_for_ms: u64,
+    max: usize,
+) -> (Vec<AlertState>, usize) {
     let mut changed = Vec::new();
+    let mut refused = 0;
     for a in alerts {
         let mut labels = a.labels.clone();
         labels.sort();
         let id = (a.name.clone(), labels.clone());
         let hold_for = i64::try_from(a.for_ms.unwrap_or(default_for_ms)).unwrap_or(i64::MAX);
+        if a.condition == AlertCondition::Firing && states.len() >= max && !states.contains_key(&id)
+        {
+            refused += 1;
+            continue;
+        }
         let entry = states.get_mut(&id);
         match (entry, a.condition) {
             // Active (or resolved and back) and the condition holds or is holding.
@@ -268,7 +323,7 @@ pub fn step(
                 .is_some_and(|t| now_ms - t < KEEP_RESOLVED_MS),
         }
     });
-    changed
+    (changed, refused)
 }
 
 #[cfg(test)]
@@ -468,5 +523,34 @@ mod tests {
             0,
         );
         assert_eq!(phase(&st), Some(Phase::Firing));
+    }
+
+    #[test]
+    fn a_policy_holds_at_most_its_bound_of_alerts() {
+        let mut st = HashMap::new();
+        let many: Vec<Alert> = (0..50)
+            .map(|i| Alert {
+                labels: vec![("n".into(), i.to_string())],
+                ..alert(AlertCondition::Firing, None)
+            })
+            .collect();
+        let (changed, refused) = step_bounded(&mut st, &many, 0, 0, 0, 20);
+        assert_eq!((changed.len(), refused, st.len()), (20, 30, 20));
+        // The ones held keep being updated; new ones stay refused.
+        let (_, refused) = step_bounded(&mut st, &many, 10, 0, 0, 20);
+        assert_eq!((refused, st.len()), (30, 20));
+    }
+
+    #[test]
+    fn a_nan_value_reads_back() {
+        let mut st = HashMap::new();
+        let a = Alert {
+            value: f64::NAN,
+            ..alert(AlertCondition::Firing, None)
+        };
+        step(&mut st, &[a], 0, 0, 0);
+        let json = serde_json::to_string(&st.values().collect::<Vec<_>>()).unwrap();
+        let back: Vec<AlertState> = serde_json::from_str(&json).unwrap();
+        assert!(back[0].value.is_nan());
     }
 }

@@ -21,6 +21,8 @@ pub mod cleanup;
 mod crossing;
 pub mod dispatch;
 pub mod findings;
+pub mod gate;
+mod history;
 mod plugin_state;
 pub mod pressure;
 pub mod recovery;

@@ -1,7 +1,8 @@
 //! Plugins' own state (the WIT 0.2.0 `state` import), kept for each policy
 //! identity (file and name) in memory and in `state/plugins/` of the data
-//! directory: one file per policy, written whole to a temporary file, synced
-//! and renamed, so a crash leaves the old blob or the new one. A reload that
+//! directory (0700): one 0600 file per policy, written whole to a temporary
+//! file, synced and renamed, the directory synced, so a crash leaves the old
+//! blob or the new one. A reload that
 //! keeps a policy's file and name keeps its blob; removing the policy drops
 //! it, file and all.
 
@@ -36,7 +37,7 @@ impl PluginStates {
     /// A file that does not read is moved aside and named in the log.
     pub(crate) fn open(state_dir: &Path) -> std::io::Result<Self> {
         let dir = state_dir.join(DIR);
-        std::fs::create_dir_all(&dir)?;
+        warden_core::fsx::create_private_dir_all(&dir)?;
         let mut blobs = HashMap::new();
         for entry in std::fs::read_dir(&dir)?.flatten() {
             let path = entry.path();
@@ -122,13 +123,17 @@ fn write(path: &Path, id: &PolicyId, blob: &[u8]) -> std::io::Result<()> {
         policy: id.name.clone(),
     })
     .map_err(std::io::Error::other)?;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&header)?;
-    f.write_all(b"\n")?;
-    f.write_all(blob)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    // 0600, replaced whole and durably (temporary removed on failure).
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Err(std::io::Error::other(
+            "a plugin state path has no directory",
+        ));
+    };
+    warden_core::fsx::write_atomic_with(dir, name, |f| {
+        f.write_all(&header)?;
+        f.write_all(b"\n")?;
+        f.write_all(blob)
+    })
 }
 
 impl PluginStateStore for PluginStates {
@@ -198,5 +203,26 @@ mod tests {
         std::fs::write(dir.path().join(DIR).join("junk.state"), "no header").unwrap();
         let s = PluginStates::open(dir.path()).unwrap();
         assert_eq!(s.len(), 1);
+    }
+
+    /// Issue 12's data-dir rules: the folder 0700, each blob 0600, and no
+    /// temporary file left behind.
+    #[test]
+    fn blobs_are_private_and_written_whole() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let s = PluginStates::open(&state).unwrap();
+        let who = id("/p/a.yaml", "x");
+        s.save(&who, Some(Arc::from(&b"secret"[..])));
+        assert_eq!(mode(&state.join(DIR)), 0o700);
+        let names: Vec<_> = std::fs::read_dir(state.join(DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(names[0].ends_with(".state"), "{names:?}");
+        assert_eq!(mode(&PluginStates::path(&state.join(DIR), &who)), 0o600);
     }
 }

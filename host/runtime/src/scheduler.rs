@@ -24,6 +24,7 @@ use crate::alerts::{DEFAULT_REFRESH_MS, Phase, Timing};
 use crate::cleanup::{self, walk};
 use crate::crossing::Crossing;
 use crate::dispatch::Dispatcher;
+pub use crate::gate::{Busy, DEFAULT_MAX_EVALUATIONS, Gate, Pass};
 use crate::state::{EvalRecord, StateKey, StateStore};
 use warden_core::records::SeriesSelector;
 use warden_core::telemetry::{FailureLabels, PolicyLabels, Telemetry};
@@ -88,6 +89,8 @@ pub struct Context {
     pub refresh_ms: u64,
     /// Recovery: circuits and decisions, for manual runs of recovery policies.
     pub recovery: Option<Arc<crate::recovery::Recovery>>,
+    /// How many evaluations run at once.
+    pub gate: Arc<Gate>,
 }
 
 impl Context {
@@ -103,6 +106,7 @@ impl Context {
             pressure: tokio::sync::watch::channel(None).0,
             refresh_ms: DEFAULT_REFRESH_MS,
             recovery: None,
+            gate: Arc::new(Gate::default()),
         }
     }
 
@@ -207,6 +211,7 @@ impl Scheduler {
                 .get(file)
                 .is_some_and(|f| f.error.is_some() || f.policies.iter().any(|p| p.name() == name))
         });
+        self.cx.gate.retain(|name| set.get(name).is_some());
         let in_use: Vec<_> = set
             .policies()
             .filter_map(|p| p.policy.spec.notify.as_ref())
@@ -221,6 +226,9 @@ impl Scheduler {
         let p = Arc::clone(policy);
         match policy.policy.trigger.clone() {
             Trigger::Interval(every) => handles.push(tokio::spawn(async move {
+                // A version that may not act yet starts its schedule once it
+                // may (its runs before would be dry runs).
+                settle(&p).await;
                 let period = every.0;
                 let mut interval = tokio::time::interval(period);
                 // A late tick is skipped, not bunched up; `missed_ticks` counts it.
@@ -246,9 +254,10 @@ impl Scheduler {
                 }
             })),
             Trigger::Threshold(t) => {
-                handles.push(tokio::spawn(
-                    async move { watch_threshold(&p, &cx, &t).await },
-                ));
+                handles.push(tokio::spawn(async move {
+                    settle(&p).await;
+                    watch_threshold(&p, &cx, &t).await;
+                }));
             }
             // A recovery policy is asked by the recovery service when a
             // failure it covers is reported, not by this event.
@@ -291,6 +300,7 @@ impl Scheduler {
             let p = Arc::clone(policy);
             let mut rx = cx.pressure.subscribe();
             handles.push(tokio::spawn(async move {
+                settle(&p).await;
                 let mut above = false;
                 loop {
                     let pressure = *rx.borrow_and_update();
@@ -309,14 +319,26 @@ impl Scheduler {
         handles
     }
 
-    /// Evaluates `policy` now, as a manual trigger does.
-    pub async fn run_now(&self, policy: &Arc<LivePolicy>) -> EvalRecord {
-        evaluate(policy, &self.cx, None).await
+    /// Evaluates `policy` now, as a manual trigger does, if the bounds on
+    /// evaluations allow it now; otherwise says why not, without waiting.
+    pub async fn run_now(&self, policy: &Arc<LivePolicy>) -> Result<EvalRecord, Busy> {
+        let pass = self.cx.gate.try_enter(policy.name())?;
+        Ok(evaluate_with(policy, &self.cx, None, pass).await)
     }
 
     /// Returns the number of scheduled policies.
     pub fn scheduled(&self) -> usize {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// Waits until `p` may act (see [`LivePolicy::held`]).
+async fn settle(p: &LivePolicy) {
+    if let Some(until) = p.hold_until_ms {
+        let left = until.saturating_sub(warden_core::clock::now_ms());
+        if left > 0 {
+            tokio::time::sleep(Duration::from_millis(left.unsigned_abs())).await;
+        }
     }
 }
 
@@ -358,14 +380,30 @@ async fn watch_threshold(p: &Arc<LivePolicy>, cx: &Context, t: &ThresholdTrigger
     }
 }
 
-/// Evaluates a policy once on the blocking pool, acts on what it decided
-/// and records the outcome.
+/// Evaluates a policy once on the blocking pool when the gate lets it, acts
+/// on what it decided and records the outcome.
 pub async fn evaluate(policy: &Arc<LivePolicy>, cx: &Context, tick: Option<u64>) -> EvalRecord {
+    let pass = cx.gate.enter(policy.name()).await;
+    evaluate_with(policy, cx, tick, pass).await
+}
+
+/// Evaluates a policy once on the blocking pool under `pass`, which the
+/// blocking task holds until it is done.
+async fn evaluate_with(
+    policy: &Arc<LivePolicy>,
+    cx: &Context,
+    tick: Option<u64>,
+    pass: Pass,
+) -> EvalRecord {
     let at_ms = warden_core::clock::now_ms();
     let started = Instant::now();
     let p = Arc::clone(policy);
     let c = cx.clone();
-    let outcome = match tokio::task::spawn_blocking(move || decide_and_act(&p, &c, at_ms)).await {
+    let blocking = move || {
+        let _pass = pass;
+        decide_and_act(&p, &c, at_ms)
+    };
+    let outcome = match tokio::task::spawn_blocking(blocking).await {
         Ok(r) => r,
         Err(e) => Err(("panic", format!("the evaluation task failed: {e}"))),
     };
@@ -506,8 +544,17 @@ fn apply_alerts(
             failure: None,
         });
     }
+    let refused = if applied.refused > 0 {
+        format!(
+            "; {} new alerts refused (a policy holds at most {})",
+            applied.refused,
+            crate::alerts::MAX_ALERTS_PER_POLICY
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{} alerts firing, {} pending",
+        "{} alerts firing, {} pending{refused}",
         applied.firing, applied.pending
     )
 }
@@ -525,15 +572,31 @@ fn evaluate_blocking(p: &LivePolicy, cx: &Context) -> Result<Decided, (&'static 
         PolicyKind::Alert => Ok(Decided::Alerts(evaluator.evaluate_alerts().map_err(fail)?)),
         PolicyKind::Detector => Ok(Decided::Findings(evaluator.detect().map_err(fail)?)),
         PolicyKind::Cleanup => {
-            let dry_run = p.policy.spec.dry_run;
+            // A version made more dangerous acts only once its file settled.
+            let held = p.held(warden_core::clock::now_ms());
+            if held {
+                tracing::warn!(
+                    policy = p.name(),
+                    "the policy changed to act or widen its scope less than the settle time ago; this run is a dry run"
+                );
+            }
+            let dry_run = p.policy.spec.dry_run || held;
             let kinds = &p.policy.spec.scope.kinds;
             let mut runs = Vec::new();
             // A scope of only registered kinds has no files to look at.
             if !p.policy.scope_paths.is_empty() || kinds.is_empty() {
-                let candidates = walk::scan(&p.policy.scope_paths);
-                let plan = evaluator.plan(dry_run, candidates.clone()).map_err(fail)?;
+                // Resolved and pinned once for the whole run: the scan and
+                // every deletion start from these descriptors.
+                let scope = cleanup::Scope::open(&p.policy.scope_paths, &p.policy.protected)
+                    .map_err(|e| {
+                        tracing::error!(policy = p.name(), "refused: {e}");
+                        ("unsafe_scope", e.to_string())
+                    })?;
+                let mut candidates = walk::scan(&scope);
+                let plan = evaluator
+                    .plan_over(dry_run, &mut candidates.set)
+                    .map_err(fail)?;
                 let rules = cleanup::Rules::new(
-                    p.policy.scope_paths.clone(),
                     &p.policy.spec.scope.exclude,
                     p.policy.max_actions,
                     dry_run,
@@ -542,14 +605,22 @@ fn evaluate_blocking(p: &LivePolicy, cx: &Context) -> Result<Decided, (&'static 
                 .with_concurrency(p.policy.max_concurrent)
                 .with_run_timeout(p.policy.run_timeout)
                 .with_retries(p.policy.spec.retries.clone());
-                runs.push(cleanup::execute(p.name(), &rules, &candidates, &plan));
+                runs.push(cleanup::execute(
+                    p.name(),
+                    &rules,
+                    &scope,
+                    &candidates,
+                    &plan,
+                ));
             }
             // Registered resources get a plan of their own: their handles
             // are the registry's, not inodes, and they are released, not
             // deleted.
             if !kinds.is_empty() {
-                let registered = crate::cleanup::registered::candidates(&cx.registry, kinds);
-                let plan = evaluator.plan(dry_run, registered.clone()).map_err(fail)?;
+                let mut registered = crate::cleanup::registered::candidates(&cx.registry, kinds);
+                let plan = evaluator
+                    .plan_over(dry_run, &mut registered)
+                    .map_err(fail)?;
                 runs.push(crate::cleanup::registered::execute(
                     p.name(),
                     &cx.registry,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use warden_core::records::{ResourceFilter, ResourceSet, Series, SeriesSelector, TimestampMs};
 use warden_metrics::SeriesStore;
-use warden_plugin_host::DataSource;
+use warden_plugin_host::{Budget, DataSource};
 use warden_resources::Registry;
 
 /// Everything a plugin may query.
@@ -24,12 +24,32 @@ impl DataSource for Sources {
         selector: &SeriesSelector,
         window: Duration,
         now_ms: TimestampMs,
+        budget: &mut Budget,
     ) -> Result<Vec<Series>, String> {
         let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
-        Ok(self.series.query(selector, window_ms, now_ms))
+        match self
+            .series
+            .query_bounded(selector, window_ms, now_ms, budget.left())
+        {
+            Ok((series, bytes)) => {
+                budget.charge(bytes);
+                Ok(series)
+            }
+            Err(needed) => Err(budget.exceeded("query-series", needed)),
+        }
     }
 
-    fn list_resources(&self, filter: &ResourceFilter) -> Result<ResourceSet, String> {
-        Ok(self.resources.list(filter))
+    fn list_resources(
+        &self,
+        filter: &ResourceFilter,
+        budget: &mut Budget,
+    ) -> Result<ResourceSet, String> {
+        match self.resources.list_bounded(filter, budget.left()) {
+            Ok(set) => {
+                budget.charge(set.bytes());
+                Ok(set)
+            }
+            Err(partial) => Err(budget.exceeded("list-resources", partial.1)),
+        }
     }
 }

@@ -83,7 +83,8 @@ pub struct AlertEvent {
     pub labels: Vec<(String, String)>,
     /// The phase it entered.
     pub phase: super::alerts::Phase,
-    /// Its value then.
+    /// Its value then (`null` in JSON when not a finite number).
+    #[serde(with = "super::alerts::finite_or_null")]
     pub value: f64,
     /// Its severity.
     pub severity: String,
@@ -100,6 +101,9 @@ pub struct Applied {
     pub firing: usize,
     /// How many are pending.
     pub pending: usize,
+    /// New alerts refused because the policy holds
+    /// [`MAX_ALERTS_PER_POLICY`](super::alerts::MAX_ALERTS_PER_POLICY).
+    pub refused: usize,
 }
 
 /// How many alert phase changes the history keeps.
@@ -124,7 +128,7 @@ struct SavedPolicy {
 pub struct StateStore {
     map: Mutex<HashMap<StateKey, PolicyState>>,
     alerts: Mutex<Alerts>,
-    cleanup_runs: Mutex<CleanupRuns>,
+    history: crate::history::History,
     /// Detector policies' findings, kept in the same directory.
     findings: super::findings::FindingStore,
     /// Plugins' own state, by policy (saved in `plugins/` of `dir`).
@@ -132,14 +136,21 @@ pub struct StateStore {
     /// Where alert state and cleanup history are kept across restarts;
     /// nowhere when `None`.
     dir: Option<PathBuf>,
+    /// The latest failure to save, cleared by the next success.
+    save_failure: Mutex<Option<SaveFailure>>,
 }
 
-#[derive(Debug, Default)]
-struct CleanupRuns {
-    /// Newest first.
-    runs: std::collections::VecDeque<super::cleanup::Run>,
-    /// Lines in the history file, to know when to compact it.
-    lines: usize,
+/// Why state is not being saved (a full disk, a read-only filesystem).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SaveFailure {
+    /// The file.
+    pub file: String,
+    /// The error.
+    pub error: String,
+    /// When saving it started failing, ms since the epoch.
+    pub since_ms: i64,
+    /// Saves that failed since.
+    pub failures: u64,
 }
 
 #[derive(Debug, Default)]
@@ -150,20 +161,29 @@ struct Alerts {
 
 /// The file alert state is kept in, inside the state directory.
 const ALERTS_FILE: &str = "alerts.json";
-/// The cleanup history: one run per line (JSON), oldest first, appended to
-/// and compacted to the newest [`CLEANUP_HISTORY`] once it holds twice that.
-const CLEANUP_FILE: &str = "cleanup-history.jsonl";
+/// The largest alert state file read: a thousand policies with a thousand
+/// alerts each is far less.
+const MAX_ALERTS_FILE: u64 = 64 << 20;
 
 impl StateStore {
-    /// A store that keeps alert state in `dir` (created if missing) and
-    /// starts from what an earlier run left there. A file that cannot be
-    /// read is moved aside, named in the log, and the store starts empty.
+    /// A store that keeps alert state and the cleanup history in `dir`
+    /// (created if missing) and starts from what an earlier run left there.
+    /// A file that cannot be used (unreadable, too large, damaged) is moved
+    /// aside and named in the log, and the store starts without it: a bad
+    /// file never keeps the daemon from starting.
     pub fn open(dir: &std::path::Path) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
+        warden_core::fsx::ensure_private_dir(dir, "state directory")?;
+        // Temporary files of a save that died half-way held nothing needed.
+        for name in [ALERTS_FILE, crate::history::FILE] {
+            let _ = std::fs::remove_file(dir.join(format!(".{name}.tmp")));
+        }
         let path = dir.join(ALERTS_FILE);
         let mut alerts = Alerts::default();
-        match std::fs::read(&path) {
-            Ok(bytes) => match serde_json::from_slice::<SavedAlerts>(&bytes) {
+        match warden_core::files::read_regular(&path, MAX_ALERTS_FILE) {
+            Err(e) if e.is_not_found() => {}
+            read => match read.map_err(|e| format!("the file {e}")).and_then(|bytes| {
+                serde_json::from_slice::<SavedAlerts>(&bytes).map_err(|e| e.to_string())
+            }) {
                 Ok(saved) => {
                     for p in saved.policies {
                         let states = p
@@ -180,40 +200,20 @@ impl StateStore {
                         "json.unreadable-{}",
                         warden_core::clock::now_ms()
                     ));
-                    std::fs::rename(&path, &aside)?;
-                    tracing::error!(file = %path.display(), moved_to = %aside.display(), error = %e, "the saved alert state is unreadable; starting without it");
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        let mut cleanup = CleanupRuns::default();
-        let path = dir.join(CLEANUP_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                for (n, line) in text.lines().enumerate() {
-                    cleanup.lines += 1;
-                    // A line cut short by a crash mid-append is the only
-                    // expected damage; it and any other bad line are skipped.
-                    match serde_json::from_str(line) {
-                        Ok(run) => {
-                            if cleanup.runs.len() == CLEANUP_HISTORY {
-                                cleanup.runs.pop_back();
-                            }
-                            cleanup.runs.push_front(run);
+                    match std::fs::rename(&path, &aside) {
+                        Ok(()) => {
+                            tracing::error!(file = %path.display(), moved_to = %aside.display(), error = %e, "the saved alert state cannot be used; moved aside, starting without it")
                         }
-                        Err(e) => {
-                            tracing::warn!(file = %path.display(), line = n + 1, error = %e, "skipping an unreadable cleanup run");
+                        Err(r) => {
+                            tracing::error!(file = %path.display(), error = %e, rename = %r, "the saved alert state cannot be used nor moved aside; starting without it, it will be overwritten")
                         }
                     }
                 }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+            },
         }
         Ok(StateStore {
             alerts: Mutex::new(alerts),
-            cleanup_runs: Mutex::new(cleanup),
+            history: crate::history::History::open(dir),
             findings: super::findings::FindingStore::open(dir)?,
             plugins: super::plugin_state::PluginStates::open(dir)?,
             dir: Some(dir.to_path_buf()),
@@ -221,50 +221,42 @@ impl StateStore {
         })
     }
 
-    /// Appends `run` to the history file, compacting it when it is long.
-    fn save_cleanup(&self, h: &mut CleanupRuns) {
-        use std::io::Write as _;
-        let Some(dir) = &self.dir else { return };
-        let Some(run) = h.runs.front() else { return };
-        let path = dir.join(CLEANUP_FILE);
-        let result = if h.lines + 1 >= 2 * CLEANUP_HISTORY {
-            let write = || -> std::io::Result<()> {
-                let tmp = dir.join(format!(".{CLEANUP_FILE}.tmp"));
-                let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-                for r in h.runs.iter().rev() {
-                    serde_json::to_writer(&mut f, r).map_err(std::io::Error::other)?;
-                    f.write_all(b"\n")?;
+    /// Notes how a save went, for [`StateStore::save_failure`].
+    fn saved(&self, file: &str, result: std::io::Result<()>) {
+        let mut f = self.save_failure.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(()) => {
+                if f.as_ref().is_some_and(|x| x.file == file) {
+                    tracing::info!(file, "state is saved again");
+                    *f = None;
                 }
-                f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-                std::fs::rename(&tmp, &path)
-            };
-            let kept = h.runs.len();
-            write().map(|()| h.lines = kept)
-        } else {
-            let mut line = serde_json::to_vec(run).map_err(std::io::Error::other);
-            if let Ok(l) = &mut line {
-                l.push(b'\n');
             }
-            line.and_then(|l| {
-                let mut f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)?;
-                // One write of a whole line: a crash leaves at most a cut
-                // last line, which the reader skips.
-                f.write_all(&l)?;
-                f.sync_data()
-            })
-            .map(|()| 1)
-            .map(|n| h.lines += n)
-        };
-        if let Err(e) = result {
-            tracing::error!(file = %path.display(), error = %e, "cannot save the cleanup history; this run will be missing after a restart");
+            Err(e) => {
+                let x = f.get_or_insert_with(|| SaveFailure {
+                    file: file.to_owned(),
+                    error: String::new(),
+                    since_ms: warden_core::clock::now_ms(),
+                    failures: 0,
+                });
+                x.file = file.to_owned();
+                x.error = e.to_string();
+                x.failures += 1;
+            }
         }
     }
 
-    /// Writes the alert state: a temporary file, fsync, rename, so a crash
-    /// leaves the old state or the new one, never half of either.
+    /// Why state is not being saved, if it is not.
+    pub fn save_failure(&self) -> Option<SaveFailure> {
+        self.save_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Writes the alert state: a temporary file, fsync, rename, fsync of the
+    /// directory, so a crash leaves the old state or the new one, never half
+    /// of either. The bytes are read back before they are written: a state
+    /// that would not load is never saved (the previous one stays).
     fn save_alerts(&self, alerts: &Alerts) {
         let Some(dir) = &self.dir else { return };
         let saved = SavedAlerts {
@@ -280,47 +272,38 @@ impl StateStore {
             history: alerts.history.iter().cloned().collect(),
         };
         let write = || -> std::io::Result<()> {
-            use std::io::Write as _;
-            let tmp = dir.join(format!(".{ALERTS_FILE}.tmp"));
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&serde_json::to_vec(&saved).map_err(std::io::Error::other)?)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, dir.join(ALERTS_FILE))
+            let bytes = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
+            serde_json::from_slice::<SavedAlerts>(&bytes).map_err(|e| {
+                std::io::Error::other(format!(
+                    "the alert state would not read back ({e}); not written"
+                ))
+            })?;
+            warden_core::fsx::write_atomic(dir, ALERTS_FILE, &bytes)
         };
-        if let Err(e) = write() {
+        let result = write();
+        if let Err(e) = &result {
             tracing::error!(dir = %dir.display(), error = %e, "cannot save the alert state; it will be lost on restart");
         }
+        self.saved(ALERTS_FILE, result);
     }
 }
 
-/// How many cleanup runs the history keeps, newest first.
-pub const CLEANUP_HISTORY: usize = 500;
-/// How many items of each run the history keeps; the rest are counted.
-pub const CLEANUP_ITEMS: usize = 1000;
+pub use crate::history::{CLEANUP_HISTORY, CLEANUP_ITEMS};
 
 impl StateStore {
-    /// Adds a cleanup run to the history, dropping the oldest beyond
-    /// [`CLEANUP_HISTORY`].
-    pub fn record_cleanup(&self, mut run: super::cleanup::Run) {
-        run.trim(CLEANUP_ITEMS);
-        let mut h = self.cleanup_runs.lock().unwrap_or_else(|p| p.into_inner());
-        if h.runs.len() == CLEANUP_HISTORY {
-            h.runs.pop_back();
+    /// Adds a cleanup run to the history, bounded (its first items, cut to fit
+    /// one line of the history file),
+    /// dropping the oldest beyond [`CLEANUP_HISTORY`].
+    pub fn record_cleanup(&self, run: super::cleanup::Run) {
+        if let Some(result) = self.history.record(run) {
+            self.saved(crate::history::FILE, result);
         }
-        h.runs.push_front(run);
-        self.save_cleanup(&mut h);
     }
 
     /// The newest `limit` runs of the cleanup history, newest first, of one
     /// policy or all. Only those are copied: a run may hold 1,000 items.
     pub fn cleanup_history(&self, policy: Option<&str>, limit: usize) -> Vec<super::cleanup::Run> {
-        let h = self.cleanup_runs.lock().unwrap_or_else(|p| p.into_inner());
-        h.runs
-            .iter()
-            .filter(|r| policy.is_none_or(|p| r.policy == p))
-            .take(limit)
-            .cloned()
-            .collect()
+        self.history.recent(policy, limit)
     }
 
     /// Records an evaluation of `key` on schedule tick `tick`.
@@ -391,13 +374,22 @@ impl StateStore {
             .by_policy
             .entry((file.to_path_buf(), policy.to_owned()))
             .or_default();
-        let changed = super::alerts::step(
+        let (changed, refused) = super::alerts::step_bounded(
             states,
             alerts,
             now_ms,
             timing.default_for_ms,
             timing.keep_firing_for_ms,
+            super::alerts::MAX_ALERTS_PER_POLICY,
         );
+        if refused > 0 {
+            tracing::warn!(
+                policy,
+                refused,
+                max = super::alerts::MAX_ALERTS_PER_POLICY,
+                "the policy holds as many alerts as it may; new ones were refused"
+            );
+        }
         let due = super::alerts::due_at_least(
             states,
             now_ms,
@@ -433,6 +425,7 @@ impl StateStore {
             due,
             firing,
             pending,
+            refused,
         }
     }
 
@@ -526,22 +519,7 @@ mod tests {
         }
     }
 
-    fn run(policy: &str) -> crate::cleanup::Run {
-        crate::cleanup::Run {
-            policy: policy.into(),
-            started_ms: 1,
-            finished_ms: 2,
-            duration_ms: 1,
-            dry_run: false,
-            candidates: 0,
-            planned: 0,
-            cap_exceeded: None,
-            timed_out: false,
-            items: vec![],
-            bytes_freed: 7,
-            omitted: [0; 5],
-        }
-    }
+    use crate::history::tests::run;
 
     #[test]
     fn alerts_and_cleanup_history_survive_reopening() {
@@ -584,7 +562,7 @@ mod tests {
             format!("c{}", 2 * CLEANUP_HISTORY + 2),
             "newest first"
         );
-        let lines = std::fs::read_to_string(dir.path().join(CLEANUP_FILE))
+        let lines = std::fs::read_to_string(dir.path().join(crate::history::FILE))
             .unwrap()
             .lines()
             .count();
@@ -600,6 +578,53 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains("unreadable"))
             .count();
         assert_eq!(aside, 1);
+    }
+
+    /// A NaN (or infinite) alert value is saved as `null` and read back: it
+    /// never makes the state file unreadable (before, it lost all alert
+    /// state at the next start).
+    #[test]
+    fn a_nan_alert_value_never_makes_the_state_unreadable() {
+        use std::os::unix::fs::PermissionsExt;
+        use warden_core::records::{Alert, AlertCondition, Severity};
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateStore::open(dir.path()).unwrap();
+        for (name, value) in [("Nan", f64::NAN), ("Inf", f64::INFINITY), ("Fine", 2.5)] {
+            let alert = Alert {
+                name: name.into(),
+                condition: AlertCondition::Firing,
+                severity: Severity::Warning,
+                labels: vec![],
+                annotations: vec![],
+                value,
+                for_ms: None,
+            };
+            s.apply_alerts("p.yaml".as_ref(), name, &[alert], 1000, Default::default());
+        }
+        drop(s);
+        let s = StateStore::open(dir.path()).unwrap();
+        let all = s.all_alerts();
+        assert_eq!(all.len(), 3, "{all:?}");
+        assert!(
+            all.iter()
+                .any(|(_, _, a)| a.name == "Nan" && a.value.is_nan())
+        );
+        assert!(
+            all.iter()
+                .any(|(_, _, a)| a.name == "Fine" && a.value == 2.5)
+        );
+        assert_eq!(s.alert_history(None).len(), 3);
+        let unreadable = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("unreadable"))
+            .count();
+        assert_eq!(unreadable, 0);
+        let mode = std::fs::metadata(dir.path().join(ALERTS_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

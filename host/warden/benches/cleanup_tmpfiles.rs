@@ -11,11 +11,13 @@
 //! to 100 directories, every other file with its atime and mtime set two days
 //! back, the rest fresh. Then, rotating which goes first:
 //!
-//! - Warden, the way the scheduler runs a cleanup policy: the host's
-//!   candidate scan (`runtime::cleanup::walk::scan`), the shipped `temp-files`
-//!   plugin planning through the real WASM runtime (`max_age: 1d`), and
-//!   `cleanup::execute` with the policy defaults (4 workers, every safety
-//!   check: `O_NOFOLLOW` walk, same filesystem, same inode, flock). The plugin
+//! - Warden, the way the scheduler runs a cleanup policy: the scope root
+//!   resolved and pinned (`runtime::cleanup::Scope::open`), the host's
+//!   candidate scan from it (`runtime::cleanup::walk::scan`), the shipped
+//!   `temp-files` plugin planning through the real WASM runtime (`max_age:
+//!   1d`), and `cleanup::execute` with the policy defaults (4 workers, every
+//!   safety check: `O_NOFOLLOW` walk from the pinned root, same mount, same
+//!   device and inode, flock). The plugin
 //!   is loaded once beforehand, as the daemon does when a policy is loaded;
 //!   its evaluation timeout is raised to 10 s, as a policy over this many
 //!   files would set `timeout:` (the 100 ms default is for small snapshots).
@@ -133,17 +135,23 @@ fn cpu(who: i32) -> Duration {
 fn run_warden(policy: &Evaluator, root: &Path, workers: usize) -> WardenTimes {
     let cpu_before = cpu(libc::RUSAGE_SELF);
     let t = Instant::now();
-    let set = walk::scan(&[root]);
+    let protected = cleanup::Protected {
+        data_dir: "/nonexistent/warden-data".into(),
+        policies_dir: "/nonexistent/warden-policies".into(),
+        allow_system_paths: false,
+    };
+    let scope = cleanup::Scope::open(&[root.to_path_buf()], &protected).unwrap();
+    let mut set = walk::scan(&scope);
     let scan = t.elapsed();
     let t = Instant::now();
-    // As the scheduler does: the plugin gets a copy, the executor the original.
-    let plan = policy.plan(false, set.clone()).unwrap();
+    // As the scheduler does: the candidates are lent to the plugin and back.
+    let plan = policy.plan_over(false, &mut set.set).unwrap();
     let plan_time = t.elapsed();
     let t = Instant::now();
-    let rules = cleanup::Rules::new(vec![root.to_path_buf()], &[], None, false)
+    let rules = cleanup::Rules::new(&[], None, false)
         .unwrap()
         .with_concurrency(workers);
-    let run = cleanup::execute("bench", &rules, &set, &plan);
+    let run = cleanup::execute("bench", &rules, &scope, &set, &plan);
     let execute = t.elapsed();
     let cpu = cpu(libc::RUSAGE_SELF) - cpu_before;
     let [deleted, _, refused, skipped, failed] = run.counts();

@@ -288,6 +288,13 @@ fn http_ingest(secs: f64, clients: usize) -> f64 {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The token the daemon made, as a client on the same machine reads it.
+    let bearer = format!(
+        "Bearer {}",
+        std::fs::read_to_string(dir.path().join("warden-data/api-token"))
+            .unwrap()
+            .trim()
+    );
     let bodies: Vec<String> = (0..clients)
         .map(|c| {
             let samples: Vec<serde_json::Value> = (0..1000)
@@ -308,12 +315,14 @@ fn http_ingest(secs: f64, clients: usize) -> f64 {
         .into_iter()
         .map(|body| {
             let url = url.clone();
+            let bearer = bearer.clone();
             std::thread::spawn(move || {
                 let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
                 let mut accepted = 0u64;
                 while Instant::now() < deadline {
                     let mut r = agent
                         .post(&url)
+                        .header("authorization", &bearer)
                         .header("content-type", "application/json")
                         .send(body.as_str())
                         .unwrap();

@@ -286,12 +286,16 @@ fn http_reports(rows: &mut Vec<Row>, secs: f64, clients: usize) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Reports change the daemon: they carry the token it made on start.
+    let token = std::fs::read_to_string(dir.path().join("warden-data/api-token"))
+        .expect("the daemon made its API token at warden-data/api-token");
+    let bearer = format!("Bearer {}", token.trim());
     let url = format!("http://{addr}/api/v1/recovery/failures");
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let t = Instant::now();
     let handles: Vec<_> = (0..clients)
         .map(|c| {
-            let url = url.clone();
+            let (url, bearer) = (url.clone(), bearer.clone());
             std::thread::spawn(move || {
                 let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
                 let body = format!(
@@ -303,6 +307,7 @@ fn http_reports(rows: &mut Vec<Row>, secs: f64, clients: usize) {
                     let mut r = agent
                         .post(&url)
                         .header("content-type", "application/json")
+                        .header("authorization", &bearer)
                         .send(body.as_str())
                         .unwrap();
                     let text = r.body_mut().read_to_string().unwrap();

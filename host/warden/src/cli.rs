@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use warden::plugin::{Engine, EngineOptions};
@@ -55,21 +56,18 @@ pub(crate) enum Command {
     Schema,
     /// Show the running daemon's policy files and policies.
     Status {
-        /// The daemon's address.
-        #[arg(long, default_value = warden::daemon::DEFAULT_LISTEN)]
-        addr: String,
+        /// Where the daemon is and how to authenticate.
+        #[command(flatten)]
+        client: Client,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
     /// Ask the running daemon to reload its policies now.
     Reload {
-        /// The daemon's address.
-        #[arg(long, default_value = warden::daemon::DEFAULT_LISTEN)]
-        addr: String,
-        /// The API token, if the daemon requires one.
-        #[arg(long, env = "WARDEN_TOKEN", hide_env_values = true)]
-        token: Option<String>,
+        /// Where the daemon is and how to authenticate.
+        #[command(flatten)]
+        client: Client,
     },
     /// Run a policy file over recorded series in simulated time, stepping at
     /// each policy's interval, and print every decision: alert state
@@ -102,6 +100,59 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+}
+
+/// How a command reaches the running daemon. The token comes from
+/// `--token-file`, else WARDEN_TOKEN, else the file the daemon made in its
+/// data directory; never from the command line, where every user of the
+/// machine could read it (`/proc/*/cmdline`).
+#[derive(Debug, clap::Args)]
+pub(crate) struct Client {
+    /// The daemon's address.
+    #[arg(long, default_value = warden::daemon::DEFAULT_LISTEN)]
+    addr: String,
+    /// A file holding the API token.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// The daemon's data directory, where it keeps the token it made
+    /// [default: ./warden-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl Client {
+    /// The token to send, if one is found.
+    fn token(&self) -> anyhow::Result<Option<String>> {
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("failed to read the token file `{}`", path.display()))?;
+            let t = text.trim();
+            anyhow::ensure!(
+                !t.is_empty(),
+                "the token file `{}` is empty",
+                path.display()
+            );
+            return Ok(Some(t.to_owned()));
+        }
+        if let Ok(t) = std::env::var("WARDEN_TOKEN")
+            && !t.trim().is_empty()
+        {
+            return Ok(Some(t.trim().to_owned()));
+        }
+        let dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("warden-data"));
+        match std::fs::read_to_string(dir.join(warden::daemon::TOKEN_FILE)) {
+            Ok(text) if !text.trim().is_empty() => Ok(Some(text.trim().to_owned())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(anyhow::anyhow!(
+                "failed to read the daemon's token `{}`: {e}; run as the daemon's user, or pass `--token-file`",
+                dir.join(warden::daemon::TOKEN_FILE).display()
+            )),
+        }
+    }
 }
 
 /// `warden plugin …`
@@ -192,10 +243,15 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status { addr, format } => status(&addr, format),
-        Command::Reload { addr, token } => {
-            let body: serde_json::Value =
-                daemon_call(&addr, "POST", "/api/v1/policies/reload", token.as_deref())?;
+        Command::Status { client, format } => status(&client, format),
+        Command::Reload { client } => {
+            let token = client.token()?;
+            let body: serde_json::Value = daemon_call(
+                &client.addr,
+                "POST",
+                "/api/v1/policies/reload",
+                token.as_deref(),
+            )?;
             println!("{}", serde_json::to_string_pretty(&body)?);
             let failed = body["failed"].as_array().is_some_and(|f| !f.is_empty());
             Ok(if failed {
@@ -309,8 +365,13 @@ fn check(paths: &[PathBuf], format: Format, data_dir: Option<PathBuf>) -> anyhow
     let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
     // The daemon's compile cache, when there is one, saves compiling every
     // plugin again; one that cannot be opened (not ours to write) only costs
-    // the compiles.
-    let cached = data_dir.is_dir().then(|| {
+    // the compiles. As in the daemon, a data directory or cache another user
+    // could write is not used: a compiled plugin is native code.
+    let trusted =
+        |d: &std::path::Path| matches!(warden_core::fsx::check_private_dir(d), Ok(Ok(())));
+    let cache = data_dir.join("cache");
+    let usable = data_dir.is_dir() && trusted(&data_dir) && (!cache.exists() || trusted(&cache));
+    let cached = usable.then(|| {
         Engine::new(&EngineOptions {
             cache_dir: Some(data_dir.join("cache").join("plugins")),
         })
@@ -333,6 +394,9 @@ fn check(paths: &[PathBuf], format: Format, data_dir: Option<PathBuf>) -> anyhow
                 for e in &f.errors {
                     errors += 1;
                     writeln!(out, "{e}")?;
+                }
+                for w in &f.warnings {
+                    writeln!(out, "warning: {w}")?;
                 }
             }
             let files = report.files.len();
@@ -365,15 +429,22 @@ fn daemon_call(
         .http_status_as_error(false)
         .build()
         .into();
+    let bearer = token.map(|t| format!("Bearer {t}"));
     let response = match method {
         "POST" => {
             let mut request = agent.post(&url);
-            if let Some(t) = token {
-                request = request.header("authorization", &format!("Bearer {t}"));
+            if let Some(b) = &bearer {
+                request = request.header("authorization", b);
             }
             request.send_empty()
         }
-        _ => agent.get(&url).call(),
+        _ => {
+            let mut request = agent.get(&url);
+            if let Some(b) = &bearer {
+                request = request.header("authorization", b);
+            }
+            request.call()
+        }
     }
     .map_err(|e| anyhow::anyhow!("cannot reach warden at {addr} ({e}); is `warden run` running there? (`--addr` sets the address)"))?;
     let status = response.status();
@@ -392,8 +463,9 @@ fn daemon_call(
     Ok(body)
 }
 
-fn status(addr: &str, format: Format) -> anyhow::Result<ExitCode> {
-    let body = daemon_call(addr, "GET", "/api/v1/policies", None)?;
+fn status(client: &Client, format: Format) -> anyhow::Result<ExitCode> {
+    let token = client.token()?;
+    let body = daemon_call(&client.addr, "GET", "/api/v1/policies", token.as_deref())?;
     let mut out = std::io::stdout().lock();
     if format == Format::Json {
         writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;

@@ -20,6 +20,9 @@ use warden_runtime::{Scheduler, StateStore};
 /// The default address: loopback only, so nothing is exposed unless asked.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9715";
 
+/// The largest daemon config file read.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 1 << 20;
+
 /// How the daemon runs. Every field has a default, so no config file is needed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +48,67 @@ pub struct DaemonConfig {
     /// Memory pressure levels, for cleanup policies' `on_pressure`.
     #[serde(default)]
     pub pressure: warden_runtime::pressure::PressureConfig,
+    /// How much the resource registry holds.
+    #[serde(default)]
+    pub resources: ResourcesConfig,
+    /// How many evaluations run at once.
+    #[serde(default)]
+    pub evaluations: EvaluationsConfig,
+}
+
+/// The `resources:` section: bounds of the registry of resources
+/// applications register. Past them, a registration answers `507` with the
+/// reason.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcesConfig {
+    /// Resources tracked at once (default 100,000).
+    #[serde(default = "default_max_tracked")]
+    pub max_tracked: usize,
+    /// Bytes of their names, owners and labels (default 256MiB).
+    #[serde(default = "default_registry_bytes")]
+    pub max_bytes: warden_core::values::ByteSize,
+}
+
+impl Default for ResourcesConfig {
+    fn default() -> Self {
+        ResourcesConfig {
+            max_tracked: default_max_tracked(),
+            max_bytes: default_registry_bytes(),
+        }
+    }
+}
+
+fn default_max_tracked() -> usize {
+    warden_resources::RegistryLimits::DEFAULT_MAX_TRACKED
+}
+
+fn default_registry_bytes() -> warden_core::values::ByteSize {
+    warden_core::values::ByteSize(warden_resources::RegistryLimits::DEFAULT_MAX_BYTES as u64)
+}
+
+/// The `evaluations:` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluationsConfig {
+    /// Evaluations running at once across all policies (default
+    /// [`warden_runtime::scheduler::DEFAULT_MAX_EVALUATIONS`]); each policy
+    /// runs at most once at a time. A scheduled evaluation past the bound
+    /// waits its turn; a run-now answers `429` with the reason.
+    #[serde(default = "default_max_evaluations")]
+    pub max_concurrent: usize,
+}
+
+impl Default for EvaluationsConfig {
+    fn default() -> Self {
+        EvaluationsConfig {
+            max_concurrent: default_max_evaluations(),
+        }
+    }
+}
+
+fn default_max_evaluations() -> usize {
+    warden_runtime::scheduler::DEFAULT_MAX_EVALUATIONS
 }
 
 /// The `alerts:` section.
@@ -79,21 +143,55 @@ fn default_refresh() -> warden_core::values::HumanDuration {
     ))
 }
 
-/// The API's access control.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The API's access control and the bounds of its server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
-    /// The bearer token every mutating request needs. Prefer `token_file`, or
-    /// the WARDEN_TOKEN environment variable, to keep it out of the file.
-    #[serde(default)]
-    pub token: Option<String>,
+    /// The bearer token requests need. Prefer `token_file`, or the
+    /// WARDEN_TOKEN environment variable, to keep it out of the file;
+    /// without any, the daemon makes one at `<data_dir>/api-token`.
+    pub token: Option<warden_notify::Secret>,
     /// A file holding the token (surrounding whitespace ignored).
-    #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// Let reads that show configuration or history (everything under
+    /// `/api/v1`) go without the token. `/health` and `/metrics` never need it.
+    pub public_reads: bool,
+    /// Names the API may be reached by besides the listen address and
+    /// `localhost` (the `Host` header is checked against them).
+    pub hosts: Vec<String>,
+    /// Connections open at once; at the cap a new one closes the oldest idle one.
+    pub max_connections: usize,
+    /// The longest a request's headers may take (and so the longest a
+    /// connection may wait idle for its next request).
+    pub header_timeout: warden_core::values::HumanDuration,
+    /// The longest a request's body may take.
+    pub body_timeout: warden_core::values::HumanDuration,
+    /// The longest a response may wait for the client to read it.
+    pub write_timeout: warden_core::values::HumanDuration,
 }
 
+impl Default for ApiConfig {
+    fn default() -> Self {
+        let d = warden_api::serve::Limits::default();
+        ApiConfig {
+            token: None,
+            token_file: None,
+            public_reads: false,
+            hosts: Vec::new(),
+            max_connections: d.max_connections,
+            header_timeout: warden_core::values::HumanDuration(d.header_timeout),
+            body_timeout: warden_core::values::HumanDuration(d.body_timeout),
+            write_timeout: warden_core::values::HumanDuration(d.write_timeout),
+        }
+    }
+}
+
+/// Where the daemon keeps the token it makes when none is configured.
+pub const TOKEN_FILE: &str = "api-token";
+
 impl ApiConfig {
-    /// The token from the file, the config or WARDEN_TOKEN, in that order.
+    /// The configured token: from the file, the config or WARDEN_TOKEN, in
+    /// that order; `None` if none is configured.
     pub fn resolve(&self) -> anyhow::Result<Option<String>> {
         if let Some(path) = &self.token_file {
             let text = std::fs::read_to_string(path)
@@ -108,9 +206,32 @@ impl ApiConfig {
         }
         Ok(self
             .token
-            .clone()
+            .as_ref()
+            .map(|t| t.0.clone())
             .or_else(|| std::env::var("WARDEN_TOKEN").ok())
-            .filter(|t| !t.is_empty()))
+            .filter(|t| !t.trim().is_empty()))
+    }
+
+    /// The server's bounds, checked.
+    pub fn limits(&self) -> anyhow::Result<warden_api::serve::Limits> {
+        anyhow::ensure!(
+            self.max_connections > 0,
+            "api.max_connections: must be at least 1"
+        );
+        for (field, d) in [
+            ("header_timeout", self.header_timeout),
+            ("body_timeout", self.body_timeout),
+            ("write_timeout", self.write_timeout),
+        ] {
+            anyhow::ensure!(!d.0.is_zero(), "api.{field}: must be longer than 0s");
+        }
+        Ok(warden_api::serve::Limits {
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout.0,
+            body_timeout: self.body_timeout.0,
+            write_timeout: self.write_timeout.0,
+            ..warden_api::serve::Limits::default()
+        })
     }
 }
 
@@ -134,40 +255,69 @@ impl Default for DaemonConfig {
             api: ApiConfig::default(),
             alerts: AlertsConfig::default(),
             pressure: warden_runtime::pressure::PressureConfig::default(),
+            resources: ResourcesConfig::default(),
+            evaluations: EvaluationsConfig::default(),
         }
     }
 }
 
 impl DaemonConfig {
-    /// Reads a daemon config file.
+    /// Reads a daemon config file: a regular file of at most
+    /// [`MAX_CONFIG_FILE_BYTES`].
     pub fn load(path: &std::path::Path) -> anyhow::Result<DaemonConfig> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("failed to read the config file `{}`", path.display()))?;
-        serde_norway::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        let bytes = warden_core::files::read_regular(path, MAX_CONFIG_FILE_BYTES)
+            .map_err(|e| anyhow::anyhow!("the config file `{}` {e}", path.display()))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| anyhow::anyhow!("the config file `{}` is not UTF-8", path.display()))?;
+        let mut config: DaemonConfig = serde_norway::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        // A receiver's `credentials_file` is relative to this file.
+        let base = path.parent().unwrap_or(std::path::Path::new("."));
+        for n in &mut config.alerts.notifiers {
+            n.resolve_paths(base);
+        }
+        Ok(config)
     }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
+///
+/// The data directory is created 0700 and everything in it 0600; the daemon
+/// refuses to start when it, or the plugin cache in it, is owned by another
+/// user or writable by its group or others (whoever can write there can
+/// plant what Warden loads).
 pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
-        format!(
-            "failed to create the data directory `{}`",
-            config.data_dir.display()
-        )
-    })?;
+    warden_core::fsx::ensure_private_dir(&config.data_dir, "data directory")?;
     let data_dir = config.data_dir.canonicalize()?;
+    warden_core::fsx::ensure_private_dir(&data_dir.join("cache"), "cache directory")?;
     anyhow::ensure!(
         config.policies.is_dir(),
         "the policies directory `{}` does not exist; create it or pass `--policies DIR`",
         config.policies.display()
     );
     let policies_dir = config.policies.canonicalize()?;
-    let token = config.api.resolve()?;
+    let configured = config.api.resolve()?;
     anyhow::ensure!(
-        token.is_some() || config.listen.ip().is_loopback(),
-        "listening on {} (beyond this machine) needs an API token: set `api.token_file` (or `api.token`, or WARDEN_TOKEN) so that only holders of it can change the daemon",
+        configured.is_some() || config.listen.ip().is_loopback(),
+        "listening on {} (beyond this machine) needs an API token you give it: set `api.token_file` (or `api.token`, or WARDEN_TOKEN) so that only holders of it can use the daemon",
         config.listen
     );
+    let token = match configured {
+        Some(t) => t,
+        None => {
+            // Always a token: one made on first start, kept 0600 for the
+            // `warden` commands (run as the same user) to read.
+            let path = data_dir.join(TOKEN_FILE);
+            let t = warden_core::fsx::load_or_create_token(&path)
+                .with_context(|| format!("failed to set up the API token `{}`", path.display()))?;
+            tracing::info!(file = %path.display(), "API token (none configured)");
+            t
+        }
+    };
+    let token = warden_api::auth::Token::new(&token)
+        .ok_or_else(|| anyhow::anyhow!("the API token is empty"))?;
+    let limits = config.api.limits()?;
+    raise_fd_limit();
 
     let dispatcher = warden_runtime::dispatch::Dispatcher::new(config.alerts.notifiers.clone())
         .map_err(|e| anyhow::anyhow!("alerts.notifiers: {e}"))?;
@@ -201,7 +351,20 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
             .await??,
         )
     };
-    let registry = Arc::new(warden_resources::Registry::default());
+    anyhow::ensure!(
+        config.resources.max_tracked > 0,
+        "resources.max_tracked: must be at least 1"
+    );
+    anyhow::ensure!(
+        config.evaluations.max_concurrent > 0,
+        "evaluations.max_concurrent: must be at least 1"
+    );
+    let registry = Arc::new(warden_resources::Registry::with_limits(
+        warden_resources::RegistryLimits {
+            max_tracked: config.resources.max_tracked,
+            max_bytes: usize::try_from(config.resources.max_bytes.0).unwrap_or(usize::MAX),
+        },
+    ));
     let sources = Arc::new(Sources {
         series: Arc::clone(pipeline.store()),
         resources: Arc::clone(&registry),
@@ -236,6 +399,9 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         series: Arc::clone(pipeline.store()),
         registry: Arc::clone(&registry),
         refresh_ms: u64::try_from(config.alerts.refresh.0.as_millis()).unwrap_or(u64::MAX),
+        gate: Arc::new(warden_runtime::scheduler::Gate::new(
+            config.evaluations.max_concurrent,
+        )),
         ..warden_runtime::scheduler::Context::new(Arc::clone(&state), Arc::clone(&telemetry))
     };
     let recovery = Arc::new(Recovery::new(RecoveryOptions {
@@ -300,10 +466,20 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         state,
         scheduler,
         telemetry,
+        pii: config.metrics.pii(),
         metrics: Some(Arc::clone(&pipeline)),
         pressure: monitor,
+        access: warden_api::auth::Access {
+            token,
+            public_reads: config.api.public_reads,
+            hosts: warden_api::auth::Hosts {
+                listen: Some(config.listen.ip()),
+                names: config.api.hosts.clone(),
+            },
+        },
+        body_timeout: limits.body_timeout,
+        heavy: warden_api::heavy::bound(),
         recovery: Arc::clone(&recovery),
-        token: warden_api::auth::Token::new(token),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -314,9 +490,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
             )
         })?;
     tracing::info!(addr = %listener.local_addr()?, "serving the API");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    warden_api::serve::serve(listener, app, limits, Arc::default(), shutdown()).await;
     // Everything accepted before the signal is written before exit, and
     // findings refreshed since their last save are saved.
     tokio::task::spawn_blocking(move || {
@@ -329,6 +503,30 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard one: the API may hold
+/// `api.max_connections` sockets besides the daemon's own files.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0
+        || lim.rlim_cur >= lim.rlim_max
+    {
+        return;
+    }
+    let wanted = libc::rlimit {
+        rlim_cur: lim.rlim_max,
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: `wanted` is a valid rlimit; raising the soft limit up to the
+    // hard one needs no privilege.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) } != 0 {
+        tracing::debug!("could not raise the open-file limit");
+    }
 }
 
 async fn shutdown() {

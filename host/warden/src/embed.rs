@@ -14,8 +14,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context as _;
-
 use warden_plugin_host::{Engine, EngineOptions, NoData};
 use warden_policy::{ParseContext, PluginCache, PolicyDir, ReloadReport};
 use warden_runtime::recovery::{Options, Recovery};
@@ -44,8 +42,10 @@ impl Embedded {
         data_dir: &Path,
         opts: Options,
     ) -> anyhow::Result<Embedded> {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("failed to create `{}`", data_dir.display()))?;
+        // As the daemon: 0700, and refused when another user could plant
+        // state or compiled plugins in it.
+        warden_core::fsx::ensure_private_dir(data_dir, "data directory")?;
+        warden_core::fsx::ensure_private_dir(&data_dir.join("cache"), "cache directory")?;
         let engine = Engine::new(&EngineOptions {
             cache_dir: Some(data_dir.join("cache").join("plugins")),
         })?;

@@ -67,6 +67,20 @@
 //! # Crate features
 //!
 //! - `mock` (off by default): the [`mock`] host for native tests.
+//!
+//! # Limits every evaluation runs under
+//!
+//! The policy's `timeout` bounds the whole evaluation, host calls included: a
+//! plugin may block (`std::thread::sleep`, a WASI clock pollable), but the
+//! host wakes it no later than the deadline and ends the evaluation as a
+//! timeout, exactly as for a plugin that computes too long. Nothing else a
+//! plugin can reach blocks: stdout and stderr are captured, stdin is empty,
+//! and no file, socket or name lookup is granted. Also bounded, each failing
+//! the evaluation with a typed error: memory and tables (`memory_limit`),
+//! what the plan returns to the host (`output_limit`: `output_too_large`,
+//! and at most 1,000 notices), and what [`series::query`] and listing
+//! resources may read across one evaluation (`query_limit`: past it the
+//! call returns an error the plugin sees).
 
 #![deny(missing_docs)]
 

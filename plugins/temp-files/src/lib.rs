@@ -23,6 +23,21 @@
 //! Directories come after their contents and go only once empty (the host
 //! checks), so an old directory whose old files are deleted goes in the
 //! same run.
+//!
+//! ## In a scope others can write to (`/tmp`, a shared upload dir)
+//!
+//! A file's size is the space it takes on disk (allocated blocks × 512, as
+//! the host measures it), not its apparent length: a sparse file made with
+//! `truncate -s 10T` weighs nothing and cannot push everyone else's files
+//! over `max_total_bytes`. Still, the budget is shared by everyone who can
+//! write to the scope: one user who fills it with real data makes the oldest
+//! files of the others go first (never those younger than `min_age`). Where
+//! that matters, give each user a scope of their own, or rely on `max_age`
+//! alone. The policy's `max_actions` cap (a count or a percentage such as
+//! `10%`) counts the candidates of the run, so anyone who adds many files
+//! also raises what a percentage allows; a count does not move. Files whose
+//! names anyone chooses are matched by `include` as they are named: do not
+//! make `include` the only guard of what may go.
 
 use serde::Deserialize;
 use warden_sdk::cleanup::{CleanupContext, CleanupStrategy, Plan};

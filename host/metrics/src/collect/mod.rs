@@ -65,6 +65,52 @@ use serde::{Deserialize, Deserializer};
 use crate::Kind;
 use warden_core::values::HumanDuration;
 
+/// Every metric name the collectors write. Pushes may not write these
+/// (`validate::pushed_metric_name`): a pushed `memory_used_ratio` would
+/// feed every policy that reads it.
+pub const COLLECTED: &[&str] = &[
+    "cpu_usage_ratio",
+    "memory_total_bytes",
+    "memory_available_bytes",
+    "memory_used_bytes",
+    "memory_used_ratio",
+    "swap_total_bytes",
+    "swap_used_bytes",
+    "swap_used_ratio",
+    "load1",
+    "load5",
+    "load15",
+    "load_per_core",
+    "disk_total_bytes",
+    "disk_available_bytes",
+    "disk_used_ratio",
+    "disk_read_bytes_total",
+    "disk_written_bytes_total",
+    "disk_reads_completed_total",
+    "disk_writes_completed_total",
+    "disk_io_time_seconds_total",
+    "network_received_bytes_total",
+    "network_transmitted_bytes_total",
+    "network_received_packets_total",
+    "network_transmitted_packets_total",
+    "network_receive_errors_total",
+    "network_transmit_errors_total",
+    "processes",
+    "procs_running",
+    "procs_blocked",
+    "pressure_avg10_ratio",
+    "pressure_seconds_total",
+    "process_up",
+    "process_count",
+    "process_resident_memory_bytes",
+    "process_threads",
+    "process_children",
+    "process_cpu_usage_ratio",
+    "process_cpu_seconds_total",
+    "process_open_fds",
+    "process_tcp_connections",
+];
+
 /// Where collected values go. The daemon implements it for its series store.
 pub trait Sink {
     /// Records one value of `metric` for the series named by `labels`.
@@ -559,5 +605,27 @@ pub(crate) mod tests {
         let mut sink = VecSink::default();
         Collector::new(&config).collect(&mut sink);
         assert!(sink.0.is_empty());
+    }
+
+    /// Every name a full cycle writes (system-wide, and for a watched
+    /// process: this one) is on the reserved list.
+    #[test]
+    fn every_collected_name_is_reserved() {
+        let config = CollectConfig {
+            processes: vec![ProcessSelector {
+                name: "me".into(),
+                target: ProcessTarget::Pid(std::process::id()),
+            }],
+            ..CollectConfig::default()
+        };
+        let sink = two_cycles(&mut Collector::new(&config));
+        assert!(!sink.0.is_empty());
+        for p in &sink.0 {
+            assert!(
+                COLLECTED.contains(&p.metric.as_str()),
+                "`{}` is collected but not in COLLECTED",
+                p.metric
+            );
+        }
     }
 }

@@ -105,11 +105,13 @@ impl Instance {
         }
     }
 
+    /// Calls `plan` over `candidates`, which are lent to the call and given
+    /// back, whatever its outcome.
     pub(crate) fn plan(
         &self,
         store: &mut Store<StoreState>,
         inv: Invocation,
-        candidates: ResourceSet,
+        candidates: &mut ResourceSet,
     ) -> CallResult<CleanupPlan> {
         match self {
             Instance::V0_1_0(p) => p.plan(store, inv, candidates),

@@ -107,20 +107,22 @@ impl Instance {
         &self,
         store: &mut Store<StoreState>,
         inv: rec::Invocation,
-        candidates: rec::ResourceSet,
+        candidates: &mut rec::ResourceSet,
     ) -> CallResult<rec::CleanupPlan> {
         let Instance::Cleanup(bindings) = self else {
             return Err(wrong_kind("cleanup"));
         };
         let ctx = wc::CleanupContext {
             invocation: invocation(inv),
-            candidates: resource_set(candidates),
+            candidates: resource_set(std::mem::take(candidates)),
         };
         let out = bindings
             .warden_policy_cleanup()
-            .call_plan(&mut *store, &ctx)?;
+            .call_plan(&mut *store, &ctx);
+        *candidates = from_resource_set(ctx.candidates);
+        let out = out?;
         Ok(out.map(|p| rec::CleanupPlan {
-            reasons: p.reasons,
+            reasons: p.reasons.into_iter().map(Into::into).collect(),
             actions: p
                 .actions
                 .into_iter()
@@ -274,6 +276,33 @@ fn resource_set(s: rec::ResourceSet) -> types::ResourceSet {
         label_ranges: s.label_ranges,
         labels: s.labels,
     }
+}
+
+/// Moves the columns back after a call; the kinds return from their ordinals.
+fn from_resource_set(s: types::ResourceSet) -> rec::ResourceSet {
+    rec::ResourceSet::from_columns(rec::Columns {
+        strings: s.strings,
+        handles: s.handles,
+        kinds: s
+            .kinds
+            .into_iter()
+            .map(|k| {
+                rec::ResourceKind::ALL
+                    .get(usize::from(k))
+                    .copied()
+                    .unwrap_or(rec::ResourceKind::TempFile)
+            })
+            .collect(),
+        names: s.names,
+        owners: s.owners,
+        sizes: s.sizes,
+        created: s.created,
+        modified: s.modified,
+        accessed: s.accessed,
+        pids: s.pids,
+        label_ranges: s.label_ranges,
+        labels: s.labels,
+    })
 }
 
 fn cleanup_action(a: wc::Action) -> rec::CleanupAction {

@@ -151,19 +151,22 @@ impl Instance {
         &self,
         store: &mut Store<StoreState>,
         inv: rec::Invocation,
-        candidates: rec::ResourceSet,
+        candidates: &mut rec::ResourceSet,
     ) -> CallResult<rec::CleanupPlan> {
         let Instance::Cleanup(bindings) = self else {
             return Err(wrong_kind("cleanup"));
         };
+        // Lent, not copied: the columns move across and back after the call,
+        // so the host holds one copy of a large candidate set.
         let ctx = wc::CleanupContext {
             invocation: inv.into(),
-            candidates: candidates.into(),
+            candidates: std::mem::take(candidates).into(),
         };
-        match bindings
+        let out = bindings
             .warden_policy_cleanup()
-            .call_plan(&mut *store, &ctx)?
-        {
+            .call_plan(&mut *store, &ctx);
+        *candidates = ctx.candidates.into();
+        match out? {
             Ok(plan) => Ok(Ok(rec::CleanupPlan::try_from(plan).map_err(Refused)?)),
             Err(message) => Ok(Err(message)),
         }
@@ -266,6 +269,35 @@ impl From<rec::ResourceSet> for types::ResourceSet {
     }
 }
 
+/// Moves the columns back after a call; the kinds return from their ordinals.
+impl From<types::ResourceSet> for rec::ResourceSet {
+    fn from(s: types::ResourceSet) -> Self {
+        rec::ResourceSet::from_columns(rec::Columns {
+            strings: s.strings,
+            handles: s.handles,
+            kinds: s
+                .kinds
+                .into_iter()
+                .map(|k| {
+                    rec::ResourceKind::ALL
+                        .get(usize::from(k))
+                        .copied()
+                        .unwrap_or(rec::ResourceKind::TempFile)
+                })
+                .collect(),
+            names: s.names,
+            owners: s.owners,
+            sizes: s.sizes,
+            created: s.created,
+            modified: s.modified,
+            accessed: s.accessed,
+            pids: s.pids,
+            label_ranges: s.label_ranges,
+            labels: s.labels,
+        })
+    }
+}
+
 /// Rebuilds the plan's rows from its columns, refusing columns of unequal
 /// length, unknown action codes and `notify` texts that are not there.
 /// Targets and reasons are checked against the candidates by the evaluator.
@@ -310,7 +342,7 @@ impl TryFrom<wc::CleanupPlan> for rec::CleanupPlan {
             actions.push((action, p.because[i]));
         }
         Ok(rec::CleanupPlan {
-            reasons: p.reasons,
+            reasons: p.reasons.into_iter().map(Into::into).collect(),
             actions,
         })
     }

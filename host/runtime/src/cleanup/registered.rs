@@ -5,9 +5,11 @@
 //! which policy released it. The same safety belt as for files applies: the
 //! cap on actions per run, and `dry_run`.
 
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Instant;
 
-use crate::cleanup::{Cap, Item, Outcome, Run, over_cap};
+use crate::cleanup::{Cap, Item, MAX_NOTICES, Outcome, Run, notice, over_cap};
 use warden_core::records::{CleanupAction, CleanupPlan, ResourceFilter, ResourceKind, ResourceSet};
 use warden_resources::Registry;
 
@@ -40,8 +42,9 @@ pub fn execute(
         return run.end(started);
     }
     let now = warden_core::clock::now_ms();
+    let mut notices = 0usize;
     for (i, (action, _)) in plan.actions.iter().enumerate() {
-        let reason = plan.reason(i).to_owned();
+        let reason: Arc<str> = plan.shared_reason(i).cloned().unwrap_or_else(|| "".into());
         let (verb, target) = match action {
             CleanupAction::Release(t) => ("release", Some(*t)),
             CleanupAction::EvictCache(t) => ("evict", Some(*t)),
@@ -49,13 +52,16 @@ pub fn execute(
             CleanupAction::CloseResource(t) => ("close", Some(*t)),
             CleanupAction::KillProcess { target, .. } => ("kill", Some(*target)),
             CleanupAction::Notify(m) => {
-                tracing::info!(policy, message = %m, "cleanup notice");
+                notices += 1;
+                if notices <= MAX_NOTICES {
+                    tracing::info!(policy, message = %notice(m), "cleanup notice");
+                }
                 ("notify", None)
             }
         };
         let Some(t) = target else {
             run.items.push(Item {
-                action: verb.into(),
+                action: Cow::Borrowed(verb),
                 target: None,
                 reason,
                 outcome: Outcome::Skipped {
@@ -73,7 +79,7 @@ pub fn execute(
                 "refused: not one of the candidates shown"
             );
             run.items.push(Item {
-                action: verb.into(),
+                action: Cow::Borrowed(verb),
                 target: None,
                 reason,
                 outcome: Outcome::Refused {
@@ -116,7 +122,7 @@ pub fn execute(
             }
         };
         run.items.push(Item {
-            action: verb.into(),
+            action: Cow::Borrowed(verb),
             target,
             reason,
             outcome,
@@ -147,7 +153,8 @@ mod tests {
                     ttl_ms: None,
                 },
                 0,
-            );
+            )
+            .unwrap();
         }
         r
     }
@@ -178,8 +185,9 @@ mod tests {
         );
         assert_eq!(run.counts(), [1, 0, 2, 0, 0]);
         assert_eq!(run.bytes_freed, 100);
-        assert!(matches!(r.lookup(1), Lookup::Released(ref x) if x.by_policy == "leases"));
-        assert!(matches!(r.lookup(2), Lookup::Live(_)));
+        let (first, second) = (set.handle(0).unwrap(), set.handle(1).unwrap());
+        assert!(matches!(r.lookup(first), Lookup::Released(ref x) if x.by_policy == "leases"));
+        assert!(matches!(r.lookup(second), Lookup::Live(_)));
         assert_eq!(r.len(), 2);
     }
 

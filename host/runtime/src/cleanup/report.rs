@@ -1,9 +1,11 @@
 //! What a cleanup run did: one item per planned action with its outcome, as
 //! the API answers and the history keeps it.
 
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use warden_core::records::{CleanupAction, CleanupPlan};
 
@@ -44,11 +46,13 @@ pub enum Outcome {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Item {
     /// The action, as text.
-    pub action: String,
+    pub action: Cow<'static, str>,
     /// Its target, if it has one.
     pub target: Option<String>,
-    /// The plugin's reason.
-    pub reason: String,
+    /// The plugin's reason, shared with every item of the plan that gives it
+    /// (never copied per item).
+    #[serde(serialize_with = "shared_out", deserialize_with = "shared_in")]
+    pub reason: Arc<str>,
     /// What happened.
     #[serde(flatten)]
     pub outcome: Outcome,
@@ -58,6 +62,14 @@ pub struct Item {
     /// saved before it was recorded: 0.)
     #[serde(default)]
     pub attempts: u32,
+}
+
+fn shared_out<S: Serializer>(s: &Arc<str>, out: S) -> Result<S::Ok, S::Error> {
+    out.serialize_str(s)
+}
+
+fn shared_in<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
+    String::deserialize(d).map(Arc::from)
 }
 
 /// One run of a cleanup policy.
@@ -123,6 +135,80 @@ impl Run {
             self.omitted[slot(&i.outcome)] += 1;
         }
         self.items.truncate(keep);
+    }
+
+    /// Makes the run fit in `max_bytes` of JSON, as the history keeps it:
+    /// first every text longer than 512 bytes (a plugin's reason, a path, an
+    /// error) is cut, then items are left out (and counted) until it fits.
+    /// Returns its JSON.
+    pub fn fit(&mut self, max_bytes: usize) -> Vec<u8> {
+        let json = |r: &Run| serde_json::to_vec(r).unwrap_or_default();
+        // The texts alone are a lower bound of the JSON: when they are over,
+        // cut them before serializing anything, or a shared 14 MiB reason
+        // would be written out once per item (gigabytes) only to be cut.
+        if self.text_bytes() > max_bytes {
+            self.shorten(512);
+        }
+        let mut line = json(self);
+        if line.len() <= max_bytes {
+            return line;
+        }
+        self.shorten(512);
+        line = json(self);
+        while line.len() > max_bytes && !self.items.is_empty() {
+            // The share of items that fits, a little less to converge.
+            let keep = (self.items.len() as u128 * max_bytes as u128 * 9
+                / (line.len() as u128 * 10)) as usize;
+            self.trim(keep.min(self.items.len() - 1));
+            line = json(self);
+        }
+        line
+    }
+
+    /// What the items' texts take, as the JSON of the run will hold them.
+    fn text_bytes(&self) -> usize {
+        self.items
+            .iter()
+            .map(|i| {
+                let why = match &i.outcome {
+                    Outcome::Refused { why } | Outcome::Skipped { why } => why.len(),
+                    Outcome::Failed { error } => error.len(),
+                    Outcome::Deleted { .. } | Outcome::WouldDelete { .. } => 0,
+                };
+                i.reason.len() + i.target.as_deref().map_or(0, str::len) + why
+            })
+            .fold(0usize, usize::saturating_add)
+    }
+
+    /// Cuts every text of the run to at most `max` bytes.
+    fn shorten(&mut self, max: usize) {
+        fn cut(s: &str, max: usize) -> Option<String> {
+            (s.len() > max).then(|| format!("{}…", super::clip(s, max)))
+        }
+        for i in &mut self.items {
+            if let Some(r) = cut(&i.reason, max) {
+                i.reason = r.into();
+            }
+            if let Some(t) = i.target.as_deref().and_then(|t| cut(t, max)) {
+                i.target = Some(t);
+            }
+            match &mut i.outcome {
+                Outcome::Refused { why } | Outcome::Skipped { why } => {
+                    if let Some(w) = cut(why, max) {
+                        *why = w;
+                    }
+                }
+                Outcome::Failed { error } => {
+                    if let Some(e) = cut(error, max) {
+                        *error = e;
+                    }
+                }
+                Outcome::Deleted { .. } | Outcome::WouldDelete { .. } => {}
+            }
+        }
+        if let Some(c) = self.cap_exceeded.as_deref().and_then(|c| cut(c, max)) {
+            self.cap_exceeded = Some(c);
+        }
     }
 }
 

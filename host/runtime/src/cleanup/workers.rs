@@ -4,13 +4,15 @@
 
 use std::hash::BuildHasher;
 use std::ops::Range;
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use rustix::io::Errno;
 use warden_core::records::{ResourceKind, ResourceSet};
 
-use super::safety::{OpenDir, Stop, check, cstr, open_dir, rmdir_in, unlink_in};
+use super::root::Scope;
+use super::safety::{OpenDir, Stop, Target, check, cstr, open_dir, rmdir_in, unlink_in};
+use super::walk::Candidates;
 use super::{Outcome, Rules, refused, skipped};
 
 /// The longest wait between two attempts at one action, whatever the
@@ -68,21 +70,23 @@ fn batches(candidates: &ResourceSet, jobs: &[usize]) -> Vec<Range<usize>> {
     out
 }
 
-/// Deletes `jobs` (candidates) on up to `rules.max_concurrent` threads;
-/// returns their outcomes in the order of `jobs`.
+/// Deletes `jobs` (candidates) under the roots of `scope` on up to
+/// `workers` threads; returns their outcomes in the order of `jobs`.
 pub(super) fn delete_all(
     rules: &Rules,
-    candidates: &ResourceSet,
+    scope: &Scope,
+    candidates: &Candidates,
     jobs: &[usize],
     deadline: Option<Instant>,
     workers: usize,
 ) -> Vec<Done> {
-    let batches = batches(candidates, jobs);
+    let batches = batches(&candidates.set, jobs);
     let workers = workers.clamp(1, batches.len().max(1));
     let next = AtomicUsize::new(0);
     let work = || {
         let mut worker = Worker {
             rules,
+            scope,
             candidates,
             deadline,
             dir: None,
@@ -129,7 +133,8 @@ pub(super) fn delete_all(
 /// checked walk, kept for the next deletion in the same directory.
 struct Worker<'a> {
     rules: &'a Rules,
-    candidates: &'a ResourceSet,
+    scope: &'a Scope,
+    candidates: &'a Candidates,
     deadline: Option<Instant>,
     dir: Option<OpenDir>,
 }
@@ -148,16 +153,15 @@ impl Worker<'_> {
                 late: true,
             };
         }
-        let (root, rel) = match check(self.rules, self.candidates, index) {
+        let target = match check(self.rules, self.scope, self.candidates, index) {
             Ok(target) => target,
             Err(outcome) => return Done::settled(outcome),
         };
-        let expect_inode = self.candidates.handle(index).unwrap_or(0);
-        let dir = self.candidates.kind(index) == Some(ResourceKind::Directory);
+        let dir = self.candidates.set.kind(index) == Some(ResourceKind::Directory);
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let (message, errno) = match self.unlink(root, rel, expect_inode, dir) {
+            let (message, errno) = match self.unlink(&target, dir) {
                 Ok(bytes) if self.rules.dry_run => {
                     return Done::tried(Outcome::WouldDelete { bytes }, attempts);
                 }
@@ -195,15 +199,10 @@ impl Worker<'_> {
         }
     }
 
-    /// Unlinks `rel` under scope root `root` (removes it if `dir`), reusing
-    /// the open directory if the last deletion was in the same one.
-    fn unlink(
-        &mut self,
-        root: usize,
-        rel: &Path,
-        expect_inode: u64,
-        dir: bool,
-    ) -> Result<u64, Stop> {
+    /// Unlinks `target` (removes it if `dir`), reusing the open directory if
+    /// the last deletion was in the same one.
+    fn unlink(&mut self, target: &Target<'_>, dir: bool) -> Result<u64, Stop> {
+        let rel = target.rel;
         let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
             return Err(Stop::Refuse(format!(
                 "`{}` does not name a file",
@@ -211,19 +210,23 @@ impl Worker<'_> {
             )));
         };
         let name = cstr(name)?;
+        let Some(root) = self.scope.root(target.root) else {
+            return Err(Stop::Refuse("its scope root is not open".into()));
+        };
         let reuse = self
             .dir
             .as_ref()
-            .is_some_and(|d| d.root == root && d.rel == parent);
+            .is_some_and(|d| d.root == target.root && d.rel == parent);
         if !reuse {
             self.dir = None;
-            self.dir = Some(open_dir(root, &self.rules.roots[root], parent)?);
+            self.dir = Some(open_dir(target.root, root, parent)?);
         }
         let open = self.dir.as_ref().expect("opened above");
+        let dry_run = self.rules.dry_run;
         if dir {
-            rmdir_in(&open.fd, open.dev, &name, expect_inode, self.rules.dry_run)
+            rmdir_in(&open.fd, root.node(), &name, target.found, dry_run)
         } else {
-            unlink_in(&open.fd, open.dev, &name, expect_inode, self.rules.dry_run)
+            unlink_in(&open.fd, root.node(), &name, target.found, dry_run)
         }
     }
 }
@@ -238,16 +241,16 @@ impl Worker<'_> {
 /// `EACCES`, `EROFS`, `ENOENT`, `ENOTDIR`, `ELOOP`…), which no wait changes.
 pub(super) fn transient(errno: i32) -> bool {
     matches!(
-        errno,
-        libc::EINTR
-            | libc::EAGAIN
-            | libc::EBUSY
-            | libc::ETXTBSY
-            | libc::ENOMEM
-            | libc::ENOBUFS
-            | libc::ENOLCK
-            | libc::ESTALE
-            | libc::ETIMEDOUT
+        Errno::from_raw_os_error(errno),
+        Errno::INTR
+            | Errno::AGAIN
+            | Errno::BUSY
+            | Errno::TXTBSY
+            | Errno::NOMEM
+            | Errno::NOBUFS
+            | Errno::NOLCK
+            | Errno::STALE
+            | Errno::TIMEDOUT
     )
 }
 

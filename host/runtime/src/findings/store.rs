@@ -25,6 +25,9 @@ pub const SAVE_EVERY_MS: i64 = 60_000;
 
 /// The file findings are kept in, inside the state directory.
 const FILE: &str = "findings.json";
+/// The largest findings file read (and written): the bound per policy
+/// times a thousand policies is far less.
+const MAX_FILE: u64 = 64 << 20;
 
 /// What happened to a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,8 +160,11 @@ impl FindingStore {
     pub fn open(dir: &Path) -> std::io::Result<Self> {
         let path = dir.join(FILE);
         let mut inner = Inner::default();
-        match std::fs::read(&path) {
-            Ok(bytes) => match serde_json::from_slice::<Saved>(&bytes) {
+        match warden_core::files::read_regular(&path, MAX_FILE) {
+            Err(e) if e.is_not_found() => {}
+            read => match read.map_err(|e| format!("the file {e}")).and_then(|bytes| {
+                serde_json::from_slice::<Saved>(&bytes).map_err(|e| e.to_string())
+            }) {
                 Ok(saved) => {
                     for p in saved.policies {
                         let findings = p.findings.into_iter().map(|f| (f.id(), f)).collect();
@@ -175,8 +181,6 @@ impl FindingStore {
                     tracing::error!(file = %path.display(), moved_to = %aside.display(), error = %e, "the saved findings are unreadable; starting without them");
                 }
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
         }
         inner.saved_at_ms = warden_core::clock::now_ms();
         Ok(FindingStore {
@@ -345,17 +349,23 @@ impl FindingStore {
     }
 }
 
-/// Writes `value` as JSON to `dir/name`: a temporary file, fsync, rename,
-/// fsync of the directory.
-fn write_atomically(dir: &Path, name: &str, value: &impl Serialize) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-    serde_json::to_writer(&mut f, value).map_err(std::io::Error::other)?;
-    f.flush()?;
-    f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    std::fs::rename(&tmp, dir.join(name))?;
-    std::fs::File::open(dir)?.sync_all()
+/// Writes `saved` as JSON to `dir/name`, whole or not at all (0600,
+/// [`warden_core::fsx::write_atomic`]). The bytes are read back first: a
+/// state that would not load at the next start is never written.
+fn write_atomically(dir: &Path, name: &str, saved: &Saved) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(saved).map_err(std::io::Error::other)?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(std::io::Error::other(format!(
+            "the findings take {} bytes, more than the {MAX_FILE} read back at start; not written",
+            bytes.len()
+        )));
+    }
+    serde_json::from_slice::<Saved>(&bytes).map_err(|e| {
+        std::io::Error::other(format!(
+            "the findings would not read back ({e}); not written"
+        ))
+    })?;
+    warden_core::fsx::write_atomic(dir, name, &bytes)
 }
 
 #[cfg(test)]

@@ -98,16 +98,12 @@ impl Recovery {
                 .cloned()
                 .collect(),
         };
+        // 0700 directory, 0600 file, replaced whole and durably: the
+        // temporary is removed when a step fails (a full disk).
         let write = || -> std::io::Result<()> {
-            use std::io::Write as _;
-            std::fs::create_dir_all(dir)?;
-            let tmp = dir.join(format!(".{FILE}.tmp"));
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&serde_json::to_vec(&saved).map_err(std::io::Error::other)?)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, dir.join(FILE))?;
-            // The rename itself is made durable by syncing the directory.
-            std::fs::File::open(dir)?.sync_all()
+            let bytes = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
+            warden_core::fsx::create_private_dir_all(dir)?;
+            warden_core::fsx::write_atomic(dir, FILE, &bytes)
         };
         write().map_err(|e| {
             // Try again next time.

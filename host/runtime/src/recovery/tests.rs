@@ -243,6 +243,14 @@ fn circuits_survive_a_reload_that_keeps_the_policy_and_a_restart() {
     f.rec.sync(&f.policies.current());
     assert_eq!(f.rec.circuit(&id).unwrap().breaker.state, State::Open);
     f.rec.save(false).unwrap();
+    // Issue 12's data-dir rules: 0600, written whole (no temporary left).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let state = f.dir.path().join("state");
+        let meta = std::fs::metadata(state.join("recovery.json")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert!(!state.join(".recovery.json.tmp").exists());
+    }
     // A new service over the same state directory: a restart.
     let again = Recovery::new(Options {
         state_dir: Some(f.dir.path().join("state")),

@@ -91,10 +91,16 @@ pub fn load(path: &Path, store: &SeriesStore) -> Result<Loaded, String> {
             ));
         }
         // The whole store keeps everything (see `replay::store`), so a refill
-        // "now" reads every file and drops no record for age.
-        let refilled =
-            warden_metrics::persist::refill(&dir, store, std::time::SystemTime::now())
-                .map_err(|e| format!("{}: failed to read batch files: {e}", dir.display()))?;
+        // "now" reads every file and drops no record for age; a recording
+        // may come from a machine whose clock ran ahead, so none is left out
+        // for being ahead of this one either.
+        let refilled = warden_metrics::persist::refill(
+            &dir,
+            store,
+            std::time::SystemTime::now(),
+            std::time::Duration::MAX,
+        )
+        .map_err(|e| format!("{}: failed to read batch files: {e}", dir.display()))?;
         if let Some(bad) = refilled.skipped.first() {
             return Err(format!(
                 "{}: {} batch files could not be read; the first: {bad}",

@@ -8,12 +8,16 @@ use warden_sdk::cleanup::{CleanupContext, CleanupStrategy, Plan};
 #[serde(deny_unknown_fields)]
 struct Config {
     mode: String,
-    /// For `flood`: how many actions.
+    /// For `flood`, `notices` and `read-flood`: how many actions or calls.
     #[serde(default)]
     count: u32,
+    /// For `flood` and `notices`: the length of the one reason every action
+    /// shares.
+    #[serde(default)]
+    reason_bytes: u32,
 }
 
-struct Adversary(String, u32);
+struct Adversary(String, u32, String);
 
 // Scalars only, so the recursion uses the wasm call stack rather than the
 // shadow stack in linear memory.
@@ -34,7 +38,12 @@ impl CleanupStrategy for Adversary {
         if config.mode == "panic-in-init" {
             panic!("adversary refuses to start");
         }
-        Ok(Adversary(config.mode, config.count))
+        let reason = if config.reason_bytes == 0 {
+            "flood".to_owned()
+        } else {
+            "r".repeat(config.reason_bytes as usize)
+        };
+        Ok(Adversary(config.mode, config.count, reason))
     }
 
     fn plan(&self, ctx: &CleanupContext) -> warden_sdk::Result<Plan> {
@@ -59,11 +68,48 @@ impl CleanupStrategy for Adversary {
                     plan.notify("", "flood");
                 }
             }
-            "flood" => {
-                let first = ctx.candidates().get(0).expect("a candidate");
-                for _ in 0..self.1 {
-                    plan.delete(&first, "flood");
+            "flood" | "notices" => {
+                // Built raw: one reason, listed once, that every action
+                // points at (the SDK would compare it with itself per action).
+                use warden_sdk::__bindings::cleanup::exports::warden::policy::cleanup as raw;
+                // Columns (WIT 0.2.0): kind 0 is `delete-path` of candidate
+                // 0; kind 5 is `notify`, each with a message of its own.
+                let n = self.1 as usize;
+                let (kind, targets, messages) = if self.0 == "flood" {
+                    ctx.candidates().get(0).expect("a candidate");
+                    (0u8, vec![0; n], Vec::new())
+                } else {
+                    (
+                        5u8,
+                        (0..n as u32).collect(),
+                        vec!["look at me".to_owned(); n],
+                    )
+                };
+                return Ok(from_raw(raw::CleanupPlan {
+                    reasons: vec![self.2.clone()],
+                    kinds: vec![kind; n],
+                    targets,
+                    signals: vec![0; n],
+                    because: vec![0; n],
+                    messages,
+                }));
+            }
+            "read-flood" => {
+                // Reads everything there is, over and over: what one
+                // evaluation may read is bounded, and the call past the
+                // bound is refused with a reason this plugin reports.
+                let mut samples = 0usize;
+                let mut resources = 0usize;
+                for _ in 0..self.1.max(1) {
+                    let all = warden_sdk::series::query(
+                        "flood",
+                        &[],
+                        std::time::Duration::from_secs(365 * 86_400),
+                    )?;
+                    samples += all.iter().map(|s| s.samples().len()).sum::<usize>();
+                    resources += warden_sdk::resources::list(Default::default())?.len();
                 }
+                warden_sdk::info!("read {samples} samples and {resources} resources");
             }
             "print" => {
                 println!("to stdout from the plugin");

@@ -1,28 +1,78 @@
 //! Tests of the executor, by what they exercise: [`safety`] the rules every
-//! deletion obeys, [`retries`] the workers, retries and timeouts.
+//! deletion obeys, [`retries`] the workers, retries and timeouts, [`roots`]
+//! the scope roots of a run (symlinks, pinning, bind mounts).
 
 mod retries;
+mod roots;
 mod safety;
 
 use std::ffi::CString;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use warden_core::records::{CleanupAction, CleanupPlan, NewResource, ResourceSet};
+use warden_core::records::{CleanupAction, CleanupPlan};
 
-pub(super) fn set_of(paths: &[PathBuf]) -> ResourceSet {
-    let mut set = ResourceSet::default();
-    for p in paths {
-        let ino = std::fs::symlink_metadata(p).map(|m| m.ino()).unwrap_or(0);
-        set.push(NewResource {
-            handle: ino,
-            name: p.to_str().unwrap(),
-            ..Default::default()
-        });
+use super::{Candidates, Protected, Scope};
+
+/// Nothing protected but paths that do not exist: the tests' scopes live in
+/// temporary directories.
+pub(crate) fn unprotected() -> Protected {
+    Protected {
+        data_dir: "/nonexistent/warden-data".into(),
+        policies_dir: "/nonexistent/warden-policies".into(),
+        allow_system_paths: false,
     }
-    set
+}
+
+/// Opens `roots` as a run does.
+pub(crate) fn open(roots: &[&Path]) -> Scope {
+    let roots: Vec<PathBuf> = roots.iter().map(|r| r.to_path_buf()).collect();
+    Scope::open(&roots, &unprotected()).unwrap()
+}
+
+/// Candidates for `paths` as a scan of `scope` would record them now, each
+/// under the first root it lies in (the first root if none: the executor
+/// refuses it).
+pub(super) fn set_of(scope: &Scope, paths: &[PathBuf]) -> Candidates {
+    let mut c = Candidates::default();
+    for p in paths {
+        let root = scope
+            .roots()
+            .iter()
+            .position(|r| p.starts_with(&r.path))
+            .unwrap_or(0);
+        c.push_path(root as u32, p);
+    }
+    c
+}
+
+/// A bind mount of `from` on `to`, unmounted on drop. Bind mounts need
+/// CAP_SYS_ADMIN: without it the test fails, saying so.
+pub(crate) struct BindMount(PathBuf);
+
+impl BindMount {
+    pub(crate) fn new(from: &Path, to: &Path) -> BindMount {
+        let out = std::process::Command::new("mount")
+            .arg("--bind")
+            .arg(from)
+            .arg(to)
+            .output()
+            .expect("`mount` (util-linux) is needed for this test");
+        assert!(
+            out.status.success(),
+            "this test needs to bind-mount `{}` (CAP_SYS_ADMIN): {}",
+            to.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        BindMount(to.to_owned())
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
 }
 
 pub(super) fn plan_all(n: usize) -> CleanupPlan {

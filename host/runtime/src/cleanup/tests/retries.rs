@@ -8,7 +8,7 @@ use warden_policy::schema::Retries;
 
 use super::super::workers::{backoff, spread, transient};
 use super::super::*;
-use super::{plan_all, set_of};
+use super::{open, plan_all, set_of};
 
 /// Runs `mount ARGS... dir dir`; fails the test, saying what is missing, if
 /// it cannot.
@@ -60,12 +60,18 @@ fn many_deletions_on_four_workers_come_back_in_plan_order() {
         std::fs::create_dir(dir.path().join(format!("d{d}"))).unwrap();
         for f in 0..300 {
             let p = dir.path().join(format!("d{d}/f{f}"));
-            std::fs::write(&p, vec![b'x'; d + 1]).unwrap();
+            // Each directory's files take their own space on disk.
+            std::fs::write(&p, vec![b'x'; (d + 1) * 8192]).unwrap();
             files.push(p);
         }
     }
     files.push(PathBuf::from("/etc/passwd"));
-    let set = set_of(&files);
+    let space: Vec<u64> = files
+        .iter()
+        .map(|f| std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(f).unwrap()) * 512)
+        .collect();
+    let s = open(&[dir.path()]);
+    let set = set_of(&s, &files);
     // Directories interleaved, with a notice and a refusal among the
     // deletions: many small batches, all settled back in their slots.
     let mut order: Vec<u32> = (0..1800u32).map(|i| (i % 6) * 300 + i / 6).collect();
@@ -79,10 +85,8 @@ fn many_deletions_on_four_workers_come_back_in_plan_order() {
         reasons: vec!["old".into(), "note".into()],
         actions,
     };
-    let rules = Rules::new(vec![dir.path().to_owned()], &[], None, false)
-        .unwrap()
-        .with_concurrency(4);
-    let run = execute("many", &rules, &set, &plan);
+    let rules = Rules::new(&[], None, false).unwrap().with_concurrency(4);
+    let run = execute("many", &rules, &s, &set, &plan);
     assert_eq!(run.items.len(), plan.actions.len());
     for (item, (action, _)) in run.items.iter().zip(&plan.actions) {
         let want = action.target().map(|t| files[t as usize].to_str().unwrap());
@@ -92,16 +96,15 @@ fn many_deletions_on_four_workers_come_back_in_plan_order() {
     assert_eq!(run.items[3].attempts, 0);
     assert!(matches!(run.items[8].outcome, Outcome::Refused { .. }));
     assert_eq!(run.counts(), [1800, 0, 1, 1, 0]);
-    for item in run.items.iter().filter(|i| i.action == "delete") {
+    for (item, (action, _)) in run.items.iter().zip(&plan.actions) {
         if let Outcome::Deleted { bytes } = item.outcome {
             assert_eq!(item.attempts, 1);
-            // Each directory's files have their own size: the outcome
-            // is the one of this item's file.
-            let d = item.target.as_deref().unwrap().split("/d").last().unwrap();
-            assert_eq!(bytes, d[..1].parse::<u64>().unwrap() + 1);
+            // The outcome is the one of this item's file.
+            let t = action.target().unwrap() as usize;
+            assert_eq!(bytes, space[t], "{item:?}");
         }
     }
-    assert_eq!(run.bytes_freed, 300 * (1 + 2 + 3 + 4 + 5 + 6));
+    assert_eq!(run.bytes_freed, space[..1800].iter().sum::<u64>());
     assert!(files[..1800].iter().all(|f| !f.exists()));
     assert!(!run.timed_out);
     let json = serde_json::to_value(&run).unwrap();
@@ -130,16 +133,17 @@ fn four_workers_wait_out_their_retries_at_once() {
         files.push(f);
     }
     let busy: Vec<Busy> = files.iter().map(|f| Busy::new(f)).collect();
-    let set = set_of(&files);
+    let s = open(&[dir.path()]);
+    let set = set_of(&s, &files);
     // Each action fails, waits 300 ms and fails again: one after the
     // other that is 1.2 s, on four workers about 0.3 s.
     let time = |workers| {
-        let rules = Rules::new(vec![dir.path().to_owned()], &[], None, false)
+        let rules = Rules::new(&[], None, false)
             .unwrap()
             .with_concurrency(workers)
             .with_retries(retries(1, 300, 0.0));
         let t = Instant::now();
-        let run = execute("busy", &rules, &set, &plan_all(4));
+        let run = execute("busy", &rules, &s, &set, &plan_all(4));
         assert!(run.items.iter().all(|i| i.attempts == 2), "{:?}", run.items);
         t.elapsed()
     };
@@ -160,11 +164,12 @@ fn a_run_past_its_timeout_starts_nothing_and_says_so() {
     for f in &files {
         std::fs::write(f, "x").unwrap();
     }
-    let set = set_of(&files);
-    let rules = Rules::new(vec![dir.path().to_owned()], &[], None, false)
+    let s = open(&[dir.path()]);
+    let set = set_of(&s, &files);
+    let rules = Rules::new(&[], None, false)
         .unwrap()
         .with_run_timeout(Duration::ZERO);
-    let run = execute("late", &rules, &set, &plan_all(20));
+    let run = execute("late", &rules, &s, &set, &plan_all(20));
     assert!(run.timed_out);
     assert_eq!(run.counts(), [0, 0, 0, 20, 0]);
     for item in &run.items {
@@ -179,6 +184,7 @@ fn a_run_past_its_timeout_starts_nothing_and_says_so() {
     let run = execute(
         "late",
         &rules.with_run_timeout(Duration::from_secs(60)),
+        &s,
         &set,
         &plan_all(20),
     );
@@ -191,16 +197,14 @@ fn a_busy_file_is_retried_with_backoff_until_it_can_go() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("busy");
     std::fs::write(&f, "x").unwrap();
+    let space = std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&f).unwrap()) * 512;
     let busy = Busy::new(&f);
-    let set = set_of(std::slice::from_ref(&f));
-    let rules = |r| {
-        Rules::new(vec![dir.path().to_owned()], &[], None, false)
-            .unwrap()
-            .with_retries(r)
-    };
+    let s = open(&[dir.path()]);
+    let set = set_of(&s, std::slice::from_ref(&f));
+    let rules = |r| Rules::new(&[], None, false).unwrap().with_retries(r);
 
     // Without retries, one attempt.
-    let run = execute("busy", &rules(None), &set, &plan_all(1));
+    let run = execute("busy", &rules(None), &s, &set, &plan_all(1));
     assert_eq!(run.items[0].attempts, 1);
     assert!(
         matches!(&run.items[0].outcome, Outcome::Failed { error } if error.contains("busy")),
@@ -210,7 +214,7 @@ fn a_busy_file_is_retried_with_backoff_until_it_can_go() {
 
     // Two retries, 40 ms then 80 ms apart, and it still fails.
     let t = Instant::now();
-    let run = execute("busy", &rules(retries(2, 40, 0.0)), &set, &plan_all(1));
+    let run = execute("busy", &rules(retries(2, 40, 0.0)), &s, &set, &plan_all(1));
     assert!(
         t.elapsed() >= Duration::from_millis(120),
         "{:?}",
@@ -228,7 +232,7 @@ fn a_busy_file_is_retried_with_backoff_until_it_can_go() {
     // 5 s tells the two apart even on a loaded machine.
     let t = Instant::now();
     let short = rules(retries(3, 10_000, 0.0)).with_run_timeout(Duration::from_millis(200));
-    let run = execute("busy", &short, &set, &plan_all(1));
+    let run = execute("busy", &short, &s, &set, &plan_all(1));
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     assert_eq!(run.items[0].attempts, 1);
     assert!(
@@ -242,10 +246,11 @@ fn a_busy_file_is_retried_with_backoff_until_it_can_go() {
         std::thread::sleep(Duration::from_millis(60));
         drop(busy);
     });
-    let run = execute("busy", &rules(retries(6, 40, 0.0)), &set, &plan_all(1));
+    let run = execute("busy", &rules(retries(6, 40, 0.0)), &s, &set, &plan_all(1));
     unmount.join().unwrap();
-    assert!(
-        matches!(run.items[0].outcome, Outcome::Deleted { bytes: 1 }),
+    assert_eq!(
+        run.items[0].outcome,
+        Outcome::Deleted { bytes: space },
         "{:?}",
         run.items[0]
     );
@@ -290,15 +295,18 @@ fn a_permanent_failure_is_not_retried() {
     std::fs::create_dir(&scope).unwrap();
     let f = scope.join("kept");
     std::fs::write(&f, "x").unwrap();
-    let set = set_of(std::slice::from_ref(&f));
     let ro = ReadOnly::new(&scope);
-    let rules = Rules::new(vec![scope.clone()], &[], None, false)
+    // Opened as a run does, after the scope was made read-only (a root
+    // opened before stays pinned to the writable mount).
+    let s = open(&[&scope]);
+    let set = set_of(&s, std::slice::from_ref(&f));
+    let rules = Rules::new(&[], None, false)
         .unwrap()
         .with_retries(retries(3, 10_000, 0.0));
     // A waited backoff would take 10 s; 5 s tells it from none on a loaded
     // machine.
     let t = Instant::now();
-    let run = execute("ro", &rules, &set, &plan_all(1));
+    let run = execute("ro", &rules, &s, &set, &plan_all(1));
     drop(ro);
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     assert_eq!(run.items[0].attempts, 1);

@@ -2,12 +2,17 @@
 //! file types, locks, inodes, caps and dry runs.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use warden_core::records::{CleanupAction, CleanupPlan, NewResource, ResourceKind};
+use warden_core::records::{CleanupAction, CleanupPlan};
 
 use super::super::*;
-use super::{plan_all, set_of, trap};
+use super::{open, plan_all, set_of, trap};
+
+/// The space `path` takes on disk, as the executor reports what it frees.
+fn allocated(path: &Path) -> u64 {
+    std::fs::symlink_metadata(path).unwrap().blocks() * 512
+}
 
 #[test]
 fn empty_directories_go_after_their_files_and_full_ones_stay() {
@@ -22,12 +27,14 @@ fn empty_directories_go_after_their_files_and_full_ones_stay() {
     std::fs::write(scope.join("keep/young"), "2").unwrap();
     std::os::unix::fs::symlink(outside.join("x"), scope.join("dirlink")).unwrap();
     // The host's own scan lists each directory after its contents.
-    let set = crate::cleanup::walk::scan(&[&scope]);
+    let s = open(&[&scope]);
+    let set = crate::cleanup::walk::scan(&s);
     let index = |p: &str| {
         (0..set.len())
-            .find(|i| set.name(*i) == scope.join(p).to_str())
+            .find(|i| set.set.name(*i) == scope.join(p).to_str())
             .unwrap_or_else(|| panic!("{p} not scanned"))
     };
+    let freed = allocated(&scope.join("a/b/old"));
     // The plan names the directories first, to show the host reorders.
     let mut actions: Vec<(CleanupAction, u32)> = ["a", "a/b", "keep", "empty", "a/b/old"]
         .iter()
@@ -35,19 +42,15 @@ fn empty_directories_go_after_their_files_and_full_ones_stay() {
         .collect();
     // A symlink to a directory is not a candidate; one named anyway is refused.
     let mut set = set;
-    let link = set.push(NewResource {
-        handle: 0,
-        kind: Some(ResourceKind::Directory),
-        name: scope.join("dirlink").to_str().unwrap(),
-        ..Default::default()
-    });
+    set.push_path(0, &scope.join("dirlink"));
+    let link = set.len() as u32 - 1;
     actions.push((CleanupAction::DeletePath(link), 0));
     let plan = CleanupPlan {
         reasons: vec!["old".into()],
         actions,
     };
-    let rules = Rules::new(vec![scope.clone()], &[], None, false).unwrap();
-    let run = execute("dirs", &rules, &set, &plan);
+    let rules = Rules::new(&[], None, false).unwrap();
+    let run = execute("dirs", &rules, &s, &set, &plan);
     let outcome = |i: usize| run.items[i].outcome.clone();
     assert!(
         matches!(outcome(0), Outcome::Deleted { .. }),
@@ -65,7 +68,7 @@ fn empty_directories_go_after_their_files_and_full_ones_stay() {
         run.items
     );
     assert!(matches!(outcome(3), Outcome::Deleted { .. }));
-    assert!(matches!(outcome(4), Outcome::Deleted { bytes: 1 }));
+    assert_eq!(outcome(4), Outcome::Deleted { bytes: freed });
     assert!(
         matches!(outcome(5), Outcome::Refused { .. }),
         "{:?}",
@@ -78,16 +81,14 @@ fn empty_directories_go_after_their_files_and_full_ones_stay() {
 #[test]
 fn a_trap_tree_loses_only_the_two_plain_old_files() {
     let (t, targets) = trap();
-    let set = set_of(&targets);
-    let rules = Rules::new(vec![t.scope.clone()], &["*.lock".into()], None, false).unwrap();
-    let run = execute("trap", &rules, &set, &plan_all(targets.len()));
+    let s = open(&[&t.scope]);
+    let set = set_of(&s, &targets);
+    let (old, old2) = (allocated(&targets[0]), allocated(&targets[1]));
+    let rules = Rules::new(&["*.lock".into()], None, false).unwrap();
+    let run = execute("trap", &rules, &s, &set, &plan_all(targets.len()));
     let outcome = |i: usize| &run.items[i].outcome;
-    assert!(
-        matches!(outcome(0), Outcome::Deleted { bytes: 9 }),
-        "{:?}",
-        outcome(0)
-    );
-    assert!(matches!(outcome(1), Outcome::Deleted { bytes: 13 }));
+    assert_eq!(outcome(0), &Outcome::Deleted { bytes: old });
+    assert_eq!(outcome(1), &Outcome::Deleted { bytes: old2 });
     let why = |i: usize| match outcome(i) {
         Outcome::Refused { why } => format!("refused: {why}"),
         Outcome::Skipped { why } => format!("skipped: {why}"),
@@ -119,7 +120,7 @@ fn a_trap_tree_loses_only_the_two_plain_old_files() {
     );
     assert!(why(10).starts_with("refused"), "{}", why(10));
     assert!(why(11).starts_with("refused"), "{}", why(11));
-    assert_eq!(run.bytes_freed, 22);
+    assert_eq!(run.bytes_freed, old + old2);
     // Everything but the two old files is still there.
     assert!(!t.scope.join("old").exists() && !t.scope.join("sub/old2").exists());
     for kept in ["app.lock", "locked", "sock", "fifo"] {
@@ -138,25 +139,21 @@ fn a_trap_tree_loses_only_the_two_plain_old_files() {
 #[test]
 fn dry_run_lists_everything_and_deletes_nothing() {
     let (t, targets) = trap();
-    let set = set_of(&targets);
-    let rules = Rules::new(vec![t.scope.clone()], &["*.lock".into()], None, true).unwrap();
-    let run = execute("trap", &rules, &set, &plan_all(targets.len()));
+    let s = open(&[&t.scope]);
+    let set = set_of(&s, &targets);
+    let (old, old2) = (allocated(&targets[0]), allocated(&targets[1]));
+    let rules = Rules::new(&["*.lock".into()], None, true).unwrap();
+    let run = execute("trap", &rules, &s, &set, &plan_all(targets.len()));
     assert!(run.dry_run);
     assert_eq!(
         run.items.len(),
         targets.len(),
         "every planned action is listed"
     );
-    assert!(matches!(
-        run.items[0].outcome,
-        Outcome::WouldDelete { bytes: 9 }
-    ));
-    assert!(matches!(
-        run.items[1].outcome,
-        Outcome::WouldDelete { bytes: 13 }
-    ));
+    assert_eq!(run.items[0].outcome, Outcome::WouldDelete { bytes: old });
+    assert_eq!(run.items[1].outcome, Outcome::WouldDelete { bytes: old2 });
     assert_eq!(run.counts()[1], 2);
-    assert_eq!(run.items[0].reason, "old");
+    assert_eq!(&*run.items[0].reason, "old");
     assert!(t.scope.join("old").exists() && t.scope.join("sub/old2").exists());
 }
 
@@ -169,15 +166,10 @@ fn a_plan_over_the_cap_does_nothing_and_says_why() {
     for f in &files {
         std::fs::write(f, "x").unwrap();
     }
-    let set = set_of(&files);
-    let rules = Rules::new(
-        vec![dir.path().to_owned()],
-        &[],
-        Some(Cap::Percent(10.0)),
-        false,
-    )
-    .unwrap();
-    let run = execute("capped", &rules, &set, &plan_all(1000));
+    let s = open(&[dir.path()]);
+    let set = set_of(&s, &files);
+    let rules = Rules::new(&[], Some(Cap::Percent(10.0)), false).unwrap();
+    let run = execute("capped", &rules, &s, &set, &plan_all(1000));
     let why = run.cap_exceeded.as_deref().unwrap();
     assert!(
         why.contains("1000 actions") && why.contains("allows 100"),
@@ -192,7 +184,7 @@ fn a_plan_over_the_cap_does_nothing_and_says_why() {
             .map(|i| (CleanupAction::DeletePath(i), 0))
             .collect(),
     };
-    let run = execute("capped", &rules, &set, &plan);
+    let run = execute("capped", &rules, &s, &set, &plan);
     assert_eq!(run.counts()[0], 100);
     assert_eq!(files.iter().filter(|f| f.exists()).count(), 900);
 }
@@ -212,18 +204,26 @@ fn a_mount_point_inside_the_scope_is_not_crossed() {
         "this test needs to mount a tmpfs (root with CAP_SYS_ADMIN): {}",
         String::from_utf8_lossy(&out.stderr).trim()
     );
+    let _unmount = UnmountOnDrop(mnt.clone());
     std::fs::write(mnt.join("inner"), "on another filesystem").unwrap();
-    let set = set_of(&[mnt.join("inner")]);
-    let rules = Rules::new(vec![dir.path().to_owned()], &[], None, false).unwrap();
-    let run = execute("mounts", &rules, &set, &plan_all(1));
-    let kept = mnt.join("inner").exists();
-    let _ = std::process::Command::new("umount").arg(&mnt).status();
-    assert!(kept);
+    let s = open(&[dir.path()]);
+    let set = set_of(&s, &[mnt.join("inner")]);
+    let rules = Rules::new(&[], None, false).unwrap();
+    let run = execute("mounts", &rules, &s, &set, &plan_all(1));
+    assert!(mnt.join("inner").exists());
     assert!(
-        matches!(&run.items[0].outcome, Outcome::Refused { why } if why.contains("another filesystem")),
+        matches!(&run.items[0].outcome, Outcome::Refused { why } if why.contains("mount point")),
         "{:?}",
         run.items[0]
     );
+}
+
+struct UnmountOnDrop(PathBuf);
+
+impl Drop for UnmountOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
 }
 
 #[test]
@@ -231,14 +231,18 @@ fn a_file_replaced_since_the_plan_is_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("a");
     std::fs::write(&f, "1").unwrap();
-    let set = set_of(std::slice::from_ref(&f));
+    let s = open(&[dir.path()]);
+    let set = set_of(&s, std::slice::from_ref(&f));
     // Moved aside, not removed: the judged inode stays alive, so the new
     // file cannot reuse its number.
     std::fs::rename(&f, dir.path().join("judged")).unwrap();
     std::fs::write(&f, "new").unwrap();
-    assert_ne!(Some(std::fs::metadata(&f).unwrap().ino()), set.handle(0));
-    let rules = Rules::new(vec![dir.path().to_owned()], &[], None, false).unwrap();
-    let run = execute("p", &rules, &set, &plan_all(1));
+    assert_ne!(
+        Some(std::fs::metadata(&f).unwrap().ino()),
+        set.found(0).map(|f| f.ino)
+    );
+    let rules = Rules::new(&[], None, false).unwrap();
+    let run = execute("p", &rules, &s, &set, &plan_all(1));
     // Same path, another inode: never delete what was not judged.
     assert!(
         matches!(run.items[0].outcome, Outcome::Skipped { .. }),
