@@ -7,8 +7,8 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
-# Toolchain: the nightly toolchain if rustup has one (`rustup toolchain
-# install nightly` adds it); otherwise the pinned toolchain with
+# Toolchain: the nightly toolchain if rustup has one with the
+# `wasm32-wasip2` target; otherwise the pinned toolchain with
 # RUSTC_BOOTSTRAP=1, which accepts the same `-Z` flags. WARDEN_FUZZ_SANITIZER
 # (default `address`) is passed to `cargo fuzz --sanitizer`; `none` builds on
 # a toolchain without sanitizer support, with coverage feedback still on.
@@ -26,8 +26,12 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
 
+# The nightly toolchain is used only if it can also build the plugins the
+# targets load (`wasm32-wasip2`): a nightly whose std for that target is not
+# published cannot build the workspace at all.
 toolchain=()
-if rustup run nightly rustc --version >/dev/null 2>&1; then
+if rustup run nightly rustc --version >/dev/null 2>&1 &&
+  rustup +nightly target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
   toolchain=(+nightly)
   echo "== toolchain: $(rustup run nightly rustc --version)"
 else
