@@ -23,7 +23,8 @@
 //!
 //! Run: `cargo bench -p warden --bench detectors`. Knobs:
 //! `WARDEN_BENCH_SEED` (default 1), `WARDEN_BENCH_SERIES` (anomaly series,
-//! default 60), `WARDEN_BENCH_DAYS` (default 4). Under `cargo test` it runs
+//! default 60), `WARDEN_BENCH_DAYS` (default 4), `WARDEN_BENCH_ONLY`
+//! (`anomaly` or `linear-trend`: one detector). Under `cargo test` it runs
 //! a few series over two days as a smoke test, and prints its figures
 //! without judging them (too few windows to mean anything).
 
@@ -353,8 +354,16 @@ fn main() {
     let seed = env_u64("WARDEN_BENCH_SEED", 1);
     let n = env_u64("WARDEN_BENCH_SERIES", if benchmarking { 60 } else { 4 }) as usize;
     let days = env_u64("WARDEN_BENCH_DAYS", if benchmarking { 4 } else { 2 }) as usize;
+    // `WARDEN_BENCH_ONLY=anomaly` or `linear-trend` runs one of the two.
+    let only = std::env::var("WARDEN_BENCH_ONLY").ok();
+    let runs = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let dir = tempfile::tempdir().unwrap();
-    anomaly(dir.path(), seed, n, days, benchmarking);
+    if runs("anomaly") {
+        anomaly(dir.path(), seed, n, days, benchmarking);
+    }
+    if !runs("linear-trend") {
+        return;
+    }
     linear_trend(
         dir.path(),
         seed,

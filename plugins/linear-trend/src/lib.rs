@@ -11,8 +11,18 @@
 //!   horizon: 24h              # report exhaustion predicted within this
 //!   critical_within: 2h       # critical when closer than this (default horizon/6)
 //!   min_samples: 6
-//!   min_confidence: 0.5       # R² of the fit
+//!   slope_margin: 2           # standard errors taken off the slope before predicting
+//!   min_confidence: 0         # R² of the fit (0: not checked)
 //! ```
+//!
+//! The prediction uses the slope the data supports, not the fitted one: the
+//! slope minus `slope_margin` standard errors of it. On a noisy series the
+//! fitted slope over an hour can be a fifth off either way, so a resource
+//! growing too slowly to matter would often be predicted to fill within the
+//! horizon and flap in and out; with the margin it is reported once its
+//! growth is clear, however noisy (a low R² alone does not silence it). A
+//! series already at or past its capacity and still rising is reported
+//! whatever the margin.
 
 use std::collections::BTreeMap;
 
@@ -45,8 +55,11 @@ pub struct Config {
     /// Fewer samples than this are not fitted.
     #[serde(default = "default_min_samples")]
     pub min_samples: usize,
-    /// Fits with a lower R² are not trusted.
-    #[serde(default = "default_min_confidence")]
+    /// Standard errors of the slope taken off it before predicting.
+    #[serde(default = "default_slope_margin")]
+    pub slope_margin: f64,
+    /// Fits with a lower R² are not trusted (0: any fit).
+    #[serde(default)]
     pub min_confidence: f64,
     /// Advice attached to each finding.
     #[serde(default)]
@@ -62,8 +75,9 @@ fn default_horizon() -> HumanDuration {
 fn default_min_samples() -> usize {
     6
 }
-fn default_min_confidence() -> f64 {
-    0.5
+fn default_slope_margin() -> f64 {
+    // About a one-sided 97.5% bound on a window of tens of samples.
+    2.0
 }
 
 /// A least-squares line through a series.
@@ -75,6 +89,8 @@ pub struct Fit {
     pub at_now: f64,
     /// Coefficient of determination, 0 to 1.
     pub r2: f64,
+    /// Standard error of `slope` (0 with two samples or an exact line).
+    pub slope_se: f64,
 }
 
 /// Fits `samples` (time in ms, value) and evaluates the line at `now`. Times are
@@ -108,10 +124,33 @@ pub fn fit(samples: &[(i64, f64)], now: i64) -> Option<Fit> {
     } else {
         (sxy * sxy) / (sxx * syy)
     };
+    // Residual variance over n - 2 degrees of freedom.
+    let slope_se = if samples.len() > 2 {
+        ((syy - slope * sxy).max(0.0) / (n - 2.0) / sxx).sqrt()
+    } else {
+        0.0
+    };
     Some(Fit {
         slope,
         at_now: my - slope * mx,
         r2,
+        slope_se,
+    })
+}
+
+/// Whether the slopes of the two halves of `points` each agree with the
+/// whole fit `f`: within `k` standard errors of a half (at least 3, a
+/// half's own slope being the noisier), and the later half not flat. A ramp
+/// passes; a step between two flat stretches, whose halves are flat and
+/// whose whole is steep, does not.
+pub fn halves_agree(points: &[(i64, f64)], now: i64, f: &Fit, k: f64) -> bool {
+    let mid = points.len() / 2;
+    if mid < 3 {
+        return true;
+    }
+    let k = k.max(3.0);
+    [&points[..mid], &points[mid..]].iter().all(|half| {
+        fit(half, now).is_some_and(|h| (h.slope - f.slope).abs() <= k * h.slope_se.max(f.slope_se))
     })
 }
 
@@ -136,7 +175,20 @@ impl LinearTrend {
             if f.slope <= 0.0 || f.r2 < c.min_confidence {
                 continue;
             }
-            let remaining = ((c.capacity - f.at_now) / f.slope).max(0.0);
+            // A step (a restore, a new batch landing) is not a trend: the
+            // two halves of the window must each rise as the whole does,
+            // within their own errors, or the line is fitted to a jump.
+            if f.at_now < c.capacity && !halves_agree(&points, now, &f, c.slope_margin.max(1.0)) {
+                continue;
+            }
+            let supported = f.slope - c.slope_margin * f.slope_se;
+            let remaining = if f.at_now >= c.capacity {
+                0.0
+            } else if supported <= 0.0 {
+                continue;
+            } else {
+                (c.capacity - f.at_now) / supported
+            };
             if remaining > c.horizon.as_millis() as f64 {
                 continue;
             }
@@ -161,14 +213,20 @@ impl LinearTrend {
             out.push(
                 Finding::new("linear-growth", s.metric.clone())
                     .labels(&s.labels)
-                    .confidence(f.r2)
+                    // The share of the fitted slope the data supports.
+                    .confidence(if f.at_now >= c.capacity {
+                        1.0
+                    } else {
+                        (supported / f.slope).clamp(0.0, 1.0)
+                    })
                     .severity(severity)
                     .exhaustion_in(std::time::Duration::from_millis(eta))
                     .recommend(recommendation)
                     .evidence("slope_per_s", f.slope * 1000.0)
                     .evidence("value_now", f.at_now)
                     .evidence("capacity", c.capacity)
-                    .evidence("r2", f.r2),
+                    .evidence("r2", f.r2)
+                    .evidence("slope_se_per_s", f.slope_se * 1000.0),
             );
         }
         out
@@ -185,6 +243,9 @@ impl Detector for LinearTrend {
         }
         if config.min_samples < 2 {
             return Err(Error::at("min_samples", "must be at least 2 to fit a line"));
+        }
+        if !(config.slope_margin.is_finite() && config.slope_margin >= 0.0) {
+            return Err(Error::at("slope_margin", "must be a number of 0 or more"));
         }
         if !(0.0..=1.0).contains(&config.min_confidence) {
             return Err(Error::at("min_confidence", "must be between 0 and 1"));
@@ -298,6 +359,75 @@ mod tests {
             d.check(&[rising_slowly, flat, falling, noisy, sparse], NOW)
                 .is_empty()
         );
+    }
+
+    /// A fixed pseudo-random noise in [-1, 1), so the tests need no crate.
+    fn noise(i: i64) -> f64 {
+        let x = (i as u64)
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((x >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+
+    #[test]
+    fn a_step_is_not_a_trend() {
+        // Flat at 30 for half an hour, then flat at 60 (a restore landed):
+        // the line through it would fill 100 within the hour.
+        let d = detector(r#"{"metric": "disk_used", "capacity": 100, "horizon": "6h"}"#);
+        let step = series((0..60).map(|i| {
+            (
+                NOW - (59 - i) * MIN,
+                if i < 30 { 30.0 } else { 60.0 } + noise(i) * 0.2,
+            )
+        }));
+        assert!(d.check(&[step], NOW).is_empty());
+        // The same rise spread over the hour is a trend.
+        let ramp =
+            series((0..60).map(|i| (NOW - (59 - i) * MIN, 30.0 + i as f64 * 0.5 + noise(i) * 0.2)));
+        assert_eq!(d.check(&[ramp], NOW).len(), 1);
+    }
+
+    #[test]
+    fn a_noisy_real_rise_is_reported_from_the_slope_the_data_supports() {
+        let d = detector(r#"{"metric": "disk_used", "capacity": 100, "horizon": "6h"}"#);
+        let bare = detector(
+            r#"{"metric": "disk_used", "capacity": 100, "horizon": "6h", "slope_margin": 0}"#,
+        );
+        // 0.25/min towards 100 from 50 (about 3 h 20 m left) under noise of
+        // ±8: R² is below 0.5, which silenced it before; the rise is clear.
+        let clear = || {
+            series((0..60).map(|i| {
+                (
+                    NOW - (59 - i) * MIN,
+                    35.0 + 0.25 * i as f64 + 8.0 * noise(i),
+                )
+            }))
+        };
+        let found = d.check(&[clear()], NOW);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].evidence_of("r2").unwrap() < 0.5, "{:?}", found[0]);
+        // The prediction is from the slope less two standard errors: later
+        // than the fitted line's, by the slope's own uncertainty.
+        let eta = |f: &Finding| f.exhaustion_in_ms.unwrap() as f64 / MIN as f64;
+        let (supported, fitted) = (eta(&found[0]), eta(&bare.check(&[clear()], NOW)[0]));
+        let slope = found[0].evidence_of("slope_per_s").unwrap() * 60.0;
+        let se = found[0].evidence_of("slope_se_per_s").unwrap() * 60.0;
+        assert!(
+            (supported / fitted - slope / (slope - 2.0 * se)).abs() < 1e-6,
+            "{supported} vs {fitted}"
+        );
+        assert!(supported < 360.0, "{supported}");
+    }
+
+    #[test]
+    fn a_negative_margin_is_refused_naming_the_field() {
+        let e = warden_sdk::config::build(
+            r#"{"metric": "m", "capacity": 1, "slope_margin": -1}"#,
+            LinearTrend::new,
+        )
+        .err()
+        .unwrap();
+        assert!(format!("{e:?}").contains("slope_margin"), "{e:?}");
     }
 
     #[test]
