@@ -140,31 +140,17 @@ fn replay_refuses_bad_series_and_bad_policies_naming_where() {
     assert!(stderr.starts_with("warden: bad.yaml:3:"), "{stderr}");
     assert!(stderr.contains("did you mean `alert`?"), "{stderr}");
 
-    // A plugin config the plugin refuses: every evaluation says so, as a
-    // decision, and the replay goes on.
+    // A plugin config the plugin refuses is an error of the file, at its
+    // line, as `warden check` reports it; nothing is replayed.
     std::fs::write(
         dir.path().join("cfg.yaml"),
         POLICY.replace("threshold: 50", "threshhold: 50"),
     )
     .unwrap();
-    let out = warden(
-        dir.path(),
-        &[
-            "replay",
-            "cfg.yaml",
-            "--series",
-            "temp.csv",
-            "--to",
-            "2024-05-01T10:01:00Z",
-        ],
-    );
-    assert!(out.status.success());
-    let first: Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
-    assert_eq!(first["decision"], "error");
-    assert!(
-        first["error"].as_str().unwrap().contains("threshhold"),
-        "{first}"
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("2 evaluations (2 failed)"));
+    let out = warden(dir.path(), &["replay", "cfg.yaml", "--series", "temp.csv"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("warden: cfg.yaml:8:"), "{stderr}");
+    assert!(stderr.contains("threshhold"), "{stderr}");
 }

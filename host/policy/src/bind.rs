@@ -12,7 +12,8 @@ use warden_plugin_host::{
 };
 
 /// Returns `plugin` bound to `policy` of `file`, its `init` run and passed.
-pub(crate) fn bind(
+/// `warden check`, a reload and `warden replay` all bind through here.
+pub fn bind(
     file: &Path,
     policy: &Policy,
     plugin: &Arc<Plugin>,

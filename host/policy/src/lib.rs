@@ -21,7 +21,7 @@
 
 #![deny(missing_docs)]
 
-mod bind;
+pub mod bind;
 pub mod check;
 pub mod cleanup;
 pub mod compile;

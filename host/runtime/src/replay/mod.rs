@@ -132,6 +132,8 @@ impl Replay {
         let mut policies = Vec::new();
         let mut skipped = Vec::new();
         let mut errors = Vec::new();
+        let states: Arc<dyn warden_plugin_host::PluginStateStore> =
+            Arc::new(warden_plugin_host::MemoryStates::default());
         for policy in parsed {
             let name = policy.name().to_owned();
             let why_not = match policy.kind() {
@@ -181,13 +183,22 @@ impl Replay {
                     continue;
                 }
             };
-            let evaluator = Evaluator::new(
-                plugin,
-                policy.name(),
-                &policy.config,
-                policy.limits,
+            // As the daemon binds it: `init` run now (a bad config is an
+            // error of the file, located, not of the first step), the
+            // policy's isolation, and plugin state kept for this run only.
+            let evaluator = match warden_policy::bind::bind(
+                path,
+                &policy,
+                &plugin,
                 Arc::clone(data),
-            );
+                Arc::clone(&states),
+            ) {
+                Ok(e) => e,
+                Err(mut e) => {
+                    errors.append(&mut e);
+                    continue;
+                }
+            };
             policies.push(Replayed {
                 name,
                 evaluator,

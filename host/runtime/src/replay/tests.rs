@@ -191,6 +191,33 @@ fn policies_that_cannot_replay_are_named_and_bad_input_is_located() {
     assert!(why[1].contains("not built yet"), "{why:?}");
     assert!(why[2].contains("interval or cron"), "{why:?}");
 
+    // A config the plugin refuses is an error of the file, at its line, as
+    // `warden check` reports it, before any step runs.
+    let errors = Replay::new(
+        Path::new("bad.yaml"),
+        "policies:
+  - name: hot
+    kind: alert
+    plugin: threshold
+    trigger: {interval: 1m}
+    config:
+      rules:
+        - {alert: Hot, metric: temp, condition: gt, threshold: 1, window: soon}
+",
+        &ParseContext {
+            data_dir: "/var/lib/warden".into(),
+        },
+        &plugins(),
+        &(Arc::new(crate::sources::Sources {
+            series: Arc::clone(&store),
+            resources: Arc::default(),
+        }) as Arc<dyn DataSource>),
+    )
+    .unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].line, Some(8), "{errors:?}");
+    assert!(errors[0].message.contains("window"), "{errors:?}");
+
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("m.csv");
     std::fs::write(&bad, "timestamp,value\n1714557600,1\nnot-a-time,2\n").unwrap();
