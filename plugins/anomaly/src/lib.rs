@@ -20,17 +20,23 @@
 //! ```
 //!
 //! The model of a series ([`model::Model`]) is a serializable value built
-//! one sample at a time. The 0.2 contract keeps plugin state between
-//! evaluations, but this detector does not use it yet: each evaluation
-//! rebuilds the model from the `window` it queries, so the series store must
-//! keep that much history (`metrics.store.retention`, `max_samples`). Kept
-//! as plugin state, the model could be fed only the new samples.
+//! one sample at a time, kept between evaluations as the policy's plugin
+//! state ([`Learned`]): each evaluation feeds it only the samples it has not
+//! seen, so it learns from all the history it has watched, not only the
+//! `window` the store still holds. A series it has no model for (the first
+//! evaluation, a new series, a state that no longer reads) is learned from
+//! the `window`. When the models outgrow the policy's `state_limit`, the
+//! state is dropped and every evaluation learns from the `window` again,
+//! which needs the store to keep that much history
+//! (`metrics.store.retention`, `max_samples`). The `window` is also how far
+//! back a model catches up: evaluations further apart than it skip what
+//! lies between.
 
 pub mod model;
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use warden_sdk::config::HumanDuration;
 use warden_sdk::detector::{Detector, Finding};
 use warden_sdk::series::Series;
@@ -86,6 +92,43 @@ pub struct Found {
     /// The spread the model had learned.
     pub spread: f64,
 }
+
+/// What the detector keeps between evaluations: a model per series.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Learned {
+    /// By series, keyed by its label set ([`series_key`]).
+    pub series: BTreeMap<String, Track>,
+}
+
+/// One series' model and the newest sample it has learned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Track {
+    /// The model.
+    pub model: Model,
+    /// The newest sample learned, as stored (a counter's value, not its
+    /// rate): later samples are new, and a counter's next rate starts here.
+    pub last: (i64, f64),
+}
+
+/// A series' key in [`Learned`]: its labels, sorted, `k=v` joined by `,`.
+pub fn series_key(s: &Series) -> String {
+    let mut labels: Vec<(&str, &str)> = s
+        .labels
+        .iter()
+        .map(|l| (l.key.as_str(), l.value.as_str()))
+        .collect();
+    labels.sort_unstable();
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// How [`Anomaly::evaluate`] reads series: the metric's series carrying
+/// the matchers, over the window (the host's `query-series` in a plugin).
+pub type Query<'a> =
+    dyn FnMut(&[(&str, &str)], std::time::Duration) -> warden_sdk::Result<Vec<Series>> + 'a;
 
 /// The detector.
 pub struct Anomaly(Config);
@@ -143,6 +186,130 @@ impl Anomaly {
             }
         }
         best
+    }
+
+    /// Feeds `track` (a fresh model if `None`) the samples of `times` and
+    /// `values` newer than it has learned, and returns it with the strongest
+    /// anomalous sample among those scored at `now` (the newest, and those
+    /// within `recent`).
+    pub fn learn(
+        &self,
+        track: Option<Track>,
+        times: &[i64],
+        values: &[f64],
+        now: i64,
+    ) -> (Option<Track>, Option<Found>) {
+        let c = &self.0;
+        let n = times.len().min(values.len());
+        let from = now.saturating_sub(i64::try_from(c.recent.as_millis()).unwrap_or(i64::MAX));
+        let Some(newest) = (0..n).rev().find(|&i| values[i].is_finite()) else {
+            return (track, None);
+        };
+        let (mut model, mut previous) = match track {
+            Some(t) => (t.model, Some(t.last)),
+            None => (Model::new(), None),
+        };
+        let mut best: Option<Found> = None;
+        for i in 0..n {
+            let (t, raw) = (times[i], values[i]);
+            if !raw.is_finite() || previous.is_some_and(|(pt, _)| t <= pt) {
+                continue;
+            }
+            // A counter is watched by its rate since the previous sample; a
+            // drop is a reset, after which it counted from 0.
+            let v = if c.counter {
+                let Some((pt, pv)) = previous else {
+                    previous = Some((t, raw));
+                    continue;
+                };
+                let dt = (t - pt) as f64 / 1000.0;
+                previous = Some((t, raw));
+                if dt <= 0.0 {
+                    continue;
+                }
+                (if raw >= pv { raw - pv } else { raw }) / dt
+            } else {
+                previous = Some((t, raw));
+                raw
+            };
+            let spread = model.spread();
+            let score = model.observe(t, v, &c.sensitivity);
+            let scored = i == newest || t > from;
+            if scored
+                && score.anomaly.is_some()
+                && best.is_none_or(|b| score.strength > b.score.strength)
+            {
+                best = Some(Found {
+                    at_ms: t,
+                    value: v,
+                    score,
+                    spread,
+                });
+            }
+        }
+        let track = previous.map(|last| Track { model, last });
+        (track, best)
+    }
+
+    /// One evaluation over the plugin state `learned`: the series are
+    /// queried as far back as the stalest model needs (the whole `window`
+    /// for series without one), each model fed what it has not seen, and
+    /// the models of series gone for longer than the `window` dropped.
+    pub fn evaluate(
+        &self,
+        learned: &mut Learned,
+        now: i64,
+        query: &mut Query<'_>,
+    ) -> warden_sdk::Result<Vec<Finding>> {
+        let window = self.0.window.0;
+        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let matchers: Vec<(&str, &str)> = self
+            .0
+            .matchers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let stalest = learned.series.values().map(|t| t.last.0).min();
+        let since = match stalest {
+            Some(t) if now.saturating_sub(t) < window_ms => {
+                std::time::Duration::from_millis(u64::try_from(now - t).unwrap_or(0) + 1)
+            }
+            _ => window,
+        };
+        let mut kept = BTreeMap::new();
+        let mut found = Vec::new();
+        for s in query(&matchers, since)? {
+            let key = series_key(&s);
+            let track = learned.series.remove(&key);
+            // New to the detector, and only recent samples at hand: learn
+            // this one from the whole window.
+            let whole;
+            let s = if track.is_none() && since < window {
+                let mut exact = matchers.clone();
+                exact.extend(s.labels.iter().map(|l| (l.key.as_str(), l.value.as_str())));
+                whole = query(&exact, window)?
+                    .into_iter()
+                    .find(|w| series_key(w) == key);
+                whole.as_ref().unwrap_or(&s)
+            } else {
+                &s
+            };
+            let (track, hit) = self.learn(track, &s.times, &s.values, now);
+            if let Some(f) = hit {
+                found.push(self.finding(s, &f));
+            }
+            if let Some(t) = track {
+                kept.insert(key, t);
+            }
+        }
+        // Series not reported this time keep their model for a window.
+        kept.extend(
+            std::mem::take(&mut learned.series)
+                .into_iter()
+                .filter(|(_, t)| now.saturating_sub(t.last.0) <= window_ms),
+        );
+        learned.series = kept;
+        Ok(found)
     }
 
     /// Returns the findings for `series` at `now`: the pure heart of the
@@ -222,14 +389,22 @@ impl Detector for Anomaly {
     }
 
     fn detect(&self, invocation: &Invocation) -> warden_sdk::Result<Vec<Finding>> {
-        let matchers: Vec<(&str, &str)> = self
-            .0
-            .matchers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let series = warden_sdk::series::query(&self.0.metric, &matchers, self.0.window.0)?;
-        Ok(self.check(&series, invocation.now_ms))
+        // A state written by another version, or not at all: start afresh.
+        let mut learned: Learned = warden_sdk::state::load().ok().flatten().unwrap_or_default();
+        let metric = self.0.metric.as_str();
+        let found = self.evaluate(&mut learned, invocation.now_ms, &mut |m, w| {
+            warden_sdk::series::query(metric, m, w)
+        })?;
+        if let Err(e) = warden_sdk::state::save(&learned) {
+            // Too many series for `state_limit`: learn from the window at
+            // each evaluation instead (what the store holds of it).
+            warden_sdk::state::clear();
+            warden_sdk::warn!(
+                "the models of {} series do not fit the policy's plugin state ({e}); each evaluation learns from the window instead: raise `state_limit` to keep them",
+                learned.series.len()
+            );
+        }
+        Ok(found)
     }
 }
 

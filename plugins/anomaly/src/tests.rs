@@ -264,3 +264,83 @@ fn configs_that_cannot_work_are_refused() {
         serde_json::from_str::<Config>(r#"{"metric": "m", "sensitivity": {"spikes": 1}}"#).is_err()
     );
 }
+
+/// The series `m` holding the first `upto` samples of `(t, v)`.
+fn mock_series(t: &[i64], v: &[f64], upto: usize) -> Series {
+    let points: Vec<(i64, f64)> = t[..upto]
+        .iter()
+        .copied()
+        .zip(v[..upto].iter().copied())
+        .collect();
+    Series::new("m", &[("host", "a")], &points)
+}
+
+#[test]
+fn the_models_are_kept_as_plugin_state_and_fed_only_new_samples() {
+    use warden_sdk::detector::Detector as _;
+    use warden_sdk::mock::{MockHost, invocation, stored_state};
+    let d = detector(r#"{"metric": "m", "window": "2h"}"#);
+    let (t, mut v) = series(600, |_| 100.0);
+    v[599] += 12.0;
+    // First evaluation at minute 300: learned from the 2 h window.
+    MockHost::new()
+        .now_ms(t[299])
+        .series(mock_series(&t, &v, 300))
+        .install();
+    assert!(d.detect(&invocation("a")).unwrap().is_empty());
+    let learned: Learned = stored_state().expect("the models are saved");
+    let track = &learned.series["host=a"];
+    assert_eq!(track.last.0, t[299]);
+    assert_eq!(
+        track.model.samples, 120,
+        "the 2 h window, a sample a minute"
+    );
+    // Later evaluations (closer together than the window) continue that
+    // model with what is new, so by minute 600 it has learned 420 samples,
+    // more than any window holds.
+    let mut state = learned;
+    for end in [400, 500, 599] {
+        MockHost::new()
+            .now_ms(t[end - 1])
+            .state(&state)
+            .series(mock_series(&t, &v, end))
+            .install();
+        assert!(d.detect(&invocation("a")).unwrap().is_empty(), "at {end}");
+        state = stored_state().unwrap();
+    }
+    assert_eq!(state.series["host=a"].model.samples, 120 + 299);
+    // The spike at minute 600 is found by the kept model.
+    MockHost::new()
+        .now_ms(t[599])
+        .state(&state)
+        .series(mock_series(&t, &v, 600))
+        .install();
+    let found = d.detect(&invocation("a")).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].evidence_of("at_ms"), Some(t[599] as f64));
+    let state: Learned = stored_state().unwrap();
+    assert_eq!(state.series["host=a"].model.samples, 120 + 300);
+}
+
+#[test]
+fn models_that_outgrow_the_state_limit_fall_back_to_the_window() {
+    use warden_sdk::detector::Detector as _;
+    use warden_sdk::mock::{MockHost, invocation, logs, stored_state};
+    let d = detector(r#"{"metric": "m", "window": "2h"}"#);
+    let (t, mut v) = series(300, |_| 100.0);
+    v[299] += 12.0;
+    MockHost::new()
+        .now_ms(t[299])
+        .state_limit(1000)
+        .series(mock_series(&t, &v, 300))
+        .install();
+    // The spike is still found, from the window; nothing is kept, and the
+    // log says why and what to do.
+    assert_eq!(d.detect(&invocation("a")).unwrap().len(), 1);
+    assert!(stored_state::<Learned>().is_none());
+    assert!(
+        logs().iter().any(|(_, m)| m.contains("state_limit")),
+        "{:?}",
+        logs()
+    );
+}
