@@ -155,37 +155,7 @@ impl Anomaly {
     /// Learns one series and returns its strongest anomalous sample among
     /// those scored at `now` (the newest, and those within `recent`).
     pub fn scan(&self, times: &[i64], values: &[f64], now: i64) -> Option<Found> {
-        let c = &self.0;
-        let (times, values): (std::borrow::Cow<[i64]>, std::borrow::Cow<[f64]>) = if c.counter {
-            let (t, v) = rates(times, values);
-            (t.into(), v.into())
-        } else {
-            (times.into(), values.into())
-        };
-        let from = now.saturating_sub(i64::try_from(c.recent.as_millis()).unwrap_or(i64::MAX));
-        let mut model = Model::new();
-        let mut best: Option<Found> = None;
-        let last = times.len().checked_sub(1)?;
-        for (i, (&t, &v)) in times.iter().zip(values.iter()).enumerate() {
-            if !v.is_finite() {
-                continue;
-            }
-            let spread = model.spread();
-            let score = model.observe(t, v, &c.sensitivity);
-            let scored = i == last || t > from;
-            if scored
-                && score.anomaly.is_some()
-                && best.is_none_or(|b| score.strength > b.score.strength)
-            {
-                best = Some(Found {
-                    at_ms: t,
-                    value: v,
-                    score,
-                    spread,
-                });
-            }
-        }
-        best
+        self.learn(None, times, values, now).1
     }
 
     /// Feeds `track` (a fresh model if `None`) the samples of `times` and
