@@ -133,20 +133,26 @@ pub type Query<'a> =
 /// The detector.
 pub struct Anomaly(Config);
 
-/// A counter's per-second rate between consecutive samples; a drop is a
-/// reset, after which the counter counted from 0.
+/// A counter's per-second rate from `(t0, v0)` to `(t1, v1)`; a drop is a
+/// reset, after which the counter counted from 0. `None` unless time moved.
+pub fn rate((t0, v0): (i64, f64), (t1, v1): (i64, f64)) -> Option<f64> {
+    let dt = (t1 - t0) as f64 / 1000.0;
+    (dt > 0.0).then(|| (if v1 >= v0 { v1 - v0 } else { v1 }) / dt)
+}
+
+/// A counter's per-second rate between consecutive samples ([`rate`]).
 pub fn rates(times: &[i64], values: &[f64]) -> (Vec<i64>, Vec<f64>) {
     let mut t = Vec::with_capacity(times.len());
     let mut r = Vec::with_capacity(times.len());
     for i in 1..times.len().min(values.len()) {
-        let dt = (times[i] - times[i - 1]) as f64 / 1000.0;
         let (a, b) = (values[i - 1], values[i]);
-        if dt <= 0.0 || !a.is_finite() || !b.is_finite() {
+        if !a.is_finite() || !b.is_finite() {
             continue;
         }
-        let inc = if b >= a { b - a } else { b };
-        t.push(times[i]);
-        r.push(inc / dt);
+        if let Some(x) = rate((times[i - 1], a), (times[i], b)) {
+            t.push(times[i]);
+            r.push(x);
+        }
     }
     (t, r)
 }
@@ -188,16 +194,11 @@ impl Anomaly {
             // A counter is watched by its rate since the previous sample; a
             // drop is a reset, after which it counted from 0.
             let v = if c.counter {
-                let Some((pt, pv)) = previous else {
-                    previous = Some((t, raw));
-                    continue;
-                };
-                let dt = (t - pt) as f64 / 1000.0;
-                previous = Some((t, raw));
-                if dt <= 0.0 {
-                    continue;
+                let before = previous.replace((t, raw));
+                match before.and_then(|p| rate(p, (t, raw))) {
+                    Some(x) => x,
+                    None => continue,
                 }
-                (if raw >= pv { raw - pv } else { raw }) / dt
             } else {
                 previous = Some((t, raw));
                 raw
@@ -280,18 +281,6 @@ impl Anomaly {
         );
         learned.series = kept;
         Ok(found)
-    }
-
-    /// Returns the findings for `series` at `now`: the pure heart of the
-    /// plugin.
-    pub fn check(&self, series: &[Series], now: i64) -> Vec<Finding> {
-        series
-            .iter()
-            .filter_map(|s| {
-                let found = self.scan(&s.times, &s.values, now)?;
-                Some(self.finding(s, &found))
-            })
-            .collect()
     }
 
     fn finding(&self, s: &Series, f: &Found) -> Finding {
