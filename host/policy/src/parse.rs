@@ -313,6 +313,15 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
             ),
             _ => {}
         }
+        if spec.kind == PolicyKind::Quota {
+            // Refused rather than scheduled: nothing measures usage or
+            // applies a limit yet, and a quota that loads is one an operator
+            // believes is in force.
+            fail(
+                "kind",
+                "quota policies are not enforced yet: Warden measures no usage and applies no limit for them, so it refuses the policy instead of reporting it checked; remove it from the policies directory".into(),
+            );
+        }
         if spec.severity.is_some()
             && !matches!(
                 spec.kind,
@@ -941,6 +950,14 @@ mod tests {
         );
         let q = "policies:\n  - name: disk\n    kind: quota\n    quota: {resource: disk-bytes, soft: 9GiB, hard: 8GiB, burst: 12GiB, period: 1h, action: warn}\n";
         assert!(errors(q)[0].contains("soft limit (9GiB) is above the hard limit (8GiB)"));
+        // A well-formed quota is refused all the same: nothing enforces it.
+        let q = "policies:\n  - name: disk\n    kind: quota\n    quota: {resource: disk-bytes, soft: 8GiB, hard: 9GiB, period: 1h, action: warn}\n";
+        let e = errors(q);
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(
+            e[0].contains("quota policies are not enforced yet"),
+            "{e:#?}"
+        );
     }
 
     #[test]

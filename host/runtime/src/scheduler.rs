@@ -559,14 +559,24 @@ fn apply_alerts(
     )
 }
 
+/// The failure of a quota policy: nothing enforces quotas yet.
+fn not_built() -> (&'static str, String) {
+    (
+        "not_built",
+        "quota policies are not enforced yet; nothing was measured".into(),
+    )
+}
+
 /// Runs one evaluation and summarizes what the plugin decided.
 fn evaluate_blocking(p: &LivePolicy, cx: &Context) -> Result<Decided, (&'static str, String)> {
     let fail = |e: warden_plugin_host::EvalError| (e.failure.label(), e.to_string());
     let Some(evaluator) = &p.evaluator else {
-        return Ok(Decided::Summary(match p.policy.kind() {
-            PolicyKind::Quota => "quota checked by the host".into(),
-            _ => "no plugin".into(),
-        }));
+        return match p.policy.kind() {
+            // Parsing refuses quota policies; should one get here, it fails
+            // rather than report a check that did not happen.
+            PolicyKind::Quota => Err(not_built()),
+            _ => Ok(Decided::Summary("no plugin".into())),
+        };
     };
     match p.policy.kind() {
         PolicyKind::Alert => Ok(Decided::Alerts(evaluator.evaluate_alerts().map_err(fail)?)),
@@ -642,6 +652,6 @@ fn evaluate_blocking(p: &LivePolicy, cx: &Context) -> Result<Decided, (&'static 
                 Ok(Decided::Summary(service.probe(p)?))
             }
         },
-        PolicyKind::Quota => Ok(Decided::Summary("quota checked by the host".into())),
+        PolicyKind::Quota => Err(not_built()),
     }
 }
