@@ -18,6 +18,15 @@ pub(crate) fn query_series(
     window_ms: u64,
 ) -> Result<Vec<types::Series>, String> {
     with_host(|h| {
+        h.queried.push((
+            selector.metric.clone(),
+            selector
+                .matchers
+                .iter()
+                .map(|m| (m.key.clone(), m.value.clone()))
+                .collect(),
+            window_ms,
+        ));
         if let Some(e) = &h.series_error {
             return Err(e.clone());
         }

@@ -38,6 +38,8 @@ pub struct MockHost {
     pub(crate) state: Option<Vec<u8>>,
     pub(crate) state_limit: usize,
     pub(crate) logs: Vec<(Level, String)>,
+    /// Each `query-series` asked: the metric, its matchers, the window in ms.
+    pub(crate) queried: Vec<(String, Vec<(String, String)>, u64)>,
 }
 
 impl Default for MockHost {
@@ -50,6 +52,7 @@ impl Default for MockHost {
             state: None,
             state_limit: 1 << 20,
             logs: Vec::new(),
+            queried: Vec::new(),
         }
     }
 }
@@ -120,6 +123,12 @@ impl MockHost {
 /// Returns what the plugin logged on this thread since the host was installed.
 pub fn logs() -> Vec<(Level, String)> {
     with_host(|h| h.logs.clone())
+}
+
+/// Returns each series query the plugin made on this thread since the host
+/// was installed: metric, matchers and window in ms, in the order asked.
+pub fn queries() -> Vec<(String, Vec<(String, String)>, u64)> {
+    with_host(|h| h.queried.clone())
 }
 
 /// Returns the state the plugin stored on this thread, read as `T`.

@@ -5,6 +5,7 @@
 //! series that stopped reporting (`absent`). The results are compared with
 //! the rule's threshold in [`alerts`].
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use warden_sdk::alert::Alert;
@@ -13,11 +14,13 @@ use warden_sdk::{LabelPair, Severity};
 
 use crate::rule::{Aggregate, Level, Over, Rule};
 
-/// One computed value and the labels it stands for.
+/// One computed value and the labels it stands for. A series' labels are
+/// borrowed: most values raise nothing, and copying every series' labels
+/// was most of an evaluation's allocations.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Valued {
+pub struct Valued<'a> {
     /// The series' labels, or a group's.
-    pub labels: Vec<LabelPair>,
+    pub labels: Cow<'a, [LabelPair]>,
     /// The value.
     pub value: f64,
 }
@@ -73,12 +76,12 @@ pub fn quantile_of(v: &mut [f64], q: f64) -> Option<f64> {
 }
 
 /// Each series reduced, with its labels.
-pub(crate) fn per_series(over: Over, quantile: Option<f64>, series: &[Series]) -> Vec<Valued> {
+pub(crate) fn per_series(over: Over, quantile: Option<f64>, series: &[Series]) -> Vec<Valued<'_>> {
     series
         .iter()
         .filter_map(|s| {
             reduce(over, quantile, s).map(|value| Valued {
-                labels: s.labels.clone(),
+                labels: Cow::Borrowed(&s.labels),
                 value,
             })
         })
@@ -90,12 +93,17 @@ type Totals = (f64, f64, f64, usize);
 
 /// Groups `values` by the labels `by` and aggregates each group; a group's
 /// labels are its `by` labels (those the series carry), in `by`'s order.
-pub(crate) fn group(values: Vec<Valued>, by: &[String], aggregate: Aggregate) -> Vec<Valued> {
-    let mut groups: BTreeMap<Vec<(String, String)>, Totals> = BTreeMap::new();
-    for v in values {
-        let key: Vec<(String, String)> = by
+pub(crate) fn group<'a>(
+    values: Vec<Valued<'_>>,
+    by: &[String],
+    aggregate: Aggregate,
+) -> Vec<Valued<'a>> {
+    // Keyed by borrowed labels: only a group's own labels are copied.
+    let mut groups: BTreeMap<Vec<(&str, &str)>, Totals> = BTreeMap::new();
+    for v in &values {
+        let key: Vec<(&str, &str)> = by
             .iter()
-            .filter_map(|k| warden_sdk::label(&v.labels, k).map(|val| (k.clone(), val.to_owned())))
+            .filter_map(|k| warden_sdk::label(&v.labels, k).map(|val| (k.as_str(), val)))
             .collect();
         let g = groups
             .entry(key)
@@ -111,7 +119,8 @@ pub(crate) fn group(values: Vec<Valued>, by: &[String], aggregate: Aggregate) ->
             labels: labels
                 .into_iter()
                 .map(|(k, v)| LabelPair::new(k, v))
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
             value: match aggregate {
                 Aggregate::Sum => sum,
                 Aggregate::Max => max,
@@ -125,11 +134,11 @@ pub(crate) fn group(values: Vec<Valued>, by: &[String], aggregate: Aggregate) ->
 
 /// The labels of `labels` named in `on` (all of them when `on` is `None`),
 /// sorted: what pairs a numerator with its denominator.
-fn key(labels: &[LabelPair], on: Option<&[String]>) -> Vec<(String, String)> {
-    let mut k: Vec<(String, String)> = labels
+fn key<'a>(labels: &'a [LabelPair], on: Option<&[String]>) -> Vec<(&'a str, &'a str)> {
+    let mut k: Vec<(&str, &str)> = labels
         .iter()
         .filter(|l| on.is_none_or(|on| on.contains(&l.key)))
-        .map(|l| (l.key.clone(), l.value.clone()))
+        .map(|l| (l.key.as_str(), l.value.as_str()))
         .collect();
     k.sort();
     k
@@ -138,12 +147,12 @@ fn key(labels: &[LabelPair], on: Option<&[String]>) -> Vec<(String, String)> {
 /// Divides each numerator by the denominator with the same `on` labels.
 /// A numerator without a denominator, or with one of 0, has no ratio; two
 /// denominators for one numerator is an error that says how to fix the rule.
-pub(crate) fn ratio(
-    numerators: Vec<Valued>,
-    denominators: &[Valued],
+pub(crate) fn ratio<'a>(
+    numerators: Vec<Valued<'a>>,
+    denominators: &[Valued<'_>],
     on: Option<&[String]>,
-) -> Result<Vec<Valued>, String> {
-    let mut by_key: BTreeMap<Vec<(String, String)>, f64> = BTreeMap::new();
+) -> Result<Vec<Valued<'a>>, String> {
+    let mut by_key: BTreeMap<Vec<(&str, &str)>, f64> = BTreeMap::new();
     for d in denominators {
         let k = key(&d.labels, on);
         if by_key.insert(k.clone(), d.value).is_some() {
@@ -170,7 +179,12 @@ pub(crate) fn ratio(
 /// by the seconds since their newest sample; or, if no series has a sample
 /// at all, one value with the rule's matchers as labels (the window's length
 /// in seconds, as nothing is known closer).
-pub(crate) fn absent(rule: &Rule, absent_ms: u64, series: &[Series], now_ms: i64) -> Vec<Valued> {
+pub(crate) fn absent<'a>(
+    rule: &Rule,
+    absent_ms: u64,
+    series: &'a [Series],
+    now_ms: i64,
+) -> Vec<Valued<'a>> {
     let newest: Vec<(&Series, i64)> = series
         .iter()
         .filter_map(|s| Some((s, *s.times.last()?)))
@@ -181,7 +195,8 @@ pub(crate) fn absent(rule: &Rule, absent_ms: u64, series: &[Series], now_ms: i64
                 .matchers
                 .iter()
                 .map(|(k, v)| LabelPair::new(k, v))
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
             value: rule.window.as_millis() as f64 / 1000.0,
         }];
     }
@@ -190,7 +205,7 @@ pub(crate) fn absent(rule: &Rule, absent_ms: u64, series: &[Series], now_ms: i64
         .into_iter()
         .filter(|(_, t)| now_ms.saturating_sub(*t) >= limit)
         .map(|(s, t)| Valued {
-            labels: s.labels.clone(),
+            labels: Cow::Borrowed(&s.labels),
             value: (now_ms - t) as f64 / 1000.0,
         })
         .collect()

@@ -56,6 +56,23 @@ pub struct Threshold {
     /// Per rule, the batch whose one query answers it, if any.
     batch_of: Vec<Option<usize>>,
     batches: Vec<Batch>,
+    /// Per rule not in a batch, its query and its `divide_by`'s, as indexes
+    /// into `queries`.
+    query_of: Vec<Option<(usize, Option<usize>)>>,
+    /// The distinct queries of the rules not in a batch.
+    queries: Vec<Query>,
+}
+
+/// A query several rules may ask the same way: operators write a warning
+/// and a critical rule, or a rule per threshold, over one expression, and
+/// each identical query is fetched once per evaluation.
+struct Query {
+    metric: String,
+    matchers: Vec<(String, String)>,
+    window: HumanDuration,
+    /// How many rule queries it answers (a rule and its `divide_by` count
+    /// apart).
+    uses: usize,
 }
 
 /// From this many rules on the same metric and window, one query serves them
@@ -96,16 +113,22 @@ impl Threshold {
             let values = expr::absent(rule, a.as_millis(), series, now_ms);
             return Ok(values.iter().filter_map(|v| expr::alert(rule, v)).collect());
         }
-        let grouped = |over: Over, quantile: Option<f64>, s: &[Series]| {
+        fn grouped<'a>(
+            rule: &Rule,
+            over: Over,
+            quantile: Option<f64>,
+            s: &'a [Series],
+        ) -> Vec<expr::Valued<'a>> {
             let values = expr::per_series(over, quantile, s);
             match &rule.by {
                 Some(by) => expr::group(values, by, rule.aggregate.unwrap_or_default()),
                 None => values,
             }
-        };
-        let mut values = grouped(rule.over, rule.quantile, series);
+        }
+        let mut values = grouped(rule, rule.over, rule.quantile, series);
         if let Some(d) = &rule.divide_by {
             let den = grouped(
+                rule,
                 d.over.unwrap_or(rule.over),
                 d.quantile.or(rule.quantile),
                 denominators,
@@ -165,11 +188,75 @@ impl Threshold {
                 rules: group.len(),
             });
         }
+        // Every other rule's queries, each distinct one once.
+        let mut queries: Vec<Query> = Vec::new();
+        let mut seen: BTreeMap<(&str, &BTreeMap<String, String>, HumanDuration), usize> =
+            BTreeMap::new();
+        let mut query_of = Vec::with_capacity(config.rules.len());
+        for (r, b) in config.rules.iter().zip(&batch_of) {
+            if b.is_some() {
+                query_of.push(None);
+                continue;
+            }
+            let wanted = std::iter::once((r.metric.as_str(), &r.matchers)).chain(
+                r.divide_by
+                    .as_ref()
+                    .map(|d| (d.metric.as_str(), &d.matchers)),
+            );
+            let mut ids = wanted.map(|(metric, matchers)| {
+                let at = *seen.entry((metric, matchers, r.window)).or_insert_with(|| {
+                    queries.push(Query {
+                        metric: metric.to_owned(),
+                        matchers: matchers
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                        window: r.window,
+                        uses: 0,
+                    });
+                    queries.len() - 1
+                });
+                queries[at].uses += 1;
+                at
+            });
+            query_of.push(ids.next().map(|q| (q, ids.next())));
+        }
         Threshold {
             config,
             batch_of,
             batches,
+            query_of,
+            queries,
         }
+    }
+
+    /// The answer to query `q`, fetched at its first use this evaluation and
+    /// dropped after its last.
+    fn answer(
+        &self,
+        q: usize,
+        answers: &mut [Option<std::rc::Rc<Vec<Series>>>],
+        left: &mut [usize],
+    ) -> warden_sdk::Result<std::rc::Rc<Vec<Series>>> {
+        let series = match &answers[q] {
+            Some(s) => std::rc::Rc::clone(s),
+            None => {
+                let query = &self.queries[q];
+                let matchers = pairs(query.matchers.iter().map(|(k, v)| (k, v)));
+                let s = std::rc::Rc::new(warden_sdk::series::query(
+                    &query.metric,
+                    &matchers,
+                    query.window.0,
+                )?);
+                answers[q] = Some(std::rc::Rc::clone(&s));
+                s
+            }
+        };
+        left[q] -= 1;
+        if left[q] == 0 {
+            answers[q] = None;
+        }
+        Ok(series)
     }
 }
 
@@ -179,7 +266,7 @@ fn check_one(rule: &Rule, s: &Series) -> Option<Alert> {
     expr::alert(
         rule,
         &Valued {
-            labels: s.labels.clone(),
+            labels: std::borrow::Cow::Borrowed(&s.labels),
             value,
         },
     )
@@ -276,18 +363,26 @@ impl AlertRule for Threshold {
         // fails at the same rule as before) and freed after its last.
         let mut fetched: Vec<Option<Fetched>> = self.batches.iter().map(|_| None).collect();
         let mut left: Vec<usize> = self.batches.iter().map(|b| b.rules).collect();
+        let mut answers: Vec<Option<std::rc::Rc<Vec<Series>>>> =
+            self.queries.iter().map(|_| None).collect();
+        let mut uses: Vec<usize> = self.queries.iter().map(|q| q.uses).collect();
         // The matchers a batched rule still needs checked, reused across rules.
         let mut rest: Vec<(&str, &str)> = Vec::new();
-        for (rule, batch) in self.config.rules.iter().zip(&self.batch_of) {
+        for ((rule, batch), query) in self
+            .config
+            .rules
+            .iter()
+            .zip(&self.batch_of)
+            .zip(&self.query_of)
+        {
             let Some(b) = *batch else {
-                let matchers = pairs(rule.matchers.iter());
-                let series = warden_sdk::series::query(&rule.metric, &matchers, rule.window.0)?;
-                let denominators = match &rule.divide_by {
-                    Some(d) => {
-                        let m = pairs(d.matchers.iter());
-                        warden_sdk::series::query(&d.metric, &m, rule.window.0)?
-                    }
-                    None => Vec::new(),
+                let Some((q, dq)) = query else {
+                    continue;
+                };
+                let series = self.answer(*q, &mut answers, &mut uses)?;
+                let denominators = match dq {
+                    Some(d) => self.answer(*d, &mut answers, &mut uses)?,
+                    None => std::rc::Rc::default(),
                 };
                 let found = Threshold::check_at(rule, &series, &denominators, invocation.now_ms)
                     .map_err(|e| format!("rule `{}`: {e}", rule.alert))?;

@@ -386,3 +386,57 @@ fn rules_that_cannot_mean_anything_are_refused() {
         assert!(p.contains(why), "{json}: {field}: {p}");
     }
 }
+
+#[test]
+fn rules_asking_the_same_query_share_one_fetch_per_evaluation() {
+    use warden_sdk::mock::{MockHost, invocation, queries};
+    let rules: Vec<String> = [
+        // A warning and a critical over one grouped average: one query.
+        r#"{"alert": "Warn", "metric": "q", "by": ["c"], "aggregate": "avg", "over": "avg", "condition": "gt", "threshold": 1, "window": "5m"}"#,
+        r#"{"alert": "Crit", "metric": "q", "by": ["c"], "aggregate": "avg", "over": "avg", "condition": "gt", "threshold": 3, "window": "5m"}"#,
+        // Another window is another query.
+        r#"{"alert": "Short", "metric": "q", "by": ["c"], "over": "avg", "condition": "gt", "threshold": 1, "window": "1m"}"#,
+        // Two ratios over one denominator: the numerators differ, the
+        // denominator is fetched once; a numerator's matchers are its own.
+        r#"{"alert": "R1", "metric": "e", "matchers": {"c": "a"}, "over": "increase", "divide_by": {"metric": "n", "matchers": {"c": "a"}}, "condition": "gt", "threshold": 0.1, "window": "5m"}"#,
+        r#"{"alert": "R2", "metric": "f", "matchers": {"c": "a"}, "over": "increase", "divide_by": {"metric": "n", "matchers": {"c": "a"}}, "condition": "gt", "threshold": 0.1, "window": "5m"}"#,
+    ]
+    .iter()
+    .map(|r| (*r).to_owned())
+    .collect();
+    let t = Threshold::new(config(&rules)).unwrap();
+    assert!(t.batches.is_empty());
+    assert_eq!(t.queries.len(), 5, "q/5m, q/1m, e, f, n");
+
+    let now = 600_000;
+    let pts = |v: f64| vec![(now - 20_000, v), (now - 10_000, v)];
+    let counter = |a: f64, b: f64| vec![(now - 20_000, a), (now - 10_000, b)];
+    MockHost::new()
+        .now_ms(now)
+        .series(timed("q", &[("c", "a"), ("h", "1")], &pts(2.0)))
+        .series(timed("q", &[("c", "a"), ("h", "2")], &pts(6.0)))
+        .series(timed("e", &[("c", "a")], &counter(0.0, 5.0)))
+        .series(timed("f", &[("c", "a")], &counter(0.0, 1.0)))
+        .series(timed("n", &[("c", "a")], &counter(0.0, 20.0)))
+        .install();
+    let alerts = t.evaluate(&invocation("p")).unwrap();
+    let fired: Vec<(&str, f64)> = alerts.iter().map(|a| (a.name.as_str(), a.value)).collect();
+    // Each rule still sees its own answer: avg 4 over both thresholds, the
+    // 1m window summed (the default aggregate), and 5/20 for R1 only (1/20
+    // is under 0.1).
+    assert_eq!(
+        fired,
+        vec![("Warn", 4.0), ("Crit", 4.0), ("Short", 8.0), ("R1", 0.25)]
+    );
+    let asked: Vec<(String, u64)> = queries().into_iter().map(|(m, _, w)| (m, w)).collect();
+    assert_eq!(
+        asked,
+        vec![
+            ("q".to_owned(), 300_000),
+            ("q".to_owned(), 60_000),
+            ("e".to_owned(), 300_000),
+            ("n".to_owned(), 300_000),
+            ("f".to_owned(), 300_000),
+        ]
+    );
+}
