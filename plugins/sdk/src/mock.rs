@@ -28,6 +28,10 @@ use crate::log::Level;
 use crate::resources::{Resource, ResourceSet};
 use crate::series::Series;
 
+/// A `query-series` the plugin asked: the metric, its matchers, the window
+/// in ms.
+pub type Query = (String, Vec<(String, String)>, u64);
+
 /// The fixtures a test serves to the plugin, and what the plugin did.
 #[derive(Debug, Clone)]
 pub struct MockHost {
@@ -38,8 +42,7 @@ pub struct MockHost {
     pub(crate) state: Option<Vec<u8>>,
     pub(crate) state_limit: usize,
     pub(crate) logs: Vec<(Level, String)>,
-    /// Each `query-series` asked: the metric, its matchers, the window in ms.
-    pub(crate) queried: Vec<(String, Vec<(String, String)>, u64)>,
+    pub(crate) queried: Vec<Query>,
 }
 
 impl Default for MockHost {
@@ -127,7 +130,7 @@ pub fn logs() -> Vec<(Level, String)> {
 
 /// Returns each series query the plugin made on this thread since the host
 /// was installed: metric, matchers and window in ms, in the order asked.
-pub fn queries() -> Vec<(String, Vec<(String, String)>, u64)> {
+pub fn queries() -> Vec<Query> {
     with_host(|h| h.queried.clone())
 }
 
