@@ -94,13 +94,13 @@ type Totals = (f64, f64, f64, usize);
 /// Groups `values` by the labels `by` and aggregates each group; a group's
 /// labels are its `by` labels (those the series carry), in `by`'s order.
 pub(crate) fn group<'a>(
-    values: Vec<Valued<'_>>,
+    values: &[Valued<'_>],
     by: &[String],
     aggregate: Aggregate,
 ) -> Vec<Valued<'a>> {
     // Keyed by borrowed labels: only a group's own labels are copied.
     let mut groups: BTreeMap<Vec<(&str, &str)>, Totals> = BTreeMap::new();
-    for v in &values {
+    for v in values {
         let key: Vec<(&str, &str)> = by
             .iter()
             .filter_map(|k| warden_sdk::label(&v.labels, k).map(|val| (k.as_str(), val)))

@@ -121,7 +121,7 @@ impl Threshold {
         ) -> Vec<expr::Valued<'a>> {
             let values = expr::per_series(over, quantile, s);
             match &rule.by {
-                Some(by) => expr::group(values, by, rule.aggregate.unwrap_or_default()),
+                Some(by) => expr::group(&values, by, rule.aggregate.unwrap_or_default()),
                 None => values,
             }
         }
