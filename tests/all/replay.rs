@@ -154,3 +154,100 @@ fn replay_refuses_bad_series_and_bad_policies_naming_where() {
     assert!(stderr.starts_with("warden: cfg.yaml:8:"), "{stderr}");
     assert!(stderr.contains("threshhold"), "{stderr}");
 }
+
+#[test]
+fn replay_of_a_recovery_policy_prints_its_decisions_over_recorded_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = "policies:
+  - name: db
+    kind: recovery
+    plugin: backoff
+    trigger: {event: failure-reported}
+    recovery:
+      breaker: {window_size: 3, minimum_calls: 3, failure_rate: 50, wait_in_open: 1m}
+    config: {max_attempts: 5, jitter: 0}
+";
+    std::fs::write(dir.path().join("db.yaml"), policy).unwrap();
+    // What a service sent the recovery API, with when.
+    let failures: String = (0..4)
+        .map(|i| {
+            format!(
+                "{{\"timestamp\": \"2024-05-01T10:00:0{i}Z\", \"operation\": \"db.query\", \"errno\": \"ETIMEDOUT\", \"attempt\": {}}}\n",
+                i + 1
+            )
+        })
+        .collect();
+    std::fs::write(dir.path().join("failures.jsonl"), failures).unwrap();
+
+    // Without recorded failures, the policy is named and nothing runs.
+    std::fs::write(dir.path().join("temp.csv"), csv()).unwrap();
+    let out = warden(dir.path(), &["replay", "db.yaml", "--series", "temp.csv"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("policy `db` is not replayed: a recovery policy replays over recorded failures; give them with --failures"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("no policy of this file can be replayed"),
+        "{stderr}"
+    );
+    let out = warden(dir.path(), &["replay", "db.yaml", "--failures"]);
+    assert_eq!(out.status.code(), Some(2), "clap wants a file");
+
+    let out = warden(
+        dir.path(),
+        &["replay", "db.yaml", "--failures", "failures.jsonl"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("replayed db from 2024-05-01T10:00:00.000Z"),
+        "{stderr}"
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seen: Vec<String> = lines
+        .iter()
+        .map(|l| match l["decision"].as_str().unwrap() {
+            "recovery" => format!(
+                "{} {} {} {}",
+                l["attempt"], l["action"], l["decided_by"], l["class"]
+            ),
+            "breaker" => format!("breaker {}->{}", l["from"], l["to"]),
+            other => other.to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            r#"1 "retry-after" "plugin" "timeout""#,
+            r#"2 "retry-after" "plugin" "timeout""#,
+            r#"breaker "closed"->"open""#,
+            r#"3 "open-circuit" "breaker" "timeout""#,
+            r#"4 "open-circuit" "breaker" "timeout""#,
+        ],
+        "{lines:#?}"
+    );
+    assert!(lines.iter().all(|l| l["policy"] == "db"), "{lines:#?}");
+
+    // A bad line stops the replay before anything runs, naming file, line
+    // and field.
+    std::fs::write(
+        dir.path().join("bad.jsonl"),
+        "{\"timestamp\": 1714557600, \"operation\": \"db.query\", \"attempt\": 0}\n",
+    )
+    .unwrap();
+    let out = warden(
+        dir.path(),
+        &["replay", "db.yaml", "--failures", "bad.jsonl"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("warden: bad.jsonl:1: "), "{stderr}");
+    assert!(stderr.contains("attempt"), "{stderr}");
+}

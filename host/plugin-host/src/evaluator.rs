@@ -279,12 +279,20 @@ impl Evaluator {
         failure: &Failure,
         history: &[Attempt],
     ) -> Result<RecoveryDecision, EvalError> {
-        self.run(
-            Kind::Recovery,
-            false,
-            Clock::Wall,
-            |instance, store, inv| instance.decide(store, inv, failure, history),
-        )
+        self.decide_at(Clock::Wall, failure, history)
+    }
+
+    /// [`decide`](Self::decide) at a time of the caller's choosing, as a
+    /// replay of recorded failures asks (see [`detect_at`](Self::detect_at)).
+    pub fn decide_at(
+        &self,
+        clock: Clock,
+        failure: &Failure,
+        history: &[Attempt],
+    ) -> Result<RecoveryDecision, EvalError> {
+        self.run(Kind::Recovery, false, clock, |instance, store, inv| {
+            instance.decide(store, inv, failure, history)
+        })
     }
 
     /// Asks an alert-rule plugin which alert conditions hold.

@@ -69,22 +69,29 @@ pub(crate) enum Command {
         #[command(flatten)]
         client: Client,
     },
-    /// Run a policy file over recorded series in simulated time, stepping at
-    /// each policy's interval, and print every decision: alert state
-    /// changes, findings raised and resolved, notifications.
+    /// Run a policy file over recorded series and failures in simulated
+    /// time, stepping at each policy's interval, and print every decision:
+    /// alert state changes, findings raised and resolved, notifications,
+    /// recovery decisions and breaker changes.
     Replay {
         /// The policy file.
         policy_file: PathBuf,
         /// Recorded series: a Warden data directory (its batch files), a CSV
         /// file (`timestamp,value`, one series named after the file) or a
         /// JSON-lines file. Repeat for more.
-        #[arg(long = "series", required = true, num_args = 1..)]
+        #[arg(long = "series", required_unless_present = "failures", num_args = 1..)]
         series: Vec<PathBuf>,
+        /// Recorded failures, for recovery policies: a JSON-lines file of
+        /// what services sent to the recovery API, each line with its
+        /// `timestamp` (a failure report, or `{"outcomes": [...]}`). Repeat
+        /// for more.
+        #[arg(long = "failures", num_args = 1..)]
+        failures: Vec<PathBuf>,
         /// Start of the replay: ISO 8601 or epoch seconds or milliseconds
-        /// [default: the oldest sample].
+        /// [default: the oldest sample or failure].
         #[arg(long)]
         from: Option<String>,
-        /// End of the replay [default: the newest sample].
+        /// End of the replay [default: the newest sample or failure].
         #[arg(long)]
         to: Option<String>,
         /// Output format.
@@ -263,6 +270,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay {
             policy_file,
             series,
+            failures,
             from,
             to,
             format,
@@ -270,6 +278,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => crate::replay::run(&crate::replay::Args {
             policy_file,
             series,
+            failures,
             from,
             to,
             text: format == ReplayFormat::Text,

@@ -411,6 +411,8 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         telemetry: Some(Arc::clone(&telemetry)),
         pii: Some(config.metrics.pii()),
         clock: None,
+        seed: None,
+        transitions: None,
     }));
     recovery.sync(&set);
     cx.recovery = Some(Arc::clone(&recovery));

@@ -1,7 +1,7 @@
 //! `warden replay`: the glue from the command line to the runtime's replay
-//! (`warden::runtime::replay`): load the series, compile the policy file
-//! against them, run, print each decision as it is made, and say on stderr
-//! what was run and how fast.
+//! (`warden::runtime::replay`): load the series and failures, compile the
+//! policy file against them, run, print each decision as it is made, and say
+//! on stderr what was run and how fast.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ use warden::runtime::replay::{self, Replay};
 pub(crate) struct Args {
     pub(crate) policy_file: PathBuf,
     pub(crate) series: Vec<PathBuf>,
+    pub(crate) failures: Vec<PathBuf>,
     pub(crate) from: Option<String>,
     pub(crate) to: Option<String>,
     pub(crate) text: bool,
@@ -28,15 +29,31 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             args.policy_file.display()
         )
     })?;
-    let (store, extent) = match replay::load_sources(&args.series) {
+    let (store, series_extent) = match replay::load_sources(&args.series) {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("warden: {e}");
             return Ok(ExitCode::from(1));
         }
     };
+    let mut failures = Vec::new();
+    for f in &args.failures {
+        match replay::failures::load(f) {
+            Ok(mut r) => failures.append(&mut r),
+            Err(e) => {
+                eprintln!("warden: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    // Several files merge in time order; equal times keep the files' order.
+    failures.sort_by_key(|r| r.at_ms);
+    let extent = match (series_extent, replay::failures::extent(&failures)) {
+        (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+        (e, None) | (None, e) => e,
+    };
     let Some((first, last)) = extent else {
-        eprintln!("warden: the series given hold no samples");
+        eprintln!("warden: the series and failures given hold no samples and no reports");
         return Ok(ExitCode::from(1));
     };
     let time = |t: &Option<String>, default: i64, what: &str| -> Result<i64, String> {
@@ -84,7 +101,20 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     for (policy, why) in &r.skipped {
         eprintln!("warden: policy `{policy}` is not replayed: {why}");
     }
-    let names: Vec<String> = r.policies().map(str::to_owned).collect();
+    let recovery: Vec<String> = r.recovery_policies().map(str::to_owned).collect();
+    if failures.is_empty() {
+        for policy in &recovery {
+            eprintln!(
+                "warden: policy `{policy}` is not replayed: a recovery policy replays over recorded failures; give them with --failures"
+            );
+        }
+    }
+    let names: Vec<String> = r
+        .policies()
+        .filter(|p| !failures.is_empty() || !recovery.iter().any(|r| r == p))
+        .map(str::to_owned)
+        .collect();
+    r.failures(failures);
     if names.is_empty() {
         eprintln!("warden: no policy of this file can be replayed");
         return Ok(ExitCode::from(1));

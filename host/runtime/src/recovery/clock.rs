@@ -9,6 +9,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Returns the time now.
     fn now_ms(&self) -> i64;
+
+    /// True if and only if this is the wall clock. Otherwise (a test, a
+    /// replay of recorded failures) a recovery plugin's `now` is this
+    /// clock's time too, so its decision rests on one time.
+    fn is_wall(&self) -> bool {
+        false
+    }
 }
 
 /// The system's wall clock, read with `CLOCK_REALTIME_COARSE`: a few
@@ -30,6 +37,10 @@ impl Clock for SystemClock {
             return warden_core::clock::now_ms();
         }
         (ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000).max(0)
+    }
+
+    fn is_wall(&self) -> bool {
+        true
     }
 }
 

@@ -159,6 +159,25 @@ pub struct Options {
     pub telemetry: Option<Arc<warden_core::telemetry::Telemetry>>,
     /// Label names refused as personal data (the metrics default when `None`).
     pub pii: Option<PiiKeys>,
+    /// The first jitter seed handed to plugins; from the time and pid when
+    /// `None`. A replay fixes it, so two replays of one recording agree.
+    pub seed: Option<u64>,
+    /// Where each breaker change is sent as it happens (a replay prints
+    /// them; a batch of outcomes can move a breaker more than once).
+    pub transitions: Option<std::sync::mpsc::Sender<BreakerChange>>,
+}
+
+/// A breaker's change of state, and whose breaker it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerChange {
+    /// The policy.
+    pub policy: String,
+    /// The operation.
+    pub operation: String,
+    /// The circuit.
+    pub circuit: String,
+    /// The change.
+    pub transition: breaker::Transition,
 }
 
 /// The recovery service: policies, circuits, decisions.
@@ -194,7 +213,9 @@ impl Recovery {
             Some(dir) => persist::load(dir),
             None => Default::default(),
         };
-        let seed = warden_core::clock::now_ms() as u64 ^ u64::from(std::process::id()) << 32;
+        let seed = opts.seed.unwrap_or_else(|| {
+            warden_core::clock::now_ms() as u64 ^ u64::from(std::process::id()) << 32
+        });
         Recovery {
             clock,
             policies: RwLock::default(),

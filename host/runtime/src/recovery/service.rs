@@ -75,7 +75,8 @@ impl From<&RecoveryDecision> for DecisionView {
 }
 
 impl DecisionView {
-    fn kind(&self) -> &'static str {
+    /// Returns the action's name: `retry-after`, `fallback`, `open-circuit`, `give-up`.
+    pub fn kind(&self) -> &'static str {
         match self {
             DecisionView::RetryAfter { .. } => "retry-after",
             DecisionView::Fallback { .. } => "fallback",
@@ -195,6 +196,14 @@ impl Recovery {
         tracing::warn!(policy = %c.policy.name, operation = %c.operation, circuit = %c.id, from = t.from.name(), to = t.to.name(), reason = %t.reason, "circuit breaker changed state");
         self.counters
             .transition(&c.policy.name, &c.operation, t.from, t.to);
+        if let Some(tx) = &self.opts.transitions {
+            let _ = tx.send(super::BreakerChange {
+                policy: c.policy.name.clone(),
+                operation: c.operation.clone(),
+                circuit: c.id.clone(),
+                transition: t,
+            });
+        }
         self.mark_dirty();
     }
 
@@ -273,9 +282,14 @@ impl Recovery {
         let mut asked = None;
         let mut decided = decide::decide(&inputs, |f, h| {
             let started = std::time::Instant::now();
+            let clock = if self.clock.is_wall() {
+                warden_plugin_host::Clock::Wall
+            } else {
+                warden_plugin_host::Clock::Simulated(now)
+            };
             let result = match &e.evaluator {
                 Some(ev) => ev
-                    .decide(f, h)
+                    .decide_at(clock, f, h)
                     .map_err(|err| (err.failure.label(), err.to_string())),
                 None => Err(("no_plugin", "the policy has no plugin".to_owned())),
             };

@@ -69,6 +69,41 @@ pub enum What {
         /// The notification's labels (`alertname` among them).
         labels: BTreeMap<String, String>,
     },
+    /// A recovery policy decided about a recorded failure.
+    Recovery {
+        /// The operation that failed.
+        operation: String,
+        /// The circuit's key labels.
+        labels: BTreeMap<String, String>,
+        /// The circuit.
+        circuit: String,
+        /// The failure's class, and what gave it.
+        class: warden_core::records::ErrorClass,
+        /// What gave the class: `given`, `errno ETIMEDOUT`, `policy rule 0`, …
+        classified_by: String,
+        /// The attempt that failed.
+        attempt: u32,
+        /// The decision: `action` and its field.
+        #[serde(flatten)]
+        action: crate::recovery::DecisionView,
+        /// Who decided.
+        decided_by: crate::recovery::decide::DecidedBy,
+        /// The breaker's state after the decision.
+        breaker: crate::recovery::breaker::State,
+    },
+    /// A circuit breaker changed state.
+    Breaker {
+        /// The operation.
+        operation: String,
+        /// The circuit.
+        circuit: String,
+        /// Its state before.
+        from: crate::recovery::breaker::State,
+        /// Its state now.
+        to: crate::recovery::breaker::State,
+        /// Why.
+        reason: String,
+    },
     /// The evaluation failed; the replay goes on.
     Error {
         /// Why.
@@ -119,6 +154,40 @@ impl Decision {
             What::Notify {
                 status: n.status,
                 labels: n.labels,
+            },
+        )
+    }
+
+    /// Returns a recovery policy's decision about a recorded failure.
+    pub fn recovery(at_ms: i64, r: &crate::recovery::DecisionRecord) -> Decision {
+        Decision::at(
+            at_ms,
+            &r.policy,
+            What::Recovery {
+                operation: r.operation.clone(),
+                labels: r.labels.clone(),
+                circuit: r.circuit.clone(),
+                class: r.class,
+                classified_by: r.classified_by.clone(),
+                attempt: r.attempt,
+                action: r.decision.clone(),
+                decided_by: r.decided_by,
+                breaker: r.breaker,
+            },
+        )
+    }
+
+    /// Returns the decision for a breaker's change of state.
+    pub fn breaker(c: &crate::recovery::BreakerChange) -> Decision {
+        Decision::at(
+            c.transition.at_ms,
+            &c.policy,
+            What::Breaker {
+                operation: c.operation.clone(),
+                circuit: c.circuit.clone(),
+                from: c.transition.from,
+                to: c.transition.to,
+                reason: c.transition.reason.clone(),
             },
         )
     }
@@ -195,6 +264,55 @@ impl Decision {
                     AlertStatus::Resolved => "resolved",
                 },
                 labels(l)
+            ),
+            What::Recovery {
+                operation,
+                labels: l,
+                class,
+                attempt,
+                action,
+                decided_by,
+                breaker,
+                ..
+            } => {
+                let action = match action {
+                    crate::recovery::DecisionView::RetryAfter { after_ms } => {
+                        format!("retry after {after_ms} ms")
+                    }
+                    crate::recovery::DecisionView::Fallback { fallback } => {
+                        format!("fall back to {fallback}")
+                    }
+                    crate::recovery::DecisionView::OpenCircuit { for_ms } => {
+                        format!("open the circuit for {for_ms} ms")
+                    }
+                    crate::recovery::DecisionView::GiveUp { reason } => {
+                        format!("give up: {reason}")
+                    }
+                };
+                format!(
+                    "recovery {operation}{} attempt {attempt} class={} {action} (by {}, breaker {})",
+                    labels(l),
+                    serde_json::to_value(class)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    serde_json::to_value(decided_by)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    breaker.name()
+                )
+            }
+            What::Breaker {
+                operation,
+                circuit,
+                from,
+                to,
+                reason,
+            } => format!(
+                "breaker {operation} ({circuit}) {} -> {}: {reason}",
+                from.name(),
+                to.name()
             ),
             What::Error { error } => format!("error: {error}"),
         };

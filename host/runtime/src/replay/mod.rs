@@ -12,19 +12,18 @@
 //! `max_findings`, and the notifications receivers would get. Nothing is
 //! sent and nothing is saved.
 //!
-//! Alert and detector policies replay. Cleanup and quota policies act on the
-//! machine, not on series, and are left out with a note.
-//!
-//! **Recovery (extension point).** Recovery policies decide about reported
-//! failures, not series. Their replay needs recorded failures as a source and
-//! the recovery runtime's pure decision function (being built in issue 14):
-//! a `Stepper::Recovery` variant whose `step` feeds the failures due at the
-//! simulated time through that function and emits one [`decision::What`]
-//! per decision (a variant to add next to `Alert` and `Finding`). Until then
-//! a recovery policy is left out with a note saying so.
+//! Alert and detector policies replay over series. Recovery policies replay
+//! over recorded failures ([`failures`]): each report is handed, at its
+//! time, to the daemon's recovery service (classification, policy choice,
+//! breaker, retry budget, the plugin's `decide` with the simulated time as
+//! its `now`), and each decision and each breaker change is printed.
+//! Cleanup and quota policies act on the machine, not on recordings, and
+//! are left out with a note.
 
 pub mod decision;
+pub mod failures;
 pub mod load;
+mod recovery;
 mod step;
 
 use std::path::{Path, PathBuf};
@@ -89,6 +88,8 @@ struct Replayed {
 /// A policy file ready to replay.
 pub struct Replay {
     policies: Vec<Replayed>,
+    /// The file's recovery policies, which replay over recorded failures.
+    recovery: recovery::Failures,
     /// Policies left out, with why.
     pub skipped: Vec<(String, String)>,
 }
@@ -130,6 +131,7 @@ impl Replay {
     ) -> Result<Replay, Vec<PolicyError>> {
         let parsed = warden_policy::parse::parse(path, text, cx)?;
         let mut policies = Vec::new();
+        let mut recovery = Vec::new();
         let mut skipped = Vec::new();
         let mut errors = Vec::new();
         let states: Arc<dyn warden_plugin_host::PluginStateStore> =
@@ -137,11 +139,7 @@ impl Replay {
         for policy in parsed {
             let name = policy.name().to_owned();
             let why_not = match policy.kind() {
-                PolicyKind::Alert | PolicyKind::Detector => None,
-                PolicyKind::Recovery => Some(
-                    "recovery policies decide about reported failures, and replaying recorded failures is not built yet (see `replay` in the runtime's docs)"
-                        .to_owned(),
-                ),
+                PolicyKind::Alert | PolicyKind::Detector | PolicyKind::Recovery => None,
                 kind => Some(format!(
                     "a {} policy acts on the machine, not on recorded series",
                     kind.name()
@@ -149,6 +147,17 @@ impl Replay {
             };
             if let Some(why) = why_not {
                 skipped.push((name, why));
+                continue;
+            }
+            if policy.kind() == PolicyKind::Recovery {
+                if !policy.spec.enabled {
+                    skipped.push((name, "`enabled: false`".into()));
+                    continue;
+                }
+                match recovery::bind(path, policy, plugins, data, &states) {
+                    Ok(p) => recovery.push(p),
+                    Err(mut e) => errors.append(&mut e),
+                }
                 continue;
             }
             let schedule = match &policy.trigger {
@@ -208,15 +217,35 @@ impl Replay {
             });
         }
         if errors.is_empty() {
-            Ok(Replay { policies, skipped })
+            Ok(Replay {
+                policies,
+                recovery: recovery::Failures::new(path, recovery),
+                skipped,
+            })
         } else {
             Err(errors)
         }
     }
 
-    /// Returns the names of the policies that replay.
+    /// Returns the names of the policies that replay: those over series,
+    /// then the recovery policies.
     pub fn policies(&self) -> impl Iterator<Item = &str> {
-        self.policies.iter().map(|p| p.name.as_str())
+        self.policies
+            .iter()
+            .map(|p| p.name.as_str())
+            .chain(self.recovery.names())
+    }
+
+    /// Returns the names of the recovery policies, which replay only over
+    /// recorded failures ([`Replay::failures`]).
+    pub fn recovery_policies(&self) -> impl Iterator<Item = &str> {
+        self.recovery.names()
+    }
+
+    /// Gives the recorded failures the recovery policies replay over, in
+    /// time order ([`failures::load`]).
+    pub fn failures(&mut self, records: Vec<failures::Record>) {
+        self.recovery.records = records;
     }
 
     /// Runs every policy from `from_ms` to `to_ms` (both included), in
@@ -232,13 +261,32 @@ impl Replay {
             p.next_ms = p.schedule.next(from_ms, true);
         }
         let mut out = Vec::new();
-        while let Some((i, at)) = self
-            .policies
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| p.next_ms.map(|t| (i, t)))
-            .min_by_key(|&(i, t)| (t, i))
-        {
+        self.recovery.start(from_ms);
+        loop {
+            let next = self
+                .policies
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| p.next_ms.map(|t| (i, t)))
+                .min_by_key(|&(i, t)| (t, i));
+            // A recorded failure at the time of an evaluation goes first: it
+            // happened by then.
+            if let Some(at) = self.recovery.next_at()
+                && at <= to_ms
+                && next.is_none_or(|(_, t)| at <= t)
+            {
+                let _span = tracing::info_span!("recovery", replay_at_ms = at).entered();
+                summary.evaluations += 1;
+                if !self.recovery.step(&mut out) {
+                    summary.failures += 1;
+                }
+                for d in out.drain(..) {
+                    summary.decisions += 1;
+                    emit(&d);
+                }
+                continue;
+            }
+            let Some((i, at)) = next else { break };
             if at > to_ms {
                 break;
             }
