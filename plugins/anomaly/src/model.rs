@@ -1,9 +1,10 @@
 //! What the detector learns of one series, online: one sample at a time, in
 //! time order, with constant work and memory per sample. The whole of it is
 //! a plain serializable value ([`Model`]), so it can be kept between
-//! evaluations as plugin state, which the 0.2 contract offers. The detector
-//! does not use that state yet: it rebuilds the model at each evaluation by
-//! learning the window the plugin queries, oldest sample first.
+//! evaluations as plugin state, which the 0.2 contract offers: the detector
+//! keeps one per series and feeds it only the samples it has not seen
+//! (learning the window the plugin queries, oldest sample first, for a
+//! series it has no model of).
 //!
 //! The series is read as `level + daily cycle + weekly cycle + noise`:
 //!
@@ -13,7 +14,8 @@
 //!   time of day (96 quarter-hours, interpolated) and of the week (168
 //!   hours), learned from their first visit on; each is used only once it
 //!   has seen a whole period and it makes the residuals smaller than the
-//!   model without it (a series with no cycle keeps none);
+//!   model without it (a series with no cycle keeps none); once in use, a
+//!   cycle does not learn the samples the tests flag;
 //! - **spread**: the noise's scale, from the mean absolute residual (time
 //!   constant [`SPREAD_TAU_MS`]), and its lag-1 autocorrelation;
 //! - **tail**: how often the residual exceeds 4, 5, 6, 8, 10 and 14 spreads,
@@ -534,6 +536,13 @@ impl Model {
         let clipped = expected + zc * spread;
         let (d, w) = Model::positions(t);
         let wl = weight(dt, LEVEL_TAU_MS);
+        // Once a cycle is in use, it does not learn what the tests flag: its
+        // buckets remember mostly the last day, so a shift, ramp or break
+        // learned today would be expected at the same time tomorrow, and the
+        // normal value then would look anomalous. Until then the first
+        // visits are learned whatever they hold, or the cycle would never be
+        // known.
+        let cycles_learn = anomaly.is_none() || !(self.daily_on || self.weekly_on);
         self.level += wl * (clipped - seasonal - self.level);
         // Each cycle learns the usual value of its buckets with the other
         // cycle taken out, and is judged against the slow base (which a
@@ -552,8 +561,10 @@ impl Model {
         } else {
             0.0
         };
-        self.daily.observe(d, clipped - weekly_now, self.base, ws);
-        self.weekly.observe(w, clipped - daily_now, self.base, ws);
+        if cycles_learn {
+            self.daily.observe(d, clipped - weekly_now, self.base, ws);
+            self.weekly.observe(w, clipped - daily_now, self.base, ws);
+        }
         self.base += wb * (clipped - seasonal - self.base);
         let rc = clipped - expected;
         // The spread learns slowly and from clipped residuals; before the
