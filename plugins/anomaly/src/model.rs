@@ -54,6 +54,9 @@ const VARIANCE_TAU_MS: f64 = 10.0 * 60_000.0;
 /// How fast a cycle's bucket follows what it sees, per visit, once it has
 /// seen a few (before that it averages its visits).
 const CYCLE_RATE: f64 = 0.1;
+/// The weight a sample the tests flag has in a cycle not yet in use, against
+/// a normal one's.
+const FLAGGED_SHARE: f64 = 0.01;
 /// Quarter-hours in a day.
 const DAY_BUCKETS: usize = 96;
 /// Hours in a week.
@@ -200,11 +203,13 @@ impl Cycle {
             .map_or(0.0, |v| v - self.sum / self.means.len() as f64)
     }
 
-    fn learn(&mut self, pos: f64, target: f64) {
+    /// Learns `target` at `pos`, with `scale` times a sample's usual weight.
+    fn learn(&mut self, pos: f64, target: f64, scale: f64) {
         for (b, w) in self.around(pos) {
             if w <= 0.0 {
                 continue;
             }
+            let w = w * scale;
             if self.weights[b] == 0.0 {
                 self.unvisited -= 1;
             }
@@ -219,15 +224,15 @@ impl Cycle {
     }
 
     /// Measures how far `target` is from the cycle and from `base`, then
-    /// learns it.
-    fn observe(&mut self, pos: f64, target: f64, base: f64, weight: f64) {
+    /// learns it (with `scale` times a sample's usual weight).
+    fn observe(&mut self, pos: f64, target: f64, base: f64, weight: f64, scale: f64) {
         let with = self
             .value_at(pos)
             .map_or(target - base, |v| target - v)
             .abs();
         self.with += weight * (with - self.with);
         self.without += weight * ((target - base).abs() - self.without);
-        self.learn(pos, target);
+        self.learn(pos, target, scale);
     }
 
     /// True if and only if every bucket has been visited and the cycle
@@ -539,10 +544,15 @@ impl Model {
         // Once a cycle is in use, it does not learn what the tests flag: its
         // buckets remember mostly the last day, so a shift, ramp or break
         // learned today would be expected at the same time tomorrow, and the
-        // normal value then would look anomalous. Until then the first
-        // visits are learned whatever they hold, or the cycle would never be
-        // known.
-        let cycles_learn = anomaly.is_none() || !(self.daily_on || self.weekly_on);
+        // normal value then would look anomalous. Until then a flagged
+        // sample still visits its bucket (or a cycle would never be known
+        // when the first day has an anomaly), with so little weight that
+        // the next normal visit overrides it.
+        let cycle_share = match anomaly {
+            None => 1.0,
+            Some(_) if self.daily_on || self.weekly_on => 0.0,
+            Some(_) => FLAGGED_SHARE,
+        };
         self.level += wl * (clipped - seasonal - self.level);
         // Each cycle learns the usual value of its buckets with the other
         // cycle taken out, and is judged against the slow base (which a
@@ -561,9 +571,11 @@ impl Model {
         } else {
             0.0
         };
-        if cycles_learn {
-            self.daily.observe(d, clipped - weekly_now, self.base, ws);
-            self.weekly.observe(w, clipped - daily_now, self.base, ws);
+        if cycle_share > 0.0 {
+            self.daily
+                .observe(d, clipped - weekly_now, self.base, ws, cycle_share);
+            self.weekly
+                .observe(w, clipped - daily_now, self.base, ws, cycle_share);
         }
         self.base += wb * (clipped - seasonal - self.base);
         let rc = clipped - expected;

@@ -438,13 +438,11 @@ fn a_spike_on_a_seasonal_noisy_series_is_found_at_once() {
     );
 }
 
-#[test]
-fn a_ramp_on_a_seasonal_series_is_not_expected_again_the_next_day() {
-    // A daily cycle of 5 spreads, and a ramp of 0.2 spreads a minute for
-    // two hours of the second day, then back: found then, and the day
-    // after, when the series is normal at that time, nothing is raised.
+/// What the model flags over three days of a daily cycle of 5 spreads with
+/// a ramp of 0.2 spreads a minute for the two hours from `at`, then back.
+fn flagged_around_a_ramp(at: i64) -> Vec<(usize, Kind)> {
     let cycle = |m: i64| 100.0 + 5.0 * (m as f64 / 1440.0 * std::f64::consts::TAU).sin();
-    let ramp = 1440 + 600..1440 + 720;
+    let ramp = at..at + 120;
     let (t, v) = series(3 * 1440, |m| {
         cycle(m)
             + if ramp.contains(&m) {
@@ -465,6 +463,24 @@ fn a_ramp_on_a_seasonal_series_is_not_expected_again_the_next_day() {
         found.iter().any(|(i, _)| ramp.contains(&(*i as i64))),
         "{found:?}"
     );
+    found
+}
+
+#[test]
+fn a_ramp_on_a_seasonal_series_is_not_expected_again_the_next_day() {
+    // Found then, and the day after, when the series is normal at that
+    // time, nothing is raised: the cycle, in use by then, did not learn it.
+    let found = flagged_around_a_ramp(1440 + 600);
     let next_day: Vec<_> = found.iter().filter(|(i, _)| *i >= 2 * 1440).collect();
     assert!(next_day.is_empty(), "{next_day:?}");
+}
+
+#[test]
+fn a_ramp_in_the_first_day_of_a_seasonal_series_is_not_expected_again() {
+    // The first day, before the cycle is known, is learned into it as it
+    // comes, but the ramp's flagged samples barely: the next day's normal
+    // samples then are not anomalous.
+    let found = flagged_around_a_ramp(600);
+    let later: Vec<_> = found.iter().filter(|(i, _)| *i >= 1440).collect();
+    assert!(later.is_empty(), "{later:?}");
 }
