@@ -14,8 +14,8 @@
 //!   time of day (96 quarter-hours, interpolated) and of the week (168
 //!   hours), learned from their first visit on; each is used only once it
 //!   has seen a whole period and it makes the residuals smaller than the
-//!   model without it (a series with no cycle keeps none); once in use, a
-//!   cycle does not learn the samples the tests flag;
+//!   model without it (a series with no cycle keeps none); samples the
+//!   tests flag teach a cycle next to nothing (nothing once it is in use);
 //! - **spread**: the noise's scale, from the mean absolute residual (time
 //!   constant [`SPREAD_TAU_MS`]), and its lag-1 autocorrelation;
 //! - **tail**: how often the residual exceeds 4, 5, 6, 8, 10 and 14 spreads,
@@ -26,9 +26,10 @@
 //! outside the series' tail, or two in a row well outside it (`spike`), a
 //! sustained shift of the level (two-sided CUSUM of the residual, corrected
 //! for autocorrelation: `shift`), noise grown beyond its usual spread
-//! (short mean of the squared residual: `variance`), and the level drifted
-//! away from where it has been over the last day (`drift`). Outliers are clipped before they are
-//! learned, so an anomaly teaches the model little.
+//! (short mean of the squared residual, or a CUSUM of it: `variance`), and
+//! the level drifted away from where it has been over the last day
+//! (`drift`). Outliers are clipped before they are learned, so an anomaly
+//! teaches the model little.
 
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +52,10 @@ const SPREAD_BUCKETS: usize = 24;
 pub const SPREAD_TAU_MS: f64 = 6.0 * 3_600_000.0;
 /// How fast the short mean of squared residuals follows them.
 const VARIANCE_TAU_MS: f64 = 10.0 * 60_000.0;
+/// The variance CUSUM's decision threshold, in multiples of its allowance
+/// (`Sensitivity::variance`): a few samples of noise grown 4-5 times
+/// decide it, a lone heavy-tailed sample (clipped at 16) cannot.
+const VARIANCE_RUN: f64 = 6.0;
 /// How fast a cycle's bucket follows what it sees, per visit, once it has
 /// seen a few (before that it averages its visits).
 const CYCLE_RATE: f64 = 0.1;
@@ -311,6 +316,12 @@ pub struct Model {
     pub cusum_low: f64,
     /// The short mean of squared (clipped) residuals.
     pub variance: f64,
+    /// A CUSUM of the squared (clipped) residuals past the variance
+    /// threshold: grown noise adds up in it sample by sample, while the
+    /// short mean still remembers ten minutes of the old noise and
+    /// wavers around its threshold.
+    #[serde(default)]
+    pub variance_cusum: f64,
     /// The level at each of the last hours, oldest first.
     pub snapshots: Vec<f64>,
     /// When the newest snapshot was taken.
@@ -355,6 +366,7 @@ impl Model {
             cusum_high: 0.0,
             cusum_low: 0.0,
             variance: 1.0,
+            variance_cusum: 0.0,
             snapshots: Vec::new(),
             snapshot_ms: 0,
         }
@@ -503,7 +515,9 @@ impl Model {
         self.cusum_high = (self.cusum_high + step - k).max(0.0);
         self.cusum_low = (self.cusum_low - step - k).max(0.0);
         let wv = weight(dt, VARIANCE_TAU_MS);
-        self.variance += wv * (zc * zc / (norm * norm) - self.variance);
+        let square = zc * zc / (norm * norm);
+        self.variance += wv * (square - self.variance);
+        self.variance_cusum = (self.variance_cusum + square - s.variance).max(0.0);
         let drift = self.drift(spread);
         let mut anomaly = None;
         let mut strength = 0.0;
@@ -526,7 +540,12 @@ impl Model {
                     Kind::Shift,
                     self.cusum_high.max(self.cusum_low) / (s.shift_threshold * caution),
                 ),
-                (Kind::Variance, self.variance / (s.variance * caution)),
+                (
+                    Kind::Variance,
+                    (self.variance / s.variance)
+                        .max(self.variance_cusum / (VARIANCE_RUN * s.variance))
+                        / caution,
+                ),
                 (Kind::Drift, drift / (s.drift * caution)),
             ];
             for (kind, x) in tests {
@@ -662,6 +681,7 @@ impl Model {
         self.cusum_high = 0.0;
         self.cusum_low = 0.0;
         self.variance = 1.0;
+        self.variance_cusum = 0.0;
     }
 
     /// How many spreads the level is from its median over the last day: 0
