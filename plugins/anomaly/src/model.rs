@@ -1,9 +1,10 @@
 //! What the detector learns of one series, online: one sample at a time, in
 //! time order, with constant work and memory per sample. The whole of it is
 //! a plain serializable value ([`Model`]), so it can be kept between
-//! evaluations as plugin state, which the 0.2 contract offers. The detector
-//! does not use that state yet: it rebuilds the model at each evaluation by
-//! learning the window the plugin queries, oldest sample first.
+//! evaluations as plugin state, which the 0.2 contract offers: the detector
+//! keeps one per series and feeds it only the samples it has not seen
+//! (learning the window the plugin queries, oldest sample first, for a
+//! series it has no model of).
 //!
 //! The series is read as `level + daily cycle + weekly cycle + noise`:
 //!
@@ -13,7 +14,8 @@
 //!   time of day (96 quarter-hours, interpolated) and of the week (168
 //!   hours), learned from their first visit on; each is used only once it
 //!   has seen a whole period and it makes the residuals smaller than the
-//!   model without it (a series with no cycle keeps none);
+//!   model without it (a series with no cycle keeps none); samples the
+//!   tests flag teach a cycle next to nothing (nothing once it is in use);
 //! - **spread**: the noise's scale, from the mean absolute residual (time
 //!   constant [`SPREAD_TAU_MS`]), and its lag-1 autocorrelation;
 //! - **tail**: how often the residual exceeds 4, 5, 6, 8, 10 and 14 spreads,
@@ -21,12 +23,13 @@
 //!   excursion before a point counts as anomalous.
 //!
 //! Each sample is scored before it is learned, by four tests: a point far
-//! outside the series' tail (`spike`), a sustained shift of the level
-//! (two-sided CUSUM of the residual, corrected for autocorrelation:
-//! `shift`), noise grown beyond its usual spread (short mean of the squared
-//! residual: `variance`), and the level drifted away from where it has
-//! been over the last day (`drift`). Outliers are clipped before they are
-//! learned, so an anomaly teaches the model little.
+//! outside the series' tail, or two in a row well outside it (`spike`), a
+//! sustained shift of the level (two-sided CUSUM of the residual, corrected
+//! for autocorrelation: `shift`), noise grown beyond its usual spread
+//! (short mean of the squared residual, or a CUSUM of it: `variance`), and
+//! the level drifted away from where it has been over the last day
+//! (`drift`). Outliers are clipped before they are learned, so an anomaly
+//! teaches the model little.
 
 use serde::{Deserialize, Serialize};
 
@@ -49,9 +52,16 @@ const SPREAD_BUCKETS: usize = 24;
 pub const SPREAD_TAU_MS: f64 = 6.0 * 3_600_000.0;
 /// How fast the short mean of squared residuals follows them.
 const VARIANCE_TAU_MS: f64 = 10.0 * 60_000.0;
+/// The variance CUSUM's decision threshold, in multiples of its allowance
+/// (`Sensitivity::variance`): a few samples of noise grown 4-5 times
+/// decide it, a lone heavy-tailed sample (clipped at 16) cannot.
+const VARIANCE_RUN: f64 = 6.0;
 /// How fast a cycle's bucket follows what it sees, per visit, once it has
 /// seen a few (before that it averages its visits).
 const CYCLE_RATE: f64 = 0.1;
+/// The weight a sample the tests flag has in a cycle not yet in use, against
+/// a normal one's.
+const FLAGGED_SHARE: f64 = 0.01;
 /// Quarter-hours in a day.
 const DAY_BUCKETS: usize = 96;
 /// Hours in a week.
@@ -60,6 +70,22 @@ const DAY_MS: i64 = 86_400_000;
 const WEEK_MS: i64 = 7 * DAY_MS;
 /// The levels the tail test counts exceedances of, in spreads.
 pub const TAIL_LEVELS: [f64; 6] = [4.0, 5.0, 6.0, 8.0, 10.0, 14.0];
+/// Samples the tail learns before a heavy tail would have shown at its low
+/// levels (Student-t with 4 degrees of freedom passes 4 spreads about once
+/// in 140 samples).
+const TAIL_EVIDENCE: u64 = 720;
+/// The power law the tail is extrapolated with: Student-t with 4 degrees of
+/// freedom falls this fast, lighter tails faster.
+const TAIL_INDEX: f64 = 4.0;
+/// How far past the highest tail level its noise passes once in two days a
+/// single sample must be to count as a spike.
+const SINGLE_MARGIN: f64 = 2.0;
+/// Two samples in a row past the tail on the same side are a burst: they
+/// count from the level passed so often that two in a row are this many
+/// times rarer than the single level's once in two days.
+const PAIR_RARER: f64 = 30.0;
+/// The pair's level as a share of the spike threshold, for light tails.
+const PAIR_SHARE: f64 = 0.75;
 /// How many level snapshots the drift test keeps (one per hour: a day).
 const SNAPSHOTS: usize = 24;
 const HOUR_MS: i64 = 3_600_000;
@@ -182,11 +208,13 @@ impl Cycle {
             .map_or(0.0, |v| v - self.sum / self.means.len() as f64)
     }
 
-    fn learn(&mut self, pos: f64, target: f64) {
+    /// Learns `target` at `pos`, with `scale` times a sample's usual weight.
+    fn learn(&mut self, pos: f64, target: f64, scale: f64) {
         for (b, w) in self.around(pos) {
             if w <= 0.0 {
                 continue;
             }
+            let w = w * scale;
             if self.weights[b] == 0.0 {
                 self.unvisited -= 1;
             }
@@ -201,15 +229,15 @@ impl Cycle {
     }
 
     /// Measures how far `target` is from the cycle and from `base`, then
-    /// learns it.
-    fn observe(&mut self, pos: f64, target: f64, base: f64, weight: f64) {
+    /// learns it (with `scale` times a sample's usual weight).
+    fn observe(&mut self, pos: f64, target: f64, base: f64, weight: f64, scale: f64) {
         let with = self
             .value_at(pos)
             .map_or(target - base, |v| target - v)
             .abs();
         self.with += weight * (with - self.with);
         self.without += weight * ((target - base).abs() - self.without);
-        self.learn(pos, target);
+        self.learn(pos, target, scale);
     }
 
     /// True if and only if every bucket has been visited and the cycle
@@ -256,6 +284,9 @@ pub struct Model {
     pub square: f64,
     /// The previous residual.
     pub previous: f64,
+    /// The previous sample's residual in spreads, unclipped (0 until warm).
+    #[serde(default)]
+    pub previous_z: f64,
     /// The daily cycle.
     pub daily: Cycle,
     /// The weekly cycle (on top of the daily one).
@@ -266,6 +297,11 @@ pub struct Model {
     pub weekly_on: bool,
     /// Per [`TAIL_LEVELS`], the share of samples whose residual exceeded it.
     pub tail: [f64; 6],
+    /// Samples the tail and the second moment have learned: only those
+    /// scored once the model was warm, as before that the spread is not
+    /// known and every residual looks huge.
+    #[serde(default)]
+    pub tail_samples: u64,
     /// The long-run mean of the squared (clipped) residual in spreads: 1 for
     /// Gaussian noise, more for heavier tails.
     pub second_moment: f64,
@@ -280,6 +316,12 @@ pub struct Model {
     pub cusum_low: f64,
     /// The short mean of squared (clipped) residuals.
     pub variance: f64,
+    /// A CUSUM of the squared (clipped) residuals past the variance
+    /// threshold: grown noise adds up in it sample by sample, while the
+    /// short mean still remembers ten minutes of the old noise and
+    /// wavers around its threshold.
+    #[serde(default)]
+    pub variance_cusum: f64,
     /// The level at each of the last hours, oldest first.
     pub snapshots: Vec<f64>,
     /// When the newest snapshot was taken.
@@ -311,17 +353,20 @@ impl Model {
             lag_product: 0.0,
             square: 0.0,
             previous: 0.0,
+            previous_z: 0.0,
             daily: Cycle::new(DAY_BUCKETS),
             weekly: Cycle::new(WEEK_BUCKETS),
             daily_on: false,
             weekly_on: false,
             tail: [0.0; 6],
+            tail_samples: 0,
             second_moment: 1.0,
             hourly: vec![0.0; SPREAD_BUCKETS],
             hourly_weight: vec![0.0; SPREAD_BUCKETS],
             cusum_high: 0.0,
             cusum_low: 0.0,
             variance: 1.0,
+            variance_cusum: 0.0,
             snapshots: Vec::new(),
             snapshot_ms: 0,
         }
@@ -384,18 +429,44 @@ impl Model {
         self.samples >= 30 && self.last_ms - self.first_ms >= HOUR_MS / 2
     }
 
-    /// The spike threshold for this series: the default, raised to clear the
-    /// series' own tail (a level its noise passes more than once in two days).
-    fn spike_threshold(&self, s: &Sensitivity, dt: f64) -> f64 {
+    /// The spike thresholds for this series, for one sample and for two in
+    /// a row on the same side: the default, raised to clear the series' own
+    /// tail (the level its noise passes once in two days, with a margin;
+    /// for a pair, the level it passes so often that two in a row are as
+    /// rare).
+    pub(crate) fn spike_threshold(&self, s: &Sensitivity, dt: f64) -> (f64, f64) {
         // Share of samples that may pass: one in two days.
         let allowed = (dt / (2.0 * DAY_MS as f64)).max(1e-7);
-        let passed = TAIL_LEVELS
+        let single = self.tail_level(allowed, dt) * SINGLE_MARGIN;
+        // Until the tail has seen enough samples for a heavy one to have
+        // shown at its low levels, a lone sample must be further out.
+        let young = if self.tail_samples < TAIL_EVIDENCE {
+            FIRST_DAY_CAUTION
+        } else {
+            1.0
+        };
+        let pair = self.tail_level((allowed / PAIR_RARER).sqrt(), dt);
+        (
+            (s.spike * young).max(single),
+            (s.spike * PAIR_SHARE).max(pair),
+        )
+    }
+
+    /// The level the residual passes with a share of `share` of the samples
+    /// (0 if the tail is lighter than that), read off each tail level passed
+    /// more often as if the tail fell no faster than a power law beyond it:
+    /// the low levels, passed often, tell a heavy tail within hours, long
+    /// before the high ones have been passed even once. A level counts once
+    /// passed twice at least: a single pass, weighted 1/n while the tail is
+    /// young, says little.
+    fn tail_level(&self, share: f64, dt: f64) -> f64 {
+        let once = weight(dt, TAIL_TAU_MS).max(1.0 / self.tail_samples.max(1) as f64);
+        TAIL_LEVELS
             .iter()
             .zip(&self.tail)
-            .filter(|(_, share)| **share > allowed)
-            .map(|(level, _)| *level)
-            .fold(0.0, f64::max);
-        s.spike.max(passed * 1.25)
+            .filter(|(_, s)| **s > share && **s >= 2.0 * once)
+            .map(|(level, s)| level * (s / share).powf(1.0 / TAIL_INDEX))
+            .fold(0.0, f64::max)
     }
 
     /// Scores the sample `(t, v)` against what was learned, then learns it.
@@ -444,19 +515,37 @@ impl Model {
         self.cusum_high = (self.cusum_high + step - k).max(0.0);
         self.cusum_low = (self.cusum_low - step - k).max(0.0);
         let wv = weight(dt, VARIANCE_TAU_MS);
-        self.variance += wv * (zc * zc / (norm * norm) - self.variance);
+        let square = zc * zc / (norm * norm);
+        self.variance += wv * (square - self.variance);
+        self.variance_cusum = (self.variance_cusum + square - s.variance).max(0.0);
         let drift = self.drift(spread);
         let mut anomaly = None;
         let mut strength = 0.0;
-        if self.warmed_up() {
-            let spike = self.spike_threshold(s, dt);
+        let warm = self.warmed_up();
+        // Whether the spike test called this sample an outlier, whatever
+        // test scored highest: the tail must not learn it.
+        let mut outlier = false;
+        if warm {
+            let (spike, pair) = self.spike_threshold(s, dt);
+            let burst = if z * self.previous_z > 0.0 {
+                z.abs().min(self.previous_z.abs()) / pair
+            } else {
+                0.0
+            };
+            let single = (z.abs() / spike).max(burst);
+            outlier = single >= 1.0;
             let tests = [
-                (Kind::Spike, z.abs() / spike),
+                (Kind::Spike, single),
                 (
                     Kind::Shift,
                     self.cusum_high.max(self.cusum_low) / (s.shift_threshold * caution),
                 ),
-                (Kind::Variance, self.variance / (s.variance * caution)),
+                (
+                    Kind::Variance,
+                    (self.variance / s.variance)
+                        .max(self.variance_cusum / (VARIANCE_RUN * s.variance))
+                        / caution,
+                ),
                 (Kind::Drift, drift / (s.drift * caution)),
             ];
             for (kind, x) in tests {
@@ -471,6 +560,18 @@ impl Model {
         let clipped = expected + zc * spread;
         let (d, w) = Model::positions(t);
         let wl = weight(dt, LEVEL_TAU_MS);
+        // Once a cycle is in use, it does not learn what the tests flag: its
+        // buckets remember mostly the last day, so a shift, ramp or break
+        // learned today would be expected at the same time tomorrow, and the
+        // normal value then would look anomalous. Until then a flagged
+        // sample still visits its bucket (or a cycle would never be known
+        // when the first day has an anomaly), with so little weight that
+        // the next normal visit overrides it.
+        let cycle_share = match anomaly {
+            None => 1.0,
+            Some(_) if self.daily_on || self.weekly_on => 0.0,
+            Some(_) => FLAGGED_SHARE,
+        };
         self.level += wl * (clipped - seasonal - self.level);
         // Each cycle learns the usual value of its buckets with the other
         // cycle taken out, and is judged against the slow base (which a
@@ -489,8 +590,12 @@ impl Model {
         } else {
             0.0
         };
-        self.daily.observe(d, clipped - weekly_now, self.base, ws);
-        self.weekly.observe(w, clipped - daily_now, self.base, ws);
+        if cycle_share > 0.0 {
+            self.daily
+                .observe(d, clipped - weekly_now, self.base, ws, cycle_share);
+            self.weekly
+                .observe(w, clipped - daily_now, self.base, ws, cycle_share);
+        }
         self.base += wb * (clipped - seasonal - self.base);
         let rc = clipped - expected;
         // The spread learns slowly and from clipped residuals; before the
@@ -500,14 +605,25 @@ impl Model {
         self.lag_product += ws * (rc * self.previous - self.lag_product);
         self.square += ws * (rc * rc - self.square);
         self.previous = rc;
-        // The tail and the second moment average everything at first, then
+        self.previous_z = if warm { z } else { 0.0 };
+        // The tail and the second moment learn from warm samples only: a
+        // residual against a spread still being set (near 0 at first) says
+        // nothing of the tail, yet weighted 1/n it would stay above the
+        // allowed share for days and lift the spike threshold past any
+        // spike. Nor does the tail learn the spikes it finds, which would
+        // lift it past the next one. They average everything at first, then
         // remember a few days.
-        let wt = weight(dt, TAIL_TAU_MS).max(1.0 / n);
-        for (share, level) in self.tail.iter_mut().zip(TAIL_LEVELS) {
-            let past = if z.abs() > level { 1.0 } else { 0.0 };
-            *share += wt * (past - *share);
+        if warm {
+            self.tail_samples += 1;
+            let wt = weight(dt, TAIL_TAU_MS).max(1.0 / self.tail_samples as f64);
+            self.second_moment += wt * (zc * zc - self.second_moment);
+            if !outlier {
+                for (share, level) in self.tail.iter_mut().zip(TAIL_LEVELS) {
+                    let past = if z.abs() > level { 1.0 } else { 0.0 };
+                    *share += wt * (past - *share);
+                }
+            }
         }
-        self.second_moment += wt * (zc * zc - self.second_moment);
         if self.daily_on {
             let h = (t.rem_euclid(DAY_MS) / HOUR_MS) as usize % SPREAD_BUCKETS;
             let relative = (rc / self.spread()).abs();
@@ -565,6 +681,7 @@ impl Model {
         self.cusum_high = 0.0;
         self.cusum_low = 0.0;
         self.variance = 1.0;
+        self.variance_cusum = 0.0;
     }
 
     /// How many spreads the level is from its median over the last day: 0

@@ -12,9 +12,17 @@ fn tune() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(60);
-    let days = 4;
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    // SEED 1 is the detectors bench's default.
+    let seed = env("SEED", 42);
+    let days = env("DAYS", 4) as usize;
     let sens = Sensitivity::default();
-    let series = scenarios::anomaly_series(42, n, days);
+    let series = scenarios::anomaly_series(seed, n, days);
     let mut per_kind: BTreeMap<&str, (usize, usize, Vec<usize>)> = BTreeMap::new();
     let mut false_alarms = 0;
     let mut by_noise: BTreeMap<String, usize> = BTreeMap::new();
@@ -37,7 +45,38 @@ fn tune() {
         let mut m = Model::new();
         for (i, &t) in times.iter().enumerate() {
             let found = if online {
-                m.observe(t, values[i], &d.0.sensitivity).anomaly
+                let thr = m.spike_threshold(&d.0.sensitivity, scenarios::STEP_MS as f64);
+                let sc = m.observe(t, values[i], &d.0.sensitivity);
+                // TRACE=series,from,to: the model's state sample by sample.
+                if let Ok(tr) = std::env::var("TRACE") {
+                    let p: Vec<usize> = tr.split(',').map(|x| x.parse().unwrap()).collect();
+                    if p[0] == si && (p[1]..p[2]).contains(&i) {
+                        println!(
+                            "{i} v {:.3} exp {:.3} lvl {:.3} base {:.3} z {:.2} spread {:.3} sm {:.2} cu {:.1}/{:.1} var {:.2} d {} {:?} {:.2}",
+                            values[i],
+                            sc.expected,
+                            m.level,
+                            m.base,
+                            sc.z,
+                            m.spread(),
+                            m.second_moment,
+                            m.cusum_high,
+                            m.cusum_low,
+                            m.variance,
+                            m.daily_on,
+                            sc.anomaly,
+                            sc.strength
+                        );
+                    }
+                }
+                if std::env::var("VS").is_ok() && sc.anomaly == Some(Kind::Spike) {
+                    println!(
+                        "SPIKE series {si} at {} z {:.2} thresholds {thr:.1?}",
+                        (t - scenarios::START_MS) / scenarios::STEP_MS,
+                        sc.z
+                    );
+                }
+                sc.anomaly
             } else {
                 let from = (i + 1).saturating_sub(window);
                 d.scan(&times[from..=i], &values[from..=i], t)
@@ -77,8 +116,16 @@ fn tune() {
                         .entry(format!("{:?} {:?}", s.noise, why))
                         .or_default() += 1;
                     if std::env::var("V").is_ok() {
+                        // The windows before it: a false alarm a day after
+                        // one is the model having learned the anomaly.
+                        let before: Vec<String> = s
+                            .windows
+                            .iter()
+                            .filter(|w| w.start <= *r)
+                            .map(|w| format!("{} {}..{}", w.kind.name(), w.start, w.end))
+                            .collect();
                         println!(
-                            "FA series {si} at {r} (day {}, {:?} {:?}, seasonal {}, counter {})",
+                            "FA series {si} at {r} (day {}, {:?} {:?}, seasonal {}, counter {}) after {before:?}",
                             r / 1440,
                             why,
                             s.noise,
@@ -100,6 +147,22 @@ fn tune() {
                     "MISS series {si} {:?} {}..{} ({:?}, seasonal {}, counter {})",
                     w.kind, w.start, w.end, s.noise, s.seasonal, s.counter
                 );
+                if w.kind == scenarios::Kind::Spike {
+                    // What the model said of the spike's samples (and the
+                    // one after): why it was not enough.
+                    let mut m = Model::new();
+                    for (i, &t) in times.iter().enumerate() {
+                        let k = ((t - scenarios::START_MS) / scenarios::STEP_MS) as usize;
+                        let thr = m.spike_threshold(&d.0.sensitivity, scenarios::STEP_MS as f64);
+                        let sc = m.observe(t, values[i], &d.0.sensitivity);
+                        if k >= w.start && k <= w.end {
+                            println!(
+                                "  at {k}: z {:.2} {:?} thresholds {thr:.1?} tail {:.5?}",
+                                sc.z, sc.anomaly, m.tail
+                            );
+                        }
+                    }
+                }
             }
         }
     }
@@ -114,7 +177,7 @@ fn tune() {
     }
     delays.sort_unstable();
     println!(
-        "recall {:.1}% precision {:.1}% ({false_alarms} false alarms over {} series-days) median delay {:?}",
+        "seed {seed}: recall {:.1}% precision {:.1}% ({false_alarms} false alarms over {} series-days) median delay {:?}",
         100.0 * detected as f64 / total as f64,
         100.0 * detected as f64 / (detected + false_alarms) as f64,
         n * days,
@@ -343,4 +406,129 @@ fn models_that_outgrow_the_state_limit_fall_back_to_the_window() {
         "{:?}",
         logs()
     );
+}
+
+#[test]
+fn a_spike_on_a_seasonal_noisy_series_is_found_at_once() {
+    // A daily cycle of 5 spreads, Gaussian noise, and a spike of 9 spreads
+    // in the second day, then another on the other side: the first samples,
+    // scored while the spread was still being set (from a thousandth of the
+    // level), must not have taught the tail that such excursions are normal.
+    let cycle = |m: i64| 10.0 + 5.0 * (m as f64 / 1440.0 * std::f64::consts::TAU).sin();
+    let (t, mut v) = series(3 * 1440, cycle);
+    let spikes = [(2000, 9.0), (3100, -9.0)];
+    for (at, size) in spikes {
+        v[at] += size;
+    }
+    let s = Sensitivity::default();
+    let mut m = Model::new();
+    let found: Vec<(usize, Option<Kind>)> = t
+        .iter()
+        .zip(&v)
+        .enumerate()
+        .map(|(i, (t, v))| (i, m.observe(*t, *v, &s).anomaly))
+        .filter(|(_, a)| *a == Some(Kind::Spike))
+        .collect();
+    assert_eq!(
+        found,
+        spikes
+            .iter()
+            .map(|(at, _)| (*at, Some(Kind::Spike)))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// What the model flags over three days of a daily cycle of 5 spreads with
+/// a ramp of 0.2 spreads a minute for the two hours from `at`, then back.
+fn flagged_around_a_ramp(at: i64) -> Vec<(usize, Kind)> {
+    let cycle = |m: i64| 100.0 + 5.0 * (m as f64 / 1440.0 * std::f64::consts::TAU).sin();
+    let ramp = at..at + 120;
+    let (t, v) = series(3 * 1440, |m| {
+        cycle(m)
+            + if ramp.contains(&m) {
+                0.2 * (m - ramp.start) as f64
+            } else {
+                0.0
+            }
+    });
+    let s = Sensitivity::default();
+    let mut m = Model::new();
+    let found: Vec<(usize, Kind)> = t
+        .iter()
+        .zip(&v)
+        .enumerate()
+        .filter_map(|(i, (t, v))| m.observe(*t, *v, &s).anomaly.map(|a| (i, a)))
+        .collect();
+    assert!(
+        found.iter().any(|(i, _)| ramp.contains(&(*i as i64))),
+        "{found:?}"
+    );
+    found
+}
+
+#[test]
+fn a_ramp_on_a_seasonal_series_is_not_expected_again_the_next_day() {
+    // Found then, and the day after, when the series is normal at that
+    // time, nothing is raised: the cycle, in use by then, did not learn it.
+    let found = flagged_around_a_ramp(1440 + 600);
+    let next_day: Vec<_> = found.iter().filter(|(i, _)| *i >= 2 * 1440).collect();
+    assert!(next_day.is_empty(), "{next_day:?}");
+}
+
+#[test]
+fn a_ramp_in_the_first_day_of_a_seasonal_series_is_not_expected_again() {
+    // The first day, before the cycle is known, is learned into it as it
+    // comes, but the ramp's flagged samples barely: the next day's normal
+    // samples then are not anomalous.
+    let found = flagged_around_a_ramp(600);
+    let later: Vec<_> = found.iter().filter(|(i, _)| *i >= 1440).collect();
+    assert!(later.is_empty(), "{later:?}");
+}
+
+#[test]
+fn grown_heavy_tailed_noise_is_found() {
+    // Student-t noise (4 degrees of freedom, as the detectors bench draws
+    // it), grown 3.5 times for two hours late in the first day (when the
+    // tests are cautious). Its squared residuals, clipped and in units of
+    // their usual size, average little past the short mean's threshold, so
+    // the mean wavers under it between the large values; the CUSUM adds
+    // each excess up. Over 16 draws, all but a few are found.
+    let grown = 1200..1320;
+    let found = (1..=16)
+        .filter(|&seed| {
+            let mut rng = scenarios::Rng::new(seed);
+            let mut m = Model::new();
+            let s = Sensitivity::default();
+            (0..1440).any(|i| {
+                let chi: f64 = (0..4).map(|_| rng.normal().powi(2)).sum();
+                let e = rng.normal() / (chi / 4.0).sqrt() / 2f64.sqrt();
+                let scale = if grown.contains(&i) { 3.5 } else { 1.0 };
+                let a = m.observe(T0 + i * MIN, 100.0 + scale * e, &s).anomaly;
+                grown.contains(&i) && a == Some(Kind::Variance)
+            })
+        })
+        .count();
+    assert!(found >= 12, "found in {found} of 16");
+}
+
+#[test]
+fn steady_heavy_tailed_noise_raises_nothing() {
+    // Student-t noise and nothing else, three days, several draws: its
+    // large values are normal for it, so no test that adds residuals up
+    // (shift, variance, drift) may make a finding of them. (A lone value
+    // past the spike threshold still may: its tail is a power law.)
+    for seed in 1..=8 {
+        let mut rng = scenarios::Rng::new(seed);
+        let mut m = Model::new();
+        let s = Sensitivity::default();
+        let found: Vec<(i64, Kind)> = (0..3 * 1440)
+            .filter_map(|i| {
+                let chi: f64 = (0..4).map(|_| rng.normal().powi(2)).sum();
+                let e = rng.normal() / (chi / 4.0).sqrt() / 2f64.sqrt();
+                let a = m.observe(T0 + i * MIN, 100.0 + e, &s).anomaly;
+                a.filter(|a| *a != Kind::Spike).map(|a| (i, a))
+            })
+            .collect();
+        assert!(found.is_empty(), "seed {seed}: {found:?}");
+    }
 }
