@@ -514,6 +514,7 @@ fn list_resources_serves_the_registry() {
     let sources = Sources {
         resources: Arc::new(registry),
         series: Arc::new(SeriesStore::default()),
+        discovered: Arc::default(),
     };
     let policy = bind_with(
         &plugin,
@@ -527,6 +528,57 @@ fn list_resources_serves_the_registry() {
         plan.actions,
         vec![(CleanupAction::Notify("cache/x svc Some(\"hot\")".into()), 0)]
     );
+}
+
+#[test]
+fn list_resources_serves_what_watched_processes_hold_when_asked_for_their_kind() {
+    let (engine, _dir) = engine();
+    let plugin = load(&engine, guests::ADVERSARY_COMPONENT, Kind::Cleanup);
+    let registry = Registry::default();
+    registry
+        .register(
+            Registration {
+                kind: ResourceKind::Socket,
+                name: "conn/1".into(),
+                owner: "svc".into(),
+                size_bytes: 0,
+                pid: None,
+                labels: Vec::new(),
+                ttl_ms: None,
+            },
+            now_ms(),
+        )
+        .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let discovered = warden::resources::discover::Discovered::default();
+    discovered.replace(
+        warden::resources::discover::Discoverer::new(Default::default())
+            .discover(&[("me".into(), vec![std::process::id()])], now_ms()),
+    );
+    let sources = Sources {
+        resources: Arc::new(registry),
+        series: Arc::new(SeriesStore::default()),
+        discovered: Arc::new(discovered),
+    };
+    let policy = bind_with(
+        &plugin,
+        "lister",
+        &json!({ "mode": "list-sockets" }),
+        relaxed(),
+        Arc::new(sources),
+    );
+    let plan = policy.plan(false, ResourceSet::default()).unwrap();
+    let said: Vec<String> = plan
+        .actions
+        .iter()
+        .filter_map(|(a, _)| match a {
+            CleanupAction::Notify(m) => Some(m.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(said[0], "conn/1 svc None", "registered first: {said:?}");
+    let mine = format!("tcp {} me Some(\"listen\")", listener.local_addr().unwrap());
+    assert!(said.contains(&mine), "{mine} in {said:?}");
 }
 
 #[test]

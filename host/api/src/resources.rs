@@ -8,7 +8,13 @@
 //!   application is done). The caller names the owner it registered;
 //!   releasing another owner's resource takes `?force=true`, and is logged.
 //! - `GET /api/v1/resources[?kind=&owner=&name_prefix=&limit=]` lists them;
-//!   `GET /api/v1/resources/{handle}` shows one. A handle a cleanup policy
+//!   `GET /api/v1/resources/{handle}` shows one.
+//! - With `?process=NAME|PID`, or a `kind` discovery finds
+//!   (`file-descriptor`, `socket`, `thread`, `process`), the list also holds
+//!   what watched processes hold, as discovery last read it (each with
+//!   `"source": "discovered"`; registered ones say `"registered"`).
+//!   `GET /api/v1/resources/discovery` says when that was, how long it
+//!   took, and what it left out. A handle a cleanup policy
 //!   released answers `410 Gone` naming the policy, so the application knows
 //!   why it disappeared.
 //!
@@ -30,6 +36,7 @@ use serde_json::json;
 use super::{ApiError, AppState, Q};
 use warden_core::records::{ResourceFilter, ResourceKind};
 use warden_policy::schema::EventKind;
+use warden_resources::discover;
 use warden_resources::registry::{self, Lookup, Registration};
 use warden_runtime::scheduler::Event;
 
@@ -41,6 +48,7 @@ pub(super) fn routes() -> Router<AppState> {
                 .post(register)
                 .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY)),
         )
+        .route("/api/v1/resources/discovery", get(discovery))
         .route("/api/v1/resources/{handle}", get(show).delete(release))
         .route("/api/v1/resources/{handle}/access", post(access))
 }
@@ -260,12 +268,14 @@ struct ListQuery {
     owner: Option<String>,
     name_prefix: Option<String>,
     limit: Option<u32>,
+    /// A watched process: its selector's name or its pid.
+    process: Option<String>,
 }
 
 async fn list(
     State(s): State<AppState>,
     Q(q): Q<ListQuery>,
-) -> Result<Json<Vec<registry::View>>, ApiError> {
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     let kinds = match q.kind.as_deref() {
         None => Vec::new(),
         Some(k) => vec![ResourceKind::from_name(k).ok_or_else(|| {
@@ -274,15 +284,78 @@ async fn list(
             ))
         })?],
     };
+    let limit = q.limit.unwrap_or(1000);
     let filter = ResourceFilter {
         kinds,
         name_prefix: q.name_prefix,
-        limit: Some(q.limit.unwrap_or(1000)),
+        limit: Some(limit),
     };
-    Ok(Json(
-        s.scheduler
-            .context()
-            .registry
-            .views(&filter, q.owner.as_deref()),
-    ))
+    let cx = s.scheduler.context();
+    let tag = |mut v: serde_json::Value, source: &str| {
+        v["source"] = source.into();
+        v
+    };
+    // `?process=` is about what watched processes hold: registered
+    // resources carry no such selector.
+    let mut out: Vec<serde_json::Value> = if q.process.is_some() {
+        Vec::new()
+    } else {
+        cx.registry
+            .views(&filter, q.owner.as_deref())
+            .into_iter()
+            .filter_map(|v| serde_json::to_value(v).ok())
+            .map(|v| tag(v, "registered"))
+            .collect()
+    };
+    let discovered_kind = filter
+        .kinds
+        .iter()
+        .any(|k| discover::rows::KINDS.contains(k));
+    if q.process.is_some() || discovered_kind {
+        let left = (limit as usize).saturating_sub(out.len());
+        let filter = ResourceFilter {
+            limit: Some(u32::try_from(left).unwrap_or(u32::MAX)),
+            ..filter
+        };
+        let process = discover::rows::Process::parse(q.process.as_deref());
+        let snap = cx.discovered.current();
+        out.extend(
+            discover::rows::rows(&snap, &filter, &process)
+                .into_iter()
+                .filter(|r| q.owner.as_deref().is_none_or(|o| r.owner == o))
+                .filter_map(|r| serde_json::to_value(r).ok()),
+        );
+    }
+    Ok(Json(out))
+}
+
+/// When discovery last read the watched processes, how long it took, what
+/// it left out, and how much each process holds.
+async fn discovery(State(s): State<AppState>) -> Json<serde_json::Value> {
+    let snap = s.scheduler.context().discovered.current();
+    let processes: Vec<serde_json::Value> = snap
+        .processes
+        .iter()
+        .map(|p| {
+            json!({
+                "process": p.process,
+                "pid": p.pid,
+                "command": p.command,
+                "started_ms": p.started_ms,
+                "fds": p.fds.len(),
+                "sockets": p.sockets.len(),
+                "threads": p.threads.len(),
+                "children": p.children.len(),
+                "zombies": p.children.iter().filter(|c| c.state == 'Z').count(),
+                "truncated": p.truncated,
+                "took_us": p.took_us,
+            })
+        })
+        .collect();
+    Json(json!({
+        "at_ms": snap.at_ms,
+        "took_us": snap.took_us,
+        "processes": processes,
+        "skipped": snap.skipped,
+    }))
 }

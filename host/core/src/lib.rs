@@ -19,5 +19,6 @@ pub mod clock;
 pub mod files;
 pub mod fsx;
 pub mod records;
+pub mod sock_diag;
 pub mod telemetry;
 pub mod values;

@@ -26,6 +26,7 @@ pub struct Pipeline {
     collector: Mutex<Option<JoinHandle<()>>>,
     stop: Arc<(Mutex<bool>, Condvar)>,
     exposition: prometheus_client::registry::Registry,
+    watched: Arc<super::collect::WatchedPids>,
 }
 
 impl Pipeline {
@@ -70,8 +71,10 @@ impl Pipeline {
         let metrics =
             Metrics::start(store, p, writer).context("failed to start metrics recording")?;
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let mut watched = Arc::default();
         let collector = if config.collect.enabled {
             let mut collector = Collector::new(&config.collect);
+            watched = collector.watched();
             let interval = config.collect.interval.0.max(Duration::from_millis(100));
             let metrics = metrics.clone();
             let stop = Arc::clone(&stop);
@@ -92,6 +95,7 @@ impl Pipeline {
             persist_dir,
             collector: Mutex::new(collector),
             stop,
+            watched,
         })
     }
 
@@ -103,6 +107,12 @@ impl Pipeline {
     /// What pushes over HTTP may do.
     pub fn push_limits(&self) -> &super::push::PushLimits {
         &self.push
+    }
+
+    /// The pids the process selectors matched at the last collection
+    /// (none when collection is off).
+    pub fn watched(&self) -> &Arc<super::collect::WatchedPids> {
+        &self.watched
     }
 
     /// The store.

@@ -80,6 +80,8 @@ pub struct Context {
     pub series: Arc<SeriesStore>,
     /// Resources applications registered.
     pub registry: Arc<Registry>,
+    /// What watched processes hold, as discovery last read it.
+    pub discovered: Arc<warden_resources::discover::Discovered>,
     /// Events, for `event:` triggers.
     pub events: tokio::sync::broadcast::Sender<Event>,
     /// The memory pressure level now, for `on_pressure`: a watch, not an
@@ -102,6 +104,7 @@ impl Context {
             dispatcher: Arc::new(Dispatcher::default()),
             series: Arc::default(),
             registry: Arc::default(),
+            discovered: Arc::default(),
             events: tokio::sync::broadcast::channel(256).0,
             pressure: tokio::sync::watch::channel(None).0,
             refresh_ms: DEFAULT_REFRESH_MS,

@@ -1,4 +1,5 @@
-//! The data plugins read — the series store and the resource registry — behind
+//! The data plugins read — the series store, the resource registry and what
+//! discovery found in watched processes — behind
 //! [`plugin::DataSource`](warden_plugin_host::DataSource).
 
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use warden_core::records::{ResourceFilter, ResourceSet, Series, SeriesSelector, 
 use warden_metrics::SeriesStore;
 use warden_plugin_host::{Budget, DataSource};
 use warden_resources::Registry;
+use warden_resources::discover::{Discovered, rows};
 
 /// Everything a plugin may query.
 #[derive(Debug, Clone, Default)]
@@ -16,6 +18,8 @@ pub struct Sources {
     pub series: Arc<SeriesStore>,
     /// The resource registry.
     pub resources: Arc<Registry>,
+    /// The latest inventories of watched processes.
+    pub discovered: Arc<Discovered>,
 }
 
 impl DataSource for Sources {
@@ -44,12 +48,17 @@ impl DataSource for Sources {
         filter: &ResourceFilter,
         budget: &mut Budget,
     ) -> Result<ResourceSet, String> {
-        match self.resources.list_bounded(filter, budget.left()) {
-            Ok(set) => {
-                budget.charge(set.bytes());
-                Ok(set)
-            }
-            Err(partial) => Err(budget.exceeded("list-resources", partial.1)),
+        // Registered resources first, then discovered ones of the kinds the
+        // filter names, within one budget and one limit.
+        let mut set = match self.resources.list_bounded(filter, budget.left()) {
+            Ok(set) => set,
+            Err(partial) => return Err(budget.exceeded("list-resources", partial.1)),
+        };
+        let snap = self.discovered.current();
+        if let Err(needed) = rows::append(&mut set, &snap, filter, budget.left()) {
+            return Err(budget.exceeded("list-resources", needed));
         }
+        budget.charge(set.bytes());
+        Ok(set)
     }
 }

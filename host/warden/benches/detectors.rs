@@ -78,7 +78,7 @@ fn replay_findings(dir: &Path, policy: &str, file: &Path, len: usize) -> (Change
     let plugins = warden::policy::PluginCache::new(Engine::new(&EngineOptions::default()).unwrap());
     let sources: Arc<dyn warden::plugin::DataSource> = Arc::new(warden::sources::Sources {
         series: store,
-        resources: Arc::default(),
+        ..Default::default()
     });
     let mut r = Replay::new(
         Path::new("bench.yaml"),

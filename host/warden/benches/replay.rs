@@ -171,7 +171,7 @@ fn main() {
     let plugins = warden::policy::PluginCache::new(Engine::new(&EngineOptions::default()).unwrap());
     let sources: Arc<dyn warden::plugin::DataSource> = Arc::new(warden::sources::Sources {
         series: Arc::clone(&store),
-        resources: Arc::default(),
+        ..Default::default()
     });
     let mut r = Replay::new(
         std::path::Path::new("fleet.yaml"),

@@ -68,6 +68,9 @@ pub struct ResourcesConfig {
     /// Bytes of their names, owners and labels (default 256MiB).
     #[serde(default = "default_registry_bytes")]
     pub max_bytes: warden_core::values::ByteSize,
+    /// What watched processes hold, read at an interval.
+    #[serde(default)]
+    pub discovery: DiscoveryConfig,
 }
 
 impl Default for ResourcesConfig {
@@ -75,8 +78,57 @@ impl Default for ResourcesConfig {
         ResourcesConfig {
             max_tracked: default_max_tracked(),
             max_bytes: default_registry_bytes(),
+            discovery: DiscoveryConfig::default(),
         }
     }
+}
+
+/// `resources.discovery`: each descriptor, socket, thread and child of the
+/// processes `metrics.collect.processes` watches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// Off: no inventories, and plugins asking for those kinds get none.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How often (default 30s).
+    #[serde(default = "default_discovery_every")]
+    pub every: warden_core::values::HumanDuration,
+    /// Descriptors, threads or children listed per process, each (default
+    /// 100,000); past it the inventory says it was cut.
+    #[serde(default = "default_max_per_kind")]
+    pub max_per_kind: usize,
+    /// The longest a cycle may take (default 2s); processes left are skipped
+    /// until the next cycle, and named.
+    #[serde(default = "default_max_cycle")]
+    pub max_cycle: warden_core::values::HumanDuration,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig {
+            enabled: true,
+            every: default_discovery_every(),
+            max_per_kind: default_max_per_kind(),
+            max_cycle: default_max_cycle(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_discovery_every() -> warden_core::values::HumanDuration {
+    warden_core::values::HumanDuration(std::time::Duration::from_secs(30))
+}
+
+fn default_max_per_kind() -> usize {
+    warden_resources::discover::Limits::default().max_per_kind
+}
+
+fn default_max_cycle() -> warden_core::values::HumanDuration {
+    warden_core::values::HumanDuration(warden_resources::discover::Limits::default().max_cycle)
 }
 
 fn default_max_tracked() -> usize {
@@ -365,9 +417,21 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
             max_bytes: usize::try_from(config.resources.max_bytes.0).unwrap_or(usize::MAX),
         },
     ));
+    let discovery = &config.resources.discovery;
+    anyhow::ensure!(
+        discovery.every.0 >= std::time::Duration::from_secs(1),
+        "resources.discovery.every: {} is too often; use 1s or more",
+        discovery.every
+    );
+    anyhow::ensure!(
+        discovery.max_per_kind > 0,
+        "resources.discovery.max_per_kind: must be at least 1"
+    );
+    let discovered = Arc::new(warden_resources::discover::Discovered::default());
     let sources = Arc::new(Sources {
         series: Arc::clone(pipeline.store()),
         resources: Arc::clone(&registry),
+        discovered: Arc::clone(&discovered),
     });
     let dir = Arc::new(
         PolicyDir::new(
@@ -398,6 +462,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         dispatcher: Arc::new(dispatcher),
         series: Arc::clone(pipeline.store()),
         registry: Arc::clone(&registry),
+        discovered: Arc::clone(&discovered),
         refresh_ms: u64::try_from(config.alerts.refresh.0.as_millis()).unwrap_or(u64::MAX),
         gate: Arc::new(warden_runtime::scheduler::Gate::new(
             config.evaluations.max_concurrent,
@@ -444,6 +509,45 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
                 if let Ok(Err(e)) = tokio::task::spawn_blocking(move || r.save(false)).await {
                     tracing::error!(error = %e, "cannot save the recovery state; retrying in a second");
                 }
+            }
+        });
+    }
+    if discovery.enabled {
+        let limits = warden_resources::discover::Limits {
+            max_per_kind: discovery.max_per_kind,
+            max_cycle: discovery.max_cycle.0,
+        };
+        let watched = Arc::clone(pipeline.watched());
+        let discovered = Arc::clone(&discovered);
+        let every = discovery.every.0;
+        tokio::spawn(async move {
+            let d = Arc::new(std::sync::Mutex::new(
+                warden_resources::discover::Discoverer::new(limits),
+            ));
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let targets = watched.current();
+                if targets.is_empty() {
+                    continue; // nothing watched, or the collector's first cycle is due
+                }
+                let (d, discovered) = (Arc::clone(&d), Arc::clone(&discovered));
+                let _ = tokio::task::spawn_blocking(move || {
+                    let _span = tracing::debug_span!("discovery").entered();
+                    let snap = d
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .discover(&targets, warden_core::clock::now_ms());
+                    tracing::debug!(
+                        processes = snap.processes.len(),
+                        skipped = snap.skipped.len(),
+                        took_us = snap.took_us,
+                        "discovery cycle"
+                    );
+                    discovered.replace(snap);
+                })
+                .await;
             }
         });
     }

@@ -81,7 +81,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let sources: std::sync::Arc<dyn warden::plugin::DataSource> =
         std::sync::Arc::new(warden::sources::Sources {
             series: store,
-            resources: std::sync::Arc::default(),
+            ..Default::default()
         });
     let mut r = match Replay::new(
         &args.policy_file,

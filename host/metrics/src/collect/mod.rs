@@ -58,6 +58,7 @@ mod system;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
@@ -332,6 +333,23 @@ fn normalise_cgroup(path: &str) -> Option<String> {
     Some(out)
 }
 
+/// The pids each process selector matched at the collector's last cycle,
+/// by selector name: what resource discovery reads, so both agree on which
+/// processes are watched.
+#[derive(Debug, Default)]
+pub struct WatchedPids(std::sync::RwLock<Arc<Vec<(String, Vec<u32>)>>>);
+
+impl WatchedPids {
+    /// Returns the last cycle's matches.
+    pub fn current(&self) -> Arc<Vec<(String, Vec<u32>)>> {
+        Arc::clone(&self.0.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn publish(&self, matched: Vec<(String, Vec<u32>)>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(matched);
+    }
+}
+
 /// Collects system and watched-process metrics, keeping what one cycle needs
 /// from the previous one (CPU readings) and its read buffers.
 pub struct Collector {
@@ -340,6 +358,7 @@ pub struct Collector {
     pressure: pressure::PressureCollector,
     process: process::ProcessCollector,
     scratch: Scratch,
+    watched: Arc<WatchedPids>,
 }
 
 impl Collector {
@@ -351,7 +370,13 @@ impl Collector {
             pressure: pressure::PressureCollector::new(),
             process: process::ProcessCollector::new(&config.processes),
             scratch: Scratch::default(),
+            watched: Arc::default(),
         }
+    }
+
+    /// Where each cycle publishes the pids its selectors matched.
+    pub fn watched(&self) -> Arc<WatchedPids> {
+        Arc::clone(&self.watched)
     }
 
     /// One collection cycle: emits every metric into `sink` (nothing when the
@@ -367,6 +392,9 @@ impl Collector {
         self.system.collect(&mut self.scratch, sink);
         self.pressure.collect(&mut self.scratch, sink);
         self.process.collect(&mut self.scratch, sink);
+        if self.process.len() > 0 {
+            self.watched.publish(self.process.matched());
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use procfs::{FromBufReadSI, FromRead};
 
 use super::{ProcessSelector, ProcessTarget, Scratch, Sink, read_into};
 use crate::Kind::{Counter, Gauge};
+use warden_core::sock_diag::SockDiag;
 
 /// `type` label values of `process_open_fds`, in index order.
 const FD_TYPES: [&str; 4] = ["file", "socket", "pipe", "other"];
@@ -111,7 +112,7 @@ pub(super) struct ProcessCollector {
     /// (socket inode, watched index) of every socket a watched pid holds.
     sockets: Vec<(u64, usize)>,
     /// Opened on first use, kept across cycles.
-    sock_diag: Option<sock_diag::SockDiag>,
+    sock_diag: Option<SockDiag>,
     /// Consecutive failed netlink dumps; past the limit /proc is used for good.
     sock_diag_failures: u32,
     last_cycle: Option<Instant>,
@@ -162,6 +163,14 @@ impl ProcessCollector {
 
     pub(super) fn len(&self) -> usize {
         self.watched.len()
+    }
+
+    /// The pids each selector matched this cycle.
+    pub(super) fn matched(&self) -> Vec<(String, Vec<u32>)> {
+        self.watched
+            .iter()
+            .map(|w| (w.name.clone(), w.pids.clone()))
+            .collect()
     }
 
     pub(super) fn collect(&mut self, s: &mut Scratch, sink: &mut dyn Sink) {
@@ -307,9 +316,9 @@ impl ProcessCollector {
         if *sock_diag_failures < SOCK_DIAG_MAX_FAILURES {
             let result = match sock_diag {
                 Some(d) => Ok(d),
-                None => sock_diag::SockDiag::new().map(|d| sock_diag.insert(d)),
+                None => SockDiag::new().map(|d| sock_diag.insert(d)),
             }
-            .and_then(|d| d.tcp(|state, inode| count_socket(sockets, watched, state, inode)));
+            .and_then(|d| d.tcp(|s| count_socket(sockets, watched, s.state, s.inode)));
             match result {
                 Ok(()) => {
                     *sock_diag_failures = 0;
@@ -562,179 +571,6 @@ fn read_comm<'b>(path: &str, buf: &'b mut [u8; 64]) -> std::io::Result<&'b [u8]>
 fn argv0_basename(cmdline: &[u8]) -> &[u8] {
     let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
     argv0.rsplit(|&b| b == b'/').next().unwrap_or_default()
-}
-
-/// TCP sockets through `NETLINK_SOCK_DIAG`, as `ss` reads them.
-///
-/// /proc/net/tcp and tcp6 cost the kernel a walk of the whole
-/// established-socket hash table (262,144 buckets on a 24 GiB host, with a
-/// reschedule check per bucket) for each read that reaches the end, and
-/// reading to EOF takes two such reads: about 3.5 ms of CPU per file however
-/// few sockets exist. A netlink dump walks the table once and skips empty
-/// buckets cheaply (~0.3 ms). The request is the original `TCPDIAG_GETSOCK`
-/// form (uapi, still served), because it dumps IPv4 and IPv6 in that one walk,
-/// where `SOCK_DIAG_BY_FAMILY` needs a walk per family.
-mod sock_diag {
-    use std::io;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-
-    /// `TCPDIAG_GETSOCK` from linux/inet_diag.h; replies carry the same type.
-    const TCPDIAG_GETSOCK: u16 = 18;
-    /// `struct nlmsghdr`.
-    const HEADER: usize = 16;
-    /// `struct nlmsghdr` + `struct inet_diag_req`.
-    const REQUEST: usize = HEADER + 60;
-    /// Offset of `idiag_states` in `struct inet_diag_req`.
-    const REQ_STATES: usize = 52;
-    /// `struct inet_diag_msg`: `idiag_state` and `idiag_inode` offsets, and its size.
-    const MSG_STATE: usize = 1;
-    const MSG_INODE: usize = 68;
-    const MSG_LEN: usize = 72;
-    /// Dumps come in skbs of at most 32 KiB; a larger buffer never truncates.
-    const BUF_LEN: usize = 64 << 10;
-
-    pub(super) struct SockDiag {
-        fd: OwnedFd,
-        buf: Vec<u8>,
-        seq: u32,
-    }
-
-    fn u32_at(b: &[u8], at: usize) -> u32 {
-        u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-    }
-
-    fn cvt(rc: isize) -> io::Result<usize> {
-        usize::try_from(rc).map_err(|_| io::Error::last_os_error())
-    }
-
-    impl SockDiag {
-        pub(super) fn new() -> io::Result<Self> {
-            // SAFETY: socket(2) takes no pointers; the result is checked before use.
-            let raw = unsafe {
-                libc::socket(
-                    libc::AF_NETLINK,
-                    libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                    libc::NETLINK_SOCK_DIAG,
-                )
-            };
-            if raw < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-            // A dump answers at once; the timeout only guards a collector
-            // thread against a kernel that never does.
-            let timeout = libc::timeval {
-                tv_sec: 1,
-                tv_usec: 0,
-            };
-            // SAFETY: `timeout` is a valid timeval for the length given.
-            let rc = unsafe {
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVTIMEO,
-                    (&raw const timeout).cast(),
-                    size_of::<libc::timeval>() as libc::socklen_t,
-                )
-            };
-            if rc != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(Self {
-                fd,
-                buf: vec![0; BUF_LEN],
-                seq: 0,
-            })
-        }
-
-        /// Calls `each(state, inode)` for every IPv4 and IPv6 TCP socket in
-        /// this network namespace.
-        pub(super) fn tcp(&mut self, mut each: impl FnMut(u8, u64)) -> io::Result<()> {
-            self.seq = self.seq.wrapping_add(1);
-            let mut req = [0u8; REQUEST];
-            req[0..4].copy_from_slice(&(REQUEST as u32).to_ne_bytes());
-            req[4..6].copy_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
-            let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
-            req[6..8].copy_from_slice(&flags.to_ne_bytes());
-            req[8..12].copy_from_slice(&self.seq.to_ne_bytes());
-            // idiag_family is ignored for this dump: both families come back.
-            req[HEADER] = libc::AF_INET as u8;
-            let states = HEADER + REQ_STATES;
-            req[states..states + 4].copy_from_slice(&u32::MAX.to_ne_bytes());
-            loop {
-                // SAFETY: `req` is valid for reads of its length.
-                let rc =
-                    unsafe { libc::send(self.fd.as_raw_fd(), req.as_ptr().cast(), REQUEST, 0) };
-                match cvt(rc) {
-                    Ok(_) => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            loop {
-                // SAFETY: `buf` is valid for writes of its length.
-                let rc = unsafe {
-                    libc::recv(
-                        self.fd.as_raw_fd(),
-                        self.buf.as_mut_ptr().cast(),
-                        self.buf.len(),
-                        0,
-                    )
-                };
-                let n = match cvt(rc) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                };
-                if n == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "netlink closed",
-                    ));
-                }
-                let mut at = 0;
-                while at + HEADER <= n {
-                    let b = &self.buf[at..n];
-                    let len = u32_at(b, 0) as usize;
-                    if len < HEADER || len > b.len() {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            "bad netlink length",
-                        ));
-                    }
-                    let kind = u16::from_ne_bytes([b[4], b[5]]);
-                    let seq = u32_at(b, 8);
-                    at += (len + 3) & !3;
-                    if seq != self.seq {
-                        continue; // left over from an earlier request
-                    }
-                    match i32::from(kind) {
-                        libc::NLMSG_DONE => return Ok(()),
-                        libc::NLMSG_ERROR => {
-                            // struct nlmsgerr: a negative errno, or 0 for an ack,
-                            // which a dump should not get.
-                            let errno = if len >= HEADER + 4 {
-                                -(u32_at(b, HEADER) as i32)
-                            } else {
-                                0
-                            };
-                            return Err(if errno > 0 {
-                                io::Error::from_raw_os_error(errno)
-                            } else {
-                                io::Error::new(io::ErrorKind::InvalidData, "netlink ack to a dump")
-                            });
-                        }
-                        _ if kind == TCPDIAG_GETSOCK && len >= HEADER + MSG_LEN => {
-                            let msg = &b[HEADER..];
-                            each(msg[MSG_STATE], u64::from(u32_at(msg, MSG_INODE)));
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

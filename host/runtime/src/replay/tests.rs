@@ -13,7 +13,7 @@ fn plugins() -> PluginCache {
 fn replay(policy: &str, store: &Arc<SeriesStore>) -> Replay {
     let data: Arc<dyn DataSource> = Arc::new(crate::sources::Sources {
         series: Arc::clone(store),
-        resources: Arc::default(),
+        ..Default::default()
     });
     Replay::new(
         Path::new("replay.yaml"),
@@ -212,7 +212,7 @@ fn policies_that_cannot_replay_are_named_and_bad_input_is_located() {
         &plugins(),
         &(Arc::new(crate::sources::Sources {
             series: Arc::clone(&store),
-            resources: Arc::default(),
+            ..Default::default()
         }) as Arc<dyn DataSource>),
     )
     .unwrap_err();

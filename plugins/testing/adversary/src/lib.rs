@@ -134,6 +134,19 @@ impl CleanupStrategy for Adversary {
                     format!("fs={fs:?} file={file:?} env={env} args={args} net={net:?}").into(),
                 );
             }
+            "list-sockets" => {
+                // Registered sockets, then those watched processes hold.
+                let filter = warden_sdk::resources::Filter {
+                    kinds: vec![warden_sdk::resources::ResourceKind::Socket],
+                    ..Default::default()
+                };
+                for r in warden_sdk::resources::list(filter)?.iter() {
+                    plan.notify(
+                        &format!("{} {} {:?}", r.name(), r.owner(), r.label("state")),
+                        "listed",
+                    );
+                }
+            }
             "list" => {
                 let filter = warden_sdk::resources::Filter {
                     kinds: vec![warden_sdk::resources::ResourceKind::AppObject],

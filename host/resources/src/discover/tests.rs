@@ -1,0 +1,294 @@
+use std::io::Write as _;
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+
+use super::rows::{self, Process};
+use super::*;
+use warden_core::records::{ResourceFilter, ResourceKind, ResourceSet};
+
+/// This test process, holding one of everything discovery tells apart.
+struct Holding {
+    file: std::path::PathBuf,
+    listen: std::net::SocketAddr,
+    client: std::net::SocketAddr,
+    udp: std::net::SocketAddr,
+    sleeper: std::process::Child,
+    zombie: u32,
+    _keep: Vec<Box<dyn std::any::Any>>,
+}
+
+fn holding(dir: &std::path::Path) -> Holding {
+    let file = dir.join("held.log");
+    let mut f = std::fs::File::create(&file).unwrap();
+    f.write_all(b"x").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = listener.local_addr().unwrap();
+    let client = TcpStream::connect(listen).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (a, b) = UnixStream::pair().unwrap();
+    let (r, w) = std::io::pipe().unwrap();
+    // SAFETY: eventfd takes no pointers; the result is checked.
+    let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    assert!(efd >= 0);
+    // SAFETY: `efd` is a fresh descriptor nothing else owns.
+    let efd: std::os::fd::OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(efd) };
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let worker = std::thread::Builder::new()
+        .name("disc-worker".into())
+        .spawn(move || {
+            let _ = stop_rx.recv();
+        })
+        .unwrap();
+    let sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    // Exits at once and is never waited for: a zombie until the test ends.
+    let zombie = Command::new("true").stdout(Stdio::null()).spawn().unwrap();
+    let zombie_pid = zombie.id();
+    while std::fs::read_to_string(format!("/proc/{zombie_pid}/stat"))
+        .is_ok_and(|s| !s.contains(") Z "))
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Holding {
+        file,
+        listen,
+        client: client.local_addr().unwrap(),
+        udp: udp.local_addr().unwrap(),
+        sleeper,
+        zombie: zombie_pid,
+        _keep: vec![
+            Box::new(f),
+            Box::new(listener),
+            Box::new(client),
+            Box::new(server),
+            Box::new(udp),
+            Box::new(a),
+            Box::new(b),
+            Box::new(r),
+            Box::new(w),
+            Box::new(efd),
+            Box::new(StopOnDrop(Some(stop_tx), Some(worker))),
+            Box::new(zombie),
+        ],
+    }
+}
+
+struct StopOnDrop(
+    Option<std::sync::mpsc::Sender<()>>,
+    Option<std::thread::JoinHandle<()>>,
+);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        drop(self.0.take());
+        if let Some(t) = self.1.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn me() -> Vec<(String, Vec<u32>)> {
+    vec![("me".to_owned(), vec![std::process::id()])]
+}
+
+#[test]
+fn a_process_s_descriptors_sockets_threads_and_children_are_each_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = holding(dir.path());
+    let mut d = Discoverer::new(Limits::default());
+    let snap = d.discover(&me(), 1_000);
+    assert_eq!(snap.at_ms, 1_000);
+    assert!(snap.skipped.is_empty(), "{:?}", snap.skipped);
+    let inv = &snap.processes[0];
+    assert_eq!((inv.process.as_str(), inv.pid), ("me", std::process::id()));
+    assert!(inv.truncated.is_empty(), "{:?}", inv.truncated);
+
+    let kinds: Vec<&str> = inv.fds.iter().map(|f| f.kind).collect();
+    for k in ["file", "socket", "pipe", "eventfd"] {
+        assert!(kinds.contains(&k), "{k} in {kinds:?}");
+    }
+    let held = h.file.to_string_lossy().into_owned();
+    assert!(
+        inv.fds.iter().any(|f| f.kind == "file" && f.target == held),
+        "{:?}",
+        inv.fds
+    );
+
+    let find = |local: String| inv.sockets.iter().find(|s| s.local == local);
+    let l = find(h.listen.to_string()).expect("the listener");
+    assert_eq!(
+        (l.protocol, l.state, l.peer.as_str()),
+        ("tcp", "listen", "")
+    );
+    let c = find(h.client.to_string()).expect("the client's side");
+    assert_eq!(
+        (c.protocol, c.state, c.peer.clone()),
+        ("tcp", "established", h.listen.to_string())
+    );
+    let u = find(h.udp.to_string()).expect("the UDP socket");
+    assert_eq!(u.protocol, "udp");
+    // The socket pair (tests side by side may hold more).
+    assert!(
+        inv.sockets
+            .iter()
+            .filter(|s| s.protocol == "unix" && s.state == "connected")
+            .count()
+            >= 2,
+        "{:?}",
+        inv.sockets
+    );
+    // Every socket descriptor is one socket here (none is shared).
+    assert_eq!(
+        inv.sockets.len(),
+        inv.fds.iter().filter(|f| f.kind == "socket").count()
+    );
+
+    let worker = inv
+        .threads
+        .iter()
+        .find(|t| t.name == "disc-worker")
+        .expect("the named thread");
+    assert_eq!(worker.state, 'S');
+
+    let sleeper = inv
+        .children
+        .iter()
+        .find(|c| c.pid == h.sleeper.id())
+        .expect("the sleeping child");
+    assert_eq!(sleeper.command, "sleep");
+    assert!(sleeper.started_ms >= inv.started_ms, "{sleeper:?} {inv:?}");
+    let zombie = inv
+        .children
+        .iter()
+        .find(|c| c.pid == h.zombie)
+        .expect("the zombie");
+    assert_eq!(zombie.state, 'Z');
+    h.sleeper.kill().unwrap();
+    h.sleeper.wait().unwrap();
+
+    // As rows: sockets of this process, by name and by pid alike.
+    let sockets = ResourceFilter {
+        kinds: vec![ResourceKind::Socket],
+        ..ResourceFilter::default()
+    };
+    let by_name = rows::rows(&snap, &sockets, &Process::parse(Some("me")));
+    let by_pid = rows::rows(
+        &snap,
+        &sockets,
+        &Process::parse(Some(&std::process::id().to_string())),
+    );
+    assert_eq!(by_name, by_pid);
+    assert!(rows::rows(&snap, &sockets, &Process::parse(Some("them"))).is_empty());
+    let listener = by_name
+        .iter()
+        .find(|r| r.name == format!("tcp {}", h.listen))
+        .expect("the listener's row");
+    assert_eq!(
+        (
+            listener.labels["state"].as_str(),
+            listener.owner.as_str(),
+            listener.source
+        ),
+        ("listen", "me", "discovered")
+    );
+    assert!(
+        by_name
+            .iter()
+            .all(|r| r.handle >> 52 == 1 && r.kind == "socket")
+    );
+    let zombies: Vec<_> = rows::rows(
+        &snap,
+        &ResourceFilter {
+            kinds: vec![ResourceKind::Process],
+            ..ResourceFilter::default()
+        },
+        &Process::Any,
+    )
+    .into_iter()
+    .filter(|r| r.labels["zombie"] == "true")
+    .collect();
+    // Tests run side by side in this process: others' zombies show too.
+    assert!(
+        zombies
+            .iter()
+            .any(|r| r.labels["child_pid"] == h.zombie.to_string()),
+        "{zombies:?}"
+    );
+
+    // The same things keep their handles from one cycle to the next.
+    let again = d.discover(&me(), 2_000);
+    let again = rows::rows(&again, &sockets, &Process::Any);
+    assert!(by_name.iter().all(|r| {
+        again
+            .iter()
+            .any(|a| a.handle == r.handle && a.name == r.name)
+    }));
+}
+
+#[test]
+fn plugins_get_discovered_rows_only_when_they_ask_for_those_kinds_within_their_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let _h = holding(dir.path());
+    let snap = Discoverer::new(Limits::default()).discover(&me(), 1_000);
+
+    let mut set = ResourceSet::default();
+    rows::append(&mut set, &snap, &ResourceFilter::default(), usize::MAX).unwrap();
+    assert_eq!(
+        set.len(),
+        0,
+        "a filter of every kind gets no discovered row"
+    );
+
+    let threads = ResourceFilter {
+        kinds: vec![ResourceKind::Thread],
+        ..ResourceFilter::default()
+    };
+    rows::append(&mut set, &snap, &threads, usize::MAX).unwrap();
+    assert_eq!(set.len(), snap.processes[0].threads.len());
+    assert!((0..set.len()).all(|i| set.kind(i) == Some(ResourceKind::Thread)));
+    assert!((0..set.len()).any(|i| set.name(i) == Some("disc-worker")));
+
+    let mut small = ResourceSet::default();
+    let limited = ResourceFilter {
+        kinds: vec![ResourceKind::FileDescriptor],
+        limit: Some(2),
+        ..ResourceFilter::default()
+    };
+    rows::append(&mut small, &snap, &limited, usize::MAX).unwrap();
+    assert_eq!(small.len(), 2);
+    let mut none = ResourceSet::default();
+    let needed = rows::append(&mut none, &snap, &limited, 10).unwrap_err();
+    assert!(needed > 10 && none.is_empty());
+}
+
+#[test]
+fn limits_cut_what_one_process_contributes_and_say_so_and_a_gone_pid_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let _h = holding(dir.path());
+    let mut d = Discoverer::new(Limits {
+        max_per_kind: 3,
+        ..Limits::default()
+    });
+    let gone = {
+        let mut c = Command::new("true").spawn().unwrap();
+        c.wait().unwrap();
+        c.id()
+    };
+    let snap = d.discover(&[("me".to_owned(), vec![std::process::id(), gone])], 1_000);
+    let inv = &snap.processes[0];
+    assert_eq!(inv.fds.len(), 3);
+    assert!(
+        inv.truncated
+            .iter()
+            .any(|t| t.starts_with("descriptors: more than 3")),
+        "{:?}",
+        inv.truncated
+    );
+    assert_eq!(snap.processes.len(), 1);
+    assert!(
+        snap.skipped[0].starts_with(&format!("me pid {gone}: ")),
+        "{:?}",
+        snap.skipped
+    );
+}
