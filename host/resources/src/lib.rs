@@ -10,4 +10,6 @@
 
 pub mod registry;
 
-pub use registry::{Full, Registration, Registry, RegistryLimits};
+pub use registry::{
+    Actor, AuditEvent, Full, Registration, Registry, RegistryLimits, RegistryOptions, ScanReport,
+};
