@@ -122,7 +122,6 @@ impl Trail {
     pub(super) fn unsaved(&self) -> impl Iterator<Item = &Event> {
         self.events.iter().skip(self.events.len() - self.unsaved)
     }
-
 }
 
 #[cfg(test)]

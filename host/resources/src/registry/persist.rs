@@ -288,7 +288,7 @@ pub struct FlushReport {
 pub(super) struct Store {
     dir: PathBuf,
     /// The log, for appending; `None` after a failure to start a new one.
-    log: Option<File>,
+    pub(super) log: Option<File>,
     generation: u64,
     log_records: u64,
     log_bytes: u64,
@@ -602,10 +602,11 @@ impl Registry {
                     _ if head.is_none() => Err("no head line".into()),
                     Rec::End { records: n } => {
                         end = Some(n);
-                        if n != records - 1 {
+                        // Not counting the head and the end line itself.
+                        if n != records - 2 {
                             return Err(format!(
                                 "the end line counts {n} lines, not {}",
-                                records - 1
+                                records - 2
                             ));
                         }
                         Ok(())

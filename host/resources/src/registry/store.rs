@@ -99,7 +99,10 @@ impl Entry {
 pub(super) struct Text(Box<[u8]>);
 
 impl Text {
-    pub(super) fn new<'a>(name: &str, labels: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> Text {
+    pub(super) fn new<'a>(
+        name: &str,
+        labels: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    ) -> Text {
         let len = 5
             + name.len()
             + labels
@@ -188,6 +191,8 @@ impl Owners {
         if Arc::strong_count(&owner) == 2 {
             self.0.remove(&*owner);
         }
+        // Taken by value so that the caller's reference ends here.
+        drop(owner);
     }
 }
 

@@ -167,3 +167,20 @@ fn listing_for_a_plugin_stops_at_its_budget() {
     assert!(part.len() < 1000 && part.bytes() <= all.bytes() / 2);
     assert!(needed > all.bytes() / 2);
 }
+
+mod audit;
+mod durable;
+mod liveness;
+
+/// A registration of `name` by `owner` with two labels.
+fn named(name: &str, owner: &str) -> Registration {
+    Registration {
+        kind: ResourceKind::AppObject,
+        name: name.into(),
+        owner: owner.into(),
+        size_bytes: 64,
+        pid: None,
+        labels: vec![("pool".into(), "a".into()), ("tenant".into(), "t1".into())],
+        ttl_ms: None,
+    }
+}
