@@ -204,9 +204,10 @@ pub struct RegistryOptions {
     /// [`DEFAULT_AUDIT_EVENTS`]); 0 keeps none.
     pub audit_events: usize,
     /// Records in the log past which a flush writes a snapshot and starts
-    /// a new log.
+    /// a new log (or past one per resource registered, if more).
     pub compact_records: u64,
-    /// Bytes of log past which it does the same.
+    /// Bytes of log past which it does the same (or past the snapshot's
+    /// size, if more).
     pub compact_bytes: u64,
     /// Records waiting for a flush past which a registration flushes
     /// itself: a bound on memory for when the daemon's flush is stuck.

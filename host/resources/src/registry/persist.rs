@@ -23,7 +23,8 @@
 //! old handle can name a new resource.
 //!
 //! Past [`RegistryOptions::compact_records`] records or
-//! [`RegistryOptions::compact_bytes`] of log, a flush writes a new snapshot
+//! [`RegistryOptions::compact_bytes`] of log (or, for a large registry, a
+//! record per resource and the snapshot's size), a flush writes a new snapshot
 //! (`snapshot.new`, fsync, read back whole, renamed over `snapshot`) and
 //! starts a new log of the next generation; a log older than the snapshot
 //! is stale (a crash between the two) and ignored.
@@ -292,6 +293,8 @@ pub(super) struct Store {
     generation: u64,
     log_records: u64,
     log_bytes: u64,
+    /// The size of the snapshot in place.
+    snapshot_bytes: u64,
     /// Lines a failed flush did not write, written first next time.
     retry: Vec<u8>,
     retry_records: u64,
@@ -577,6 +580,7 @@ impl Registry {
         };
 
         let mut generation = 0;
+        let mut snapshot_bytes = 0;
         if has_snapshot {
             let mut head = None;
             let mut end = None;
@@ -621,6 +625,7 @@ impl Registry {
             }
             generation = head.unwrap_or(0);
             report.snapshot_records = records;
+            snapshot_bytes = std::fs::metadata(&snap_path).map_or(0, |m| m.len());
         }
 
         let mut log = None;
@@ -716,6 +721,7 @@ impl Registry {
                 generation,
                 log_records,
                 log_bytes,
+                snapshot_bytes,
                 retry: Vec::new(),
                 retry_records: 0,
             })),
@@ -737,8 +743,13 @@ impl Registry {
         let mut lines = std::mem::take(&mut st.retry);
         let mut records = std::mem::take(&mut st.retry_records);
         records += drain(&mut g, &mut lines);
-        let due = st.log_records + records > self.opts.compact_records
-            || st.log_bytes + lines.len() as u64 > self.opts.compact_bytes
+        // Past the bounds, and past the snapshot's own size: a snapshot
+        // costs its whole size to write, so a log as long as the snapshot
+        // pays for it, and a restart replays at most about twice the
+        // registry. (A fixed bound would rewrite a registry of a million
+        // resources every few seconds under load.)
+        let due = st.log_records + records > self.opts.compact_records.max(g.entries.len() as u64)
+            || st.log_bytes + lines.len() as u64 > self.opts.compact_bytes.max(st.snapshot_bytes)
             || st.log.is_none();
         if due {
             match st.compact(g) {
@@ -933,11 +944,13 @@ impl Store {
                 "it did not read back as written",
             )));
         }
+        let snapshot_bytes = std::fs::metadata(&new).map_or(0, |m| m.len());
         std::fs::rename(&new, self.dir.join(SNAPSHOT_FILE))
             .and_then(|()| fsx::sync_dir(&self.dir))
             .map_err(self.err("put the new snapshot in place"))?;
         // From here the old log is stale whatever happens.
         self.generation = generation;
+        self.snapshot_bytes = snapshot_bytes;
         self.log = None;
         self.log_records = 0;
         let log = new_log(&self.dir, generation, next).map_err(self.err("start a new log"))?;

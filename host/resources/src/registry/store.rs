@@ -103,11 +103,11 @@ impl Text {
         name: &str,
         labels: impl Iterator<Item = (&'a str, &'a str)> + Clone,
     ) -> Text {
-        let len = 5
-            + name.len()
+        // Exact, so that turning it into a box does not reallocate.
+        let len = sized(name.len())
             + labels
                 .clone()
-                .map(|(k, v)| 10 + k.len() + v.len())
+                .map(|(k, v)| sized(k.len()) + sized(v.len()))
                 .sum::<usize>();
         let mut b = Vec::with_capacity(len);
         put(&mut b, name);
@@ -115,6 +115,7 @@ impl Text {
             put(&mut b, k);
             put(&mut b, v);
         }
+        debug_assert_eq!(b.len(), len);
         Text(b.into_boxed_slice())
     }
 
@@ -133,6 +134,11 @@ impl Text {
             })
         })
     }
+}
+
+/// Bytes `put` writes for a string of `n` bytes.
+fn sized(n: usize) -> usize {
+    n + (usize::BITS - (n | 1).leading_zeros()).div_ceil(7) as usize
 }
 
 fn put(b: &mut Vec<u8>, s: &str) {
