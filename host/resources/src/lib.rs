@@ -3,6 +3,11 @@
 //! Resources: what applications register with Warden (and, later, what it
 //! discovers on the machine), served to plugins through `list-resources`.
 //!
+//! The [`Registry`] lives in memory ([`Registry::with_limits`]) or in a
+//! state directory ([`Registry::open`]), where its resources, handles and
+//! audit trail survive a restart; the daemon calls [`Registry::flush`],
+//! [`Registry::sweep_orphans`] and [`Registry::scan`] on intervals.
+//!
 //! Layering: depends on `warden-core` only (it may come to depend on
 //! `warden-metrics` for discovery); never on policies, plugins or the runtime.
 
