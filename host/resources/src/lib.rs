@@ -4,6 +4,11 @@
 //! watched processes hold ([`discover`]), served to plugins through
 //! `list-resources`.
 //!
+//! The [`Registry`] lives in memory ([`Registry::with_limits`]) or in a
+//! state directory ([`Registry::open`]), where its resources, handles and
+//! audit trail survive a restart; the daemon calls [`Registry::flush`],
+//! [`Registry::sweep_orphans`] and [`Registry::scan`] on intervals.
+//!
 //! Layering: depends on `warden-core` only; never on policies, plugins or
 //! the runtime.
 
@@ -12,4 +17,6 @@
 pub mod discover;
 pub mod registry;
 
-pub use registry::{Full, Registration, Registry, RegistryLimits};
+pub use registry::{
+    Actor, AuditEvent, Full, Registration, Registry, RegistryLimits, RegistryOptions, ScanReport,
+};

@@ -1,0 +1,799 @@
+//! Resources applications register: a handle per object, with its kind, name,
+//! owner, size, times and labels; released when the application says so.
+//!
+//! Handles are not guessable: the registry numbers resources in order
+//! internally, and shows each number through a keyed permutation ([`Handles`])
+//! of the 52-bit range (exact in JSON). A caller cannot reach another
+//! owner's resource by counting.
+//!
+//! In memory ([`Registry::with_limits`]) the key is random per process. A
+//! durable registry ([`Registry::open`], see [`persist`]) keeps its key,
+//! counter, resources, released handles and audit trail in a directory, so
+//! resources survive a restart with their handles. What a crash can lose:
+//! the changes since the last [`Registry::flush`] (the daemon flushes on an
+//! interval and at shutdown, as it does its metrics batches); the caller's
+//! path never waits for the disk.
+//!
+//! A resource registered with a pid records its owner process's start time;
+//! [`Registry::sweep_orphans`] marks it an orphan once that process is gone
+//! or its pid belongs to another process. Who registered, used and released
+//! what is kept in a bounded audit trail ([`Registry::audit`]).
+//!
+//! The registry is bounded ([`RegistryLimits`]): past `max_tracked`
+//! resources, or `max_bytes` of their text, a registration is refused with
+//! the reason ([`Full`]) instead of growing without end. Listing for a plugin
+//! is bounded too: [`Registry::list_bounded`] stops copying at the byte
+//! budget it is given.
+
+mod audit;
+mod handles;
+mod liveness;
+pub mod persist;
+mod store;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+pub use audit::{ACCESS_EVERY_MS, Action, Actor, AuditEvent, DEFAULT_AUDIT_EVENTS};
+pub use handles::Handles;
+pub use persist::{FlushError, FlushReport, OpenError, OpenReport};
+
+use audit::{Event, Trail};
+use store::{Entries, Entry, NEVER, NO_TTL, NOT_ORPHAN, Owners, Text};
+
+use warden_core::records::{NewResource, ResourceFilter, ResourceKind, ResourceSet, TimestampMs};
+
+/// What an application says about a resource it registers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// Its kind.
+    pub kind: ResourceKind,
+    /// Path or name.
+    pub name: String,
+    /// Owner.
+    pub owner: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Owning process.
+    pub pid: Option<u32>,
+    /// Labels.
+    pub labels: Vec<(String, String)>,
+    /// How long it may go unused before cleanup policies may release it.
+    pub ttl_ms: Option<u64>,
+}
+
+/// The label under which plugins see a resource's TTL, in ms: `warden.`
+/// names are the host's, so an application's own labels cannot clash.
+pub const TTL_LABEL: &str = "warden.ttl_ms";
+
+/// The label under which plugins see that a resource's owner process is
+/// gone, with since when (ms since the epoch) as its value.
+pub const ORPHAN_LABEL: &str = "warden.orphan";
+
+/// What one entry is counted as against `max_bytes`: its text, plus this.
+const ENTRY_OVERHEAD: usize = 128;
+
+impl Registration {
+    /// The bytes it is counted as against [`RegistryLimits::max_bytes`].
+    pub fn bytes(&self) -> usize {
+        ENTRY_OVERHEAD
+            + self.name.len()
+            + self.owner.len()
+            + self
+                .labels
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 48)
+                .sum::<usize>()
+    }
+}
+
+/// How much the registry holds at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistryLimits {
+    /// Resources tracked at once (`resources.max_tracked`).
+    pub max_tracked: usize,
+    /// Bytes of their names, owners and labels, with a fixed overhead per
+    /// resource (`resources.max_bytes`).
+    pub max_bytes: usize,
+}
+
+impl RegistryLimits {
+    /// 100,000 resources: far more than one machine's applications hold
+    /// open, far fewer than would strain the daemon.
+    pub const DEFAULT_MAX_TRACKED: usize = 100_000;
+    /// 256 MiB: 100,000 resources of 2.5 KiB of names and labels each.
+    pub const DEFAULT_MAX_BYTES: usize = 256 << 20;
+}
+
+impl Default for RegistryLimits {
+    fn default() -> Self {
+        RegistryLimits {
+            max_tracked: Self::DEFAULT_MAX_TRACKED,
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
+/// A registration refused because the registry is full.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Full {
+    /// As many resources as `max_tracked` are registered.
+    #[error(
+        "the registry tracks {tracked} resources, its `resources.max_tracked`; release some (`DELETE /api/v1/resources/N`) or raise the limit"
+    )]
+    Count {
+        /// How many are registered.
+        tracked: usize,
+    },
+    /// Their text would pass `max_bytes`.
+    #[error(
+        "the registry holds {used} bytes of names and labels and this resource needs {needed} more, past its `resources.max_bytes` of {limit}; release some or raise the limit"
+    )]
+    Bytes {
+        /// Bytes held.
+        used: usize,
+        /// Bytes this registration needs.
+        needed: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// Why a handle is no longer registered, kept for a while so that the
+/// application is told more than "unknown".
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Released {
+    /// The cleanup policy that released it.
+    pub by_policy: String,
+    /// When, ms since the epoch.
+    pub at_ms: TimestampMs,
+}
+
+/// How many released handles are remembered.
+const TOMBSTONES: usize = 10_000;
+
+/// A registered resource, as the API shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct View {
+    /// Its handle.
+    pub handle: u64,
+    /// Its kind.
+    pub kind: &'static str,
+    /// Path or name.
+    pub name: String,
+    /// Owner.
+    pub owner: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Owning process.
+    pub pid: Option<u32>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// TTL, ms.
+    pub ttl_ms: Option<u64>,
+    /// When registered, ms since the epoch.
+    pub created_ms: TimestampMs,
+    /// When last used.
+    pub accessed_ms: TimestampMs,
+    /// When its TTL runs out if unused.
+    pub expires_ms: Option<TimestampMs>,
+    /// True if its owner process is gone (or its pid is another process's).
+    pub orphan: bool,
+    /// Since when it is an orphan, as the sweep that found it saw it.
+    pub orphan_since_ms: Option<TimestampMs>,
+}
+
+/// What became of a handle.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    /// Registered.
+    Live(View),
+    /// Released by a cleanup policy.
+    Released(Released),
+    /// Never registered, released by its application, or forgotten.
+    Unknown,
+}
+
+/// How the registry keeps its history: the audit trail's length, and when
+/// a durable registry's log is folded into a new snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistryOptions {
+    /// Audit events kept (`resources.audit_events`, default
+    /// [`DEFAULT_AUDIT_EVENTS`]); 0 keeps none.
+    pub audit_events: usize,
+    /// Records in the log past which a flush writes a snapshot and starts
+    /// a new log (or past one per resource registered, if more).
+    pub compact_records: u64,
+    /// Bytes of log past which it does the same (or past the snapshot's
+    /// size, if more).
+    pub compact_bytes: u64,
+    /// Records waiting for a flush past which a registration flushes
+    /// itself: a bound on memory for when the daemon's flush is stuck.
+    pub max_pending: usize,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            audit_events: DEFAULT_AUDIT_EVENTS,
+            // A snapshot of the default 100,000 resources is ~20 MB: a log
+            // of as many records replays in about the time it loads.
+            compact_records: 200_000,
+            compact_bytes: 64 << 20,
+            max_pending: 1 << 20,
+        }
+    }
+}
+
+/// A change waiting for the next flush, in the order it was made.
+#[derive(Debug)]
+enum Pending {
+    /// Registered: written from the entry at flush time (if it is still
+    /// registered then, else the release that follows says enough).
+    Reg(u64),
+    Rel {
+        seq: u64,
+        at_ms: TimestampMs,
+        action: Action,
+        actor: Arc<str>,
+    },
+    Orphan {
+        seq: u64,
+        at_ms: TimestampMs,
+    },
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The last sequence number given out; entries are keyed by theirs.
+    next: u64,
+    entries: Entries,
+    owners: Owners,
+    released: BTreeMap<u64, Released>,
+    /// What the entries count as against `max_bytes`.
+    bytes: usize,
+    trail: Trail,
+    /// Changes since the last flush; `None` in memory (nothing to flush).
+    pending: Option<Vec<Pending>>,
+    /// Entries touched since the last flush.
+    touched: Vec<u64>,
+}
+
+impl Inner {
+    fn new(opts: &RegistryOptions) -> Self {
+        Inner {
+            next: 0,
+            entries: Entries::default(),
+            owners: Owners::default(),
+            released: BTreeMap::new(),
+            bytes: 0,
+            trail: Trail::new(opts.audit_events),
+            pending: None,
+            touched: Vec::new(),
+        }
+    }
+
+    fn log(&mut self, p: Pending) {
+        if let Some(pending) = &mut self.pending {
+            pending.push(p);
+        }
+    }
+
+    fn pending_len(&self) -> usize {
+        self.pending.as_ref().map_or(0, Vec::len) + self.touched.len()
+    }
+
+    /// Adds an entry (registered now, or loaded).
+    fn insert(&mut self, e: Entry) {
+        self.next = self.next.max(e.seq);
+        self.bytes += e.bytes();
+        self.entries.push(e);
+    }
+
+    /// Removes entry `seq`.
+    fn remove(&mut self, seq: u64) -> Option<Entry> {
+        self.next = self.next.max(seq);
+        let e = self.entries.remove(seq)?;
+        self.bytes = self.bytes.saturating_sub(e.bytes());
+        Some(e)
+    }
+
+    /// Remembers that `policy` released `seq`, for [`Registry::lookup`].
+    fn remember(&mut self, seq: u64, policy: &str, at_ms: TimestampMs) {
+        if self.released.len() >= TOMBSTONES {
+            self.released.pop_first();
+        }
+        self.released.insert(
+            seq,
+            Released {
+                by_policy: policy.to_owned(),
+                at_ms,
+            },
+        );
+    }
+}
+
+/// What [`Registry::scan`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ScanReport {
+    /// Resources looked at.
+    pub scanned: usize,
+    /// Resources unused past their TTL.
+    pub expired: usize,
+    /// Resources whose owner process is gone.
+    pub orphans: usize,
+    /// The first [`ScanReport::FIRST`] expired, oldest first.
+    pub first_expired: Vec<u64>,
+    /// The first [`ScanReport::FIRST`] orphans, oldest first.
+    pub first_orphans: Vec<u64>,
+}
+
+impl ScanReport {
+    /// Handles listed of each.
+    pub const FIRST: usize = 100;
+}
+
+/// What [`Registry::sweep_orphans`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Resources with an owner process, checked.
+    pub checked: usize,
+    /// The ones found orphaned by this sweep.
+    pub orphaned: Vec<u64>,
+}
+
+/// The registry. Handles are never reused.
+#[derive(Debug)]
+pub struct Registry {
+    inner: RwLock<Inner>,
+    handles: Handles,
+    limits: RegistryLimits,
+    opts: RegistryOptions,
+    /// The files of a durable registry.
+    store: Option<Mutex<persist::Store>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::with_limits(RegistryLimits::default())
+    }
+}
+
+impl Registry {
+    /// An empty registry in memory holding at most what `limits` allows.
+    pub fn with_limits(limits: RegistryLimits) -> Self {
+        Registry::with_options(limits, RegistryOptions::default())
+    }
+
+    /// [`Registry::with_limits`], with its audit trail's length from `opts`.
+    pub fn with_options(limits: RegistryLimits, opts: RegistryOptions) -> Self {
+        Registry {
+            inner: RwLock::new(Inner::new(&opts)),
+            handles: Handles::default(),
+            limits,
+            opts,
+            store: None,
+        }
+    }
+
+    /// Returns its limits.
+    pub fn limits(&self) -> RegistryLimits {
+        self.limits
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Flushes from the caller's path when changes pile up past
+    /// [`RegistryOptions::max_pending`] (the daemon's flush is stuck or
+    /// missing); a failure stays pending for the next flush to report.
+    fn flush_if_piled_up(&self, pending: usize) {
+        if pending >= self.opts.max_pending && self.store.is_some() {
+            let _ = self.flush();
+        }
+    }
+
+    /// Registers a resource at `now_ms` and returns its handle, or why the
+    /// registry is too full to take it. A resource with a pid records its
+    /// owner process's start time (a read of `/proc`), so that
+    /// [`Registry::sweep_orphans`] can tell when that process is gone.
+    pub fn register(&self, reg: Registration, now_ms: TimestampMs) -> Result<u64, Full> {
+        let start_ticks = reg.pid.and_then(liveness::start_ticks).unwrap_or(0);
+        let needed = reg.bytes();
+        let text = Text::new(
+            &reg.name,
+            reg.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        let mut g = self.write();
+        if g.entries.len() >= self.limits.max_tracked {
+            return Err(Full::Count {
+                tracked: g.entries.len(),
+            });
+        }
+        if g.bytes.saturating_add(needed) > self.limits.max_bytes {
+            return Err(Full::Bytes {
+                used: g.bytes,
+                needed,
+                limit: self.limits.max_bytes,
+            });
+        }
+        let seq = g.next + 1;
+        let owner = g.owners.get(&reg.owner);
+        g.trail.push(Event {
+            at_ms: now_ms,
+            seq,
+            name: reg.name.into_boxed_str(),
+            action: Action::Register,
+            actor: Arc::clone(&owner),
+        });
+        g.insert(Entry {
+            seq,
+            created_ms: now_ms,
+            accessed_ms: now_ms,
+            audited_ms: NEVER,
+            size_bytes: reg.size_bytes,
+            ttl_ms: reg.ttl_ms.unwrap_or(NO_TTL).min(NO_TTL - 1),
+            orphan_since: NOT_ORPHAN,
+            start_ticks,
+            owner,
+            text,
+            pid: reg.pid.unwrap_or(0),
+            kind: reg.kind,
+            flags: 0,
+        });
+        g.log(Pending::Reg(seq));
+        let pending = g.pending_len();
+        drop(g);
+        self.flush_if_piled_up(pending);
+        Ok(self.handles.encode(seq))
+    }
+
+    /// Marks a resource as used at `now_ms`; returns false if the handle is
+    /// unknown. The audit trail names no caller: see [`Registry::touch_by`].
+    pub fn touch(&self, handle: u64, now_ms: TimestampMs) -> bool {
+        self.touch_by(handle, &Actor::Caller(String::new()), now_ms)
+    }
+
+    /// [`Registry::touch`] by `actor`. The access goes in the audit trail
+    /// at most once per resource per [`ACCESS_EVERY_MS`].
+    pub fn touch_by(&self, handle: u64, actor: &Actor, now_ms: TimestampMs) -> bool {
+        let Some(seq) = self.handles.decode(handle) else {
+            return false;
+        };
+        let mut g = self.write();
+        let durable = g.pending.is_some();
+        let Some(e) = g.entries.get_mut(seq) else {
+            return false;
+        };
+        e.accessed_ms = now_ms;
+        let newly_touched = durable && e.flags & store::TOUCHED == 0;
+        e.flags |= store::TOUCHED;
+        let audit = e.audited_ms == NEVER || now_ms.saturating_sub(e.audited_ms) >= ACCESS_EVERY_MS;
+        let name = audit.then(|| Box::from(e.text.name()));
+        if audit {
+            e.audited_ms = now_ms;
+        }
+        if newly_touched {
+            g.touched.push(seq);
+        }
+        if let Some(name) = name {
+            g.trail.push(Event {
+                at_ms: now_ms,
+                seq,
+                name,
+                action: Action::Access,
+                actor: Arc::from(actor.to_string()),
+            });
+        }
+        let pending = g.pending_len();
+        drop(g);
+        self.flush_if_piled_up(pending);
+        true
+    }
+
+    /// Forgets a resource; returns false if the handle is unknown. The
+    /// audit trail names no caller: the API, which knows it, calls
+    /// [`Registry::release_by`].
+    pub fn release(&self, handle: u64) -> bool {
+        self.release_by(
+            handle,
+            &Actor::Caller(String::new()),
+            warden_core::clock::now_ms(),
+        )
+        .is_some()
+    }
+
+    /// Releases a resource on `actor`'s word at `now_ms`; returns its
+    /// size, or `None` if it is not registered. The audit trail calls it a
+    /// forced release when the caller named is not the resource's owner,
+    /// and remembers a policy's release for [`Registry::lookup`].
+    pub fn release_by(&self, handle: u64, actor: &Actor, now_ms: TimestampMs) -> Option<u64> {
+        let seq = self.handles.decode(handle)?;
+        let mut g = self.write();
+        let owner = g.entries.get(seq)?.owner.clone();
+        let action = match actor {
+            Actor::Policy(_) => Action::PolicyRelease,
+            Actor::Caller(c) if !c.is_empty() && !owner.is_empty() && **c != *owner => {
+                Action::ForcedRelease
+            }
+            Actor::Caller(_) | Actor::Warden => Action::Release,
+        };
+        // The owner's own name is shared rather than copied.
+        let who: Arc<str> = match actor {
+            Actor::Caller(c) if !c.is_empty() && **c == *owner => Arc::clone(&owner),
+            other => Arc::from(other.to_string()),
+        };
+        drop(owner);
+        let e = g.remove(seq)?;
+        if let Actor::Policy(p) = actor {
+            g.remember(seq, p, now_ms);
+        }
+        g.trail.push(Event {
+            at_ms: now_ms,
+            seq,
+            name: Box::from(e.text.name()),
+            action,
+            actor: Arc::clone(&who),
+        });
+        g.log(Pending::Rel {
+            seq,
+            at_ms: now_ms,
+            action,
+            actor: who,
+        });
+        g.owners.put_back(e.owner);
+        let pending = g.pending_len();
+        drop(g);
+        self.flush_if_piled_up(pending);
+        Some(e.size_bytes)
+    }
+
+    /// Releases a resource on a cleanup policy's decision, remembering who
+    /// did it; returns its size, or `None` if it is no longer registered.
+    pub fn release_by_policy(&self, handle: u64, policy: &str, now_ms: TimestampMs) -> Option<u64> {
+        self.release_by(handle, &Actor::Policy(policy.to_owned()), now_ms)
+    }
+
+    /// What became of `handle`.
+    pub fn lookup(&self, handle: u64) -> Lookup {
+        let Some(seq) = self.handles.decode(handle) else {
+            return Lookup::Unknown;
+        };
+        let g = self.read();
+        if let Some(e) = g.entries.get(seq) {
+            return Lookup::Live(view(handle, e));
+        }
+        g.released
+            .get(&seq)
+            .map_or(Lookup::Unknown, |r| Lookup::Released(r.clone()))
+    }
+
+    /// The registered resources matching `filter` and, if given, `owner`,
+    /// oldest first.
+    pub fn views(&self, filter: &ResourceFilter, owner: Option<&str>) -> Vec<View> {
+        let g = self.read();
+        let limit = filter.limit.map_or(usize::MAX, |l| l as usize);
+        g.entries
+            .iter()
+            .filter(|e| matches(filter, e) && owner.is_none_or(|o| *e.owner == *o))
+            .take(limit)
+            .map(|e| view(self.handles.encode(e.seq), e))
+            .collect()
+    }
+
+    /// How many resources are registered.
+    pub fn len(&self) -> usize {
+        self.read().entries.len()
+    }
+
+    /// True if none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The audit trail, newest first: at most `limit` events, of `handle`
+    /// only if given.
+    pub fn audit(&self, handle: Option<u64>, limit: usize) -> Vec<AuditEvent> {
+        let seq = match handle {
+            Some(h) => match self.handles.decode(h) {
+                Some(s) => Some(s),
+                None => return Vec::new(),
+            },
+            None => None,
+        };
+        let g = self.read();
+        g.trail
+            .iter()
+            .rev()
+            .filter(|e| seq.is_none_or(|s| e.seq == s))
+            .take(limit)
+            .map(|e| AuditEvent {
+                at_ms: e.at_ms,
+                handle: self.handles.encode(e.seq),
+                name: e.name.to_string(),
+                action: e.action,
+                actor: e.actor.to_string(),
+            })
+            .collect()
+    }
+
+    /// Finds the resources unused past their TTL at `now_ms` and the
+    /// orphans (as the last [`Registry::sweep_orphans`] found them): counts,
+    /// and the first [`ScanReport::FIRST`] handles of each. Reads memory
+    /// only, under the read lock.
+    pub fn scan(&self, now_ms: TimestampMs) -> ScanReport {
+        let g = self.read();
+        let mut r = ScanReport::default();
+        for e in g.entries.iter() {
+            r.scanned += 1;
+            if e.ttl_ms != NO_TTL
+                && now_ms.saturating_sub(e.accessed_ms)
+                    > i64::try_from(e.ttl_ms).unwrap_or(i64::MAX)
+            {
+                r.expired += 1;
+                if r.first_expired.len() < ScanReport::FIRST {
+                    r.first_expired.push(e.seq);
+                }
+            }
+            if e.orphan_since != NOT_ORPHAN {
+                r.orphans += 1;
+                if r.first_orphans.len() < ScanReport::FIRST {
+                    r.first_orphans.push(e.seq);
+                }
+            }
+        }
+        drop(g);
+        // Encoding costs a few hashes: only for the handles shown.
+        for s in r.first_expired.iter_mut().chain(r.first_orphans.iter_mut()) {
+            *s = self.handles.encode(*s);
+        }
+        r
+    }
+
+    /// Marks as orphans (since `now_ms`) the resources whose owner process
+    /// is gone or whose pid now belongs to another process. `/proc` is read
+    /// once per distinct pid, outside the lock.
+    pub fn sweep_orphans(&self, now_ms: TimestampMs) -> SweepReport {
+        let owners: BTreeMap<u32, ()> = self
+            .read()
+            .entries
+            .iter()
+            .filter(|e| e.pid != 0 && e.orphan_since == NOT_ORPHAN)
+            .map(|e| (e.pid, ()))
+            .collect();
+        let now_ticks: BTreeMap<u32, Option<u64>> = owners
+            .into_keys()
+            .map(|pid| (pid, liveness::start_ticks(pid)))
+            .collect();
+        let mut g = self.write();
+        let mut report = SweepReport::default();
+        let mut found = Vec::new();
+        for e in g.entries.iter_mut() {
+            if e.pid == 0 || e.orphan_since != NOT_ORPHAN {
+                continue;
+            }
+            // A pid registered after the reads above is judged next time.
+            let Some(now) = now_ticks.get(&e.pid) else {
+                continue;
+            };
+            report.checked += 1;
+            if liveness::judge(e.start_ticks, *now) == liveness::Owner::Gone {
+                e.orphan_since = now_ms;
+                found.push((e.seq, Box::<str>::from(e.text.name())));
+            }
+        }
+        let warden: Arc<str> = Arc::from(Actor::Warden.to_string());
+        for (seq, name) in found {
+            g.trail.push(Event {
+                at_ms: now_ms,
+                seq,
+                name,
+                action: Action::Orphaned,
+                actor: Arc::clone(&warden),
+            });
+            g.log(Pending::Orphan { seq, at_ms: now_ms });
+            report.orphaned.push(self.handles.encode(seq));
+        }
+        report
+    }
+
+    /// Returns the resources matching `filter`, oldest handle first. A
+    /// resource with a TTL carries it as the label [`TTL_LABEL`], an orphan
+    /// the label [`ORPHAN_LABEL`]. Stops (with what it has) where a set's
+    /// string table is full.
+    pub fn list(&self, filter: &ResourceFilter) -> ResourceSet {
+        match self.list_bounded(filter, usize::MAX) {
+            Ok(set) => set,
+            Err(partial) => partial.0,
+        }
+    }
+
+    /// Like [`Registry::list`], copying at most `max_bytes` (as
+    /// [`ResourceSet::bytes`] counts them): past it, returns what it had
+    /// copied and at least the bytes the whole answer needs (boxed: a set is
+    /// large to move through every `Result`).
+    pub fn list_bounded(
+        &self,
+        filter: &ResourceFilter,
+        max_bytes: usize,
+    ) -> Result<ResourceSet, Box<(ResourceSet, usize)>> {
+        let g = self.read();
+        let limit = filter.limit.map_or(usize::MAX, |l| l as usize);
+        let mut set = ResourceSet::default();
+        for e in g.entries.iter() {
+            if set.len() >= limit {
+                break;
+            }
+            if !matches(filter, e) {
+                continue;
+            }
+            let needed = set.bytes().saturating_add(e.bytes());
+            if needed > max_bytes {
+                return Err(Box::new((set, needed)));
+            }
+            let ttl = e.ttl().map(|t| t.to_string());
+            let orphan = e.orphan().map(|t| t.to_string());
+            let labels: Vec<(&str, &str)> = e
+                .text
+                .labels()
+                .chain(ttl.as_deref().map(|t| (TTL_LABEL, t)))
+                .chain(orphan.as_deref().map(|t| (ORPHAN_LABEL, t)))
+                .collect();
+            let pushed = set.try_push(NewResource {
+                handle: self.handles.encode(e.seq),
+                kind: Some(e.kind),
+                name: e.text.name(),
+                owner: &e.owner,
+                size_bytes: e.size_bytes,
+                created_ms: Some(e.created_ms),
+                modified_ms: None,
+                accessed_ms: Some(e.accessed_ms),
+                pid: e.pid(),
+                labels: &labels,
+            });
+            if pushed.is_none() {
+                // The string table is full: what fits is the answer.
+                let needed = set.bytes().saturating_add(e.bytes());
+                return Err(Box::new((set, needed)));
+            }
+        }
+        Ok(set)
+    }
+}
+
+fn matches(filter: &ResourceFilter, e: &Entry) -> bool {
+    (filter.kinds.is_empty() || filter.kinds.contains(&e.kind))
+        && filter
+            .name_prefix
+            .as_deref()
+            .is_none_or(|p| e.text.name().starts_with(p))
+}
+
+fn view(handle: u64, e: &Entry) -> View {
+    View {
+        handle,
+        kind: e.kind.name(),
+        name: e.text.name().to_owned(),
+        owner: e.owner.to_string(),
+        size_bytes: e.size_bytes,
+        pid: e.pid(),
+        labels: e
+            .text
+            .labels()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        ttl_ms: e.ttl(),
+        created_ms: e.created_ms,
+        accessed_ms: e.accessed_ms,
+        expires_ms: e.expires_ms(),
+        orphan: e.orphan().is_some(),
+        orphan_since_ms: e.orphan(),
+    }
+}

@@ -1,0 +1,966 @@
+//! A durable registry: its state directory, what is in it, and how it is
+//! loaded and saved.
+//!
+//! The directory (0700, refused if others may write it) holds:
+//!
+//! - `handles.key`: the 16-byte key of the handle permutation (0600), so
+//!   that a handle names the same resource after a restart;
+//! - `snapshot`: the whole registry as of one moment, JSON lines: a head
+//!   (format, generation, sequence counter), one line per resource, per
+//!   remembered policy release and per audit event, and an end line with
+//!   the count, so a short file is told from a whole one;
+//! - `log`: the changes since that snapshot, JSON lines after a head naming
+//!   the snapshot's generation. [`Registry::flush`] appends what changed
+//!   since the last flush and fsyncs; register, touch and release only
+//!   buffer in memory, so a crash loses the changes since the last flush.
+//!
+//! A log whose last line is cut short (a crash mid-append) loads up to that
+//! line; the rest is dropped, cut from the file and reported
+//! ([`OpenReport::torn_tail`]). Anything else that does not load (a bad
+//! line before the end, a snapshot that does not parse or ends early) is
+//! moved aside with the key, whole, and named in the error: nothing is
+//! dropped silently, and the next start begins empty with a new key, so no
+//! old handle can name a new resource.
+//!
+//! Past [`RegistryOptions::compact_records`] records or
+//! [`RegistryOptions::compact_bytes`] of log (or, for a large registry, a
+//! record per resource and the snapshot's size), a flush writes a new snapshot
+//! (`snapshot.new`, fsync, read back whole, renamed over `snapshot`) and
+//! starts a new log of the next generation; a log older than the snapshot
+//! is stale (a crash between the two) and ignored.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use warden_core::fsx;
+use warden_core::records::{ResourceKind, TimestampMs};
+
+use super::audit::{Action, Event};
+use super::store::{self, Entry, NEVER, NO_TTL, NOT_ORPHAN, Text};
+use super::{Handles, Inner, Pending, Registry, RegistryLimits, RegistryOptions, TOMBSTONES};
+
+/// The key file.
+pub const KEY_FILE: &str = "handles.key";
+/// The snapshot.
+pub const SNAPSHOT_FILE: &str = "snapshot";
+/// The log.
+pub const LOG_FILE: &str = "log";
+/// A snapshot being written.
+const NEW_SNAPSHOT: &str = "snapshot.new";
+/// The format written in the head line.
+const FORMAT: u32 = 1;
+/// The longest line read: a resource's text is bounded by `max_bytes`, but
+/// the API takes names and labels of a few KiB; a longer line is damage.
+const MAX_LINE: usize = 1 << 20;
+
+/// One line of the snapshot or the log.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Rec<'a> {
+    /// First line of both files.
+    Head { v: u32, generation: u64, next: u64 },
+    /// A resource (as registered, or as it stands in a snapshot).
+    Reg(#[serde(borrow)] RegRec<'a>),
+    /// Used at `at`.
+    Touch { seq: u64, at: TimestampMs },
+    /// Released.
+    Rel {
+        seq: u64,
+        at: TimestampMs,
+        action: Action,
+        #[serde(borrow)]
+        by: Cow<'a, str>,
+    },
+    /// Found an orphan.
+    Orphan { seq: u64, at: TimestampMs },
+    /// A remembered policy release (snapshot only).
+    Tomb {
+        seq: u64,
+        at: TimestampMs,
+        #[serde(borrow)]
+        policy: Cow<'a, str>,
+    },
+    /// An audit event.
+    Audit {
+        seq: u64,
+        at: TimestampMs,
+        action: Action,
+        #[serde(borrow)]
+        by: Cow<'a, str>,
+        #[serde(borrow)]
+        name: Cow<'a, str>,
+    },
+    /// Last line of a snapshot: how many lines came before it.
+    End { records: u64 },
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct RegRec<'a> {
+    seq: u64,
+    kind: ResourceKind,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow)]
+    owner: Cow<'a, str>,
+    size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pid: Option<u32>,
+    /// The owner process's start time, 0 if none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    start: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    labels: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ttl: Option<u64>,
+    created: TimestampMs,
+    accessed: TimestampMs,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    audited: Option<TimestampMs>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    orphan: Option<TimestampMs>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl<'a> RegRec<'a> {
+    fn of(e: &'a Entry) -> Self {
+        RegRec {
+            seq: e.seq,
+            kind: e.kind,
+            name: Cow::Borrowed(e.text.name()),
+            owner: Cow::Borrowed(&e.owner),
+            size: e.size_bytes,
+            pid: e.pid(),
+            start: e.start_ticks,
+            labels: e
+                .text
+                .labels()
+                .map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v)))
+                .collect(),
+            ttl: e.ttl(),
+            created: e.created_ms,
+            accessed: e.accessed_ms,
+            audited: (e.audited_ms != NEVER).then_some(e.audited_ms),
+            orphan: e.orphan(),
+        }
+    }
+}
+
+/// Why a durable registry did not open. Each names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The directory could not be made or is not safe to use.
+    #[error("the resource registry's state directory: {0}")]
+    Dir(io::Error),
+    /// A file in it others could have written.
+    #[error("refusing the resource registry's file `{}`: {why}", path.display())]
+    Untrusted {
+        /// The file.
+        path: PathBuf,
+        /// Why, and what to do.
+        why: String,
+    },
+    /// A file could not be read or written.
+    #[error("failed to {action} the resource registry's file `{}`: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// The error.
+        source: io::Error,
+    },
+    /// A file did not load; it was moved aside (with the rest of the state).
+    #[error(
+        "the resource registry's file `{}` does not load ({why}); the registry's state was moved aside to {} and the next start begins empty with a new handle key: restore the files from a backup to keep the resources, or delete them once inspected",
+        path.display(),
+        moved.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>().join(", ")
+    )]
+    Corrupt {
+        /// The file that did not load.
+        path: PathBuf,
+        /// What was wrong, where.
+        why: String,
+        /// Where the state files went.
+        moved: Vec<PathBuf>,
+    },
+    /// A log that continues a snapshot that is not there.
+    #[error(
+        "the resource registry's log `{}` continues snapshot generation {generation}, but there is no `{SNAPSHOT_FILE}` next to it; restore the snapshot, or move the log and `{KEY_FILE}` aside to start empty",
+        path.display()
+    )]
+    MissingSnapshot {
+        /// The log.
+        path: PathBuf,
+        /// The generation it continues.
+        generation: u64,
+    },
+    /// A file larger than the registry's limits allow it to be.
+    #[error(
+        "the resource registry's file `{}` is {len} bytes, more than the {bound} its limits (`resources.max_tracked`, `resources.max_bytes`) allow; raise them, or move the file aside",
+        path.display()
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its length.
+        len: u64,
+        /// The most it may be.
+        bound: u64,
+    },
+}
+
+/// What opening found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Resources registered after loading.
+    pub resources: usize,
+    /// Lines read from the snapshot.
+    pub snapshot_records: u64,
+    /// Lines read from the log.
+    pub log_records: u64,
+    /// A log cut short by a crash: where its good part ends and how many
+    /// bytes after it were dropped.
+    pub torn_tail: Option<TornTail>,
+    /// True if the log was older than the snapshot (a crash between writing
+    /// one and starting the other) and was replaced.
+    pub stale_log: bool,
+    /// How long loading took.
+    pub elapsed: Duration,
+}
+
+/// The end of a log cut short.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// The log.
+    pub path: PathBuf,
+    /// Bytes before the cut, kept.
+    pub kept_bytes: u64,
+    /// Bytes after it, dropped.
+    pub dropped_bytes: u64,
+}
+
+impl std::fmt::Display for TornTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the resource registry's log `{}` ended in a partial record (a crash while writing it): the {} bytes before it were loaded and the {} after dropped; the changes in them are lost",
+            self.path.display(),
+            self.kept_bytes,
+            self.dropped_bytes
+        )
+    }
+}
+
+/// Why a flush did not save everything.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "failed to save the resource registry in `{}` ({action}): {source}; the changes stay in memory and the next flush tries again",
+    dir.display()
+)]
+pub struct FlushError {
+    /// The state directory.
+    pub dir: PathBuf,
+    /// What was being done.
+    pub action: &'static str,
+    /// The error.
+    pub source: io::Error,
+}
+
+/// What a flush did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    /// Records written to the log.
+    pub records: u64,
+    /// True if it wrote a new snapshot and started a new log.
+    pub compacted: bool,
+}
+
+/// The files of a durable registry, locked apart from its entries so that
+/// the disk is never waited for under the entries' lock but by a snapshot.
+#[derive(Debug)]
+pub(super) struct Store {
+    dir: PathBuf,
+    /// The log, for appending; `None` after a failure to start a new one.
+    pub(super) log: Option<File>,
+    generation: u64,
+    log_records: u64,
+    log_bytes: u64,
+    /// The size of the snapshot in place.
+    snapshot_bytes: u64,
+    /// Lines a failed flush did not write, written first next time.
+    retry: Vec<u8>,
+    retry_records: u64,
+}
+
+fn io_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> OpenError + 'a {
+    move |source| OpenError::Io {
+        path: path.to_owned(),
+        action,
+        source,
+    }
+}
+
+/// Refuses a file (if it exists) that is not a regular file owned by the
+/// directory's owner, or that its group or others may write: whoever could
+/// write it could plant resources or handles.
+fn check_file(path: &Path, dir_uid: u32) -> Result<bool, OpenError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err(path, "inspect")(e)),
+    };
+    let why = if !meta.file_type().is_file() {
+        "it is not a regular file (a link or a directory); move it aside".to_owned()
+    } else if meta.uid() != dir_uid {
+        format!(
+            "it is owned by uid {}, not by the user Warden runs as (uid {dir_uid}); `chown` it to that user",
+            meta.uid()
+        )
+    } else if meta.permissions().mode() & 0o022 != 0 {
+        format!(
+            "its mode {:04o} lets its group or others write it; `chmod 600` it (Warden creates its files 0600)",
+            meta.permissions().mode() & 0o7777
+        )
+    } else {
+        return Ok(true);
+    };
+    Err(OpenError::Untrusted {
+        path: path.to_owned(),
+        why,
+    })
+}
+
+/// How a file's lines ended.
+enum Ending {
+    /// With a whole line.
+    Whole { bytes: u64 },
+    /// With a partial line (no newline, or one that does not parse) of
+    /// `dropped` bytes after `kept`.
+    Torn { kept: u64, dropped: u64 },
+}
+
+/// Reads the JSON lines of `path` (at most `bound` bytes), handing each to
+/// `each`. A bad line before the last is an error (`Err(why)`); a bad last
+/// line is a torn ending.
+fn read_lines(
+    path: &Path,
+    bound: u64,
+    mut each: impl FnMut(Rec<'_>) -> Result<(), String>,
+) -> Result<Result<Ending, String>, OpenError> {
+    let f = File::open(path).map_err(io_err(path, "open"))?;
+    let len = f.metadata().map_err(io_err(path, "inspect"))?.len();
+    if len > bound {
+        return Err(OpenError::TooLarge {
+            path: path.to_owned(),
+            len,
+            bound,
+        });
+    }
+    let mut r = BufReader::with_capacity(1 << 16, f.take(bound));
+    let mut line = Vec::new();
+    let mut offset = 0u64;
+    let mut n = 0u64;
+    loop {
+        line.clear();
+        let read = (&mut r)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(io_err(path, "read"))?;
+        if read == 0 {
+            return Ok(Ok(Ending::Whole { bytes: offset }));
+        }
+        n += 1;
+        let whole = line.last() == Some(&b'\n');
+        let at_end = r.fill_buf().map_err(io_err(path, "read"))?.is_empty();
+        let parsed = if whole {
+            serde_json::from_slice::<Rec<'_>>(&line[..line.len() - 1]).map_err(|e| e.to_string())
+        } else if line.len() > MAX_LINE {
+            Err(format!("a line longer than {MAX_LINE} bytes"))
+        } else {
+            Err("a line without its end".to_owned())
+        };
+        match parsed {
+            Ok(rec) => {
+                if let Err(why) = each(rec) {
+                    return Ok(Err(format!("line {n} (byte {offset}): {why}")));
+                }
+            }
+            Err(_) if at_end => {
+                return Ok(Ok(Ending::Torn {
+                    kept: offset,
+                    dropped: line.len() as u64,
+                }));
+            }
+            Err(why) => return Ok(Err(format!("line {n} (byte {offset}): {why}"))),
+        }
+        offset += line.len() as u64;
+    }
+}
+
+/// Applies one record to the registry being loaded.
+fn apply(g: &mut Inner, rec: Rec<'_>) -> Result<(), String> {
+    match rec {
+        Rec::Head { .. } => return Err("a second head line".into()),
+        Rec::End { .. } => return Err("an end line before the end".into()),
+        Rec::Reg(r) => {
+            if g.entries.last_seq().is_some_and(|l| l >= r.seq) || r.seq == 0 {
+                return Err(format!("resource {} out of order", r.seq));
+            }
+            let owner = g.owners.get(&r.owner);
+            g.insert(Entry {
+                seq: r.seq,
+                created_ms: r.created,
+                accessed_ms: r.accessed,
+                audited_ms: r.audited.unwrap_or(NEVER),
+                size_bytes: r.size,
+                ttl_ms: r.ttl.unwrap_or(NO_TTL).min(NO_TTL - 1),
+                orphan_since: r.orphan.unwrap_or(NOT_ORPHAN),
+                start_ticks: r.start,
+                owner,
+                text: Text::new(&r.name, r.labels.iter().map(|(k, v)| (&**k, &**v))),
+                pid: r.pid.unwrap_or(0),
+                kind: r.kind,
+                flags: 0,
+            });
+        }
+        Rec::Touch { seq, at } => {
+            if let Some(e) = g.entries.get_mut(seq) {
+                e.accessed_ms = e.accessed_ms.max(at);
+            }
+        }
+        Rec::Rel {
+            seq,
+            at,
+            action,
+            by,
+        } => {
+            if let Some(e) = g.remove(seq) {
+                g.owners.put_back(e.owner);
+            }
+            if action == Action::PolicyRelease {
+                g.remember(seq, by.strip_prefix("policy:").unwrap_or(&by), at);
+            }
+        }
+        Rec::Orphan { seq, at } => {
+            if let Some(e) = g.entries.get_mut(seq)
+                && e.orphan_since == NOT_ORPHAN
+            {
+                e.orphan_since = at;
+            }
+        }
+        Rec::Tomb { seq, at, policy } => g.remember(seq, &policy, at),
+        Rec::Audit {
+            seq,
+            at,
+            action,
+            by,
+            name,
+        } => g.trail.push(Event {
+            at_ms: at,
+            seq,
+            name: Box::from(&*name),
+            action,
+            actor: Arc::from(&*by),
+        }),
+    }
+    Ok(())
+}
+
+/// The most a snapshot of a registry within `limits` can be: every
+/// resource at its text plus a generous line overhead, every remembered
+/// release and audit event at a few KiB.
+fn snapshot_bound(limits: &RegistryLimits, opts: &RegistryOptions) -> u64 {
+    let per_line = 4096u64;
+    (limits.max_bytes as u64)
+        .saturating_mul(2)
+        .saturating_add((limits.max_tracked as u64).saturating_mul(512))
+        .saturating_add(((TOMBSTONES + opts.audit_events) as u64).saturating_mul(per_line))
+        .saturating_add(1 << 20)
+}
+
+/// The most a log can be: past `compact_bytes` it is compacted at the
+/// next flush, so it is that plus what piles up between two flushes (at
+/// most `max_pending` records, plus the audit trail).
+fn log_bound(limits: &RegistryLimits, opts: &RegistryOptions) -> u64 {
+    opts.compact_bytes
+        .saturating_add(snapshot_bound(limits, opts))
+        .saturating_add((opts.max_pending as u64).saturating_mul(8192))
+}
+
+/// Moves the state files aside (as `NAME.bad-MS`), the key with them so
+/// that the next start numbers handles afresh.
+fn move_aside(dir: &Path, now_ms: TimestampMs) -> Vec<PathBuf> {
+    let mut moved = Vec::new();
+    for name in [SNAPSHOT_FILE, LOG_FILE, KEY_FILE] {
+        let from = dir.join(name);
+        let to = dir.join(format!("{name}.bad-{now_ms}"));
+        if from.exists() && std::fs::rename(&from, &to).is_ok() {
+            moved.push(to);
+        }
+    }
+    let _ = fsx::sync_dir(dir);
+    moved
+}
+
+fn head_line(generation: u64, next: u64) -> Vec<u8> {
+    let mut b = serde_json::to_vec(&Rec::Head {
+        v: FORMAT,
+        generation,
+        next,
+    })
+    .unwrap_or_default();
+    b.push(b'\n');
+    b
+}
+
+/// Starts a new log of `generation`, read back before it is used.
+fn new_log(dir: &Path, generation: u64, next: u64) -> io::Result<File> {
+    let head = head_line(generation, next);
+    fsx::write_atomic(dir, LOG_FILE, &head)?;
+    let path = dir.join(LOG_FILE);
+    if std::fs::read(&path)? != head {
+        return Err(io::Error::other("the new log did not read back as written"));
+    }
+    fsx::private_append().open(path)
+}
+
+fn push_line(buf: &mut Vec<u8>, rec: &Rec<'_>) {
+    // Serializing these records cannot fail: no maps with non-string keys,
+    // no non-finite floats.
+    if serde_json::to_writer(&mut *buf, rec).is_ok() {
+        buf.push(b'\n');
+    }
+}
+
+impl Registry {
+    /// Opens (or creates) the durable registry in `dir`: loads its snapshot
+    /// and log, so the resources registered before a restart are there with
+    /// their handles. `now_ms` names files moved aside. See [`super::persist`]
+    /// for what the directory holds and what a crash can lose.
+    pub fn open(
+        dir: &Path,
+        limits: RegistryLimits,
+        opts: RegistryOptions,
+        now_ms: TimestampMs,
+    ) -> Result<(Registry, OpenReport), OpenError> {
+        let started = Instant::now();
+        fsx::ensure_private_dir(dir, "resource registry directory").map_err(OpenError::Dir)?;
+        let dir_uid = std::fs::metadata(dir)
+            .map_err(io_err(dir, "inspect"))?
+            .uid();
+        let key_path = dir.join(KEY_FILE);
+        let snap_path = dir.join(SNAPSHOT_FILE);
+        let log_path = dir.join(LOG_FILE);
+        check_file(&key_path, dir_uid)?;
+        let has_snapshot = check_file(&snap_path, dir_uid)?;
+        let has_log = check_file(&log_path, dir_uid)?;
+        // A stray `snapshot.new` is a compaction that did not finish: the
+        // snapshot and log it would have replaced are whole.
+        let _ = std::fs::remove_file(dir.join(NEW_SNAPSHOT));
+        let key: [u8; 16] =
+            fsx::load_or_create_secret(&key_path).map_err(|e| OpenError::Untrusted {
+                path: key_path.clone(),
+                why: e.to_string(),
+            })?;
+
+        let mut g = Inner::new(&opts);
+        let mut report = OpenReport::default();
+        let corrupt = |path: &Path, why: String| OpenError::Corrupt {
+            path: path.to_owned(),
+            why,
+            moved: move_aside(dir, now_ms),
+        };
+
+        let mut generation = 0;
+        let mut snapshot_bytes = 0;
+        if has_snapshot {
+            let mut head = None;
+            let mut end = None;
+            let mut records = 0u64;
+            let ending = read_lines(&snap_path, snapshot_bound(&limits, &opts), |rec| {
+                if end.is_some() {
+                    return Err("a line after the end line".into());
+                }
+                records += 1;
+                match rec {
+                    Rec::Head {
+                        v,
+                        generation,
+                        next,
+                    } if head.is_none() && records == 1 => {
+                        if v != FORMAT {
+                            return Err(format!("format {v}, this Warden reads {FORMAT}"));
+                        }
+                        head = Some(generation);
+                        g.next = next;
+                        Ok(())
+                    }
+                    _ if head.is_none() => Err("no head line".into()),
+                    Rec::End { records: n } => {
+                        end = Some(n);
+                        // Not counting the head and the end line itself.
+                        if n != records - 2 {
+                            return Err(format!(
+                                "the end line counts {n} lines, not {}",
+                                records - 2
+                            ));
+                        }
+                        Ok(())
+                    }
+                    rec => apply(&mut g, rec),
+                }
+            })?;
+            match ending {
+                Ok(Ending::Whole { .. }) if end.is_some() => {}
+                Ok(_) => return Err(corrupt(&snap_path, "it ends early: no end line".into())),
+                Err(why) => return Err(corrupt(&snap_path, why)),
+            }
+            generation = head.unwrap_or(0);
+            report.snapshot_records = records;
+            snapshot_bytes = std::fs::metadata(&snap_path).map_or(0, |m| m.len());
+        }
+
+        let mut log = None;
+        let mut log_bytes = 0;
+        if has_log {
+            let mut log_gen = None;
+            let mut records = 0u64;
+            let ending = read_lines(&log_path, log_bound(&limits, &opts), |rec| {
+                records += 1;
+                match rec {
+                    Rec::Head { v, generation, .. } if records == 1 => {
+                        if v != FORMAT {
+                            return Err(format!("format {v}, this Warden reads {FORMAT}"));
+                        }
+                        log_gen = Some(generation);
+                        Ok(())
+                    }
+                    _ if log_gen.is_none() => Err("no head line".into()),
+                    // Stale: already in the snapshot.
+                    _ if log_gen < Some(generation) => Ok(()),
+                    rec => apply(&mut g, rec),
+                }
+            })?;
+            let ending = match ending {
+                Ok(e) => e,
+                Err(why) => return Err(corrupt(&log_path, why)),
+            };
+            match log_gen {
+                Some(lg) if lg > generation && !has_snapshot => {
+                    return Err(OpenError::MissingSnapshot {
+                        path: log_path,
+                        generation: lg,
+                    });
+                }
+                Some(lg) if lg > generation => {
+                    return Err(corrupt(
+                        &log_path,
+                        format!(
+                            "it continues snapshot generation {lg}, the snapshot is {generation}"
+                        ),
+                    ));
+                }
+                Some(lg) if lg < generation => report.stale_log = true,
+                Some(_) => {
+                    report.log_records = records.saturating_sub(1);
+                    let kept = match ending {
+                        Ending::Whole { bytes } => bytes,
+                        Ending::Torn { kept, dropped } => {
+                            report.torn_tail = Some(TornTail {
+                                path: log_path.clone(),
+                                kept_bytes: kept,
+                                dropped_bytes: dropped,
+                            });
+                            kept
+                        }
+                    };
+                    // Cut a torn tail off, so the next record starts a line.
+                    let f = fsx::private_append()
+                        .open(&log_path)
+                        .map_err(io_err(&log_path, "open"))?;
+                    if report.torn_tail.is_some() {
+                        f.set_len(kept)
+                            .map_err(io_err(&log_path, "cut the torn tail of"))?;
+                        f.sync_all().map_err(io_err(&log_path, "sync"))?;
+                    }
+                    log_bytes = kept;
+                    log = Some(f);
+                }
+                // A log cut before its head line ended: nothing in it.
+                None => {}
+            }
+        }
+        let log_records = report.log_records;
+        let log = match log {
+            Some(f) => f,
+            None => {
+                log_bytes = head_line(generation, g.next).len() as u64;
+                new_log(dir, generation, g.next).map_err(io_err(&log_path, "create"))?
+            }
+        };
+        g.trail.unsaved = 0;
+        g.pending = Some(Vec::new());
+        report.resources = g.entries.len();
+        report.elapsed = started.elapsed();
+        let registry = Registry {
+            inner: RwLock::new(g),
+            handles: Handles::with_key(key),
+            limits,
+            opts,
+            store: Some(Mutex::new(Store {
+                dir: dir.to_owned(),
+                log: Some(log),
+                generation,
+                log_records,
+                log_bytes,
+                snapshot_bytes,
+                retry: Vec::new(),
+                retry_records: 0,
+            })),
+        };
+        Ok((registry, report))
+    }
+
+    /// Writes the changes since the last flush to the log and fsyncs it;
+    /// past the log's bound, writes a new snapshot instead and starts a new
+    /// log. The daemon calls it on an interval and at shutdown. A registry
+    /// in memory has nothing to flush. On failure the changes stay in
+    /// memory for the next flush.
+    ///
+    /// A compaction holds the registry's lock while it writes the snapshot
+    /// (to the page cache; the fsync and the read-back come after): about a
+    /// second per million resources, once per as many changes as there are
+    /// resources.
+    pub fn flush(&self) -> Result<FlushReport, FlushError> {
+        let Some(store) = &self.store else {
+            return Ok(FlushReport::default());
+        };
+        let mut st = store.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = self.write();
+        let mut lines = std::mem::take(&mut st.retry);
+        let mut records = std::mem::take(&mut st.retry_records);
+        records += drain(&mut g, &mut lines);
+        // Past the bounds, and past the snapshot's own size: a snapshot
+        // costs its whole size to write, so a log as long as the snapshot
+        // pays for it, and a restart replays at most about twice the
+        // registry. (A fixed bound would rewrite a registry of a million
+        // resources every few seconds under load.)
+        let due = st.log_records + records > self.opts.compact_records.max(g.entries.len() as u64)
+            || st.log_bytes + lines.len() as u64 > self.opts.compact_bytes.max(st.snapshot_bytes)
+            || st.log.is_none();
+        if due {
+            match st.compact(g) {
+                Ok(()) => {
+                    return Ok(FlushReport {
+                        records: 0,
+                        compacted: true,
+                    });
+                }
+                Err(e) if st.log.is_none() => {
+                    // The snapshot is in place but no log follows it: these
+                    // lines wait for one.
+                    st.retry = lines;
+                    st.retry_records = records;
+                    return Err(e);
+                }
+                // The old snapshot and log stand: the lines go to the log.
+                Err(_) => {}
+            }
+        } else {
+            drop(g);
+        }
+        if lines.is_empty() {
+            return Ok(FlushReport::default());
+        }
+        match st.append(&lines) {
+            Ok(()) => {
+                st.log_records += records;
+                st.log_bytes += lines.len() as u64;
+                Ok(FlushReport {
+                    records,
+                    compacted: false,
+                })
+            }
+            Err(e) => {
+                st.retry = lines;
+                st.retry_records = records;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Moves the changes waiting in `g` into `out` as log lines; returns how
+/// many.
+fn drain(g: &mut Inner, out: &mut Vec<u8>) -> u64 {
+    let mut n = 0;
+    let pending = g.pending.as_mut().map(std::mem::take).unwrap_or_default();
+    for p in pending {
+        match p {
+            Pending::Reg(seq) => {
+                // Released since: its release record is enough.
+                let Some(e) = g.entries.get(seq) else {
+                    continue;
+                };
+                push_line(out, &Rec::Reg(RegRec::of(e)));
+            }
+            Pending::Rel {
+                seq,
+                at_ms,
+                action,
+                actor,
+            } => push_line(
+                out,
+                &Rec::Rel {
+                    seq,
+                    at: at_ms,
+                    action,
+                    by: Cow::Borrowed(&actor),
+                },
+            ),
+            Pending::Orphan { seq, at_ms } => push_line(out, &Rec::Orphan { seq, at: at_ms }),
+        }
+        n += 1;
+    }
+    for seq in std::mem::take(&mut g.touched) {
+        if let Some(e) = g.entries.get_mut(seq) {
+            e.flags &= !store::TOUCHED;
+            let at = e.accessed_ms;
+            push_line(out, &Rec::Touch { seq, at });
+            n += 1;
+        }
+    }
+    for e in g.trail.unsaved() {
+        push_line(out, &audit_rec(e));
+        n += 1;
+    }
+    g.trail.unsaved = 0;
+    n
+}
+
+fn audit_rec(e: &Event) -> Rec<'_> {
+    Rec::Audit {
+        seq: e.seq,
+        at: e.at_ms,
+        action: e.action,
+        by: Cow::Borrowed(&e.actor),
+        name: Cow::Borrowed(&e.name),
+    }
+}
+
+impl Store {
+    fn err(&self, action: &'static str) -> impl FnOnce(io::Error) -> FlushError + '_ {
+        move |source| FlushError {
+            dir: self.dir.clone(),
+            action,
+            source,
+        }
+    }
+
+    /// Appends `lines` to the log and fsyncs it; on failure cuts the log
+    /// back to where it was, so a half-written line cannot glue itself to
+    /// the next.
+    fn append(&mut self, lines: &[u8]) -> Result<(), FlushError> {
+        let Some(log) = self.log.as_mut() else {
+            return Err(FlushError {
+                dir: self.dir.clone(),
+                action: "append to the log",
+                source: io::Error::other("no log: the last compaction did not start one"),
+            });
+        };
+        let result = log.write_all(lines).and_then(|()| log.sync_data());
+        if let Err(e) = result {
+            let _ = log.set_len(self.log_bytes);
+            let _ = log.seek(io::SeekFrom::End(0));
+            return Err(self.err("append to the log")(e));
+        }
+        Ok(())
+    }
+
+    /// Writes a snapshot of `g` (releasing the entries' lock once it is
+    /// written, before the fsync), reads it back whole, puts it in place
+    /// and starts a new log.
+    fn compact(&mut self, g: std::sync::RwLockWriteGuard<'_, Inner>) -> Result<(), FlushError> {
+        let generation = self.generation + 1;
+        let mut count = 0u64;
+        let mut next = 0;
+        fsx::write_atomic_with(&self.dir, NEW_SNAPSHOT, |f| {
+            let g = g;
+            next = g.next;
+            let mut w = io::BufWriter::with_capacity(1 << 20, f);
+            let mut buf = head_line(generation, g.next);
+            let mut put = |buf: &mut Vec<u8>, rec: &Rec<'_>, w: &mut io::BufWriter<&mut File>| {
+                push_line(buf, rec);
+                count += 1;
+                let r = w.write_all(buf);
+                buf.clear();
+                r
+            };
+            w.write_all(&buf)?;
+            buf.clear();
+            for e in g.entries.iter() {
+                put(&mut buf, &Rec::Reg(RegRec::of(e)), &mut w)?;
+            }
+            for (seq, r) in &g.released {
+                put(
+                    &mut buf,
+                    &Rec::Tomb {
+                        seq: *seq,
+                        at: r.at_ms,
+                        policy: Cow::Borrowed(&r.by_policy),
+                    },
+                    &mut w,
+                )?;
+            }
+            for e in g.trail.iter() {
+                put(&mut buf, &audit_rec(e), &mut w)?;
+            }
+            drop(g);
+            push_line(&mut buf, &Rec::End { records: count });
+            w.write_all(&buf)?;
+            w.flush()
+        })
+        .map_err(self.err("write a new snapshot"))?;
+        // Read back whole before it replaces the old one.
+        let new = self.dir.join(NEW_SNAPSHOT);
+        let mut lines = 0u64;
+        let mut end = None;
+        let read = read_lines(&new, u64::MAX, |rec| {
+            lines += 1;
+            if let Rec::End { records } = rec {
+                end = Some(records);
+            }
+            Ok(())
+        });
+        let whole = matches!(read, Ok(Ok(Ending::Whole { .. })))
+            && end == Some(count)
+            && lines == count + 2;
+        if !whole {
+            let _ = std::fs::remove_file(&new);
+            return Err(self.err("read back the new snapshot")(io::Error::other(
+                "it did not read back as written",
+            )));
+        }
+        let snapshot_bytes = std::fs::metadata(&new).map_or(0, |m| m.len());
+        std::fs::rename(&new, self.dir.join(SNAPSHOT_FILE))
+            .and_then(|()| fsx::sync_dir(&self.dir))
+            .map_err(self.err("put the new snapshot in place"))?;
+        // From here the old log is stale whatever happens.
+        self.generation = generation;
+        self.snapshot_bytes = snapshot_bytes;
+        self.log = None;
+        self.log_records = 0;
+        let log = new_log(&self.dir, generation, next).map_err(self.err("start a new log"))?;
+        self.log_bytes = log.metadata().map(|m| m.len()).unwrap_or(0);
+        self.log = Some(log);
+        Ok(())
+    }
+}
