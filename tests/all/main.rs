@@ -41,8 +41,9 @@
 //!   to the daemon: breakers, retry budget, fallbacks, restarts, bad input.
 //! - `recovery_guard`: the same service called through the library's guard,
 //!   in-process, with a hand-moved clock.
-//! - `discovery`: what a watched process holds, read by the daemon and
-//!   listed by the API.
+//! - `resources`: registered resources across a restart, their audit
+//!   trail and orphans; what a watched process holds, read by the daemon
+//!   and listed by the API.
 
 /// Fails to compile unless a test function named after the guest exists in scope.
 macro_rules! assert_test_exists {
@@ -61,7 +62,6 @@ mod cli;
 mod compat;
 mod containment;
 mod daemon;
-mod discovery;
 mod exposure;
 mod expressions;
 mod faults;
@@ -74,6 +74,7 @@ mod policies;
 mod recovery;
 mod recovery_guard;
 mod replay;
+mod resources;
 mod scaffold;
 mod triggers;
 mod util;

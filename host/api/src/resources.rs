@@ -9,6 +9,8 @@
 //!   releasing another owner's resource takes `?force=true`, and is logged.
 //! - `GET /api/v1/resources[?kind=&owner=&name_prefix=&limit=]` lists them;
 //!   `GET /api/v1/resources/{handle}` shows one.
+//! - `GET /api/v1/resources/audit[?handle=&limit=]`: who registered, used
+//!   (at most once a minute per resource) and released what, newest first.
 //! - With `?process=NAME|PID`, or a `kind` discovery finds
 //!   (`file-descriptor`, `socket`, `thread`, `process`), the list also holds
 //!   what watched processes hold, as discovery last read it (each with
@@ -49,6 +51,7 @@ pub(super) fn routes() -> Router<AppState> {
                 .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY)),
         )
         .route("/api/v1/resources/discovery", get(discovery))
+        .route("/api/v1/resources/audit", get(audit))
         .route("/api/v1/resources/{handle}", get(show).delete(release))
         .route("/api/v1/resources/{handle}/access", post(access))
 }
@@ -190,15 +193,24 @@ fn gone_or_missing(s: &AppState, handle: u64) -> ApiError {
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessQuery {
+    /// Who uses it, for the audit trail.
+    owner: Option<String>,
+}
+
 async fn access(
     State(s): State<AppState>,
     Path(handle): Path<String>,
+    Q(q): Q<AccessQuery>,
 ) -> Result<StatusCode, ApiError> {
     let handle = parse_handle(&handle)?;
+    let caller = registry::Actor::Caller(q.owner.unwrap_or_default());
     if s.scheduler
         .context()
         .registry
-        .touch(handle, warden_core::clock::now_ms())
+        .touch_by(handle, &caller, warden_core::clock::now_ms())
     {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -243,7 +255,11 @@ async fn release(
         }
         tracing::warn!(handle, owner = %found.owner, caller = ?q.owner, "a resource was released by force by a caller that is not its owner");
     }
-    if registry.release(handle) {
+    let caller = registry::Actor::Caller(q.owner.unwrap_or_default());
+    if registry
+        .release_by(handle, &caller, warden_core::clock::now_ms())
+        .is_some()
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(gone_or_missing(&s, handle))
@@ -327,6 +343,29 @@ async fn list(
         );
     }
     Ok(Json(out))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    /// One resource's trail only.
+    handle: Option<String>,
+    /// At most this many events, newest first (default 100).
+    limit: Option<usize>,
+}
+
+/// Who registered, used and released what, newest first.
+async fn audit(
+    State(s): State<AppState>,
+    Q(q): Q<AuditQuery>,
+) -> Result<Json<Vec<registry::AuditEvent>>, ApiError> {
+    let handle = q.handle.as_deref().map(parse_handle).transpose()?;
+    Ok(Json(
+        s.scheduler
+            .context()
+            .registry
+            .audit(handle, q.limit.unwrap_or(100).min(10_000)),
+    ))
 }
 
 /// When discovery last read the watched processes, how long it took, what

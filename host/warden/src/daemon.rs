@@ -23,6 +23,12 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9715";
 /// The largest daemon config file read.
 pub const MAX_CONFIG_FILE_BYTES: u64 = 1 << 20;
 
+/// How often the resource registry's log is written: what a crash may lose.
+const REGISTRY_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
+/// Every this many flushes, resources whose owner process is gone are marked
+/// orphans (15 s).
+const ORPHAN_SWEEP_TICKS: u64 = 15;
+
 /// How the daemon runs. Every field has a default, so no config file is needed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,9 +74,17 @@ pub struct ResourcesConfig {
     /// Bytes of their names, owners and labels (default 256MiB).
     #[serde(default = "default_registry_bytes")]
     pub max_bytes: warden_core::values::ByteSize,
+    /// Register, access and release events kept in the audit trail
+    /// (default 10,000).
+    #[serde(default = "default_audit_events")]
+    pub audit_events: usize,
     /// What watched processes hold, read at an interval.
     #[serde(default)]
     pub discovery: DiscoveryConfig,
+}
+
+fn default_audit_events() -> usize {
+    warden_resources::RegistryOptions::default().audit_events
 }
 
 impl Default for ResourcesConfig {
@@ -78,6 +92,7 @@ impl Default for ResourcesConfig {
         ResourcesConfig {
             max_tracked: default_max_tracked(),
             max_bytes: default_registry_bytes(),
+            audit_events: default_audit_events(),
             discovery: DiscoveryConfig::default(),
         }
     }
@@ -411,12 +426,37 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         config.evaluations.max_concurrent > 0,
         "evaluations.max_concurrent: must be at least 1"
     );
-    let registry = Arc::new(warden_resources::Registry::with_limits(
-        warden_resources::RegistryLimits {
+    anyhow::ensure!(
+        config.resources.audit_events > 0,
+        "resources.audit_events: must be at least 1"
+    );
+    // Registered resources, their handles and the audit trail survive a
+    // restart (see `warden_resources::registry::persist`).
+    let registry = {
+        let dir = data_dir.join("resources");
+        let limits = warden_resources::RegistryLimits {
             max_tracked: config.resources.max_tracked,
             max_bytes: usize::try_from(config.resources.max_bytes.0).unwrap_or(usize::MAX),
-        },
-    ));
+        };
+        let opts = warden_resources::RegistryOptions {
+            audit_events: config.resources.audit_events,
+            ..warden_resources::RegistryOptions::default()
+        };
+        let (registry, report) = tokio::task::spawn_blocking(move || {
+            warden_resources::Registry::open(&dir, limits, opts, warden_core::clock::now_ms())
+        })
+        .await?
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(torn) = &report.torn_tail {
+            tracing::warn!(%torn, "the resource log was cut short by a crash; the records before the cut were loaded");
+        }
+        tracing::info!(
+            resources = report.resources,
+            took_ms = report.elapsed.as_millis() as u64,
+            "registered resources loaded"
+        );
+        Arc::new(registry)
+    };
     let discovery = &config.resources.discovery;
     anyhow::ensure!(
         discovery.every.0 >= std::time::Duration::from_secs(1),
@@ -512,6 +552,32 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
             }
         });
     }
+    {
+        // The registry's log is written each second (a crash loses at most
+        // that), and owners are checked for life every 15 s.
+        let registry = Arc::clone(&registry);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REGISTRY_FLUSH);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut ticks = 0u64;
+            loop {
+                tick.tick().await;
+                ticks += 1;
+                let r = Arc::clone(&registry);
+                let sweep = ticks.is_multiple_of(ORPHAN_SWEEP_TICKS);
+                let _ = tokio::task::spawn_blocking(move || {
+                    if sweep {
+                        let swept = r.sweep_orphans(warden_core::clock::now_ms());
+                        tracing::debug!(?swept, "orphan sweep");
+                    }
+                    if let Err(e) = r.flush() {
+                        tracing::error!(error = %e, "cannot write the resource log; retrying in a second");
+                    }
+                })
+                .await;
+            }
+        });
+    }
     if discovery.enabled {
         let limits = warden_resources::discover::Limits {
             max_per_kind: discovery.max_per_kind,
@@ -599,9 +665,13 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     warden_api::serve::serve(listener, app, limits, Arc::default(), shutdown()).await;
     // Everything accepted before the signal is written before exit, and
     // findings refreshed since their last save are saved.
+    let resources = Arc::clone(&registry);
     tokio::task::spawn_blocking(move || {
         pipeline.shutdown();
         kept.findings().flush();
+        if let Err(e) = resources.flush() {
+            tracing::error!(error = %e, "cannot write the resource log at shutdown");
+        }
     })
     .await?;
     if let Err(e) = tokio::task::spawn_blocking(move || recovery.save(true)).await? {

@@ -1,0 +1,165 @@
+//! Resources through the daemon: registered ones across a restart, with
+//! their audit trail and orphans; and discovery, a watched process (this
+//! test, by pid) holding a listening socket and a child, read at an interval
+//! and listed by `GET /api/v1/resources?kind=…&process=…`.
+
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::api::{QUIET, daemon};
+use crate::daemon::Daemon;
+use crate::http::{call, wait};
+
+#[test]
+fn registered_resources_keep_their_handles_and_trail_across_a_restart_and_orphans_show() {
+    let d = daemon(&[], QUIET);
+    let mut owner = Command::new("sleep").arg("60").spawn().unwrap();
+    let register = |d: &Daemon, name: &str, pid: Option<u32>| {
+        let (status, v) = call(
+            "POST",
+            &d.addr,
+            "/api/v1/resources",
+            Some(&json!({"kind": "app-object", "name": name, "owner": "svc", "pid": pid})),
+        );
+        assert_eq!(status, 201, "{v}");
+        v["handle"].as_u64().unwrap()
+    };
+    let kept = register(&d, "cache/kept", Some(owner.id()));
+    let gone = register(&d, "cache/gone", None);
+    assert_eq!(
+        call(
+            "DELETE",
+            &d.addr,
+            &format!("/api/v1/resources/{gone}?owner=svc"),
+            None
+        )
+        .0,
+        204
+    );
+    // Past one flush of the log.
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    let dir = d.stop();
+
+    let d = Daemon::start_in(dir, Some(QUIET));
+    let (status, v) = call("GET", &d.addr, &format!("/api/v1/resources/{kept}"), None);
+    assert_eq!(
+        (status, &v["name"], &v["orphan"]),
+        (200, &"cache/kept".into(), &false.into()),
+        "{v}"
+    );
+    assert_eq!(
+        call("GET", &d.addr, &format!("/api/v1/resources/{gone}"), None).0,
+        404
+    );
+    // A new registration gets a handle never given before.
+    let third = register(&d, "cache/third", None);
+    assert!(third != kept && third != gone);
+    let (_, trail) = call("GET", &d.addr, "/api/v1/resources/audit", None);
+    let seen: Vec<(String, String)> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].to_string(), e["handle"].to_string()))
+        .collect();
+    assert!(
+        seen.iter()
+            .any(|(a, h)| a.contains("release") && *h == gone.to_string()),
+        "{trail}"
+    );
+    assert!(
+        seen.iter()
+            .any(|(a, h)| a.contains("register") && *h == kept.to_string()),
+        "{trail}"
+    );
+
+    // Its owner exits: within a sweep (15 s) it is an orphan.
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    wait("the resource marked an orphan", 40, || {
+        call("GET", &d.addr, &format!("/api/v1/resources/{kept}"), None).1["orphan"] == true
+    });
+}
+
+#[test]
+fn the_daemon_lists_what_a_watched_process_holds() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+    let me = std::process::id();
+    let config = format!(
+        "metrics:\n  collect:\n    interval: 1s\n    processes:\n      - {{name: tester, pid: {me}}}\n  persist:\n    enabled: false\nresources:\n  discovery:\n    every: 1s\n"
+    );
+    let d = daemon(&[], &config);
+    let mut summary = serde_json::Value::Null;
+    wait("a discovery cycle over the watched process", 30, || {
+        summary = call("GET", &d.addr, "/api/v1/resources/discovery", None).1;
+        summary["processes"][0]["process"] == "tester"
+    });
+    let p = &summary["processes"][0];
+    assert_eq!(p["pid"], me);
+    assert!(p["fds"].as_u64().unwrap() >= 4, "{summary}");
+    assert!(p["threads"].as_u64().unwrap() >= 1, "{summary}");
+
+    // Sockets of the process, by its selector's name.
+    let (status, sockets) = call(
+        "GET",
+        &d.addr,
+        "/api/v1/resources?kind=socket&process=tester",
+        None,
+    );
+    assert_eq!(status, 200, "{sockets}");
+    let name = format!("tcp {}", listener.local_addr().unwrap());
+    let l = sockets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name.as_str())
+        .unwrap_or_else(|| panic!("{name} in {sockets}"));
+    assert_eq!(
+        (&l["labels"]["state"], &l["owner"], &l["source"], &l["pid"]),
+        (
+            &"listen".into(),
+            &"tester".into(),
+            &"discovered".into(),
+            &me.into()
+        ),
+        "{l}"
+    );
+    assert!(
+        sockets
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["kind"] == "socket"),
+        "{sockets}"
+    );
+
+    // Its children, by pid.
+    let (_, children) = call(
+        "GET",
+        &d.addr,
+        &format!("/api/v1/resources?kind=process&process={me}"),
+        None,
+    );
+    assert!(
+        children
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(
+                |c| c["labels"]["child_pid"] == child.id().to_string().as_str()
+                    && c["name"] == "sleep"
+            ),
+        "{children}"
+    );
+    // A process nobody watches holds nothing here.
+    let (_, none) = call(
+        "GET",
+        &d.addr,
+        "/api/v1/resources?kind=socket&process=nobody",
+        None,
+    );
+    assert_eq!(none.as_array().map(Vec::len), Some(0), "{none}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
