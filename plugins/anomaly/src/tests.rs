@@ -47,12 +47,15 @@ fn tune() {
             let found = if online {
                 let thr = m.spike_threshold(&d.0.sensitivity, scenarios::STEP_MS as f64);
                 let sc = m.observe(t, values[i], &d.0.sensitivity);
-                // TRACE=series,from,to: the model's state sample by sample.
+                // TRACE=series,from,to[,step]: the model's state sample by sample
+                // (every step-th).
                 if let Ok(tr) = std::env::var("TRACE") {
                     let p: Vec<usize> = tr.split(',').map(|x| x.parse().unwrap()).collect();
-                    if p[0] == si && (p[1]..p[2]).contains(&i) {
+                    let step = p.get(3).copied().unwrap_or(1);
+                    if p[0] == si && (p[1]..p[2]).contains(&i) && (i - p[1]).is_multiple_of(step) {
                         println!(
-                            "{i} v {:.3} exp {:.3} lvl {:.3} base {:.3} z {:.2} spread {:.3} sm {:.2} cu {:.1}/{:.1} var {:.2} d {} {:?} {:.2}",
+                            "{i} rho {:.2} v {:.3} exp {:.3} lvl {:.3} base {:.3} z {:.2} spread {:.3} sm {:.2} cu {:.1}/{:.1} var {:.2}/{:.1} at {:.3} d {} {:?} {:.2}",
+                            m.lag_product / m.square,
                             values[i],
                             sc.expected,
                             m.level,
@@ -63,6 +66,8 @@ fn tune() {
                             m.cusum_high,
                             m.cusum_low,
                             m.variance,
+                            m.scale_cusum,
+                            m.spread_at(t),
                             m.daily_on,
                             sc.anomaly,
                             sc.strength
@@ -142,6 +147,13 @@ fn tune() {
             if let Some(d) = h {
                 e.1 += 1;
                 e.2.push(d);
+                // DELAYS=1: each detection's delay, to see what is slow.
+                if std::env::var("DELAYS").is_ok() {
+                    println!(
+                        "HIT series {si} {:?} {}..{} delay {d} ({:?}, seasonal {}, counter {})",
+                        w.kind, w.start, w.end, s.noise, s.seasonal, s.counter
+                    );
+                }
             } else if std::env::var("V").is_ok() {
                 println!(
                     "MISS series {si} {:?} {}..{} ({:?}, seasonal {}, counter {})",
@@ -170,7 +182,10 @@ fn tune() {
     for (k, (n, d, ds)) in &per_kind {
         let mut ds = ds.clone();
         ds.sort_unstable();
-        println!("{k:16} {d}/{n} median delay {:?}", ds.get(ds.len() / 2));
+        println!(
+            "{k:16} {d}/{n} median delay {:?}",
+            ds.get(ds.len().saturating_sub(1) / 2)
+        );
         total += n;
         detected += d;
         delays.extend(ds);
@@ -181,7 +196,7 @@ fn tune() {
         100.0 * detected as f64 / total as f64,
         100.0 * detected as f64 / (detected + false_alarms) as f64,
         n * days,
-        delays.get(delays.len() / 2)
+        delays.get(delays.len().saturating_sub(1) / 2)
     );
     println!("false alarms by noise: {by_noise:?}");
 }
