@@ -337,15 +337,18 @@ fn normalise_cgroup(path: &str) -> Option<String> {
 /// by selector name: what resource discovery reads, so both agree on which
 /// processes are watched.
 #[derive(Debug, Default)]
-pub struct WatchedPids(std::sync::RwLock<Arc<Vec<(String, Vec<u32>)>>>);
+pub struct WatchedPids(std::sync::RwLock<Arc<Matched>>);
+
+/// Each selector's name and the pids it matched.
+pub type Matched = Vec<(String, Vec<u32>)>;
 
 impl WatchedPids {
     /// Returns the last cycle's matches.
-    pub fn current(&self) -> Arc<Vec<(String, Vec<u32>)>> {
+    pub fn current(&self) -> Arc<Matched> {
         Arc::clone(&self.0.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    fn publish(&self, matched: Vec<(String, Vec<u32>)>) {
+    fn publish(&self, matched: Matched) {
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(matched);
     }
 }
