@@ -135,12 +135,18 @@ impl CleanupStrategy for Adversary {
                 );
             }
             "list-sockets" => {
-                // Registered sockets, then those watched processes hold.
+                // Registered sockets, then the listeners watched processes
+                // hold: what a test can pin down while tests beside it open
+                // and close connections by the thousand.
                 let filter = warden_sdk::resources::Filter {
                     kinds: vec![warden_sdk::resources::ResourceKind::Socket],
                     ..Default::default()
                 };
-                for r in warden_sdk::resources::list(filter)?.iter() {
+                let listed = warden_sdk::resources::list(filter)?;
+                for r in listed
+                    .iter()
+                    .filter(|r| r.label("state").is_none_or(|s| s == "listen"))
+                {
                     plan.notify(
                         &format!("{} {} {:?}", r.name(), r.owner(), r.label("state")),
                         "listed",
