@@ -86,6 +86,11 @@ impl Daemon {
 
     /// GET `path` with the token; the status and the body as JSON (`Null`
     /// if it is not JSON, or the request failed).
+    /// The `authorization` header value the daemon's token makes.
+    pub(crate) fn bearer(&self) -> &str {
+        &self.bearer
+    }
+
     pub(crate) fn get(&self, path: &str) -> (u16, serde_json::Value) {
         match self
             .agent
