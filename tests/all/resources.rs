@@ -163,3 +163,132 @@ fn the_daemon_lists_what_a_watched_process_holds() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A copy of `sleep` under `name`, started: its command is `name`.
+fn named_sleeper(dir: &std::path::Path, name: &str) -> std::process::Child {
+    let exe = dir.join(name);
+    if !exe.exists() {
+        let sleep = ["/usr/bin/sleep", "/bin/sleep"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("sleep");
+        std::fs::copy(sleep, &exe).unwrap();
+    }
+    Command::new(&exe).arg("120").spawn().unwrap()
+}
+
+fn reaper(victim: &str, signals: &str, signal: i32, dry_run: bool) -> String {
+    format!(
+        "policies:\n  - name: reaper\n    kind: cleanup\n    plugin: {}\n    trigger: manual\n    dry_run: {dry_run}\n    scope:\n      processes: {{names: [{victim}]}}\n      signals: {signals}\n    config: {{mode: kill-all, count: {signal}}}\n",
+        warden_plugins::ADVERSARY_COMPONENT
+    )
+}
+
+#[test]
+fn a_cleanup_policy_signals_only_the_processes_and_with_the_signals_its_scope_names() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let bin = tempfile::tempdir().unwrap();
+    // Names of this test only: tests beside it run `sleep` too.
+    let victim = format!("wv{}", std::process::id());
+    let bystander = format!("wb{}", std::process::id());
+    let mut victims = [
+        named_sleeper(bin.path(), &victim),
+        named_sleeper(bin.path(), &victim),
+    ];
+    let mut other = named_sleeper(bin.path(), &bystander);
+    let alive = |c: &mut std::process::Child| c.try_wait().unwrap().is_none();
+
+    // A signal the scope does not name is refused; a dry run signals nothing.
+    for (text, why) in [
+        (reaper(&victim, "[TERM]", 9, false), "not in scope.signals"),
+        (reaper(&victim, "[TERM]", 15, true), ""),
+    ] {
+        let d = daemon(&[("reaper.yaml", &text)], QUIET);
+        let (status, runs) = call("POST", &d.addr, "/api/v1/policies/reaper/run", None);
+        assert_eq!(status, 200, "{runs}");
+        let shown = call(
+            "GET",
+            &d.addr,
+            "/api/v1/cleanup/history?policy=reaper",
+            None,
+        )
+        .1
+        .to_string();
+        assert!(shown.contains(why), "{why} in {shown}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(victims.iter_mut().all(alive), "{shown}");
+    }
+
+    let d = daemon(
+        &[("reaper.yaml", &reaper(&victim, "[TERM]", 15, false))],
+        QUIET,
+    );
+    let (status, runs) = call("POST", &d.addr, "/api/v1/policies/reaper/run", None);
+    assert_eq!(status, 200, "{runs}");
+    for v in &mut victims {
+        assert_eq!(v.wait().unwrap().signal(), Some(libc::SIGTERM), "{runs}");
+    }
+    assert!(
+        alive(&mut other),
+        "a process out of scope was signalled: {runs}"
+    );
+    other.kill().unwrap();
+    other.wait().unwrap();
+}
+
+#[test]
+fn process_scopes_that_cannot_mean_anything_are_refused_at_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for (scope, field, says) in [
+        (
+            "processes: {names: [x]}",
+            "scope.signals",
+            "needs the signals",
+        ),
+        (
+            "signals: [TERM]",
+            "scope.processes",
+            "needs `scope.processes`",
+        ),
+        (
+            "processes: {}\n      signals: [TERM]",
+            "scope.processes",
+            "name the processes",
+        ),
+        (
+            "processes: {cgroups: [system.slice]}\n      signals: [TERM]",
+            "scope.processes.cgroups[0]",
+            "absolute cgroup path",
+        ),
+    ] {
+        let file = dir.path().join("p.yaml");
+        std::fs::write(
+            &file,
+            format!("policies:\n  - name: p\n    kind: cleanup\n    plugin: temp-files\n    trigger: manual\n    scope:\n      {scope}\n    config: {{max_age: 1d}}\n"),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["check", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{said}");
+        // Located at the field's line (`scope:` when the field is absent).
+        let line = if scope.starts_with(
+            field
+                .trim_start_matches("scope.")
+                .split('.')
+                .next()
+                .unwrap_or(""),
+        ) {
+            7
+        } else {
+            6
+        };
+        assert!(
+            said.contains(&format!("p.yaml:{line}:")) && said.contains(says),
+            "{field}: {says} in {said}"
+        );
+    }
+}

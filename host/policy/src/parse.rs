@@ -298,6 +298,7 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
             allow_system_paths: spec.allow_system_paths,
         };
         let scope_paths = check_scope(&spec.scope, cx, &protected, &mut fail);
+        check_processes(spec, &mut fail);
         match (spec.kind, &spec.quota) {
             (PolicyKind::Quota, Some(q)) => check_quota(q, &mut fail),
             (PolicyKind::Quota, None) => fail(
@@ -715,6 +716,54 @@ fn check_scope(
         }
     }
     paths
+}
+
+/// `scope.processes` and `scope.signals` go together, on cleanup policies:
+/// the processes a policy may signal, and with what.
+fn check_processes(spec: &PolicySpec, fail: &mut impl FnMut(&str, String)) {
+    let scope = &spec.scope;
+    // Recovery policies refuse both with their own reason.
+    if spec.kind == PolicyKind::Recovery {
+        return;
+    }
+    let set = scope.processes.is_some() || !scope.signals.is_empty();
+    if set && spec.kind != PolicyKind::Cleanup {
+        fail(
+            "scope.processes",
+            format!(
+                "`scope.processes` and `scope.signals` say which processes a cleanup policy may signal; a {} policy sends none",
+                spec.kind.name()
+            ),
+        );
+        return;
+    }
+    match &scope.processes {
+        Some(p) if p.names.is_empty() && p.users.is_empty() && p.cgroups.is_empty() => fail(
+            "scope.processes",
+            "name the processes it may signal: `names` (command or argv[0] basename), `users` and/or `cgroups`; an empty selector would match every process of Warden's user".into(),
+        ),
+        Some(_) if scope.signals.is_empty() => fail(
+            "scope.signals",
+            "`scope.processes` needs the signals the policy may send, such as `[TERM]`".into(),
+        ),
+        None if !scope.signals.is_empty() => fail(
+            "scope.processes",
+            "`scope.signals` needs `scope.processes`: which processes those signals may go to".into(),
+        ),
+        _ => {}
+    }
+    if let Some(p) = &scope.processes {
+        for (i, c) in p.cgroups.iter().enumerate() {
+            if !c.starts_with('/') || c.split('/').any(|part| part == "..") {
+                fail(
+                    &format!("scope.processes.cgroups[{i}]"),
+                    format!(
+                        "`{c}` must be an absolute cgroup path without `..`, such as `/system.slice/app.service`"
+                    ),
+                );
+            }
+        }
+    }
 }
 
 fn check_quota(q: &QuotaSpec, fail: &mut impl FnMut(&str, String)) {

@@ -386,10 +386,12 @@ pub struct Scope {
     /// Resource kinds the policy may act on.
     #[serde(default)]
     pub kinds: Vec<ResourceKind>,
-    /// Processes the policy may signal.
+    /// Processes a cleanup policy may signal: it is shown the live ones
+    /// these match, and may plan `kill-process` for them.
     #[serde(default)]
     pub processes: Option<ProcessScope>,
-    /// Signals the policy may send (`TERM`, `KILL`, `HUP`, `INT`, `USR1`, `USR2`).
+    /// Signals it may send them (`TERM`, `KILL`, `HUP`, `INT`, `QUIT`,
+    /// `USR1`, `USR2`, `STOP`, `CONT`); needed with `processes`.
     #[serde(default)]
     pub signals: Vec<String>,
     /// Failures: globs of the operations covered (`db.*`). A recovery policy
@@ -407,17 +409,19 @@ pub struct Scope {
     pub classes: Vec<warden_core::records::ErrorClass>,
 }
 
-/// Which processes a policy may signal.
+/// Which processes a policy may signal: every criterion given must hold.
+/// Never pid 1, Warden itself or kernel threads.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessScope {
-    /// Owners (user names).
+    /// Owners (user names). None: only processes of Warden's own user;
+    /// another user's processes only when named here.
     #[serde(default)]
     pub users: Vec<String>,
-    /// Executable names.
+    /// Commands: `/proc/PID/comm`, or the basename of `argv[0]`.
     #[serde(default)]
     pub names: Vec<String>,
-    /// cgroup paths.
+    /// cgroup v2 paths; a process at or under one matches.
     #[serde(default)]
     pub cgroups: Vec<String>,
 }

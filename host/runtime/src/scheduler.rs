@@ -597,7 +597,8 @@ fn evaluate_blocking(p: &LivePolicy, cx: &Context) -> Result<Decided, (&'static 
             let kinds = &p.policy.spec.scope.kinds;
             let mut runs = Vec::new();
             // A scope of only registered kinds has no files to look at.
-            if !p.policy.scope_paths.is_empty() || kinds.is_empty() {
+            let processes = p.policy.spec.scope.processes.as_ref();
+            if !p.policy.scope_paths.is_empty() || (kinds.is_empty() && processes.is_none()) {
                 // Resolved and pinned once for the whole run: the scan and
                 // every deletion start from these descriptors.
                 let scope = cleanup::Scope::open(&p.policy.scope_paths, &p.policy.protected)
@@ -638,6 +639,23 @@ fn evaluate_blocking(p: &LivePolicy, cx: &Context) -> Result<Decided, (&'static 
                     p.name(),
                     &cx.registry,
                     &registered,
+                    &plan,
+                    p.policy.max_actions,
+                    dry_run,
+                ));
+            }
+            // Processes get a plan of their own too: the live ones
+            // `scope.processes` matches, signalled through pidfds.
+            if let Some(scope) = processes {
+                use crate::cleanup::processes;
+                let allowed = processes::Allowed::of(scope, &p.policy.spec.scope.signals)
+                    .map_err(|e| ("bad_scope", e))?;
+                let mut found = processes::candidates(scope).map_err(|e| ("bad_scope", e))?;
+                let plan = evaluator.plan_over(dry_run, &mut found.set).map_err(fail)?;
+                runs.push(processes::execute(
+                    p.name(),
+                    &allowed,
+                    &found,
                     &plan,
                     p.policy.max_actions,
                     dry_run,

@@ -47,6 +47,7 @@
 //! - [`registered`]: the same plan carried out on registered resources (release).
 
 mod node;
+pub mod processes;
 pub mod registered;
 mod report;
 pub mod root;

@@ -8,7 +8,8 @@ use warden_sdk::cleanup::{CleanupContext, CleanupStrategy, Plan};
 #[serde(deny_unknown_fields)]
 struct Config {
     mode: String,
-    /// For `flood`, `notices` and `read-flood`: how many actions or calls.
+    /// For `flood`, `notices` and `read-flood`: how many actions or calls;
+    /// for `kill-all`, the signal number.
     #[serde(default)]
     count: u32,
     /// For `flood` and `notices`: the length of the one reason every action
@@ -168,6 +169,12 @@ impl CleanupStrategy for Adversary {
             "delete-all" => {
                 for r in ctx.candidates().iter() {
                     plan.delete(&r, "asked to delete everything");
+                }
+            }
+            "kill-all" => {
+                // `count` is the signal number.
+                for r in ctx.candidates().iter() {
+                    plan.kill(&r, self.1 as i32, "asked to signal everything");
                 }
             }
             "bad-index" => {
