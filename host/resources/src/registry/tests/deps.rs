@@ -187,7 +187,7 @@ fn a_release_with_live_dependents_is_refused_naming_them() {
         err,
         ReleaseError::HasDependents {
             handle: db,
-            dependents: sorted(vec![p1, p2]),
+            dependents: vec![p1, p2],
         }
     );
     let text = err.to_string();
