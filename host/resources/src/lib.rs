@@ -18,5 +18,6 @@ pub mod discover;
 pub mod registry;
 
 pub use registry::{
-    Actor, AuditEvent, Full, Registration, Registry, RegistryLimits, RegistryOptions, ScanReport,
+    Actor, AuditEvent, DependencyError, Full, RegisterError, Registration, Registry,
+    RegistryLimits, RegistryOptions, ReleaseError, ReleaseMode, ReleaseOutcome, ScanReport,
 };

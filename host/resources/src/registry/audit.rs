@@ -55,6 +55,13 @@ pub enum Action {
     PolicyRelease,
     /// Its owner process is gone: marked an orphan.
     Orphaned,
+    /// Released because it depends on a resource released with
+    /// [`super::ReleaseMode::Cascade`] (named by the event's `on`).
+    CascadeRelease,
+    /// Made to depend on another resource (the event's `on`).
+    DependencyAdded,
+    /// No longer depends on another resource (the event's `on`).
+    DependencyRemoved,
 }
 
 /// One event of the trail.
@@ -70,6 +77,10 @@ pub struct AuditEvent {
     pub action: Action,
     /// Who did it: the caller's name, `policy:NAME` or `warden`.
     pub actor: String,
+    /// The other resource of a dependency added or removed, or the one
+    /// whose release cascaded to this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<u64>,
 }
 
 /// An event as held: the actor shared with the resource's owner when it
@@ -81,6 +92,9 @@ pub(super) struct Event {
     pub(super) name: Box<str>,
     pub(super) action: Action,
     pub(super) actor: Arc<str>,
+    /// The other resource's sequence number ([`AuditEvent::on`]), 0 if
+    /// none.
+    pub(super) other: u64,
 }
 
 /// The last `cap` events, oldest first; `unsaved` of them are not in the
@@ -135,6 +149,7 @@ mod tests {
             name: "n".into(),
             action: Action::Register,
             actor: Arc::from("a"),
+            other: 0,
         }
     }
 

@@ -19,6 +19,12 @@
 //! or its pid belongs to another process. Who registered, used and released
 //! what is kept in a bounded audit trail ([`Registry::audit`]).
 //!
+//! A resource may depend on others ([`Registry::register_with_dependencies`],
+//! [`Registry::add_dependency`]; see [`deps`]): a release of one that others
+//! depend on is refused or cascades to them, dependents first
+//! ([`Registry::release_with`]), and cycles are reported
+//! ([`Registry::cycles`], [`ScanReport::cycles`]).
+//!
 //! The registry is bounded ([`RegistryLimits`]): past `max_tracked`
 //! resources, or `max_bytes` of their text, a registration is refused with
 //! the reason ([`Full`]) instead of growing without end. Listing for a plugin
@@ -26,6 +32,8 @@
 //! budget it is given.
 
 mod audit;
+pub mod deps;
+mod graph;
 mod handles;
 mod liveness;
 pub mod persist;
@@ -37,10 +45,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use audit::{ACCESS_EVERY_MS, Action, Actor, AuditEvent, DEFAULT_AUDIT_EVENTS};
+pub use deps::{
+    DependencyError, RegisterError, ReleaseError, ReleaseMode, ReleaseOutcome, ReleasedResource,
+};
 pub use handles::Handles;
 pub use persist::{FlushError, FlushReport, OpenError, OpenReport};
 
 use audit::{Event, Trail};
+use graph::Graph;
 use store::{Entries, Entry, NEVER, NO_TTL, NOT_ORPHAN, Owners, Text};
 
 use warden_core::records::{NewResource, ResourceFilter, ResourceKind, ResourceSet, TimestampMs};
@@ -212,6 +224,21 @@ pub struct RegistryOptions {
     /// Records waiting for a flush past which a registration flushes
     /// itself: a bound on memory for when the daemon's flush is stuck.
     pub max_pending: usize,
+    /// Resources one resource may depend on
+    /// ([`RegistryOptions::DEFAULT_MAX_DEPENDENCIES`]).
+    pub max_dependencies: usize,
+    /// Dependencies between resources in all
+    /// ([`RegistryOptions::DEFAULT_MAX_EDGES`]).
+    pub max_edges: usize,
+}
+
+impl RegistryOptions {
+    /// 64: a resource built on more than a few dozen others is better
+    /// described by a group resource they all depend on.
+    pub const DEFAULT_MAX_DEPENDENCIES: usize = 64;
+    /// 1,000,000: ten per resource of the default `max_tracked`, some
+    /// 50 MB at most.
+    pub const DEFAULT_MAX_EDGES: usize = 1_000_000;
 }
 
 impl Default for RegistryOptions {
@@ -223,6 +250,8 @@ impl Default for RegistryOptions {
             compact_records: 200_000,
             compact_bytes: 64 << 20,
             max_pending: 1 << 20,
+            max_dependencies: Self::DEFAULT_MAX_DEPENDENCIES,
+            max_edges: Self::DEFAULT_MAX_EDGES,
         }
     }
 }
@@ -243,6 +272,12 @@ enum Pending {
         seq: u64,
         at_ms: TimestampMs,
     },
+    /// A dependency `seq` → `on` added (or removed).
+    Dep {
+        seq: u64,
+        on: u64,
+        added: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -250,6 +285,8 @@ struct Inner {
     /// The last sequence number given out; entries are keyed by theirs.
     next: u64,
     entries: Entries,
+    /// Dependencies between entries.
+    graph: Graph,
     owners: Owners,
     released: BTreeMap<u64, Released>,
     /// What the entries count as against `max_bytes`.
@@ -266,6 +303,7 @@ impl Inner {
         Inner {
             next: 0,
             entries: Entries::default(),
+            graph: Graph::default(),
             owners: Owners::default(),
             released: BTreeMap::new(),
             bytes: 0,
@@ -292,12 +330,47 @@ impl Inner {
         self.entries.push(e);
     }
 
-    /// Removes entry `seq`.
+    /// Removes entry `seq`, and its dependencies both ways.
     fn remove(&mut self, seq: u64) -> Option<Entry> {
         self.next = self.next.max(seq);
         let e = self.entries.remove(seq)?;
+        self.graph.remove_node(seq);
         self.bytes = self.bytes.saturating_sub(e.bytes());
         Some(e)
+    }
+
+    /// Releases live entry `seq` as `action` by `who` (`policy` if a
+    /// policy), in the audit trail with `other` as the resource it
+    /// concerns; returns its size.
+    fn release_one(
+        &mut self,
+        seq: u64,
+        action: Action,
+        who: &Arc<str>,
+        policy: Option<&str>,
+        other: u64,
+        now_ms: TimestampMs,
+    ) -> Option<u64> {
+        let e = self.remove(seq)?;
+        if let Some(p) = policy {
+            self.remember(seq, p, now_ms);
+        }
+        self.trail.push(Event {
+            at_ms: now_ms,
+            seq,
+            name: Box::from(e.text.name()),
+            action,
+            actor: Arc::clone(who),
+            other,
+        });
+        self.log(Pending::Rel {
+            seq,
+            at_ms: now_ms,
+            action,
+            actor: Arc::clone(who),
+        });
+        self.owners.put_back(e.owner);
+        Some(e.size_bytes)
     }
 
     /// Remembers that `policy` released `seq`, for [`Registry::lookup`].
@@ -328,6 +401,12 @@ pub struct ScanReport {
     pub first_expired: Vec<u64>,
     /// The first [`ScanReport::FIRST`] orphans, oldest first.
     pub first_orphans: Vec<u64>,
+    /// Cycles among the resources' dependencies (see
+    /// [`Registry::cycles`]): a finding, since a cycle cannot be released
+    /// but as a whole.
+    pub cycles: usize,
+    /// The first [`ScanReport::FIRST`] cycles, each its members' handles.
+    pub first_cycles: Vec<Vec<u64>>,
 }
 
 impl ScanReport {
@@ -405,6 +484,18 @@ impl Registry {
     /// owner process's start time (a read of `/proc`), so that
     /// [`Registry::sweep_orphans`] can tell when that process is gone.
     pub fn register(&self, reg: Registration, now_ms: TimestampMs) -> Result<u64, Full> {
+        self.register_checked(reg, now_ms, |_| Ok(Vec::new()))
+    }
+
+    /// [`Registry::register`], once `check` (run under the write lock,
+    /// before the limits) passes; the new resource then depends on the
+    /// sequence numbers `check` returns.
+    fn register_checked<E: From<Full>>(
+        &self,
+        reg: Registration,
+        now_ms: TimestampMs,
+        check: impl FnOnce(&Inner) -> Result<Vec<u64>, E>,
+    ) -> Result<u64, E> {
         let start_ticks = reg.pid.and_then(liveness::start_ticks).unwrap_or(0);
         let needed = reg.bytes();
         let text = Text::new(
@@ -412,17 +503,20 @@ impl Registry {
             reg.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         );
         let mut g = self.write();
+        let deps = check(&g)?;
         if g.entries.len() >= self.limits.max_tracked {
             return Err(Full::Count {
                 tracked: g.entries.len(),
-            });
+            }
+            .into());
         }
         if g.bytes.saturating_add(needed) > self.limits.max_bytes {
             return Err(Full::Bytes {
                 used: g.bytes,
                 needed,
                 limit: self.limits.max_bytes,
-            });
+            }
+            .into());
         }
         let seq = g.next + 1;
         let owner = g.owners.get(&reg.owner);
@@ -432,6 +526,7 @@ impl Registry {
             name: reg.name.into_boxed_str(),
             action: Action::Register,
             actor: Arc::clone(&owner),
+            other: 0,
         });
         g.insert(Entry {
             seq,
@@ -449,6 +544,14 @@ impl Registry {
             flags: 0,
         });
         g.log(Pending::Reg(seq));
+        for on in deps {
+            g.graph.add(seq, on);
+            g.log(Pending::Dep {
+                seq,
+                on,
+                added: true,
+            });
+        }
         let pending = g.pending_len();
         drop(g);
         self.flush_if_piled_up(pending);
@@ -490,6 +593,7 @@ impl Registry {
                 name,
                 action: Action::Access,
                 actor: Arc::from(actor.to_string()),
+                other: 0,
             });
         }
         let pending = g.pending_len();
@@ -498,7 +602,8 @@ impl Registry {
         true
     }
 
-    /// Forgets a resource; returns false if the handle is unknown. The
+    /// Forgets a resource; returns false if the handle is unknown or other
+    /// resources depend on it (see [`Registry::release_by`]). The
     /// audit trail names no caller: the API, which knows it, calls
     /// [`Registry::release_by`].
     pub fn release(&self, handle: u64) -> bool {
@@ -511,52 +616,20 @@ impl Registry {
     }
 
     /// Releases a resource on `actor`'s word at `now_ms`; returns its
-    /// size, or `None` if it is not registered. The audit trail calls it a
-    /// forced release when the caller named is not the resource's owner,
-    /// and remembers a policy's release for [`Registry::lookup`].
+    /// size, or `None` if it is not registered or other resources depend
+    /// on it ([`ReleaseMode::Refuse`]: [`Registry::release_with`] says
+    /// which). The audit trail calls it a forced release when the caller
+    /// named is not the resource's owner, and remembers a policy's release
+    /// for [`Registry::lookup`].
     pub fn release_by(&self, handle: u64, actor: &Actor, now_ms: TimestampMs) -> Option<u64> {
-        let seq = self.handles.decode(handle)?;
-        let mut g = self.write();
-        let owner = g.entries.get(seq)?.owner.clone();
-        let action = match actor {
-            Actor::Policy(_) => Action::PolicyRelease,
-            Actor::Caller(c) if !c.is_empty() && !owner.is_empty() && **c != *owner => {
-                Action::ForcedRelease
-            }
-            Actor::Caller(_) | Actor::Warden => Action::Release,
-        };
-        // The owner's own name is shared rather than copied.
-        let who: Arc<str> = match actor {
-            Actor::Caller(c) if !c.is_empty() && **c == *owner => Arc::clone(&owner),
-            other => Arc::from(other.to_string()),
-        };
-        drop(owner);
-        let e = g.remove(seq)?;
-        if let Actor::Policy(p) = actor {
-            g.remember(seq, p, now_ms);
-        }
-        g.trail.push(Event {
-            at_ms: now_ms,
-            seq,
-            name: Box::from(e.text.name()),
-            action,
-            actor: Arc::clone(&who),
-        });
-        g.log(Pending::Rel {
-            seq,
-            at_ms: now_ms,
-            action,
-            actor: who,
-        });
-        g.owners.put_back(e.owner);
-        let pending = g.pending_len();
-        drop(g);
-        self.flush_if_piled_up(pending);
-        Some(e.size_bytes)
+        self.release_with(handle, actor, ReleaseMode::Refuse, now_ms)
+            .ok()
+            .map(|o| o.size_bytes)
     }
 
     /// Releases a resource on a cleanup policy's decision, remembering who
-    /// did it; returns its size, or `None` if it is no longer registered.
+    /// did it; returns its size, or `None` if it is no longer registered
+    /// or other resources depend on it (see [`Registry::release_by`]).
     pub fn release_by_policy(&self, handle: u64, policy: &str, now_ms: TimestampMs) -> Option<u64> {
         self.release_by(handle, &Actor::Policy(policy.to_owned()), now_ms)
     }
@@ -620,6 +693,7 @@ impl Registry {
                 name: e.name.to_string(),
                 action: e.action,
                 actor: e.actor.to_string(),
+                on: (e.other != 0).then(|| self.handles.encode(e.other)),
             })
             .collect()
     }
@@ -649,9 +723,17 @@ impl Registry {
                 }
             }
         }
+        let cycles = g.graph.cycles();
         drop(g);
+        r.cycles = cycles.len();
+        r.first_cycles = cycles.into_iter().take(ScanReport::FIRST).collect();
         // Encoding costs a few hashes: only for the handles shown.
-        for s in r.first_expired.iter_mut().chain(r.first_orphans.iter_mut()) {
+        for s in r
+            .first_expired
+            .iter_mut()
+            .chain(r.first_orphans.iter_mut())
+            .chain(r.first_cycles.iter_mut().flatten())
+        {
             *s = self.handles.encode(*s);
         }
         r
@@ -697,6 +779,7 @@ impl Registry {
                 name,
                 action: Action::Orphaned,
                 actor: Arc::clone(&warden),
+                other: 0,
             });
             g.log(Pending::Orphan { seq, at_ms: now_ms });
             report.orphaned.push(self.handles.encode(seq));

@@ -7,7 +7,9 @@
 //!   that a handle names the same resource after a restart;
 //! - `snapshot`: the whole registry as of one moment, JSON lines: a head
 //!   (format, generation, sequence counter), one line per resource, per
-//!   remembered policy release and per audit event, and an end line with
+//!   dependency between resources (after all resources: one may depend on
+//!   a newer one), per remembered policy release and per audit event, and
+//!   an end line with
 //!   the count, so a short file is told from a whole one;
 //! - `log`: the changes since that snapshot, JSON lines after a head naming
 //!   the snapshot's generation. [`Registry::flush`] appends what changed
@@ -78,6 +80,11 @@ enum Rec<'a> {
     },
     /// Found an orphan.
     Orphan { seq: u64, at: TimestampMs },
+    /// `seq` depends on `on`: in a snapshot after every resource (a
+    /// resource may depend on a newer one), in a log when it was made.
+    Dep { seq: u64, on: u64 },
+    /// `seq` no longer depends on `on`.
+    Undep { seq: u64, on: u64 },
     /// A remembered policy release (snapshot only).
     Tomb {
         seq: u64,
@@ -94,6 +101,10 @@ enum Rec<'a> {
         by: Cow<'a, str>,
         #[serde(borrow)]
         name: Cow<'a, str>,
+        /// The other resource of the event, if any (absent before
+        /// dependencies were).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        on: u64,
     },
     /// Last line of a snapshot: how many lines came before it.
     End { records: u64 },
@@ -445,8 +456,14 @@ fn apply(g: &mut Inner, rec: Rec<'_>) -> Result<(), String> {
             if let Some(e) = g.remove(seq) {
                 g.owners.put_back(e.owner);
             }
-            if action == Action::PolicyRelease {
-                g.remember(seq, by.strip_prefix("policy:").unwrap_or(&by), at);
+            // A cascade a policy started is the policy's release too.
+            let policy = match action {
+                Action::PolicyRelease => Some(by.strip_prefix("policy:").unwrap_or(&by)),
+                Action::CascadeRelease => by.strip_prefix("policy:"),
+                _ => None,
+            };
+            if let Some(p) = policy {
+                g.remember(seq, p, at);
             }
         }
         Rec::Orphan { seq, at } => {
@@ -456,6 +473,18 @@ fn apply(g: &mut Inner, rec: Rec<'_>) -> Result<(), String> {
                 e.orphan_since = at;
             }
         }
+        // Either end gone: released later in the same log (or earlier,
+        // and this is a stale line of no consequence). Not bounded by
+        // `max_dependencies` here: what was accepted stays, as resources
+        // do past a lowered `max_tracked`.
+        Rec::Dep { seq, on } => {
+            if g.entries.get(seq).is_some() && g.entries.get(on).is_some() {
+                g.graph.add(seq, on);
+            }
+        }
+        Rec::Undep { seq, on } => {
+            g.graph.remove(seq, on);
+        }
         Rec::Tomb { seq, at, policy } => g.remember(seq, &policy, at),
         Rec::Audit {
             seq,
@@ -463,12 +492,14 @@ fn apply(g: &mut Inner, rec: Rec<'_>) -> Result<(), String> {
             action,
             by,
             name,
+            on,
         } => g.trail.push(Event {
             at_ms: at,
             seq,
             name: Box::from(&*name),
             action,
             actor: Arc::from(&*by),
+            other: on,
         }),
     }
     Ok(())
@@ -483,6 +514,8 @@ fn snapshot_bound(limits: &RegistryLimits, opts: &RegistryOptions) -> u64 {
         .saturating_mul(2)
         .saturating_add((limits.max_tracked as u64).saturating_mul(512))
         .saturating_add(((TOMBSTONES + opts.audit_events) as u64).saturating_mul(per_line))
+        // A dependency line is some 40 bytes.
+        .saturating_add((opts.max_edges as u64).saturating_mul(64))
         .saturating_add(1 << 20)
 }
 
@@ -827,6 +860,14 @@ fn drain(g: &mut Inner, out: &mut Vec<u8>) -> u64 {
                 },
             ),
             Pending::Orphan { seq, at_ms } => push_line(out, &Rec::Orphan { seq, at: at_ms }),
+            Pending::Dep { seq, on, added } => push_line(
+                out,
+                &if added {
+                    Rec::Dep { seq, on }
+                } else {
+                    Rec::Undep { seq, on }
+                },
+            ),
         }
         n += 1;
     }
@@ -853,6 +894,7 @@ fn audit_rec(e: &Event) -> Rec<'_> {
         action: e.action,
         by: Cow::Borrowed(&e.actor),
         name: Cow::Borrowed(&e.name),
+        on: e.other,
     }
 }
 
@@ -908,6 +950,9 @@ impl Store {
             buf.clear();
             for e in g.entries.iter() {
                 put(&mut buf, &Rec::Reg(RegRec::of(e)), &mut w)?;
+            }
+            for (seq, on) in g.graph.iter() {
+                put(&mut buf, &Rec::Dep { seq, on }, &mut w)?;
             }
             for (seq, r) in &g.released {
                 put(

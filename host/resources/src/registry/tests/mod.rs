@@ -169,6 +169,7 @@ fn listing_for_a_plugin_stops_at_its_budget() {
 }
 
 mod audit;
+mod deps;
 mod durable;
 mod liveness;
 
