@@ -292,3 +292,102 @@ fn process_scopes_that_cannot_mean_anything_are_refused_at_their_line() {
         );
     }
 }
+
+#[test]
+fn dependencies_hold_releases_back_cascade_dependents_first_and_cycles_show_as_leaks() {
+    let d = daemon(&[], QUIET);
+    let register = |name: &str, owner: &str, depends_on: &[u64]| {
+        let (status, v) = call(
+            "POST",
+            &d.addr,
+            "/api/v1/resources",
+            Some(
+                &json!({"kind": "app-object", "name": name, "owner": owner, "depends_on": depends_on}),
+            ),
+        );
+        assert_eq!(status, 201, "{v}");
+        v["handle"].as_u64().unwrap()
+    };
+    let pool = register("db/pool", "svc", &[]);
+    let conn = register("db/conn", "svc", &[pool]);
+    let stmt = register("db/stmt", "svc", &[conn]);
+    let (status, v) = call(
+        "POST",
+        &d.addr,
+        "/api/v1/resources",
+        Some(&json!({"kind": "app-object", "name": "x", "depends_on": [12345]})),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(v.to_string().contains("12345"), "{v}");
+
+    let (_, deps) = call(
+        "GET",
+        &d.addr,
+        &format!("/api/v1/resources/{pool}/dependencies"),
+        None,
+    );
+    assert_eq!(deps["dependents"], json!([conn]), "{deps}");
+    assert_eq!(deps["all_dependents"], json!([conn, stmt]), "{deps}");
+
+    // Refused while others depend on it, naming them.
+    let (status, v) = call(
+        "DELETE",
+        &d.addr,
+        &format!("/api/v1/resources/{pool}?owner=svc"),
+        None,
+    );
+    assert_eq!(status, 409, "{v}");
+    assert!(v.to_string().contains(&conn.to_string()), "{v}");
+    // Cascaded: dependents first, all gone.
+    let (status, v) = call(
+        "DELETE",
+        &d.addr,
+        &format!("/api/v1/resources/{pool}?owner=svc&cascade=true"),
+        None,
+    );
+    assert_eq!(status, 204, "{v}");
+    for h in [pool, conn, stmt] {
+        assert_eq!(
+            call("GET", &d.addr, &format!("/api/v1/resources/{h}"), None).0,
+            404
+        );
+    }
+    let (_, trail) = call("GET", &d.addr, "/api/v1/resources/audit", None);
+    let released: Vec<u64> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"].as_str().is_some_and(|a| a.contains("release")))
+        .map(|e| e["handle"].as_u64().unwrap())
+        .collect();
+    // Newest first: the pool last released, the statement first.
+    assert_eq!(released, [pool, conn, stmt], "{trail}");
+
+    // A cycle, made later, is a leak.
+    let a = register("lease/a", "svc", &[]);
+    let b = register("lease/b", "svc", &[a]);
+    let (status, v) = call(
+        "POST",
+        &d.addr,
+        &format!("/api/v1/resources/{a}/dependencies?on={b}&owner=svc"),
+        None,
+    );
+    assert_eq!(status, 204, "{v}");
+    let (_, leaks) = call("GET", &d.addr, "/api/v1/resources/leaks", None);
+    assert_eq!(leaks["cycles"], 1, "{leaks}");
+    let mut cycle: Vec<u64> = serde_json::from_value(leaks["first_cycles"][0].clone()).unwrap();
+    cycle.sort_unstable();
+    let mut want = vec![a, b];
+    want.sort_unstable();
+    assert_eq!(cycle, want, "{leaks}");
+    // Another owner's dependents need force to cascade.
+    let c = register("lease/c", "other", &[a]);
+    let (status, v) = call(
+        "DELETE",
+        &d.addr,
+        &format!("/api/v1/resources/{a}?owner=svc&cascade=true"),
+        None,
+    );
+    assert_eq!(status, 403, "{v}");
+    assert!(v.to_string().contains(&c.to_string()), "{v}");
+}

@@ -9,6 +9,12 @@
 //!   releasing another owner's resource takes `?force=true`, and is logged.
 //! - `GET /api/v1/resources[?kind=&owner=&name_prefix=&limit=]` lists them;
 //!   `GET /api/v1/resources/{handle}` shows one.
+//! - `depends_on: [H…]` at registration, `POST`/`DELETE
+//!   /api/v1/resources/{h}/dependencies?on=H` later, and `GET …/dependencies`
+//!   (direct and transitive, both ways). Releasing a resource others depend
+//!   on answers `409` naming them, unless `?cascade=true`: dependents first.
+//! - `GET /api/v1/resources/leaks`: resources unused past their TTL,
+//!   orphans (their owner process is gone) and dependency cycles.
 //! - `GET /api/v1/resources/audit[?handle=&limit=]`: who registered, used
 //!   (at most once a minute per resource) and released what, newest first.
 //! - With `?process=NAME|PID`, or a `kind` discovery finds
@@ -52,8 +58,15 @@ pub(super) fn routes() -> Router<AppState> {
         )
         .route("/api/v1/resources/discovery", get(discovery))
         .route("/api/v1/resources/audit", get(audit))
+        .route("/api/v1/resources/leaks", get(leaks))
         .route("/api/v1/resources/{handle}", get(show).delete(release))
         .route("/api/v1/resources/{handle}/access", post(access))
+        .route(
+            "/api/v1/resources/{handle}/dependencies",
+            get(dependencies)
+                .post(add_dependency)
+                .delete(remove_dependency),
+        )
 }
 
 /// Longest name, owner or label accepted, in bytes.
@@ -79,6 +92,9 @@ struct NewResource {
     labels: BTreeMap<String, String>,
     #[serde(default)]
     pid: Option<u32>,
+    /// Handles of resources this one depends on.
+    #[serde(default)]
+    depends_on: Vec<u64>,
 }
 
 const KINDS: &str =
@@ -147,7 +163,7 @@ async fn register(State(s): State<AppState>, body: Bytes) -> Result<Response, Ap
     };
     let registry = &s.scheduler.context().registry;
     let handle = registry
-        .register(
+        .register_with_dependencies(
             Registration {
                 kind,
                 name: r.name,
@@ -157,10 +173,18 @@ async fn register(State(s): State<AppState>, body: Bytes) -> Result<Response, Ap
                 labels: r.labels.into_iter().collect(),
                 ttl_ms,
             },
+            &r.depends_on,
             warden_core::clock::now_ms(),
         )
-        // Full: the request is fine, the daemon has no room for it now.
-        .map_err(|full| ApiError(StatusCode::INSUFFICIENT_STORAGE, full.to_string()))?;
+        .map_err(|e| match e {
+            // Full: the request is fine, the daemon has no room for it now.
+            registry::RegisterError::Full(full) => {
+                ApiError(StatusCode::INSUFFICIENT_STORAGE, full.to_string())
+            }
+            registry::RegisterError::Dependency(d) => {
+                ApiError::bad_request(format!("depends_on: {d}"))
+            }
+        })?;
     s.scheduler.context().publish(Event {
         kind: EventKind::ResourceRegistered,
         pressure: None,
@@ -226,6 +250,10 @@ struct ReleaseQuery {
     /// Release whoever owns it.
     #[serde(default)]
     force: bool,
+    /// Release what depends on it too, dependents first; without it, a
+    /// resource others depend on is not released (`409`).
+    #[serde(default)]
+    cascade: bool,
 }
 
 async fn release(
@@ -255,14 +283,46 @@ async fn release(
         }
         tracing::warn!(handle, owner = %found.owner, caller = ?q.owner, "a resource was released by force by a caller that is not its owner");
     }
-    let caller = registry::Actor::Caller(q.owner.unwrap_or_default());
-    if registry
-        .release_by(handle, &caller, warden_core::clock::now_ms())
-        .is_some()
-    {
-        Ok(StatusCode::NO_CONTENT)
+    let mode = if q.cascade {
+        // A cascade releases dependents whoever owns them: other owners'
+        // resources take `force`, as releasing them one by one would.
+        let dependents = registry
+            .dependents_transitive(handle)
+            .map_err(|_| gone_or_missing(&s, handle))?;
+        let others: Vec<u64> = dependents
+            .into_iter()
+            .filter(|d| match registry.lookup(*d) {
+                Lookup::Live(v) => {
+                    !v.owner.is_empty() && Some(v.owner.as_str()) != q.owner.as_deref()
+                }
+                _ => false,
+            })
+            .collect();
+        if !others.is_empty() && !q.force {
+            return Err(ApiError(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "a cascade from resource {handle} would release {} resources of other owners ({}); add `force=true` to release them too",
+                    others.len(),
+                    others
+                        .iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        registry::ReleaseMode::Cascade
     } else {
-        Err(gone_or_missing(&s, handle))
+        registry::ReleaseMode::Refuse
+    };
+    let caller = registry::Actor::Caller(q.owner.unwrap_or_default());
+    match registry.release_with(handle, &caller, mode, warden_core::clock::now_ms()) {
+        Ok(_) => Ok(StatusCode::NO_CONTENT),
+        Err(e @ registry::ReleaseError::HasDependents { .. }) => {
+            Err(ApiError(StatusCode::CONFLICT, e.to_string()))
+        }
+        Err(registry::ReleaseError::Unknown { .. }) => Err(gone_or_missing(&s, handle)),
     }
 }
 
@@ -352,6 +412,82 @@ struct AuditQuery {
     handle: Option<String>,
     /// At most this many events, newest first (default 100).
     limit: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DependencyQuery {
+    /// The resource it depends on.
+    on: String,
+    /// Who changes it, for the audit trail.
+    owner: Option<String>,
+}
+
+fn dependency_error(e: registry::DependencyError) -> ApiError {
+    match e {
+        registry::DependencyError::UnknownResource { .. } => {
+            ApiError(StatusCode::NOT_FOUND, e.to_string())
+        }
+        other => ApiError::bad_request(other.to_string()),
+    }
+}
+
+/// What `handle` depends on and what depends on it, directly and through
+/// others.
+async fn dependencies(
+    State(s): State<AppState>,
+    Path(handle): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let handle = parse_handle(&handle)?;
+    let r = &s.scheduler.context().registry;
+    Ok(Json(json!({
+        "handle": handle,
+        "dependencies": r.dependencies(handle).map_err(dependency_error)?,
+        "dependents": r.dependents(handle).map_err(dependency_error)?,
+        "all_dependencies": r.dependencies_transitive(handle).map_err(dependency_error)?,
+        "all_dependents": r.dependents_transitive(handle).map_err(dependency_error)?,
+    })))
+}
+
+/// `POST /api/v1/resources/{h}/dependencies?on=H`: `h` depends on `H`.
+async fn add_dependency(
+    State(s): State<AppState>,
+    Path(handle): Path<String>,
+    Q(q): Q<DependencyQuery>,
+) -> Result<StatusCode, ApiError> {
+    let (handle, on) = (parse_handle(&handle)?, parse_handle(&q.on)?);
+    let caller = registry::Actor::Caller(q.owner.unwrap_or_default());
+    s.scheduler
+        .context()
+        .registry
+        .add_dependency(handle, on, &caller, warden_core::clock::now_ms())
+        .map_err(dependency_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/v1/resources/{h}/dependencies?on=H`.
+async fn remove_dependency(
+    State(s): State<AppState>,
+    Path(handle): Path<String>,
+    Q(q): Q<DependencyQuery>,
+) -> Result<StatusCode, ApiError> {
+    let (handle, on) = (parse_handle(&handle)?, parse_handle(&q.on)?);
+    let caller = registry::Actor::Caller(q.owner.unwrap_or_default());
+    s.scheduler
+        .context()
+        .registry
+        .remove_dependency(handle, on, &caller, warden_core::clock::now_ms())
+        .map_err(dependency_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Registered resources unused past their TTL, those whose owner process
+/// is gone, and dependency cycles: counts and the first of each.
+async fn leaks(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let registry = std::sync::Arc::clone(&s.scheduler.context().registry);
+    // A scan reads every resource: under the heavy reads' bound.
+    let report = crate::heavy::run(&s, move || registry.scan(warden_core::clock::now_ms())).await?;
+    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 
 /// Who registered, used and released what, newest first.

@@ -111,12 +111,24 @@ pub fn execute(
             tracing::info!(policy, target = target.as_deref().unwrap_or(""), reason = %reason, bytes, "dry run: would {verb}");
             Outcome::WouldDelete { bytes }
         } else {
-            match registry.release_by_policy(handle, policy, now) {
-                Some(bytes) => {
-                    run.bytes_freed += bytes;
-                    Outcome::Deleted { bytes }
+            // Never a cascade: a policy releases what it was shown, and a
+            // resource others still depend on stays until they go.
+            match registry.release_with(
+                handle,
+                &warden_resources::Actor::Policy(policy.to_owned()),
+                warden_resources::registry::ReleaseMode::Refuse,
+                now,
+            ) {
+                Ok(released) => {
+                    run.bytes_freed += released.size_bytes;
+                    Outcome::Deleted {
+                        bytes: released.size_bytes,
+                    }
                 }
-                None => Outcome::Skipped {
+                Err(e @ warden_resources::registry::ReleaseError::HasDependents { .. }) => {
+                    Outcome::Skipped { why: e.to_string() }
+                }
+                Err(_) => Outcome::Skipped {
                     why: "already released by its application".into(),
                 },
             }
