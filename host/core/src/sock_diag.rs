@@ -303,7 +303,9 @@ mod tests {
         assert_eq!(tcp_state_name(listening.state), "listen");
         let out = tcp
             .iter()
-            .find(|s| s.local == client.local_addr().unwrap())
+            // By both ends: an earlier connection on the same port may
+            // linger in time-wait.
+            .find(|s| s.local == client.local_addr().unwrap() && s.peer == addr)
             .expect("the client's side");
         assert_eq!((tcp_state_name(out.state), out.peer), ("established", addr));
         // SAFETY: getuid cannot fail.
