@@ -284,19 +284,32 @@ impl Quotas {
         let mut closed = Vec::new();
         for q in &self.quotas {
             let key = q.key(now);
+            let quiet = q.th.quiet();
+            let mut idle = false;
             q.ledger.for_each(|owner, slot| {
                 let usage = slot.usage(key);
+                // Most owners sit calmly under every limit: nothing can
+                // change for them, so their tracker is not even read.
+                if usage <= quiet && slot.calm.load(Ordering::Relaxed) {
+                    idle |= usage == 0 && slot.level.load(Ordering::Relaxed) == 0;
+                    return;
+                }
                 let mut t = slot.tracker();
                 let step = t.step(usage, now, &q.th, key);
-                slot.ceiling.store(t.ceiling(&q.th, key), Ordering::Relaxed);
+                slot.publish(&t, &q.th, key);
                 for kind in state::events(step.from, step.to, &q.def.actions, usage, &q.th) {
                     events.push(q.event(owner, now, step.from, step.to, usage, kind));
                 }
                 if let Some(open) = step.closed {
                     closed.push(q.violation(owner, &open, Some(now)));
                 }
+                idle |= slot.idle(key);
             });
-            q.ledger.prune(key);
+            // Pruning takes each shard's write lock, so only when it has
+            // something to drop.
+            if idle {
+                q.ledger.prune(key);
+            }
         }
         self.record(closed);
         events
@@ -326,9 +339,9 @@ impl Quotas {
             if let Some(open) = t.open.take() {
                 closed.push(q.violation(owner, &open, Some(now)));
             }
-            *t = Tracker::new(q.def.limits.burst.and(q.def.period).map_or(0, |p| p.span()));
+            **t = Tracker::new(q.def.limits.burst.and(q.def.period).map_or(0, |p| p.span()));
             t.since_ms = now;
-            slot.ceiling.store(q.th.first_ceiling(), Ordering::Relaxed);
+            slot.publish(&t, &q.th, q.key(now));
         });
         self.record(closed);
         Ok(events)

@@ -11,20 +11,80 @@
 //! read lock; only the first charge of a new owner and pruning take the
 //! write lock, which is why pruning an idle slot can never lose a charge.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use foldhash::fast::RandomState;
 
-use crate::state::{State, Tracker};
+use crate::state::{State, Thresholds, Tracker};
 use crate::window::AtomicRing;
 
 /// Shards per quota: enough that 2–16 cores rarely meet on one lock.
 const SHARDS: usize = 16;
 
-type Map = HashMap<Box<str>, Slot, RandomState>;
+type Map = HashMap<Key, Slot, RandomState>;
+
+/// Owner names up to this long are kept in the map entry itself.
+const INLINE: usize = 22;
+
+/// An owner's name as a map key: inline when short, so that a lookup reads
+/// the entry's cache line and not a second one for the name (with 100,000
+/// owners, each line read is a likely cache miss).
+enum Key {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<str>),
+}
+
+impl Key {
+    fn new(s: &str) -> Key {
+        if s.len() <= INLINE {
+            let mut bytes = [0; INLINE];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            Key::Inline {
+                len: s.len() as u8,
+                bytes,
+            }
+        } else {
+            Key::Heap(s.into())
+        }
+    }
+
+    #[inline]
+    fn as_str(&self) -> &str {
+        match self {
+            // SAFETY: the bytes were copied whole from a `&str` in `new`, so
+            // they are valid UTF-8.
+            Key::Inline { len, bytes } => unsafe {
+                std::str::from_utf8_unchecked(&bytes[..usize::from(*len)])
+            },
+            Key::Heap(s) => s,
+        }
+    }
+}
+
+impl Borrow<str> for Key {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+// Hashed and compared as the `str` it holds, as `Borrow` requires.
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Key {}
 
 /// What a new slot is made with.
 #[derive(Debug, Clone, Copy)]
@@ -37,12 +97,17 @@ pub(crate) struct Shape {
     pub(crate) ceiling: u64,
 }
 
-/// One owner's usage and state.
+/// One owner's usage and state. What checks read sits in the map entry;
+/// the rate ring and the tracker are boxed so that entries stay small.
 pub(crate) struct Slot {
     pub(crate) level: AtomicU64,
     pub(crate) ceiling: AtomicU64,
-    pub(crate) rate: Option<AtomicRing>,
-    tracker: Mutex<Tracker>,
+    pub(crate) rate: Option<Box<AtomicRing>>,
+    /// True if and only if the state is `ok` with no burst time in the
+    /// period: the ceiling is the first one, and an evaluation with usage
+    /// under every limit has nothing to do.
+    pub(crate) calm: AtomicBool,
+    tracker: Mutex<Box<Tracker>>,
 }
 
 impl Slot {
@@ -50,8 +115,9 @@ impl Slot {
         Slot {
             level: AtomicU64::new(0),
             ceiling: AtomicU64::new(shape.ceiling),
-            rate: (shape.rate_span > 0).then(|| AtomicRing::new(shape.rate_span)),
-            tracker: Mutex::new(Tracker::new(shape.burst_span)),
+            rate: (shape.rate_span > 0).then(|| Box::new(AtomicRing::new(shape.rate_span))),
+            calm: AtomicBool::new(true),
+            tracker: Mutex::new(Box::new(Tracker::new(shape.burst_span))),
         }
     }
 
@@ -83,17 +149,22 @@ impl Slot {
             });
     }
 
-    pub(crate) fn tracker(&self) -> MutexGuard<'_, Tracker> {
+    pub(crate) fn tracker(&self) -> MutexGuard<'_, Box<Tracker>> {
         self.tracker.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Publishes what checks and evaluations read of tracker `t`.
+    pub(crate) fn publish(&self, t: &Tracker, th: &Thresholds, key: i64) {
+        self.ceiling.store(t.ceiling(th, key), Ordering::Relaxed);
+        let calm = t.state == State::Ok && t.burst_used.sum(key) == 0;
+        self.calm.store(calm, Ordering::Relaxed);
+    }
+
     /// Returns true if and only if the slot holds nothing worth keeping.
-    fn idle(&self, key: i64) -> bool {
-        let t = self.tracker();
-        self.level.load(Ordering::Relaxed) == 0
+    pub(crate) fn idle(&self, key: i64) -> bool {
+        self.calm.load(Ordering::Relaxed)
+            && self.level.load(Ordering::Relaxed) == 0
             && self.rate.as_ref().is_none_or(|r| r.sum(key) == 0)
-            && t.state == State::Ok
-            && t.burst_used.sum(key) == 0
     }
 }
 
@@ -143,7 +214,7 @@ impl Ledger {
         }
         let mut map = Self::write(shard);
         let slot = map
-            .entry(owner.into())
+            .entry(Key::new(owner))
             .or_insert_with(|| Slot::new(self.shape));
         f(slot)
     }
@@ -152,7 +223,7 @@ impl Ledger {
     pub(crate) fn for_each(&self, mut f: impl FnMut(&str, &Slot)) {
         for shard in self.shards.iter() {
             for (owner, slot) in Self::read(shard).iter() {
-                f(owner, slot);
+                f(owner.as_str(), slot);
             }
         }
     }
@@ -198,6 +269,27 @@ mod tests {
     }
 
     #[test]
+    fn long_and_short_owner_names_are_both_found() {
+        let l = Ledger::new(shape(0));
+        let long = "o".repeat(INLINE + 1);
+        let edge = "p".repeat(INLINE);
+        for name in [long.as_str(), edge.as_str(), "", "é"] {
+            l.with_new(name, |s| s.add(0, 1));
+        }
+        for name in [long.as_str(), edge.as_str(), "", "é"] {
+            assert_eq!(l.with(name, |s| s.usage(0)), Some(1), "{name}");
+        }
+        assert_eq!(l.with(&long[1..], |_| ()), None);
+        let mut names = Vec::new();
+        l.for_each(|o, _| names.push(o.to_owned()));
+        names.sort();
+        assert_eq!(
+            names,
+            vec!["".to_owned(), long.clone(), edge.clone(), "é".into()]
+        );
+    }
+
+    #[test]
     fn rates_count_what_was_added_within_the_window() {
         let l = Ledger::new(shape(4));
         l.with_new("a", |s| s.add(0, 5));
@@ -212,7 +304,7 @@ mod tests {
         for i in 0..100 {
             l.with_new(&format!("o{i}"), |s| s.add(0, u64::from(i % 2 == 0)));
         }
-        l.with_new("o1", |s| s.tracker().state = State::Soft);
+        l.with_new("o1", |s| s.calm.store(false, Ordering::Relaxed));
         assert_eq!(l.len(), 100);
         l.prune(0);
         assert_eq!(l.len(), 51);

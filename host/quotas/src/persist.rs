@@ -183,7 +183,7 @@ impl Quotas {
                         t.soft_since = o.soft_since_ms;
                         t.last_eval = o.last_eval_ms;
                         t.open.clone_from(&o.open);
-                        slot.ceiling.store(t.ceiling(&q.th, key), Ordering::Relaxed);
+                        slot.publish(&t, &q.th, key);
                     });
                 }
             }

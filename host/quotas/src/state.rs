@@ -108,6 +108,15 @@ impl Thresholds {
         self.burst.or(self.hard).unwrap_or(u64::MAX)
     }
 
+    /// Returns the most usage that cannot leave `ok`: the lowest limit.
+    pub(crate) fn quiet(&self) -> u64 {
+        self.soft
+            .into_iter()
+            .chain(self.hard)
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
     /// Returns the limit whose crossing put usage in `state`.
     pub(crate) fn limit_of(&self, state: State) -> u64 {
         let l = if state >= State::Burst {
