@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::ledger::{Ledger, Shape};
 use crate::limits::{Amount, Measure, QuotaDef, Unit};
-use crate::report::{Decision, QuotaEvent, QuotaStatus, Violation};
+use crate::report::{Decision, QuotaEvent, QuotaStatus, QuotaSummary, Violation};
 use crate::scope::Subject;
 use crate::state::{self, EventKind, Open, State, Thresholds, Tracker};
 use crate::{Error, TimestampMs};
@@ -283,36 +283,84 @@ impl Quotas {
         let mut events = Vec::new();
         let mut closed = Vec::new();
         for q in &self.quotas {
-            let key = q.key(now);
-            let quiet = q.th.quiet();
-            let mut idle = false;
-            q.ledger.for_each(|owner, slot| {
-                let usage = slot.usage(key);
-                // Most owners sit calmly under every limit: nothing can
-                // change for them, so their tracker is not even read.
-                if usage <= quiet && slot.calm.load(Ordering::Relaxed) {
-                    idle |= usage == 0 && slot.level.load(Ordering::Relaxed) == 0;
-                    return;
-                }
-                let mut t = slot.tracker();
-                let step = t.step(usage, now, &q.th, key);
-                slot.publish(&t, &q.th, key);
-                for kind in state::events(step.from, step.to, &q.def.actions, usage, &q.th) {
-                    events.push(q.event(owner, now, step.from, step.to, usage, kind));
-                }
-                if let Some(open) = step.closed {
-                    closed.push(q.violation(owner, &open, Some(now)));
-                }
-                idle |= slot.idle(key);
-            });
-            // Pruning takes each shard's write lock, so only when it has
-            // something to drop.
-            if idle {
-                q.ledger.prune(key);
-            }
+            Self::step(q, now, &mut events, &mut closed);
         }
         self.record(closed);
         events
+    }
+
+    /// [`Quotas::evaluate`] for quota `id` alone: each quota policy runs on
+    /// its own trigger.
+    pub fn evaluate_quota(&self, id: QuotaId, now: TimestampMs) -> Vec<QuotaEvent> {
+        let mut events = Vec::new();
+        let mut closed = Vec::new();
+        Self::step(&self.quotas[id.0], now, &mut events, &mut closed);
+        self.record(closed);
+        events
+    }
+
+    fn step(
+        q: &Compiled,
+        now: TimestampMs,
+        events: &mut Vec<QuotaEvent>,
+        closed: &mut Vec<Violation>,
+    ) {
+        let key = q.key(now);
+        let quiet = q.th.quiet();
+        let mut idle = false;
+        q.ledger.for_each(|owner, slot| {
+            let usage = slot.usage(key);
+            // Most owners sit calmly under every limit: nothing can
+            // change for them, so their tracker is not even read.
+            if usage <= quiet && slot.calm.load(Ordering::Relaxed) {
+                idle |= usage == 0 && slot.level.load(Ordering::Relaxed) == 0;
+                return;
+            }
+            let mut t = slot.tracker();
+            let step = t.step(usage, now, &q.th, key);
+            slot.publish(&t, &q.th, key);
+            for kind in state::events(step.from, step.to, &q.def.actions, usage, &q.th) {
+                events.push(q.event(owner, now, step.from, step.to, usage, kind));
+            }
+            if let Some(open) = step.closed {
+                closed.push(q.violation(owner, &open, Some(now)));
+            }
+            idle |= slot.idle(key);
+        });
+        // Pruning takes each shard's write lock, so only when it has
+        // something to drop.
+        if idle {
+            q.ledger.prune(key);
+        }
+    }
+
+    /// Sets every level quota's usage to zero: the start of a recount of
+    /// what the registry holds ([`Quotas::add_level`] for each resource),
+    /// after a restore (whose levels may be stale) or a reload. Rates and
+    /// observed quotas are left alone.
+    pub fn zero_levels(&self) {
+        for q in &self.quotas {
+            if matches!(q.def.measure, Measure::Level(_)) {
+                q.ledger
+                    .for_each(|_, slot| slot.level.store(0, Ordering::Relaxed));
+            }
+        }
+    }
+
+    /// Adds `amount` to every level quota whose scope selects `subject`,
+    /// without a check: one resource of a recount.
+    pub fn add_level(&self, subject: &Subject<'_>, amount: Amount, now: TimestampMs) {
+        for q in &self.quotas {
+            let n = amount.of(q.unit);
+            if n == 0
+                || !matches!(q.def.measure, Measure::Level(_))
+                || !q.def.scope.matches(subject)
+            {
+                continue;
+            }
+            let key = q.key(now);
+            q.ledger.with_new(q.owner(subject.owner), |s| s.add(key, n));
+        }
     }
 
     /// Starts quota `name` afresh at `now`: rates and burst time go back to
@@ -377,6 +425,95 @@ impl Quotas {
             }
         }
         out
+    }
+
+    /// Returns quota `id`'s aggregates at `now` (owners, total and largest
+    /// usage, owners per state) and its `top` owners by usage, largest
+    /// first: what the runtime reports and exposes as gauges, bounded
+    /// whatever the number of owners.
+    pub fn summary(&self, id: QuotaId, now: TimestampMs, top: usize) -> QuotaSummary {
+        let q = &self.quotas[id.0];
+        let key = q.key(now);
+        let mut s = QuotaSummary {
+            quota: q.def.name.clone(),
+            ..QuotaSummary::default()
+        };
+        // A min-heap of the `top` largest, so the cost stays n·log(top).
+        let mut heap = std::collections::BinaryHeap::new();
+        q.ledger.for_each(|owner, slot| {
+            let usage = slot.usage(key);
+            s.owners += 1;
+            s.total = s.total.saturating_add(usage);
+            s.max = s.max.max(usage);
+            let state = if slot.calm.load(Ordering::Relaxed) {
+                State::Ok
+            } else {
+                slot.tracker().state
+            };
+            s.by_state[state as usize] += 1;
+            if top > 0 {
+                if heap.len() < top {
+                    heap.push(std::cmp::Reverse((usage, owner.to_owned())));
+                } else if heap.peek().is_some_and(|m| m.0.0 < usage) {
+                    heap.pop();
+                    heap.push(std::cmp::Reverse((usage, owner.to_owned())));
+                }
+            }
+        });
+        let mut top: Vec<(String, u64)> = heap.into_iter().map(|r| (r.0.1, r.0.0)).collect();
+        top.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        s.top = top;
+        s
+    }
+
+    /// Returns one page of quota `id`'s owners in name order: at most
+    /// `limit` rows of owners after `after`, and whether more follow. Costs
+    /// one pass over the owners, whatever the page.
+    pub fn status_page(
+        &self,
+        id: QuotaId,
+        now: TimestampMs,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<QuotaStatus>, bool) {
+        let q = &self.quotas[id.0];
+        let mut names: Vec<String> = Vec::new();
+        q.ledger.for_each(|owner, _| {
+            if after.is_none_or(|a| owner > a) {
+                names.push(owner.to_owned());
+            }
+        });
+        let more = names.len() > limit;
+        if more {
+            names.select_nth_unstable(limit);
+            names.truncate(limit);
+        }
+        names.sort_unstable();
+        let key = q.key(now);
+        let rows = names
+            .iter()
+            .filter_map(|owner| {
+                q.ledger.with(owner, |slot| {
+                    let t = slot.tracker();
+                    QuotaStatus {
+                        quota: q.def.name.clone(),
+                        owner: owner.clone(),
+                        usage: slot.usage(key),
+                        soft: q.th.soft,
+                        hard: q.th.hard,
+                        burst: q.th.burst,
+                        limit_in_force: {
+                            let c = slot.ceiling.load(Ordering::Relaxed);
+                            (q.denies && c != u64::MAX).then_some(c)
+                        },
+                        state: t.state,
+                        since_ms: t.since_ms,
+                        next_reset_ms: q.def.period.and_then(|p| p.next_reset(now)),
+                    }
+                })
+            })
+            .collect();
+        (rows, more)
     }
 
     /// Returns the violations kept, oldest first, then those still open.

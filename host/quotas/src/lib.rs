@@ -66,7 +66,7 @@ pub use error::Error;
 pub use limits::{Action, Amount, DEFAULT_HYSTERESIS, Limits, Measure, QuotaDef, Unit};
 pub use period::{Period, ROLLING_BUCKETS};
 pub use persist::{Restored, SNAPSHOT_VERSION, Snapshot};
-pub use report::{Decision, QuotaEvent, QuotaStatus, Violation};
+pub use report::{Decision, Denial, QuotaEvent, QuotaStatus, QuotaSummary, Violation};
 pub use scope::{Field, Labels, Matcher, Op, Scope, Subject};
 pub use state::{EventKind, State};
 

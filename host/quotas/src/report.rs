@@ -33,6 +33,52 @@ impl Decision<'_> {
     }
 }
 
+impl Decision<'_> {
+    /// Returns the denial as an owned value, to travel in an error.
+    pub fn denial(&self) -> Option<Denial> {
+        match *self {
+            Decision::Allow => None,
+            Decision::Deny {
+                quota,
+                limit,
+                usage,
+                requested,
+            } => Some(Denial {
+                quota: quota.to_owned(),
+                limit,
+                usage,
+                requested,
+            }),
+        }
+    }
+}
+
+/// A denial that outlives the engine it came from: what a refused
+/// registration's error carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Denial {
+    /// The quota's name.
+    pub quota: String,
+    /// The limit in force.
+    pub limit: u64,
+    /// Usage now.
+    pub usage: u64,
+    /// The amount asked for, in the quota's unit.
+    pub requested: u64,
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Decision::Deny {
+            quota: &self.quota,
+            limit: self.limit,
+            usage: self.usage,
+            requested: self.requested,
+        }
+        .fmt(f)
+    }
+}
+
 /// Reads as the reason of a refusal, for a 429 body or a log line.
 impl fmt::Display for Decision<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -114,6 +160,23 @@ pub struct QuotaStatus {
     pub since_ms: TimestampMs,
     /// When a calendar period next starts again.
     pub next_reset_ms: Option<TimestampMs>,
+}
+
+/// One quota's aggregates, for reports and gauges.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaSummary {
+    /// The quota's name.
+    pub quota: String,
+    /// Owners with a slot (1 for a shared quota once used).
+    pub owners: u64,
+    /// Usage summed over owners.
+    pub total: u64,
+    /// The largest usage of one owner.
+    pub max: u64,
+    /// Owners in each [`State`], in its order (`ok` first).
+    pub by_state: [u64; 5],
+    /// The owners with the most usage, largest first.
+    pub top: Vec<(String, u64)>,
 }
 
 #[cfg(test)]

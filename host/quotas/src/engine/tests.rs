@@ -333,3 +333,52 @@ fn definitions_are_validated_and_names_unique() {
     let e = Quotas::new(vec![bad]).err().unwrap();
     assert_eq!(e.field(), Some("limits.soft"));
 }
+
+#[test]
+fn summaries_count_owners_by_state_and_name_the_largest() {
+    let q = Quotas::new(vec![level("files", Some(5), 10, vec![Action::Deny])]).unwrap();
+    for (owner, n) in [("a", 1), ("b", 7), ("c", 12), ("d", 3)] {
+        q.charge(&Subject::new(owner, "x"), Amount::count(n), 0);
+    }
+    let id = q.id("files").unwrap();
+    q.evaluate_quota(id, 0);
+    let s = q.summary(id, 0, 2);
+    assert_eq!((s.owners, s.total, s.max), (4, 23, 12));
+    assert_eq!(s.by_state, [2, 0, 1, 0, 1]);
+    assert_eq!(s.top, vec![("c".to_owned(), 12), ("b".to_owned(), 7)]);
+}
+
+#[test]
+fn status_pages_walk_owners_in_name_order() {
+    let q = Quotas::new(vec![level("files", None, 10, vec![])]).unwrap();
+    for owner in ["d", "b", "a", "c", "e"] {
+        q.charge(&Subject::new(owner, "x"), Amount::count(1), 0);
+    }
+    let id = q.id("files").unwrap();
+    let (rows, more) = q.status_page(id, 0, None, 2);
+    let names = |r: &[QuotaStatus]| r.iter().map(|s| s.owner.clone()).collect::<Vec<_>>();
+    assert_eq!((names(&rows), more), (vec!["a".into(), "b".into()], true));
+    let (rows, more) = q.status_page(id, 0, Some("b"), 2);
+    assert_eq!((names(&rows), more), (vec!["c".into(), "d".into()], true));
+    let (rows, more) = q.status_page(id, 0, Some("d"), 2);
+    assert_eq!((names(&rows), more), (vec!["e".into()], false));
+}
+
+#[test]
+fn a_recount_replaces_levels_and_leaves_rates() {
+    let mut rate = level("made", None, 100, vec![]);
+    rate.measure = Measure::Rate(Unit::Count);
+    rate.period = Some(Period::Hourly);
+    let q = Quotas::new(vec![level("held", None, 100, vec![]), rate]).unwrap();
+    let a = Subject::new("a", "x");
+    q.charge(&a, Amount::count(9), 0);
+    let (held, made) = (q.id("held").unwrap(), q.id("made").unwrap());
+    // The registry holds two of a's and one of b's: the recount says so.
+    q.zero_levels();
+    q.add_level(&a, Amount::count(1), 0);
+    q.add_level(&a, Amount::count(1), 0);
+    q.add_level(&Subject::new("b", "x"), Amount::count(1), 0);
+    assert_eq!(q.usage(held, "a", 0), 2);
+    assert_eq!(q.usage(held, "b", 0), 1);
+    assert_eq!(q.usage(made, "a", 0), 9, "a rate is what was charged");
+}
