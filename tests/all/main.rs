@@ -41,6 +41,9 @@
 //!   to the daemon: breakers, retry budget, fallbacks, restarts, bad input.
 //! - `recovery_guard`: the same service called through the library's guard,
 //!   in-process, with a hand-moved clock.
+//! - `quotas`: quotas enforced through the daemon (issue 17): 429 on
+//!   registration, checks, a warning to a real Alertmanager, a cleanup
+//!   action, state across a restart, located errors from `warden check`.
 //! - `resources`: registered resources across a restart, their audit
 //!   trail and orphans; what a watched process holds, read by the daemon
 //!   and listed by the API.
@@ -71,6 +74,7 @@ mod http;
 mod init;
 mod metrics;
 mod policies;
+mod quotas;
 mod recovery;
 mod recovery_guard;
 mod replay;

@@ -1,7 +1,8 @@
 //! # warden-api
 //!
 //! The HTTP API: health, policy status and reload, run-now, metrics push and
-//! queries (`metrics`), recovery reports and circuits (`recovery`), and
+//! queries (`metrics`), recovery reports and circuits (`recovery`), quotas
+//! (`quotas`), and
 //! `/metrics`. Errors are JSON with a message a
 //! person can act on.
 //!
@@ -24,6 +25,7 @@ mod findings;
 pub mod health;
 pub mod heavy;
 mod metrics;
+mod quotas;
 mod recovery;
 mod resources;
 pub mod serve;
@@ -133,6 +135,7 @@ pub fn router(state: AppState) -> Router {
         .merge(analytics::routes())
         .merge(cleanup::routes())
         .merge(resources::routes())
+        .merge(quotas::routes())
         .merge(recovery::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
@@ -202,9 +205,11 @@ pub(crate) async fn small_body(
 async fn exposition(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let (telemetry, metrics) = (Arc::clone(&s.telemetry), s.metrics.clone());
     let (recovery, state) = (Arc::clone(&s.recovery), Arc::clone(&s.state));
+    let quotas = Arc::clone(&s.scheduler.context().quotas);
     let body = heavy::run(&s, move || {
         telemetry.encode_with(|out| {
             recovery.encode(out)?;
+            quotas.encode(out)?;
             if let Some(p) = &metrics {
                 p.encode(out)?;
             }

@@ -2,7 +2,8 @@
 //! cleanup policies can judge it — register, mark as used, release, list.
 //!
 //! - `POST /api/v1/resources` registers `{kind, name, owner, size_bytes, ttl,
-//!   labels, pid}` and answers `201 {"handle": N}`.
+//!   labels, pid}` and answers `201 {"handle": N}`, or `429` naming the
+//!   quota, limit, usage and requested amount when a quota denies it.
 //! - `POST /api/v1/resources/{handle}/access` marks it used now.
 //! - `DELETE /api/v1/resources/{handle}?owner=OWNER` releases it (the
 //!   application is done). The caller names the owner it registered;
@@ -162,35 +163,46 @@ async fn register(State(s): State<AppState>, body: Bytes) -> Result<Response, Ap
         t => t.map(|t| u64::try_from(t.0.as_millis()).unwrap_or(u64::MAX)),
     };
     let registry = &s.scheduler.context().registry;
-    let handle = registry
-        .register_with_dependencies(
-            Registration {
-                kind,
-                name: r.name,
-                owner: r.owner,
-                size_bytes: r.size_bytes,
-                pid: r.pid,
-                labels: r.labels.into_iter().collect(),
-                ttl_ms,
-            },
-            &r.depends_on,
-            warden_core::clock::now_ms(),
-        )
-        .map_err(|e| match e {
-            // Full: the request is fine, the daemon has no room for it now.
-            registry::RegisterError::Full(full) => {
-                ApiError(StatusCode::INSUFFICIENT_STORAGE, full.to_string())
-            }
-            registry::RegisterError::Dependency(d) => {
-                ApiError::bad_request(format!("depends_on: {d}"))
-            }
-        })?;
+    let registered = registry.register_with_dependencies(
+        Registration {
+            kind,
+            name: r.name,
+            owner: r.owner,
+            size_bytes: r.size_bytes,
+            pid: r.pid,
+            labels: r.labels.into_iter().collect(),
+            ttl_ms,
+        },
+        &r.depends_on,
+        warden_core::clock::now_ms(),
+    );
+    let handle = match registered {
+        Ok(h) => h,
+        Err(e) => return Ok(refused(e)),
+    };
     s.scheduler.context().publish(Event {
         kind: EventKind::ResourceRegistered,
         pressure: None,
         failure: None,
     });
     Ok((StatusCode::CREATED, Json(json!({ "handle": handle }))).into_response())
+}
+
+/// How a refused registration is answered: `429` naming the quota, its
+/// limit, usage and what was asked when a quota denies it; `507` when the
+/// registry is full; `400` for a dependency that cannot be made. Batch
+/// registration answers each refused item with this too.
+pub(crate) fn refused(e: registry::RegisterError) -> Response {
+    match e {
+        registry::RegisterError::Full(registry::Full::Quota(d)) => super::quotas::quota_denied(&d),
+        // Full: the request is fine, the daemon has no room for it now.
+        registry::RegisterError::Full(full) => {
+            ApiError(StatusCode::INSUFFICIENT_STORAGE, full.to_string()).into_response()
+        }
+        registry::RegisterError::Dependency(d) => {
+            ApiError::bad_request(format!("depends_on: {d}")).into_response()
+        }
+    }
 }
 
 fn parse_handle(text: &str) -> Result<u64, ApiError> {

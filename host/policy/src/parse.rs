@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::locate::Locations;
 use super::schema::IsolationMode;
 use super::schema::{
-    EventKind, PolicyFile, PolicyKind, PolicySpec, QuotaSpec, Retries, Scope, Trigger,
+    EventKind, PolicyFile, PolicyKind, PolicySpec, QuotaAmount, QuotaSpec, Retries, Scope, Trigger,
 };
 use warden_core::values::HumanDuration;
 use warden_plugin_host::{
@@ -127,6 +127,8 @@ pub struct Policy {
     /// path each time a scope root is opened (a root-owned symlink may lead
     /// elsewhere than the path says).
     pub protected: crate::cleanup::Protected,
+    /// Quota: what the host enforces, checked.
+    pub quota: Option<warden_quotas::QuotaDef>,
     /// 1-based line where the policy starts.
     pub line: usize,
 }
@@ -299,11 +301,12 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
         };
         let scope_paths = check_scope(&spec.scope, cx, &protected, &mut fail);
         check_processes(spec, &mut fail);
+        let mut quota = None;
         match (spec.kind, &spec.quota) {
-            (PolicyKind::Quota, Some(q)) => check_quota(q, &mut fail),
+            (PolicyKind::Quota, Some(q)) => quota = check_quota(&spec.name, q, &mut fail),
             (PolicyKind::Quota, None) => fail(
                 "kind",
-                "a quota policy needs a `quota:` block (resource, hard, period, action)".into(),
+                "a quota policy needs a `quota:` block (resource, soft or hard, action)".into(),
             ),
             (_, Some(_)) => fail(
                 "quota",
@@ -315,13 +318,67 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
             _ => {}
         }
         if spec.kind == PolicyKind::Quota {
-            // Refused rather than scheduled: nothing measures usage or
-            // applies a limit yet, and a quota that loads is one an operator
-            // believes is in force.
-            fail(
-                "kind",
-                "quota policies are not enforced yet: Warden measures no usage and applies no limit for them, so it refuses the policy instead of reporting it checked; remove it from the policies directory".into(),
-            );
+            // What a plugin or a cleanup run would use; a quota has neither.
+            let unused = [
+                (
+                    "dry_run",
+                    spec.dry_run,
+                    "a quota measures and enforces; to only warn, give it `action: warn`, or switch it off with `enabled: false`",
+                ),
+                (
+                    "cooldown",
+                    spec.cooldown.is_some(),
+                    "a quota acts once per crossing; its `quota.hysteresis` keeps it from flapping",
+                ),
+                (
+                    "config",
+                    spec.config.is_some(),
+                    "a quota has no plugin to configure; its settings are under `quota:`",
+                ),
+                (
+                    "retries",
+                    spec.retries.is_some(),
+                    "a quota's actions are not retried; a cleanup policy it runs has its own `retries`",
+                ),
+                (
+                    "timeout",
+                    spec.timeout.is_some(),
+                    "a quota has no plugin to time out",
+                ),
+                (
+                    "memory_limit",
+                    spec.memory_limit.is_some(),
+                    "a quota has no plugin",
+                ),
+                (
+                    "output_limit",
+                    spec.output_limit.is_some(),
+                    "a quota has no plugin",
+                ),
+                (
+                    "query_limit",
+                    spec.query_limit.is_some(),
+                    "a quota has no plugin",
+                ),
+                (
+                    "sha256",
+                    spec.sha256.is_some(),
+                    "a quota has no plugin to pin",
+                ),
+                (
+                    "scope",
+                    spec.scope != Scope::default(),
+                    "a policy's `scope` is what a plugin may act on; whom a quota covers is `quota.scope`",
+                ),
+            ];
+            for (field, set, why) in unused {
+                if set {
+                    fail(
+                        field,
+                        format!("`{field}` has no meaning for a quota policy: {why}"),
+                    );
+                }
+            }
         }
         if spec.severity.is_some()
             && !matches!(
@@ -418,6 +475,7 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
             run_timeout,
             recovery,
             protected,
+            quota,
             line: at("").map_or(1, |p| p.0),
         });
     }
@@ -766,35 +824,302 @@ fn check_processes(spec: &PolicySpec, fail: &mut impl FnMut(&str, String)) {
     }
 }
 
-fn check_quota(q: &QuotaSpec, fail: &mut impl FnMut(&str, String)) {
-    if let Some(soft) = q.soft
-        && soft > q.hard
-    {
+/// Converts a limit as written into the quota's unit, naming `field` when
+/// it cannot be one.
+fn quota_amount(
+    a: &QuotaAmount,
+    unit: warden_quotas::Unit,
+    field: &str,
+    fail: &mut impl FnMut(&str, String),
+) -> Option<u64> {
+    let bad = |what: String| format!("`{field}`: {what}");
+    let n = match a {
+        QuotaAmount::Int(n) if *n < 0 => {
+            fail(field, bad(format!("a limit cannot be below zero, not {n}")));
+            return None;
+        }
+        QuotaAmount::Int(n) => *n as u64,
+        QuotaAmount::Float(f) if !f.is_finite() || *f < 0.0 => {
+            fail(field, bad(format!("a limit cannot be below zero, not {f}")));
+            return None;
+        }
+        QuotaAmount::Float(f) if f.fract() != 0.0 || *f > u64::MAX as f64 => {
+            fail(field, bad(format!("a limit is a whole number, not {f}")));
+            return None;
+        }
+        QuotaAmount::Float(f) => *f as u64,
+        QuotaAmount::Text(t) if t.trim_start().starts_with('-') => {
+            fail(
+                field,
+                bad(format!("a limit cannot be below zero, not `{t}`")),
+            );
+            return None;
+        }
+        QuotaAmount::Text(t) => {
+            if unit == warden_quotas::Unit::Count && t.trim().parse::<u64>().is_err() {
+                fail(
+                    field,
+                    bad(format!(
+                        "`{t}` is not a count; a quota of `unit: count` takes a whole number (sizes such as `10GiB` need `unit: bytes`)"
+                    )),
+                );
+                return None;
+            }
+            match t.parse::<warden_core::values::ByteSize>() {
+                Ok(b) => b.0,
+                Err(e) => {
+                    fail(field, bad(format!("`{t}` is not a size: {e}")));
+                    return None;
+                }
+            }
+        }
+    };
+    Some(n)
+}
+
+/// Parses a quota period: a duration (rolling) or a calendar name.
+fn quota_period(text: &str) -> Result<warden_quotas::Period, String> {
+    use warden_quotas::Period;
+    Ok(match text.trim() {
+        "hourly" => Period::Hourly,
+        "daily" => Period::Daily,
+        "weekly" => Period::Weekly,
+        "monthly" => Period::Monthly,
+        t => {
+            let d: HumanDuration = t.parse().map_err(|e| {
+                format!("`{t}` is neither a duration (`1h`, `30m`) nor `hourly`, `daily`, `weekly` or `monthly`: {e}")
+            })?;
+            if d.0.is_zero() {
+                return Err("the quota period must be longer than 0".into());
+            }
+            Period::Rolling {
+                length_ms: u64::try_from(d.0.as_millis()).unwrap_or(u64::MAX),
+            }
+        }
+    })
+}
+
+/// Checks a quota block and builds what the engine enforces, with every
+/// problem located at its field (`quota.soft`).
+fn check_quota(
+    name: &str,
+    q: &QuotaSpec,
+    fail: &mut impl FnMut(&str, String),
+) -> Option<warden_quotas::QuotaDef> {
+    use crate::schema::{QuotaAction, QuotaMeasure, QuotaResource, QuotaUnit};
+    use warden_quotas::{Action, Field, Limits, Matcher, Measure, Op, QuotaDef, Scope, Unit};
+    let ok = std::cell::Cell::new(true);
+    let mut fail = |field: &str, m: String| {
+        ok.set(false);
+        fail(field, m);
+    };
+    if matches!(
+        q.resource,
+        QuotaResource::DiskBytes | QuotaResource::MemoryBytes
+    ) {
         fail(
-            "quota.soft",
+            "quota.resource",
             format!(
-                "the soft limit ({soft}) is above the hard limit ({})",
-                q.hard
+                "`quota.resource`: `{}` is not measured for quotas yet (Warden counts registered resources: `temp-files`, `open-files`, `sockets`, `processes`, `threads`, `app-objects` or `registered`), so the quota is refused rather than reported enforced",
+                if q.resource == QuotaResource::DiskBytes {
+                    "disk-bytes"
+                } else {
+                    "memory-bytes"
+                }
             ),
         );
     }
-    if let Some(burst) = q.burst
-        && burst < q.hard
-    {
+    let unit = match q.unit.unwrap_or(QuotaUnit::Count) {
+        QuotaUnit::Count => Unit::Count,
+        QuotaUnit::Bytes => Unit::Bytes,
+    };
+    let measure = match q.measure.unwrap_or(QuotaMeasure::Level) {
+        QuotaMeasure::Level => Measure::Level(unit),
+        QuotaMeasure::Rate => Measure::Rate(unit),
+    };
+    let soft = q
+        .soft
+        .as_ref()
+        .and_then(|a| quota_amount(a, unit, "quota.soft", &mut fail));
+    let hard = q
+        .hard
+        .as_ref()
+        .and_then(|a| quota_amount(a, unit, "quota.hard", &mut fail));
+    let burst = q
+        .burst
+        .as_ref()
+        .and_then(|a| quota_amount(a, unit, "quota.burst", &mut fail));
+    let period = match q.period.as_deref().map(quota_period) {
+        Some(Err(e)) => {
+            fail("quota.period", format!("`quota.period`: {e}"));
+            None
+        }
+        Some(Ok(p)) => Some(p),
+        None => None,
+    };
+    let ms =
+        |d: Option<HumanDuration>| d.map(|d| u64::try_from(d.0.as_millis()).unwrap_or(u64::MAX));
+    let mut matchers = Vec::new();
+    if let Some(kind) = q.resource.kind() {
+        matchers.push(Matcher {
+            field: Field::Kind,
+            op: Op::Equals(kind.name().to_owned()),
+        });
+    }
+    if let Some(o) = &q.owner {
+        matchers.push(Matcher {
+            field: Field::Owner,
+            op: Op::Equals(o.clone()),
+        });
+    }
+    let scope = q.scope.clone().unwrap_or_default();
+    // Matchers are compared on every registration: a bounded number.
+    const MAX_MATCHERS: usize = 16;
+    if scope.matchers.len() > MAX_MATCHERS {
         fail(
-            "quota.burst",
+            "quota.scope.matchers",
             format!(
-                "the burst limit ({burst}) is below the hard limit ({})",
-                q.hard
+                "`quota.scope.matchers`: at most {MAX_MATCHERS} matchers, not {}",
+                scope.matchers.len()
             ),
         );
     }
-    if q.period.0.is_zero() {
+    for (i, m) in scope.matchers.iter().enumerate().take(MAX_MATCHERS) {
+        let at = format!("quota.scope.matchers[{i}]");
+        let field = match m.field.as_str() {
+            "owner" => Field::Owner,
+            "kind" => Field::Kind,
+            f => match f.strip_prefix("labels.") {
+                Some(k) if !k.is_empty() => Field::Label(k.to_owned()),
+                _ => {
+                    fail(
+                        &format!("{at}.field"),
+                        format!("`{at}.field`: `{f}` is not `owner`, `kind` or `labels.KEY`"),
+                    );
+                    continue;
+                }
+            },
+        };
+        let ops: Vec<Op> = [
+            m.equals.clone().map(Op::Equals),
+            m.one_of.clone().map(Op::OneOf),
+            m.prefix.clone().map(Op::Prefix),
+            m.exists.filter(|e| *e).map(|_| Op::Exists),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if ops.len() != 1 || m.exists == Some(false) {
+            fail(
+                &at,
+                format!(
+                    "`{at}`: give exactly one of `equals`, `one_of`, `prefix` or `exists: true`"
+                ),
+            );
+            continue;
+        }
+        if let (Field::Kind, Op::Equals(k)) = (&field, &ops[0])
+            && warden_core::records::ResourceKind::from_name(k).is_none()
+        {
+            fail(
+                &format!("{at}.equals"),
+                format!("`{at}.equals`: `{k}` is not a resource kind"),
+            );
+        }
+        matchers.push(Matcher {
+            field,
+            op: ops.into_iter().next()?,
+        });
+    }
+    let mut kinds: Vec<QuotaAction> = q.action.into_iter().collect();
+    for a in &q.actions {
+        if !kinds.contains(a) {
+            kinds.push(*a);
+        }
+    }
+    let mut actions = Vec::new();
+    for a in &kinds {
+        actions.push(match a {
+            QuotaAction::Warn => Action::Warn,
+            QuotaAction::Deny => Action::Deny,
+            QuotaAction::Cleanup => {
+                let Some(c) = &q.cleanup else {
+                    fail(
+                        "quota",
+                        "`quota.cleanup`: the `cleanup` action needs `cleanup: {policies: [NAME], min_reclaim: N}`".into(),
+                    );
+                    continue;
+                };
+                let min = c
+                    .min_reclaim
+                    .as_ref()
+                    .and_then(|m| quota_amount(m, unit, "quota.cleanup.min_reclaim", &mut fail))
+                    .unwrap_or(0);
+                Action::Cleanup {
+                    policies: c.policies.clone(),
+                    min_reclaim: min,
+                }
+            }
+        });
+    }
+    if q.cleanup.is_some() && !kinds.contains(&QuotaAction::Cleanup) {
         fail(
-            "quota.period",
-            "the quota period must be longer than 0".into(),
+            "quota.cleanup",
+            "`quota.cleanup` is used only by the `cleanup` action; add `action: cleanup` or remove it".into(),
         );
     }
+    if let Some(c) = &q.cleanup {
+        for (i, p) in c.policies.iter().enumerate() {
+            if !valid_name(p) {
+                fail(
+                    &format!("quota.cleanup.policies[{i}]"),
+                    format!("`quota.cleanup.policies[{i}]`: `{p}` is not a policy name"),
+                );
+            }
+        }
+    }
+    let def = QuotaDef {
+        name: name.to_owned(),
+        scope: Scope {
+            matchers,
+            per_owner: scope.per_owner,
+        },
+        measure,
+        limits: Limits {
+            soft,
+            hard,
+            burst,
+            grace_ms: ms(q.grace),
+            burst_allowance_ms: ms(q.burst_allowance),
+            hysteresis: q.hysteresis.unwrap_or(warden_quotas::DEFAULT_HYSTERESIS),
+        },
+        period,
+        actions,
+    };
+    if !ok.get() {
+        return None;
+    }
+    // The engine's own rules, reported at the YAML field they concern.
+    if let Err(e) = def.validate() {
+        let field = e.field().unwrap_or("");
+        let yaml = match field {
+            "limits" => "quota".to_owned(),
+            f if f.starts_with("limits.") => {
+                let f = &f["limits.".len()..];
+                format!("quota.{}", f.trim_end_matches("_ms"))
+            }
+            f if f.starts_with("scope.") || f == "period" => format!("quota.{f}"),
+            f if f.starts_with("actions") => "quota.actions".into(),
+            _ => "quota".into(),
+        };
+        let reason = match &e {
+            warden_quotas::Error::Invalid { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        };
+        fail(&yaml, format!("`{yaml}`: {reason}"));
+        return None;
+    }
+    Some(def)
 }
 
 /// Returns the candidate closest to `word`, if any is close enough to be a typo.
@@ -983,6 +1308,73 @@ mod tests {
     }
 
     #[test]
+    fn quotas_become_what_the_engine_enforces() {
+        let yaml = "policies:\n  - name: files\n    kind: quota\n    trigger: {interval: 10s}\n    quota:\n      resource: temp-files\n      scope:\n        per_owner: true\n        matchers: [{field: labels.workspace, equals: ci}]\n      soft: 80\n      hard: 100\n      burst: 120\n      grace: 1m\n      burst_allowance: 5m\n      period: hourly\n      actions: [warn, deny, cleanup]\n      cleanup: {policies: [tmp], min_reclaim: 10}\n";
+        let p = parse(Path::new("q.yaml"), yaml, &cx()).unwrap();
+        let d = p[0].quota.as_ref().unwrap();
+        assert_eq!(d.name, "files");
+        assert!(d.scope.per_owner);
+        assert_eq!(d.scope.matchers.len(), 2, "the kind and the label");
+        assert_eq!(d.limits.hard, Some(100));
+        assert_eq!(d.limits.burst_allowance_ms, Some(300_000));
+        assert_eq!(d.period, Some(warden_quotas::Period::Hourly));
+        assert_eq!(d.actions.len(), 3);
+        assert!(matches!(
+            &d.actions[2],
+            warden_quotas::Action::Cleanup {
+                min_reclaim: 10,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn bad_quotas_name_their_field() {
+        let q = |body: &str| {
+            errors(&format!(
+                "policies:\n  - name: q\n    kind: quota\n    quota: {{{body}}}\n"
+            ))
+        };
+        let e = q("resource: temp-files, hard: -5, action: deny");
+        assert!(
+            e[0].contains("`quota.hard`: a limit cannot be below zero, not -5"),
+            "{e:#?}"
+        );
+        let e = q("resource: temp-files, hard: 10GiB, action: deny");
+        assert!(
+            e[0].contains("`quota.hard`: `10GiB` is not a count"),
+            "{e:#?}"
+        );
+        let e = q(
+            "resource: temp-files, hard: 10, burst: 5, burst_allowance: 1m, period: 1h, action: deny",
+        );
+        assert!(
+            e[0].contains("`quota.burst`: the burst limit (5) is below the hard limit (10)"),
+            "{e:#?}"
+        );
+        let e = q("resource: temp-files, hard: 10, measure: rate, action: deny");
+        assert!(
+            e[0].contains("`quota.period`: a rate is measured over a period"),
+            "{e:#?}"
+        );
+        let e = q("resource: temp-files, hard: 10, period: fortnightly, action: deny");
+        assert!(
+            e[0].contains("`quota.period`: `fortnightly` is neither a duration"),
+            "{e:#?}"
+        );
+        let e = q("resource: temp-files, hard: 10, action: cleanup");
+        assert!(e[0].contains("needs `cleanup: {policies"), "{e:#?}");
+        let e =
+            q("resource: temp-files, hard: 10, scope: {matchers: [{field: colour, equals: red}]}");
+        assert!(
+            e[0].contains("`quota.scope.matchers[0].field`: `colour` is not"),
+            "{e:#?}"
+        );
+        let e = q("resource: gpus, hard: 10");
+        assert!(e[0].contains("unknown variant `gpus`"), "{e:#?}");
+    }
+
+    #[test]
     fn kinds_plugins_and_quotas_must_fit_together() {
         let e = errors(
             "policies:\n  - name: q\n    kind: quota\n    plugin: threshold\n  - name: c\n    kind: cleanup\n    plugin: threshold\n",
@@ -997,14 +1389,20 @@ mod tests {
                 .any(|m| m.contains("`threshold` is a alert plugin")),
             "{e:#?}"
         );
-        let q = "policies:\n  - name: disk\n    kind: quota\n    quota: {resource: disk-bytes, soft: 9GiB, hard: 8GiB, burst: 12GiB, period: 1h, action: warn}\n";
-        assert!(errors(q)[0].contains("soft limit (9GiB) is above the hard limit (8GiB)"));
-        // A well-formed quota is refused all the same: nothing enforces it.
+        let q = "policies:\n  - name: t\n    kind: quota\n    quota: {resource: temp-files, unit: bytes, soft: 9GiB, hard: 8GiB, action: warn}\n";
+        let e = errors(q);
+        assert!(
+            e[0].contains(
+                "`quota.soft`: the soft limit (9663676416) is above the hard limit (8589934592)"
+            ),
+            "{e:#?}"
+        );
+        // What is not measured is refused, saying so.
         let q = "policies:\n  - name: disk\n    kind: quota\n    quota: {resource: disk-bytes, soft: 8GiB, hard: 9GiB, period: 1h, action: warn}\n";
         let e = errors(q);
         assert_eq!(e.len(), 1, "{e:#?}");
         assert!(
-            e[0].contains("quota policies are not enforced yet"),
+            e[0].contains("`disk-bytes` is not measured for quotas yet"),
             "{e:#?}"
         );
     }

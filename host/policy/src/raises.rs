@@ -29,7 +29,9 @@ pub fn check(spec: &PolicySpec, fail: &mut impl FnMut(&str, String)) {
         ("notify", spec.notify.is_some()),
     ];
     for (field, is_set) in set {
-        if is_set && !raises {
+        // A quota's warnings go to receivers too.
+        let quota_notify = field == "notify" && spec.kind == PolicyKind::Quota;
+        if is_set && !raises && !quota_notify {
             fail(
                 field,
                 format!(

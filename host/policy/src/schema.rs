@@ -473,61 +473,196 @@ pub enum OnFailure {
     FailClosed,
 }
 
-/// A quota the host enforces.
+/// A quota the host enforces. Limits are in the quota's unit: a number of
+/// things for counts, a size (`10GiB`) or a number of bytes for bytes.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaSpec {
-    /// What is counted.
+    /// What is counted: registered resources of one kind (`temp-files`,
+    /// `open-files`, `sockets`, `processes`, `threads`, `app-objects`) or of
+    /// every kind (`registered`). `disk-bytes` and `memory-bytes` are
+    /// refused: Warden does not measure them for quotas yet.
     pub resource: QuotaResource,
-    /// Whose use is counted (a user, a service, or a path for disk); everyone when absent.
+    /// `count` (default) or `bytes` (the `size_bytes` registrations declare).
+    #[serde(default)]
+    pub unit: Option<QuotaUnit>,
+    /// `level` (default: what is held now; a release gives it back) or
+    /// `rate` (what was registered within `period`; releases do not).
+    #[serde(default)]
+    pub measure: Option<QuotaMeasure>,
+    /// Only this owner's resources are counted (a shorthand for a scope
+    /// matcher on `owner`).
     #[serde(default)]
     pub owner: Option<String>,
-    /// Above this, warn.
+    /// Whom the quota covers and whether each owner has a counter of their own.
     #[serde(default)]
-    pub soft: Option<ByteSize>,
-    /// Above this, apply `action`.
-    pub hard: ByteSize,
-    /// Allowed above `hard` for at most `period`.
+    pub scope: Option<QuotaScope>,
+    /// Above this for `grace`, warn.
     #[serde(default)]
-    pub burst: Option<ByteSize>,
-    /// The window use is measured over, and the longest a burst may last.
-    pub period: HumanDuration,
-    /// What happens above the hard limit.
-    pub action: QuotaAction,
+    pub soft: Option<QuotaAmount>,
+    /// Above this, act at once (`actions`).
+    #[serde(default)]
+    pub hard: Option<QuotaAmount>,
+    /// Usage may sit above `hard` up to this for at most `burst_allowance`
+    /// within each `period`.
+    #[serde(default)]
+    pub burst: Option<QuotaAmount>,
+    /// How long usage must stay above `soft` before it warns (default 0).
+    #[serde(default)]
+    pub grace: Option<HumanDuration>,
+    /// The most time above `hard` within each period, with `burst`.
+    #[serde(default)]
+    pub burst_allowance: Option<HumanDuration>,
+    /// A state clears once usage falls below limit × (1 − this); default 0.05.
+    #[serde(default)]
+    pub hysteresis: Option<f64>,
+    /// The window of a rate and of the burst allowance: a duration (`1h`,
+    /// rolling) or `hourly`, `daily`, `weekly`, `monthly` (UTC calendar
+    /// periods that start again at their boundary).
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub period: Option<String>,
+    /// One action above the hard limit: `warn`, `deny` or `cleanup`.
+    #[serde(default)]
+    pub action: Option<QuotaAction>,
+    /// Several actions above the hard limit.
+    #[serde(default)]
+    pub actions: Vec<QuotaAction>,
+    /// For the `cleanup` action: the cleanup policies to run and the least
+    /// they must reclaim, in the quota's unit.
+    #[serde(default)]
+    pub cleanup: Option<QuotaCleanup>,
 }
 
-/// What is counted against a quota. Counts (files, processes) are written as
-/// plain numbers; sizes may use units.
+/// A limit as written: checked and converted when the file is parsed, so a
+/// negative or malformed limit is an error naming its field.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum QuotaAmount {
+    /// A whole number.
+    Int(i64),
+    /// A number with a fraction.
+    Float(f64),
+    /// A size such as `10GiB`.
+    Text(String),
+}
+
+/// Whom a quota covers.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaScope {
+    /// Each owner gets a counter of their own (default: everyone the
+    /// matchers select shares one).
+    #[serde(default)]
+    pub per_owner: bool,
+    /// All must match; none means every registration.
+    #[serde(default)]
+    pub matchers: Vec<QuotaMatcher>,
+}
+
+/// One test over a registration: `field` is `owner`, `kind` or
+/// `labels.KEY`, with exactly one of `equals`, `one_of`, `prefix`, `exists`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaMatcher {
+    /// `owner`, `kind` or `labels.KEY`.
+    pub field: String,
+    /// Exactly this value.
+    #[serde(default)]
+    pub equals: Option<String>,
+    /// Any of these values.
+    #[serde(default)]
+    pub one_of: Option<Vec<String>>,
+    /// A value starting with this.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// The label is present (labels only).
+    #[serde(default)]
+    pub exists: Option<bool>,
+}
+
+/// What a `cleanup` action runs.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaCleanup {
+    /// Cleanup policies by name.
+    pub policies: Vec<String>,
+    /// The least each cleanup should reclaim, in the quota's unit; the run
+    /// reports what was reclaimed against it.
+    #[serde(default)]
+    pub min_reclaim: Option<QuotaAmount>,
+}
+
+/// What is counted against a quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum QuotaResource {
-    /// Bytes on disk.
+    /// Bytes on disk (not measured for quotas yet; refused).
     DiskBytes,
-    /// Bytes of memory.
+    /// Bytes of memory (not measured for quotas yet; refused).
     MemoryBytes,
-    /// Open file descriptors.
+    /// Registered open file descriptors (`file-descriptor`).
     OpenFiles,
-    /// Temp files.
+    /// Registered temp files (`temp-file`).
     TempFiles,
-    /// Processes.
+    /// Registered processes (`process`).
     Processes,
-    /// Threads.
+    /// Registered threads (`thread`).
     Threads,
-    /// Sockets.
+    /// Registered sockets (`socket`).
     Sockets,
-    /// Application-registered objects.
+    /// Registered application objects (`app-object`).
     AppObjects,
+    /// Registered resources of every kind (narrow with a `kind` matcher).
+    Registered,
+}
+
+impl QuotaResource {
+    /// Returns the registered kind it counts; `None` for every kind.
+    pub fn kind(self) -> Option<ResourceKind> {
+        match self {
+            QuotaResource::OpenFiles => Some(ResourceKind::FileDescriptor),
+            QuotaResource::TempFiles => Some(ResourceKind::TempFile),
+            QuotaResource::Processes => Some(ResourceKind::Process),
+            QuotaResource::Threads => Some(ResourceKind::Thread),
+            QuotaResource::Sockets => Some(ResourceKind::Socket),
+            QuotaResource::AppObjects => Some(ResourceKind::AppObject),
+            QuotaResource::DiskBytes | QuotaResource::MemoryBytes | QuotaResource::Registered => {
+                None
+            }
+        }
+    }
+}
+
+/// The unit of a quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuotaUnit {
+    /// Things.
+    Count,
+    /// Bytes.
+    Bytes,
+}
+
+/// How a quota measures usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuotaMeasure {
+    /// What is held now.
+    Level,
+    /// What was added within the period.
+    Rate,
 }
 
 /// What happens above a hard limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum QuotaAction {
-    /// Refuse new registrations.
+    /// Refuse registrations (429) and checks that would go over.
     Deny,
-    /// Only warn.
+    /// Send a warning to the alert receivers.
     Warn,
-    /// Run the cleanup policies that cover the resource.
+    /// Run the cleanup policies of `cleanup:`.
     Cleanup,
 }
 

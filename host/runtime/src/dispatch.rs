@@ -163,6 +163,18 @@ impl Dispatcher {
         self.send(policy, own, &all, now_ms);
     }
 
+    /// Hands notifications made elsewhere (quota warnings), each with
+    /// whether it is a refresh, to the policy's receivers.
+    pub fn dispatch_notifications(
+        &self,
+        policy: &str,
+        own: Option<&[NotifierConfig]>,
+        all: &[(Notification, bool)],
+        now_ms: i64,
+    ) {
+        self.send(policy, own, all, now_ms);
+    }
+
     /// Queues `all` (notifications, each with whether it is a refresh) to
     /// each receiver: refreshes only to those that want them.
     fn send(

@@ -11,7 +11,7 @@
 //!
 //! Layering: the decisions-to-effects layer. It depends on every layer below
 //! (`warden-core`, `-plugin-host`, `-metrics`, `-resources`, `-notify`,
-//! `-policy`) and must never depend on the API or the binary, which drive it.
+//! `-policy`, `-quotas`) and must never depend on the API or the binary, which drive it.
 
 #![deny(missing_docs)]
 
@@ -25,6 +25,7 @@ pub mod gate;
 mod history;
 mod plugin_state;
 pub mod pressure;
+pub mod quotas;
 pub mod recovery;
 pub mod replay;
 pub mod scheduler;

@@ -93,6 +93,8 @@ pub struct Context {
     pub recovery: Option<Arc<crate::recovery::Recovery>>,
     /// How many evaluations run at once.
     pub gate: Arc<Gate>,
+    /// Quotas in force.
+    pub quotas: Arc<crate::quotas::QuotaService>,
 }
 
 impl Context {
@@ -110,6 +112,7 @@ impl Context {
             refresh_ms: DEFAULT_REFRESH_MS,
             recovery: None,
             gate: Arc::new(Gate::default()),
+            quotas: Arc::default(),
         }
     }
 
@@ -215,6 +218,9 @@ impl Scheduler {
                 .is_some_and(|f| f.error.is_some() || f.policies.iter().any(|p| p.name() == name))
         });
         self.cx.gate.retain(|name| set.get(name).is_some());
+        self.cx
+            .quotas
+            .sync(set, &self.cx.registry, warden_core::clock::now_ms());
         let in_use: Vec<_> = set
             .policies()
             .filter_map(|p| p.policy.spec.notify.as_ref())
@@ -562,12 +568,44 @@ fn apply_alerts(
     )
 }
 
-/// The failure of a quota policy: nothing enforces quotas yet.
-fn not_built() -> (&'static str, String) {
-    (
-        "not_built",
-        "quota policies are not enforced yet; nothing was measured".into(),
-    )
+/// Runs cleanup policy `p` at once for a quota's `cleanup` action, on the
+/// caller's (blocking) thread, if the bounds on evaluations allow it now:
+/// records it as any run of the policy is, and returns its runs so the
+/// quota can say what was reclaimed.
+pub(crate) fn run_for_quota(
+    p: &Arc<LivePolicy>,
+    cx: &Context,
+) -> Result<Vec<cleanup::Run>, String> {
+    // Not waited for: the quota's own evaluation holds a pass, and waiting
+    // for another while holding one could wait forever.
+    let _pass = cx.gate.try_enter(p.name()).map_err(|b| b.to_string())?;
+    let at_ms = warden_core::clock::now_ms();
+    let started = Instant::now();
+    let outcome = evaluate_blocking(p, cx);
+    let (ok, detail, runs) = match outcome {
+        Ok(Decided::Cleanup(runs)) => {
+            let summary = runs
+                .iter()
+                .map(cleanup_summary)
+                .collect::<Vec<_>>()
+                .join("; registered resources: ");
+            (true, format!("run by a quota: {summary}"), runs)
+        }
+        Ok(_) => (false, "not a cleanup policy".to_owned(), Vec::new()),
+        Err((_, message)) => (false, message, Vec::new()),
+    };
+    cx.state.record(
+        &StateKey::policy(&p.file, p.name()),
+        None,
+        EvalRecord {
+            at_ms,
+            micros: started.elapsed().as_micros() as u64,
+            ok,
+            detail: detail.clone(),
+        },
+    );
+    runs.iter().for_each(|r| cx.state.record_cleanup(r.clone()));
+    if ok { Ok(runs) } else { Err(detail) }
 }
 
 /// Runs one evaluation and summarizes what the plugin decided.
@@ -575,9 +613,11 @@ fn evaluate_blocking(p: &LivePolicy, cx: &Context) -> Result<Decided, (&'static 
     let fail = |e: warden_plugin_host::EvalError| (e.failure.label(), e.to_string());
     let Some(evaluator) = &p.evaluator else {
         return match p.policy.kind() {
-            // Parsing refuses quota policies; should one get here, it fails
-            // rather than report a check that did not happen.
-            PolicyKind::Quota => Err(not_built()),
+            PolicyKind::Quota => Ok(Decided::Summary(cx.quotas.cycle(
+                p,
+                cx,
+                warden_core::clock::now_ms(),
+            )?)),
             _ => Ok(Decided::Summary("no plugin".into())),
         };
     };
@@ -673,6 +713,11 @@ fn evaluate_blocking(p: &LivePolicy, cx: &Context) -> Result<Decided, (&'static 
                 Ok(Decided::Summary(service.probe(p)?))
             }
         },
-        PolicyKind::Quota => Err(not_built()),
+        // A quota has no plugin, so it was answered above.
+        PolicyKind::Quota => Ok(Decided::Summary(cx.quotas.cycle(
+            p,
+            cx,
+            warden_core::clock::now_ms(),
+        )?)),
     }
 }

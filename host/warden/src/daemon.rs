@@ -23,6 +23,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9715";
 /// The largest daemon config file read.
 pub const MAX_CONFIG_FILE_BYTES: u64 = 1 << 20;
 
+/// How often the quota state is saved: a crash loses at most this much of
+/// rates and state changes (levels are recounted from the registry).
+const QUOTA_SAVE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How often the resource registry's log is written: what a crash may lose.
 const REGISTRY_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
 /// Every this many flushes, resources whose owner process is gone are marked
@@ -498,7 +502,13 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         "policies loaded"
     );
 
+    // Quotas see every registration from here on (the API is not up yet).
+    let quotas = Arc::new(warden_runtime::quotas::QuotaService::new(Some(
+        state_dir.clone(),
+    )));
+    registry.set_quotas(Arc::clone(&quotas) as Arc<dyn warden_resources::registry::QuotaHook>);
     let mut cx = warden_runtime::scheduler::Context {
+        quotas: Arc::clone(&quotas),
         dispatcher: Arc::new(dispatcher),
         series: Arc::clone(pipeline.store()),
         registry: Arc::clone(&registry),
@@ -523,6 +533,34 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     cx.recovery = Some(Arc::clone(&recovery));
     let scheduler = Arc::new(Scheduler::with_context(cx.clone()));
     scheduler.sync(&set);
+    {
+        // The saved state (rates, states, violations) first, then the
+        // levels of registered resources as the registry holds them now.
+        let now = warden_core::clock::now_ms();
+        match quotas.load(now) {
+            Ok(said) => tracing::info!("quotas: {said}"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot restore the quota state; quotas start afresh")
+            }
+        }
+        quotas.recount(&registry, now);
+    }
+    {
+        // State reaches the disk within QUOTA_SAVE of changing, and at
+        // shutdown below.
+        let quotas = Arc::clone(&quotas);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(QUOTA_SAVE);
+            loop {
+                every.tick().await;
+                let q = Arc::clone(&quotas);
+                let now = warden_core::clock::now_ms();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || q.save(now)).await {
+                    tracing::error!(error = %e, "cannot save the quota state; retrying");
+                }
+            }
+        });
+    }
     let monitor = Arc::new(warden_runtime::pressure::Monitor::default());
     tokio::spawn(Arc::clone(&monitor).run(pressure, config.pressure.every.0, cx));
     let mut changes = dir.subscribe();
@@ -676,6 +714,10 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     .await?;
     if let Err(e) = tokio::task::spawn_blocking(move || recovery.save(true)).await? {
         tracing::error!(error = %e, "cannot save the recovery state at shutdown");
+    }
+    let now = warden_core::clock::now_ms();
+    if let Err(e) = tokio::task::spawn_blocking(move || quotas.save(now)).await? {
+        tracing::error!(error = %e, "cannot save the quota state at shutdown");
     }
     tracing::info!("stopped");
     Ok(())

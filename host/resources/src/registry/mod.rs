@@ -151,6 +151,26 @@ pub enum Full {
         /// The limit.
         limit: usize,
     },
+    /// A quota with a `deny` action would go over its limit.
+    #[error("{0}")]
+    Quota(warden_quotas::Denial),
+}
+
+/// What the registry tells quotas: every registration before it is
+/// made (which may refuse it) and every release. The runtime's quota
+/// service implements it; the registry calls it under its write lock, so
+/// admissions are judged one at a time and usage never runs ahead of what
+/// is registered.
+pub trait QuotaHook: Send + Sync {
+    /// Charges `amount` for `subject`, or says which quota refuses it.
+    fn admit(
+        &self,
+        subject: &warden_quotas::Subject<'_>,
+        amount: warden_quotas::Amount,
+        now_ms: TimestampMs,
+    ) -> Result<(), warden_quotas::Denial>;
+    /// Gives back what a released resource was charged.
+    fn release(&self, subject: &warden_quotas::Subject<'_>, amount: warden_quotas::Amount);
 }
 
 /// Why a handle is no longer registered, kept for a while so that the
@@ -296,6 +316,14 @@ struct Inner {
     pending: Option<Vec<Pending>>,
     /// Entries touched since the last flush.
     touched: Vec<u64>,
+    /// Quotas to tell about registrations and releases.
+    quotas: Option<Arc<dyn QuotaHook>>,
+}
+
+impl std::fmt::Debug for dyn QuotaHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QuotaHook")
+    }
 }
 
 impl Inner {
@@ -310,6 +338,7 @@ impl Inner {
             trail: Trail::new(opts.audit_events),
             pending: None,
             touched: Vec::new(),
+            quotas: None,
         }
     }
 
@@ -352,6 +381,11 @@ impl Inner {
         now_ms: TimestampMs,
     ) -> Option<u64> {
         let e = self.remove(seq)?;
+        if let Some(q) = &self.quotas {
+            let labels: Vec<(&str, &str)> = e.text.labels().collect();
+            let subject = warden_quotas::Subject::new(&e.owner, e.kind.name()).with_labels(&labels);
+            q.release(&subject, warden_quotas::Amount::one(e.size_bytes));
+        }
         if let Some(p) = policy {
             self.remember(seq, p, now_ms);
         }
@@ -457,6 +491,29 @@ impl Registry {
         }
     }
 
+    /// Tells `quotas` about every registration (which it may refuse) and
+    /// release from now on.
+    pub fn set_quotas(&self, quotas: Arc<dyn QuotaHook>) {
+        self.write().quotas = Some(quotas);
+    }
+
+    /// Calls `start`, then `f` with the subject and amount of every
+    /// registered resource, all under the read lock: what quotas recount
+    /// their levels from, with no registration charged in between.
+    pub fn for_each_held(
+        &self,
+        start: impl FnOnce(),
+        mut f: impl FnMut(&warden_quotas::Subject<'_>, warden_quotas::Amount),
+    ) {
+        let g = self.read();
+        start();
+        for e in g.entries.iter() {
+            let labels: Vec<(&str, &str)> = e.text.labels().collect();
+            let subject = warden_quotas::Subject::new(&e.owner, e.kind.name()).with_labels(&labels);
+            f(&subject, warden_quotas::Amount::one(e.size_bytes));
+        }
+    }
+
     /// Returns its limits.
     pub fn limits(&self) -> RegistryLimits {
         self.limits
@@ -517,6 +574,14 @@ impl Registry {
                 limit: self.limits.max_bytes,
             }
             .into());
+        }
+        // Last, so that a registration the registry refuses is not charged.
+        if let Some(q) = &g.quotas {
+            let subject =
+                warden_quotas::Subject::new(&reg.owner, reg.kind.name()).with_labels(&reg.labels);
+            if let Err(d) = q.admit(&subject, warden_quotas::Amount::one(reg.size_bytes), now_ms) {
+                return Err(Full::Quota(d).into());
+            }
         }
         let seq = g.next + 1;
         let owner = g.owners.get(&reg.owner);
