@@ -929,7 +929,15 @@ fn check_quota(
             ),
         );
     }
-    let unit = match q.unit.unwrap_or(QuotaUnit::Count) {
+    let sized = matches!(
+        q.resource,
+        QuotaResource::DiskBytes | QuotaResource::MemoryBytes
+    );
+    let unit = match q.unit.unwrap_or(if sized {
+        QuotaUnit::Bytes
+    } else {
+        QuotaUnit::Count
+    }) {
         QuotaUnit::Count => Unit::Count,
         QuotaUnit::Bytes => Unit::Bytes,
     };
