@@ -84,6 +84,11 @@ pub const TTL_LABEL: &str = "warden.ttl_ms";
 /// gone, with since when (ms since the epoch) as its value.
 pub const ORPHAN_LABEL: &str = "warden.orphan";
 
+/// The label under which plugins see that a resource is in a dependency
+/// cycle, with the handle of the cycle's first member as its value, so the
+/// members of one cycle share it.
+pub const CYCLE_LABEL: &str = "warden.cycle";
+
 /// What one entry is counted as against `max_bytes`: its text, plus this.
 const ENTRY_OVERHEAD: usize = 128;
 
@@ -789,7 +794,8 @@ impl Registry {
 
     /// Returns the resources matching `filter`, oldest handle first. A
     /// resource with a TTL carries it as the label [`TTL_LABEL`], an orphan
-    /// the label [`ORPHAN_LABEL`]. Stops (with what it has) where a set's
+    /// the label [`ORPHAN_LABEL`], a member of a dependency cycle the label
+    /// [`CYCLE_LABEL`]. Stops (with what it has) where a set's
     /// string table is full.
     pub fn list(&self, filter: &ResourceFilter) -> ResourceSet {
         match self.list_bounded(filter, usize::MAX) {
@@ -810,6 +816,17 @@ impl Registry {
         let g = self.read();
         let limit = filter.limit.map_or(usize::MAX, |l| l as usize);
         let mut set = ResourceSet::default();
+        // Cycles are searched only among resources with dependencies, so a
+        // registry without any pays nothing.
+        let in_cycle: std::collections::HashMap<u64, String> = g
+            .graph
+            .cycles()
+            .into_iter()
+            .flat_map(|c| {
+                let id = self.handles.encode(c[0]).to_string();
+                c.into_iter().map(move |seq| (seq, id.clone()))
+            })
+            .collect();
         for e in g.entries.iter() {
             if set.len() >= limit {
                 break;
@@ -828,6 +845,7 @@ impl Registry {
                 .labels()
                 .chain(ttl.as_deref().map(|t| (TTL_LABEL, t)))
                 .chain(orphan.as_deref().map(|t| (ORPHAN_LABEL, t)))
+                .chain(in_cycle.get(&e.seq).map(|c| (CYCLE_LABEL, c.as_str())))
                 .collect();
             let pushed = set.try_push(NewResource {
                 handle: self.handles.encode(e.seq),
