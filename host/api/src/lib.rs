@@ -25,6 +25,7 @@ pub mod health;
 pub mod heavy;
 mod metrics;
 mod recovery;
+mod resource_requests;
 mod resources;
 pub mod serve;
 
@@ -133,6 +134,7 @@ pub fn router(state: AppState) -> Router {
         .merge(analytics::routes())
         .merge(cleanup::routes())
         .merge(resources::routes())
+        .merge(resource_requests::routes())
         .merge(recovery::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
@@ -202,9 +204,11 @@ pub(crate) async fn small_body(
 async fn exposition(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let (telemetry, metrics) = (Arc::clone(&s.telemetry), s.metrics.clone());
     let (recovery, state) = (Arc::clone(&s.recovery), Arc::clone(&s.state));
+    let registry = Arc::clone(&s.scheduler.context().registry);
     let body = heavy::run(&s, move || {
         telemetry.encode_with(|out| {
             recovery.encode(out)?;
+            resource_requests::encode(&registry, out)?;
             if let Some(p) = &metrics {
                 p.encode(out)?;
             }

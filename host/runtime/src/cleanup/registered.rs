@@ -2,7 +2,8 @@
 //! policy the registered resources of the kinds its `scope.kinds` names, and
 //! releases those the plugin decides to `release` (or `evict`). Releasing
 //! forgets the handle; the application that asks about it again is told
-//! which policy released it. The same safety belt as for files applies: the
+//! which policy released it. An owner that listens for requests is asked
+//! instead, and the resource goes when it answers (or never does). The same safety belt as for files applies: the
 //! cap on actions per run, and `dry_run`.
 
 use std::borrow::Cow;
@@ -12,6 +13,7 @@ use std::time::Instant;
 use crate::cleanup::{Cap, Item, MAX_NOTICES, Outcome, Run, notice, over_cap};
 use warden_core::records::{CleanupAction, CleanupPlan, ResourceFilter, ResourceKind, ResourceSet};
 use warden_resources::Registry;
+use warden_resources::registry::{Asked, PolicyDecision, ReleaseError, RequestType};
 
 /// The registered resources a policy with `kinds` in scope may act on;
 /// empty when `kinds` is.
@@ -112,20 +114,34 @@ pub fn execute(
             Outcome::WouldDelete { bytes }
         } else {
             // Never a cascade: a policy releases what it was shown, and a
-            // resource others still depend on stays until they go.
-            match registry.release_with(
-                handle,
-                &warden_resources::Actor::Policy(policy.to_owned()),
-                warden_resources::registry::ReleaseMode::Refuse,
-                now,
-            ) {
-                Ok(released) => {
-                    run.bytes_freed += released.size_bytes;
+            // resource others still depend on stays until they go. An
+            // owner that listens is asked first (see
+            // `warden_resources::registry::requests`).
+            let decision = PolicyDecision {
+                kind: if verb == "evict" {
+                    RequestType::Evict
+                } else {
+                    RequestType::Release
+                },
+                policy,
+                reason: &reason,
+            };
+            match registry.request_release(handle, decision, now) {
+                Ok(Asked::Released { outcome, .. }) => {
+                    run.bytes_freed += outcome.size_bytes;
                     Outcome::Deleted {
-                        bytes: released.size_bytes,
+                        bytes: outcome.size_bytes,
                     }
                 }
-                Err(e @ warden_resources::registry::ReleaseError::HasDependents { .. }) => {
+                Ok(Asked::Requested { id, owner }) => Outcome::Skipped {
+                    why: format!(
+                        "its owner `{owner}` listens: asked to {verb} it (request {id}); it is released when the owner answers, or once the request's attempts run out"
+                    ),
+                },
+                Ok(Asked::AlreadyRequested { id }) => Outcome::Skipped {
+                    why: format!("its owner was already asked to release it (request {id})"),
+                },
+                Err(e @ ReleaseError::HasDependents { .. }) => {
                     Outcome::Skipped { why: e.to_string() }
                 }
                 Err(_) => Outcome::Skipped {
@@ -201,6 +217,42 @@ mod tests {
         assert!(matches!(r.lookup(first), Lookup::Released(ref x) if x.by_policy == "leases"));
         assert!(matches!(r.lookup(second), Lookup::Live(_)));
         assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn an_owner_that_listens_is_asked_and_the_resource_stays_until_it_answers() {
+        let r = registry(2);
+        let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&asked);
+        let _sub = r
+            .on_request("svc", move |q| {
+                sink.lock()
+                    .unwrap()
+                    .push((q.handle, q.kind_of_request, q.reason.clone()));
+                true
+            })
+            .unwrap();
+        let set = candidates(&r, &[ResourceKind::AppObject]);
+        let run = execute(
+            "leases",
+            &r,
+            &set,
+            &plan(vec![CleanupAction::EvictCache(0)]),
+            None,
+            false,
+        );
+        let first = set.handle(0).unwrap();
+        assert_eq!(
+            *asked.lock().unwrap(),
+            [(first, RequestType::Evict, "why".to_owned())]
+        );
+        assert!(matches!(r.lookup(first), Lookup::Live(ref v) if v.release_requested.is_some()));
+        assert_eq!(run.bytes_freed, 0);
+        assert!(
+            matches!(&run.items[0].outcome, Outcome::Skipped { why } if why.contains("owner `svc`")),
+            "{:?}",
+            run.items
+        );
     }
 
     #[test]
