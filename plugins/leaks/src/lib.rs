@@ -263,13 +263,13 @@ impl Detector for Leaks {
             }
             if !(w.min_growth.is_finite() && w.min_growth > 0.0) {
                 return Err(Error::at(
-                    &format!("watch[{i}].min_growth"),
+                    format!("watch[{i}].min_growth"),
                     "must be a number above 0",
                 ));
             }
             if w.capacity.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
                 return Err(Error::at(
-                    &format!("watch[{i}].capacity"),
+                    format!("watch[{i}].capacity"),
                     "must be a number above 0",
                 ));
             }

@@ -421,6 +421,9 @@ pub struct PolicyDecision<'a> {
     pub policy: &'a str,
     /// The plugin's reason.
     pub reason: &'a str,
+    /// What to do when others depend on the resource: refuse (the default),
+    /// or release them first — at once, without asking owners.
+    pub mode: ReleaseMode,
 }
 
 impl Registry {
@@ -513,8 +516,10 @@ impl Registry {
     }
 
     /// A cleanup policy's release of `handle` at `now_ms`: asks the owner
-    /// if someone listens for it, else releases at once (refusing, as
-    /// [`ReleaseMode::Refuse`] does, while others depend on it).
+    /// if someone listens for it, else releases at once. While others
+    /// depend on it, `decision.mode` says: [`ReleaseMode::Refuse`] refuses,
+    /// [`ReleaseMode::Cascade`] releases them first, at once (asking each
+    /// owner in turn could leave a dependent without what it depends on).
     pub fn request_release(
         &self,
         handle: u64,
@@ -538,7 +543,7 @@ impl Registry {
         if !listening || full || self.has_dependents(&g, seq) {
             let actor = Actor::Policy(decision.policy.to_owned());
             let outcome =
-                self.release_locked(&mut g, seq, handle, &actor, ReleaseMode::Refuse, now_ms)?;
+                self.release_locked(&mut g, seq, handle, &actor, decision.mode, now_ms)?;
             if listening && full {
                 bump(&self.counters.overflowed);
             }

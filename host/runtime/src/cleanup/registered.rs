@@ -13,7 +13,7 @@ use std::time::Instant;
 use crate::cleanup::{Cap, Item, MAX_NOTICES, Outcome, Run, notice, over_cap};
 use warden_core::records::{CleanupAction, CleanupPlan, ResourceFilter, ResourceKind, ResourceSet};
 use warden_resources::Registry;
-use warden_resources::registry::{Asked, PolicyDecision, ReleaseError, RequestType};
+use warden_resources::registry::{Asked, PolicyDecision, ReleaseError, ReleaseMode, RequestType};
 
 /// The registered resources a policy with `kinds` in scope may act on;
 /// empty when `kinds` is.
@@ -36,6 +36,7 @@ pub fn execute(
     plan: &CleanupPlan,
     cap: Option<Cap>,
     dry_run: bool,
+    on_dependents: ReleaseMode,
 ) -> Run {
     let started = Instant::now();
     let mut run = Run::begin(policy, dry_run, candidates.len(), plan.actions.len());
@@ -113,10 +114,9 @@ pub fn execute(
             tracing::info!(policy, target = target.as_deref().unwrap_or(""), reason = %reason, bytes, "dry run: would {verb}");
             Outcome::WouldDelete { bytes }
         } else {
-            // Never a cascade: a policy releases what it was shown, and a
-            // resource others still depend on stays until they go. An
-            // owner that listens is asked first (see
-            // `warden_resources::registry::requests`).
+            // A resource others still depend on stays until they go, unless
+            // the policy says `on_dependents: cascade`. An owner that
+            // listens is asked first (see `warden_resources::registry::requests`).
             let decision = PolicyDecision {
                 kind: if verb == "evict" {
                     RequestType::Evict
@@ -125,13 +125,23 @@ pub fn execute(
                 },
                 policy,
                 reason: &reason,
+                mode: on_dependents,
             };
             match registry.request_release(handle, decision, now) {
                 Ok(Asked::Released { outcome, .. }) => {
-                    run.bytes_freed += outcome.size_bytes;
-                    Outcome::Deleted {
-                        bytes: outcome.size_bytes,
+                    let cascaded: u64 = outcome.cascaded.iter().map(|c| c.size_bytes).sum();
+                    if !outcome.cascaded.is_empty() {
+                        tracing::info!(
+                            policy,
+                            handle,
+                            dependents = outcome.cascaded.len(),
+                            bytes = cascaded,
+                            "released with its dependents (on_dependents: cascade)"
+                        );
                     }
+                    let bytes = outcome.size_bytes + cascaded;
+                    run.bytes_freed += bytes;
+                    Outcome::Deleted { bytes }
                 }
                 Ok(Asked::Requested { id, owner }) => Outcome::Skipped {
                     why: format!(
@@ -210,6 +220,7 @@ mod tests {
             ]),
             None,
             false,
+            ReleaseMode::Refuse,
         );
         assert_eq!(run.counts(), [1, 0, 2, 0, 0]);
         assert_eq!(run.bytes_freed, 100);
@@ -217,6 +228,43 @@ mod tests {
         assert!(matches!(r.lookup(first), Lookup::Released(ref x) if x.by_policy == "leases"));
         assert!(matches!(r.lookup(second), Lookup::Live(_)));
         assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn on_dependents_refuses_or_cascades_a_release_others_depend_on() {
+        for (mode, freed, left) in [(ReleaseMode::Refuse, 0, 2), (ReleaseMode::Cascade, 30, 0)] {
+            let r = Registry::default();
+            let reg = |name: &str, size| warden_resources::Registration {
+                kind: ResourceKind::AppObject,
+                name: name.into(),
+                owner: "svc".into(),
+                size_bytes: size,
+                pid: None,
+                labels: Vec::new(),
+                ttl_ms: None,
+            };
+            let db = r.register(reg("db", 10), 1).unwrap();
+            r.register_with_dependencies(reg("conn", 20), &[db], 1)
+                .unwrap();
+            let set = candidates(&r, &[ResourceKind::AppObject]);
+            let run = execute(
+                "janitor",
+                &r,
+                &set,
+                &plan(vec![CleanupAction::Release(0)]),
+                None,
+                false,
+                mode,
+            );
+            assert_eq!((run.bytes_freed, r.len()), (freed, left), "{mode:?}");
+            if mode == ReleaseMode::Refuse {
+                assert!(
+                    matches!(&run.items[0].outcome, Outcome::Skipped { why } if why.contains("live dependents")),
+                    "{:?}",
+                    run.items
+                );
+            }
+        }
     }
 
     #[test]
@@ -240,6 +288,7 @@ mod tests {
             &plan(vec![CleanupAction::EvictCache(0)]),
             None,
             false,
+            ReleaseMode::Refuse,
         );
         let first = set.handle(0).unwrap();
         assert_eq!(
@@ -260,10 +309,18 @@ mod tests {
         let r = registry(10);
         let set = candidates(&r, &[ResourceKind::AppObject]);
         let all = plan((0..10).map(CleanupAction::Release).collect());
-        let run = execute("p", &r, &set, &all, Some("10%".parse().unwrap()), false);
+        let run = execute(
+            "p",
+            &r,
+            &set,
+            &all,
+            Some("10%".parse().unwrap()),
+            false,
+            ReleaseMode::Refuse,
+        );
         assert!(run.cap_exceeded.is_some());
         assert_eq!(r.len(), 10);
-        let run = execute("p", &r, &set, &all, None, true);
+        let run = execute("p", &r, &set, &all, None, true, ReleaseMode::Refuse);
         assert_eq!(run.counts()[1], 10);
         assert_eq!(r.len(), 10);
     }

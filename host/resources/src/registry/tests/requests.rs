@@ -25,6 +25,7 @@ fn decision(policy: &str) -> PolicyDecision<'_> {
         kind: RequestType::Release,
         policy,
         reason: "unused for longer than its TTL",
+        mode: ReleaseMode::Refuse,
     }
 }
 
@@ -423,5 +424,48 @@ fn the_summary_counts_by_kind_and_by_owner_with_the_rest_together() {
                 bytes: 200
             }
         }
+    );
+}
+
+#[test]
+fn a_policy_release_refuses_or_cascades_over_dependents_as_the_policy_says() {
+    let r = Registry::default();
+    let db = r.register(named("db", "svc"), 1).unwrap();
+    let pool = r
+        .register_with_dependencies(named("pool", "other"), &[db], 1)
+        .unwrap();
+    let conn = r
+        .register_with_dependencies(named("conn", "svc"), &[pool], 1)
+        .unwrap();
+    // Refused while others depend on it, and nothing goes.
+    let refused = r.request_release(db, decision("janitor"), 5).unwrap_err();
+    assert!(
+        matches!(&refused, ReleaseError::HasDependents { dependents, .. } if *dependents == [pool]),
+        "{refused:?}"
+    );
+    assert_eq!(r.len(), 3);
+    // Cascaded: dependents first, whoever owns them, then the resource.
+    let cascade = PolicyDecision {
+        mode: ReleaseMode::Cascade,
+        ..decision("janitor")
+    };
+    let Asked::Released { outcome, .. } = r.request_release(db, cascade, 6).unwrap() else {
+        panic!("not released at once");
+    };
+    let order: Vec<u64> = outcome.cascaded.iter().map(|c| c.handle).collect();
+    assert_eq!(order, [conn, pool]);
+    assert!(r.is_empty());
+    let trail: Vec<(u64, Action)> = r
+        .audit(None, 3)
+        .iter()
+        .map(|e| (e.handle, e.action))
+        .collect();
+    assert_eq!(
+        trail,
+        [
+            (db, Action::PolicyRelease),
+            (pool, Action::CascadeRelease),
+            (conn, Action::CascadeRelease)
+        ]
     );
 }
