@@ -29,7 +29,6 @@
 //! Under `cargo test` it runs one small round as a smoke test, checks that
 //! every evaluation ran, and prints figures without judging them.
 
-#[allow(dead_code, reason = "this benchmark takes only the generator")]
 #[path = "support/scenarios.rs"]
 mod scenarios;
 
