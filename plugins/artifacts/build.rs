@@ -65,6 +65,12 @@ const GUESTS: &[Guest] = &[
         builtin: Some("underutilization"),
     },
     Guest {
+        dir: "plugins/leaks",
+        package: "warden-plugin-leaks",
+        kind: "detector",
+        builtin: Some("leaks"),
+    },
+    Guest {
         dir: "plugins/testing/adversary",
         package: "warden-test-adversary",
         kind: "cleanup",

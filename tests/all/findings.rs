@@ -273,3 +273,58 @@ fn usage_profiles_cover_processes_and_registered_resources() {
     assert!(e["error"].as_str().unwrap().contains("`window`"), "{e}");
     d.stop();
 }
+
+/// The `leaks` detector through the daemon: a real process that opens a
+/// descriptor every quarter second and keeps it is reported, with its
+/// slope; a process beside it that holds steady is not. The collector reads
+/// both each second; the policy judges 40 seconds of that.
+#[test]
+fn a_watched_process_leaking_descriptors_becomes_a_finding_and_a_steady_one_does_not() {
+    let mut leaky = std::process::Command::new("bash")
+        .args([
+            "-c",
+            "for i in $(seq 10 600); do eval \"exec $i</dev/null\"; sleep 0.25; done; sleep 60",
+        ])
+        .spawn()
+        .unwrap();
+    let mut steady = std::process::Command::new("sleep")
+        .arg("120")
+        .spawn()
+        .unwrap();
+    let config = format!(
+        "metrics:\n  collect:\n    interval: 1s\n    processes:\n      - {{name: leaky, pid: {}}}\n      - {{name: steady, pid: {}}}\n  persist:\n    enabled: false\n",
+        leaky.id(),
+        steady.id()
+    );
+    let policy = "policies:
+  - name: fd-leaks
+    kind: detector
+    plugin: leaks
+    trigger: {interval: 2s}
+    config: {window: 40s, min_duration: 15s, min_rise: 10s, registered: false}
+";
+    let d = crate::api::daemon(&[("leaks.yaml", policy)], &config);
+    wait("the leak is found", 90, || {
+        !findings(&d, "?policy=fd-leaks&pattern=fd-leak").is_empty()
+    });
+    let all = findings(&d, "?policy=fd-leaks");
+    assert!(
+        all.iter().all(|f| f["labels"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(["process", "leaky"]))),
+        "{all:?}"
+    );
+    let f = &findings(&d, "?policy=fd-leaks&pattern=fd-leak")[0];
+    // Four a second; samples a second apart see about 240 a minute.
+    let slope = f["evidence"]["slope_per_min"].as_f64().unwrap();
+    assert!((150.0..=330.0).contains(&slope), "{f}");
+    assert!(
+        f["recommendation"].as_str().unwrap().contains("`leaky`"),
+        "{f}"
+    );
+    for c in [&mut leaky, &mut steady] {
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+}

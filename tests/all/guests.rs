@@ -374,6 +374,100 @@ fn underutilization() {
 }
 
 #[test]
+fn leaks() {
+    // Through the component, with the host's own store and registry: a
+    // process leaking descriptors beside one whose collector saws, and
+    // registered resources expired, orphaned and in a cycle.
+    let (engine, _dir) = engine();
+    let plugin = load(&engine, guests::LEAKS_COMPONENT, Kind::Detector);
+    let sources = Sources::default();
+    let now = now_ms();
+    for i in 0..180i64 {
+        let at = now - (179 - i) * 10_000;
+        let leaking = 40.0 + (i / 2) as f64; // 3 a minute
+        let sawing = 40.0 + (i % 24) as f64 * 2.0; // back to 40 every 4 minutes
+        for (process, v) in [("api", leaking), ("gc", sawing)] {
+            sources
+                .series
+                .record(
+                    "process_open_fds",
+                    &[("process", process), ("type", "file")],
+                    at,
+                    v,
+                )
+                .unwrap();
+        }
+    }
+    let reg = |name: &str, owner: &str, pid: Option<u32>, ttl_ms: Option<u64>| Registration {
+        kind: ResourceKind::AppObject,
+        name: name.into(),
+        owner: owner.into(),
+        size_bytes: 10,
+        pid,
+        labels: Vec::new(),
+        ttl_ms,
+    };
+    let r = &sources.resources;
+    r.register(reg("stale", "cache", None, Some(60_000)), now - 10 * MIN)
+        .unwrap();
+    r.register(reg("fresh", "cache", None, Some(60_000)), now)
+        .unwrap();
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    r.register(reg("job", "worker", Some(child.id()), None), now)
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(r.sweep_orphans(now).orphaned.len(), 1);
+    let a = r.register(reg("a", "pool", None, None), now).unwrap();
+    let b = r
+        .register_with_dependencies(reg("b", "pool", None, None), &[a], now)
+        .unwrap();
+    let actor = warden::resources::Actor::Caller("pool".into());
+    r.add_dependency(a, b, &actor, now).unwrap();
+
+    let policy = bind_with(
+        &plugin,
+        "leaks",
+        &json!({}),
+        Limits::default(),
+        Arc::new(sources),
+    );
+    let found = policy.detect().unwrap();
+    let mut got: Vec<(&str, &str)> = found
+        .iter()
+        .map(|f| (f.pattern.as_str(), f.subject.as_str()))
+        .collect();
+    got.sort_unstable();
+    // A cycle is named by its first member in registration order.
+    let cycle = a.to_string();
+    assert_eq!(
+        got,
+        [
+            ("dependency-cycle", cycle.as_str()),
+            ("expired-resources", "cache"),
+            ("fd-leak", "process_open_fds"),
+            ("orphaned-resources", "worker"),
+        ],
+        "{found:?}"
+    );
+    let fd = found.iter().find(|f| f.pattern == "fd-leak").unwrap();
+    assert!(
+        fd.labels
+            .contains(&("process".to_string(), "api".to_string()))
+    );
+    let slope = fd
+        .evidence
+        .iter()
+        .find(|(k, _)| k == "slope_per_min")
+        .unwrap()
+        .1;
+    assert!((slope - 3.0).abs() < 0.1, "{slope}");
+}
+
+#[test]
 fn adversary() {
     // Behaving modes of the adversary: the host serves resources through
     // `list-resources` and checks every index a plan returns.

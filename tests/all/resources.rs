@@ -391,3 +391,313 @@ fn dependencies_hold_releases_back_cascade_dependents_first_and_cycles_show_as_l
     assert_eq!(status, 403, "{v}");
     assert!(v.to_string().contains(&c.to_string()), "{v}");
 }
+
+/// Releases registered leases whose TTL lapsed (the shipped plugin), at
+/// most one of two candidates per run.
+const LEASES: &str = "policies:
+  - name: leases
+    kind: cleanup
+    plugin: temp-files
+    trigger: manual
+    scope:
+      kinds: [app-object]
+    max_actions: 50%
+    config:
+      max_age: 1d
+      min_age: 0s
+";
+
+/// Listens for `owner`'s requests on `GET /api/v1/resources/events`: each
+/// event's data as JSON, in order. Returns once the stream is open.
+fn listen(addr: &str, owner: &str) -> std::sync::mpsc::Receiver<serde_json::Value> {
+    use std::io::BufRead as _;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let url = format!("http://{addr}/api/v1/resources/events?owner={owner}");
+    let (open_tx, open_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = crate::http::agent().get(&url).call().unwrap();
+        open_tx.send(r.status().as_u16()).unwrap();
+        let lines = std::io::BufReader::new(r.into_body().into_reader()).lines();
+        for line in lines.map_while(Result::ok) {
+            if let Some(data) = line.strip_prefix("data:")
+                && tx.send(serde_json::from_str(data.trim()).unwrap()).is_err()
+            {
+                return;
+            }
+        }
+    });
+    let status = open_rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(status, 200, "the event stream did not open");
+    rx
+}
+
+fn next_event(rx: &std::sync::mpsc::Receiver<serde_json::Value>) -> serde_json::Value {
+    rx.recv_timeout(std::time::Duration::from_secs(30))
+        .expect("an event within 30 s")
+}
+
+/// Registers a lease of `owner` with `ttl`; returns its handle.
+fn lease(d: &Daemon, name: &str, owner: &str, ttl: &str) -> u64 {
+    let (status, v) = call(
+        "POST",
+        &d.addr,
+        "/api/v1/resources",
+        Some(
+            &json!({"kind": "app-object", "name": name, "owner": owner, "size_bytes": 100, "ttl": ttl}),
+        ),
+    );
+    assert_eq!(status, 201, "{v}");
+    v["handle"].as_u64().unwrap()
+}
+
+#[test]
+fn an_owner_listening_is_asked_to_release_answers_and_an_unanswered_request_is_retried_then_reported()
+ {
+    let d = daemon(
+        &[("leases.yaml", LEASES)],
+        &format!("{QUIET}resources:\n  requests:\n    ack_timeout: 1s\n    max_attempts: 2\n"),
+    );
+    let events = listen(&d.addr, "svc");
+    let short = lease(&d, "lease/short", "svc", "200ms");
+    let _long = lease(&d, "lease/long", "svc", "1h");
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let (status, ran) = call("POST", &d.addr, "/api/v1/cleanup/tasks/leases/run", None);
+    assert_eq!(status, 200, "{ran}");
+    let item = &ran["runs"][0]["items"][0];
+    assert!(
+        item["why"].as_str().unwrap_or("").contains("owner `svc`"),
+        "{ran:#}"
+    );
+
+    // The owner is asked; the resource stays, marked, until it answers.
+    let asked = next_event(&events);
+    assert_eq!(
+        (
+            &asked["type"],
+            &asked["handle"],
+            &asked["name"],
+            &asked["kind"],
+            &asked["policy"],
+            &asked["reason"],
+            &asked["attempt"]
+        ),
+        (
+            &json!("release"),
+            &json!(short),
+            &json!("lease/short"),
+            &json!("app-object"),
+            &json!("leases"),
+            &json!("unused for longer than its TTL"),
+            &json!(1)
+        ),
+        "{asked}"
+    );
+    let id = asked["id"].as_u64().unwrap();
+    let (status, shown) = call("GET", &d.addr, &format!("/api/v1/resources/{short}"), None);
+    assert_eq!(
+        (status, &shown["release_requested"]),
+        (200, &json!(id)),
+        "{shown}"
+    );
+    let (status, pending) = call("GET", &d.addr, "/api/v1/resources/requests?owner=svc", None);
+    assert_eq!(status, 200, "{pending}");
+    assert_eq!(pending["pending"][0]["id"], id, "{pending}");
+    // Another owner cannot answer for it.
+    let (status, v) = call(
+        "POST",
+        &d.addr,
+        &format!("/api/v1/resources/events/{id}/ack?owner=other"),
+        None,
+    );
+    assert_eq!(status, 403, "{v}");
+    let (status, v) = call(
+        "POST",
+        &d.addr,
+        &format!("/api/v1/resources/events/{id}/ack?owner=svc"),
+        Some(&json!({"outcome": "released", "reason": "closed"})),
+    );
+    assert_eq!((status, &v["released"]), (200, &json!(true)), "{v}");
+    let (status, gone) = call("GET", &d.addr, &format!("/api/v1/resources/{short}"), None);
+    assert_eq!(status, 410, "{gone}");
+    assert!(gone.to_string().contains("`leases`"), "{gone}");
+    let (status, v) = call(
+        "POST",
+        &d.addr,
+        &format!("/api/v1/resources/events/{id}/ack?owner=svc"),
+        Some(&json!({"outcome": "maybe"})),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().starts_with("outcome:"), "{v}");
+
+    // Unanswered: sent again after 1 s, then reported after 2 s more, and
+    // released as the policy decided.
+    let ignored = lease(&d, "lease/ignored", "svc", "200ms");
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let (status, ran) = call("POST", &d.addr, "/api/v1/cleanup/tasks/leases/run", None);
+    assert_eq!(status, 200, "{ran}");
+    let first = next_event(&events);
+    assert_eq!(
+        (&first["handle"], &first["attempt"]),
+        (&json!(ignored), &json!(1)),
+        "{first}"
+    );
+    let second = next_event(&events);
+    assert_eq!(
+        (&second["id"], &second["attempt"]),
+        (&first["id"], &json!(2)),
+        "{second}"
+    );
+    let mut report = serde_json::Value::Null;
+    wait("the unanswered request reported", 30, || {
+        report = call("GET", &d.addr, "/api/v1/resources/requests", None).1;
+        report["unacknowledged"][0]["id"] == first["id"]
+    });
+    assert_eq!(
+        report["unacknowledged"][0]["resource"], "released",
+        "{report}"
+    );
+    assert_eq!(report["counts"]["unacknowledged"], 1, "{report}");
+    assert_eq!(
+        call(
+            "GET",
+            &d.addr,
+            &format!("/api/v1/resources/{ignored}"),
+            None
+        )
+        .0,
+        410
+    );
+    let (_, trail) = call(
+        "GET",
+        &d.addr,
+        &format!("/api/v1/resources/audit?handle={ignored}"),
+        None,
+    );
+    let actions: Vec<&str> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "policy-release",
+            "request-unacknowledged",
+            "release-requested",
+            "register"
+        ],
+        "{trail}"
+    );
+    let metrics = crate::http::get_text(&d.addr, "/metrics");
+    assert!(
+        metrics.contains("warden_resource_requests_unacknowledged_total 1"),
+        "{metrics}"
+    );
+    drop(events);
+}
+
+#[test]
+fn without_a_listener_a_policy_releases_at_once_and_streams_are_bounded() {
+    let d = daemon(
+        &[("leases.yaml", LEASES)],
+        &format!("{QUIET}resources:\n  requests:\n    max_subscribers_per_owner: 1\n"),
+    );
+    let short = lease(&d, "lease/short", "nobody-listens", "200ms");
+    let _long = lease(&d, "lease/long", "nobody-listens", "1h");
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let (_, ran) = call("POST", &d.addr, "/api/v1/cleanup/tasks/leases/run", None);
+    assert_eq!(ran["runs"][0]["items"][0]["outcome"], "deleted", "{ran:#}");
+    assert_eq!(
+        call("GET", &d.addr, &format!("/api/v1/resources/{short}"), None).0,
+        410
+    );
+    let _one = listen(&d.addr, "svc");
+    let (status, v) = call("GET", &d.addr, "/api/v1/resources/events?owner=svc", None);
+    assert_eq!(status, 429, "{v}");
+    assert!(v.to_string().contains("max_subscribers_per_owner"), "{v}");
+    let (status, v) = call("GET", &d.addr, "/api/v1/resources/events", None);
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().starts_with("owner:"), "{v}");
+}
+
+#[test]
+fn a_batch_registers_each_item_or_names_the_bad_items_field_and_the_summary_counts() {
+    let d = daemon(&[], QUIET);
+    let item = |name: &str, owner: &str| json!({"kind": "app-object", "name": name, "owner": owner, "size_bytes": 10});
+    let (status, v) = call(
+        "POST",
+        &d.addr,
+        "/api/v1/resources/batch",
+        Some(&json!({"resources": [
+            item("a", "svc"),
+            item("", "svc"),
+            item("c", "svc"),
+            {"kind": "app-object", "name": "d", "ttl": "soon"},
+            {"kind": "socket", "name": "e", "owner": "other", "size_bytes": 5},
+        ]})),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (&v["registered"], &v["failed"]),
+        (&json!(3), &json!(2)),
+        "{v}"
+    );
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(
+        (&results[1]["index"], &results[1]["field"]),
+        (&json!(1), &json!("name")),
+        "{v}"
+    );
+    assert!(
+        results[1]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("resources[1].name:"),
+        "{v}"
+    );
+    assert_eq!(results[3]["field"], "ttl", "{v}");
+    let a = results[0]["handle"].as_u64().unwrap();
+    assert_eq!(
+        call("GET", &d.addr, &format!("/api/v1/resources/{a}"), None).1["name"],
+        "a"
+    );
+    let (status, v) = call(
+        "POST",
+        &d.addr,
+        "/api/v1/resources/batch",
+        Some(&json!({"resources": vec![item("x", "svc"); 1001]})),
+    );
+    assert_eq!(status, 413, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("1000"), "{v}");
+
+    let (status, s) = call("GET", &d.addr, "/api/v1/resources/summary?top=1", None);
+    assert_eq!(status, 200, "{s}");
+    let r = &s["registered"];
+    assert_eq!(r["total"], json!({"count": 3, "bytes": 25}), "{s}");
+    assert_eq!(
+        r["by_kind"]["app-object"],
+        json!({"count": 2, "bytes": 20}),
+        "{s}"
+    );
+    assert_eq!(
+        r["by_kind"]["socket"],
+        json!({"count": 1, "bytes": 5}),
+        "{s}"
+    );
+    assert_eq!(
+        r["by_owner"],
+        json!([{"owner": "svc", "count": 2, "bytes": 20}]),
+        "{s}"
+    );
+    assert_eq!(
+        r["others"],
+        json!({"owners": 1, "count": 1, "bytes": 5}),
+        "{s}"
+    );
+    assert!(s["discovered"]["processes"].is_array(), "{s}");
+    let (status, v) = call("GET", &d.addr, "/api/v1/resources/summary?top=5000", None);
+    assert_eq!(status, 400, "{v}");
+}

@@ -27,6 +27,7 @@ pub mod heavy;
 mod metrics;
 mod quotas;
 mod recovery;
+mod resource_requests;
 mod resources;
 pub mod serve;
 
@@ -136,6 +137,7 @@ pub fn router(state: AppState) -> Router {
         .merge(cleanup::routes())
         .merge(resources::routes())
         .merge(quotas::routes())
+        .merge(resource_requests::routes())
         .merge(recovery::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
@@ -206,10 +208,12 @@ async fn exposition(State(s): State<AppState>) -> Result<impl IntoResponse, ApiE
     let (telemetry, metrics) = (Arc::clone(&s.telemetry), s.metrics.clone());
     let (recovery, state) = (Arc::clone(&s.recovery), Arc::clone(&s.state));
     let quotas = Arc::clone(&s.scheduler.context().quotas);
+    let registry = Arc::clone(&s.scheduler.context().registry);
     let body = heavy::run(&s, move || {
         telemetry.encode_with(|out| {
             recovery.encode(out)?;
             quotas.encode(out)?;
+            resource_requests::encode(&registry, out)?;
             if let Some(p) = &metrics {
                 p.encode(out)?;
             }

@@ -26,6 +26,16 @@
 //!   took, and what it left out. A handle a cleanup policy
 //!   released answers `410 Gone` naming the policy, so the application knows
 //!   why it disappeared.
+//! - `POST /api/v1/resources/batch` registers `{"resources": [{…}, …]}`, at
+//!   most 1,000 (`413` past it), each checked as above; it answers a result
+//!   per item, in order: `{"index", "handle"}` or `{"index", "field",
+//!   "error"}` with the error naming `resources[I].FIELD`.
+//! - `GET /api/v1/resources/summary[?top=N]`: registered resources and
+//!   their bytes by kind and by owner (the top `N`, default 20, and the
+//!   others together), and discovered ones per kind per watched process.
+//! - Owners listening for cleanup policies' releases
+//!   (`/api/v1/resources/events`, `…/requests`) are served by the
+//!   `resource_requests` module.
 //!
 //! Handles are not guessable (see the registry). A resource's label names
 //! are held to the personal-data list, and its name and label values must
@@ -57,6 +67,11 @@ pub(super) fn routes() -> Router<AppState> {
                 .post(register)
                 .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY)),
         )
+        .route(
+            "/api/v1/resources/batch",
+            post(register_batch).layer(axum::extract::DefaultBodyLimit::max(MAX_BATCH_BODY)),
+        )
+        .route("/api/v1/resources/summary", get(summary))
         .route("/api/v1/resources/discovery", get(discovery))
         .route("/api/v1/resources/audit", get(audit))
         .route("/api/v1/resources/leaks", get(leaks))
@@ -107,79 +122,13 @@ async fn register(State(s): State<AppState>, body: Bytes) -> Result<Response, Ap
             "the body is not a resource: {e}; send {{\"kind\": \"app-object\", \"name\": \"cache/42\", \"owner\": \"svc\", \"size_bytes\": 1024, \"ttl\": \"10m\", \"labels\": {{}}}}"
         ))
     })?;
-    let kind = ResourceKind::from_name(&r.kind).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "kind: `{}` is not a resource kind; use one of {KINDS}",
-            r.kind
-        ))
-    })?;
-    if r.name.is_empty() || r.name.len() > MAX_TEXT {
-        return Err(ApiError::bad_request(format!(
-            "name: must be 1 to {MAX_TEXT} bytes long"
-        )));
-    }
-    if r.owner.len() > MAX_TEXT {
-        return Err(ApiError::bad_request(format!(
-            "owner: at most {MAX_TEXT} bytes"
-        )));
-    }
-    if r.labels.len() > MAX_LABELS {
-        return Err(ApiError::bad_request(format!(
-            "labels: {} labels; at most {MAX_LABELS}",
-            r.labels.len()
-        )));
-    }
-    if let Some(found) = s.pii.find_in_text(&r.name) {
-        return Err(ApiError::bad_request(format!(
-            "name: carries personal data ({found}); register it under an anonymous name (a hash, an id)"
-        )));
-    }
-    for (k, v) in &r.labels {
-        if s.pii.contains(k) {
-            return Err(ApiError::bad_request(format!(
-                "labels.{k}: a label name that carries personal data is refused; record an anonymous value under another name"
-            )));
-        }
-        if let Some(found) = s.pii.find_in_text(v) {
-            return Err(ApiError::bad_request(format!(
-                "labels.{k}: the value carries personal data ({found})"
-            )));
-        }
-        if k.is_empty() || k.len() > MAX_TEXT || v.len() > MAX_TEXT {
-            return Err(ApiError::bad_request(format!(
-                "labels.{k}: keys must be 1 to {MAX_TEXT} bytes and values at most {MAX_TEXT}"
-            )));
-        }
-        if k.starts_with("warden.") {
-            return Err(ApiError::bad_request(format!(
-                "labels.{k}: `warden.` labels are Warden's own; pick another name"
-            )));
-        }
-    }
-    let ttl_ms = match r.ttl {
-        Some(t) if t.0.is_zero() => {
-            return Err(ApiError::bad_request("ttl: must be longer than 0s".into()));
-        }
-        t => t.map(|t| u64::try_from(t.0.as_millis()).unwrap_or(u64::MAX)),
-    };
+    let (reg, depends_on) = checked(&s, r).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let registry = &s.scheduler.context().registry;
-    let registered = registry.register_with_dependencies(
-        Registration {
-            kind,
-            name: r.name,
-            owner: r.owner,
-            size_bytes: r.size_bytes,
-            pid: r.pid,
-            labels: r.labels.into_iter().collect(),
-            ttl_ms,
-        },
-        &r.depends_on,
-        warden_core::clock::now_ms(),
-    );
-    let handle = match registered {
-        Ok(h) => h,
-        Err(e) => return Ok(refused(e)),
-    };
+    let handle =
+        match registry.register_with_dependencies(reg, &depends_on, warden_core::clock::now_ms()) {
+            Ok(h) => h,
+            Err(e) => return Ok(refused(e)),
+        };
     s.scheduler.context().publish(Event {
         kind: EventKind::ResourceRegistered,
         pressure: None,
@@ -203,6 +152,226 @@ pub(crate) fn refused(e: registry::RegisterError) -> Response {
             ApiError::bad_request(format!("depends_on: {d}")).into_response()
         }
     }
+}
+
+/// What is wrong with one field of a registration.
+#[derive(Debug)]
+struct Invalid {
+    /// The field (`labels.KEY` for a label); empty when the registration
+    /// as a whole is not understood.
+    field: String,
+    message: String,
+}
+
+impl Invalid {
+    fn new(field: impl Into<String>, message: String) -> Self {
+        Invalid {
+            field: field.into(),
+            message,
+        }
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// Checks a registration as the API takes it (bounds, the personal-data
+/// filter, `warden.` labels) and makes it the registry's.
+fn checked(s: &AppState, r: NewResource) -> Result<(Registration, Vec<u64>), Invalid> {
+    let kind = ResourceKind::from_name(&r.kind).ok_or_else(|| {
+        Invalid::new(
+            "kind",
+            format!("`{}` is not a resource kind; use one of {KINDS}", r.kind),
+        )
+    })?;
+    if r.name.is_empty() || r.name.len() > MAX_TEXT {
+        return Err(Invalid::new(
+            "name",
+            format!("must be 1 to {MAX_TEXT} bytes long"),
+        ));
+    }
+    if r.owner.len() > MAX_TEXT {
+        return Err(Invalid::new("owner", format!("at most {MAX_TEXT} bytes")));
+    }
+    if r.labels.len() > MAX_LABELS {
+        return Err(Invalid::new(
+            "labels",
+            format!("{} labels; at most {MAX_LABELS}", r.labels.len()),
+        ));
+    }
+    if let Some(found) = s.pii.find_in_text(&r.name) {
+        return Err(Invalid::new(
+            "name",
+            format!(
+                "carries personal data ({found}); register it under an anonymous name (a hash, an id)"
+            ),
+        ));
+    }
+    for (k, v) in &r.labels {
+        let field = || format!("labels.{k}");
+        if s.pii.contains(k) {
+            return Err(Invalid::new(
+                field(),
+                "a label name that carries personal data is refused; record an anonymous value under another name".into(),
+            ));
+        }
+        if let Some(found) = s.pii.find_in_text(v) {
+            return Err(Invalid::new(
+                field(),
+                format!("the value carries personal data ({found})"),
+            ));
+        }
+        if k.is_empty() || k.len() > MAX_TEXT || v.len() > MAX_TEXT {
+            return Err(Invalid::new(
+                field(),
+                format!("keys must be 1 to {MAX_TEXT} bytes and values at most {MAX_TEXT}"),
+            ));
+        }
+        if k.starts_with("warden.") {
+            return Err(Invalid::new(
+                field(),
+                "`warden.` labels are Warden's own; pick another name".into(),
+            ));
+        }
+    }
+    let ttl_ms = match r.ttl {
+        Some(t) if t.0.is_zero() => {
+            return Err(Invalid::new("ttl", "must be longer than 0s".into()));
+        }
+        t => t.map(|t| u64::try_from(t.0.as_millis()).unwrap_or(u64::MAX)),
+    };
+    Ok((
+        Registration {
+            kind,
+            name: r.name,
+            owner: r.owner,
+            size_bytes: r.size_bytes,
+            pid: r.pid,
+            labels: r.labels.into_iter().collect(),
+            ttl_ms,
+        },
+        r.depends_on,
+    ))
+}
+
+/// Most resources in one batch: a batch holds the registry's lock while
+/// it registers, so a bigger one would hold up every other caller.
+const MAX_BATCH: usize = 1_000;
+/// The largest batch body: 1,000 registrations of a few KiB each.
+const MAX_BATCH_BODY: usize = 8 << 20;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewBatch<'a> {
+    /// Each read on its own, so that one bad item names itself.
+    #[serde(borrow)]
+    resources: Vec<&'a serde_json::value::RawValue>,
+}
+
+/// `POST /api/v1/resources/batch`: registers each of `resources`, checked
+/// as one registration is, and answers a result per item in order.
+async fn register_batch(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let batch: NewBatch<'_> = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body is not a batch: {e}; send {{\"resources\": [{{\"kind\": \"app-object\", \"name\": \"cache/42\", \"owner\": \"svc\"}}, …]}}"
+        ))
+    })?;
+    if batch.resources.len() > MAX_BATCH {
+        return Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "resources: {} items; a batch takes at most {MAX_BATCH}: split it",
+                batch.resources.len()
+            ),
+        ));
+    }
+    let mut results: Vec<serde_json::Value> = Vec::with_capacity(batch.resources.len());
+    let mut good = Vec::with_capacity(batch.resources.len());
+    let mut at = Vec::with_capacity(batch.resources.len());
+    for (i, raw) in batch.resources.iter().enumerate() {
+        let item = parse_item(raw.get()).and_then(|r| checked(&s, r));
+        match item {
+            Ok(reg) => {
+                at.push(i);
+                good.push(reg);
+                results.push(serde_json::Value::Null);
+            }
+            Err(e) => results.push(item_error(i, &e.field, &e.message)),
+        }
+    }
+    let registry = &s.scheduler.context().registry;
+    let mut registered = 0usize;
+    let done = registry.register_batch(good, warden_core::clock::now_ms());
+    for (i, r) in at.into_iter().zip(done) {
+        results[i] = match r {
+            Ok(handle) => {
+                registered += 1;
+                json!({ "index": i, "handle": handle })
+            }
+            Err(registry::RegisterError::Full(full)) => item_error(i, "", &full.to_string()),
+            Err(registry::RegisterError::Dependency(d)) => {
+                item_error(i, "depends_on", &d.to_string())
+            }
+        };
+    }
+    if registered > 0 {
+        s.scheduler.context().publish(Event {
+            kind: EventKind::ResourceRegistered,
+            pressure: None,
+            failure: None,
+        });
+    }
+    let failed = results.len() - registered;
+    Ok(Json(json!({
+        "registered": registered,
+        "failed": failed,
+        "results": results,
+    }))
+    .into_response())
+}
+
+/// One item of a batch, its field named when serde says which.
+fn parse_item(text: &str) -> Result<NewResource, Invalid> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // Missing and unknown fields are reported at the item's level: the
+        // field is in the message.
+        let field = if path == "." {
+            inner
+                .split('`')
+                .nth(1)
+                .filter(|_| {
+                    inner.starts_with("missing field") || inner.starts_with("unknown field")
+                })
+                .unwrap_or("")
+                .to_owned()
+        } else {
+            path
+        };
+        Invalid::new(field, inner)
+    })
+}
+
+fn item_error(index: usize, field: &str, message: &str) -> serde_json::Value {
+    let at = if field.is_empty() {
+        format!("resources[{index}]")
+    } else {
+        format!("resources[{index}].{field}")
+    };
+    json!({
+        "index": index,
+        "field": (!field.is_empty()).then_some(field),
+        "error": format!("{at}: {message}"),
+    })
 }
 
 fn parse_handle(text: &str) -> Result<u64, ApiError> {
@@ -545,4 +714,57 @@ async fn discovery(State(s): State<AppState>) -> Json<serde_json::Value> {
         "processes": processes,
         "skipped": snap.skipped,
     }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SummaryQuery {
+    /// Owners listed one by one (default 20, at most [`MAX_TOP`]).
+    top: Option<usize>,
+}
+
+/// Most owners a summary lists one by one.
+const MAX_TOP: usize = 1_000;
+
+/// `GET /api/v1/resources/summary`: registered resources counted, with
+/// their bytes, by kind and by owner (the `top` owners, the rest
+/// together), and what discovery last found per watched process.
+async fn summary(
+    State(s): State<AppState>,
+    Q(q): Q<SummaryQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let top = q.top.unwrap_or(20);
+    if top > MAX_TOP {
+        return Err(ApiError::bad_request(format!(
+            "top: {top} owners; at most {MAX_TOP}"
+        )));
+    }
+    let registry = std::sync::Arc::clone(&s.scheduler.context().registry);
+    // Reads every resource: under the heavy reads' bound.
+    let registered = crate::heavy::run(&s, move || registry.summary(top)).await?;
+    let snap = s.scheduler.context().discovered.current();
+    let discovered: Vec<serde_json::Value> = snap
+        .processes
+        .iter()
+        .map(|p| {
+            json!({
+                "process": p.process,
+                "pid": p.pid,
+                "kinds": {
+                    "file-descriptor": p.fds.len(),
+                    "socket": p.sockets.len(),
+                    "thread": p.threads.len(),
+                    "process": p.children.len(),
+                },
+                "truncated": p.truncated,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "registered": registered,
+        "discovered": {
+            "at_ms": snap.at_ms,
+            "processes": discovered,
+        },
+    })))
 }

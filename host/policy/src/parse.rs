@@ -417,11 +417,23 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
             ("run_timeout", spec.run_timeout.is_some()),
             ("on_pressure", spec.on_pressure.is_some()),
             ("allow_system_paths", spec.allow_system_paths),
+            ("on_dependents", spec.on_dependents.is_some()),
         ];
         for (field, set) in cleanup_only {
             if set && spec.kind != PolicyKind::Cleanup {
                 fail(field, format!("`{field}` applies to cleanup policies only"));
             }
+        }
+        // Only registered resources have dependents: a policy shown none
+        // could not act on the setting.
+        if spec.kind == PolicyKind::Cleanup
+            && spec.on_dependents.is_some()
+            && spec.scope.kinds.is_empty()
+        {
+            fail(
+                "on_dependents",
+                "`on_dependents` applies to registered resources, and `scope.kinds` names no kind of them".into(),
+            );
         }
         let max_concurrent = match spec.max_concurrent {
             None => DEFAULT_MAX_CONCURRENT,
@@ -1190,6 +1202,34 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect()
+    }
+
+    #[test]
+    fn on_dependents_belongs_to_cleanup_policies_over_registered_resources() {
+        let cleanup = |kinds: &str| {
+            format!(
+                "policies:\n  - name: c\n    kind: cleanup\n    plugin: temp-files\n    on_dependents: cascade\n    scope:\n      kinds: {kinds}\n    config: {{max_age: 1d}}\n"
+            )
+        };
+        let p = parse(Path::new("p.yaml"), &cleanup("[app-object]"), &cx()).unwrap();
+        assert_eq!(
+            p[0].spec.on_dependents,
+            Some(crate::schema::OnDependents::Cascade)
+        );
+        let e = errors(&cleanup("[]"));
+        assert!(
+            e[0].starts_with("p.yaml:5:") && e[0].contains("names no kind"),
+            "{e:#?}"
+        );
+        let e = errors(
+            "policies:\n  - name: a\n    kind: alert\n    plugin: threshold\n    on_dependents: refuse\n    config: {}\n",
+        );
+        assert!(e[0].contains("cleanup policies only"), "{e:#?}");
+        let e = errors(&cleanup("[app-object]").replace("cascade", "always"));
+        assert!(
+            e[0].contains("on_dependents") || e[0].contains("cascade"),
+            "{e:#?}"
+        );
     }
 
     #[test]

@@ -152,6 +152,13 @@ pub struct PolicySpec {
     /// out of reach whatever this says.
     #[serde(default)]
     pub allow_system_paths: bool,
+    /// Cleanup of registered resources: what a release does when others
+    /// still depend on the resource. `refuse` (the default) leaves it, and
+    /// the run reports it skipped; `cascade` releases its dependents first,
+    /// transitively, whoever owns them, then it — at once, without asking
+    /// owners that listen for requests.
+    #[serde(default)]
+    pub on_dependents: Option<OnDependents>,
     /// Cleanup: also run whenever memory pressure is at this level or above
     /// (`standard`, `critical`, `emergency`; the levels are set in the
     /// daemon's `pressure:` config).
@@ -162,6 +169,17 @@ pub struct PolicySpec {
     /// `type: webhook` (`url`) or `type: alertmanager` (`url`).
     #[serde(default)]
     pub notify: Option<Vec<warden_notify::NotifierConfig>>,
+}
+
+/// What a cleanup policy's release does about resources that depend on the
+/// one released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDependents {
+    /// Leave it while others depend on it.
+    Refuse,
+    /// Release its dependents first, then it.
+    Cascade,
 }
 
 /// How a policy's evaluations get their plugin instance.

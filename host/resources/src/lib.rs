@@ -18,6 +18,7 @@ pub mod discover;
 pub mod registry;
 
 pub use registry::{
-    Actor, AuditEvent, DependencyError, Full, RegisterError, Registration, Registry,
-    RegistryLimits, RegistryOptions, ReleaseError, ReleaseMode, ReleaseOutcome, ScanReport,
+    Actor, AuditEvent, DependencyError, Full, OwnerRequest, RegisterError, Registration, Registry,
+    RegistryLimits, RegistryOptions, ReleaseError, ReleaseMode, ReleaseOutcome, RequestOptions,
+    ScanReport, Summary,
 };

@@ -682,6 +682,12 @@ fn evaluate_blocking(p: &LivePolicy, cx: &Context) -> Result<Decided, (&'static 
                     &plan,
                     p.policy.max_actions,
                     dry_run,
+                    match p.policy.spec.on_dependents {
+                        Some(warden_policy::schema::OnDependents::Cascade) => {
+                            warden_resources::registry::ReleaseMode::Cascade
+                        }
+                        _ => warden_resources::registry::ReleaseMode::Refuse,
+                    },
                 ));
             }
             // Processes get a plan of their own too: the live ones

@@ -85,6 +85,96 @@ pub struct ResourcesConfig {
     /// What watched processes hold, read at an interval.
     #[serde(default)]
     pub discovery: DiscoveryConfig,
+    /// Requests to owners when a cleanup policy releases their resources.
+    #[serde(default)]
+    pub requests: RequestsConfig,
+}
+
+/// `resources.requests`: how owners listening on
+/// `GET /api/v1/resources/events` are asked to release what a cleanup
+/// policy decided, before it is released without them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestsConfig {
+    /// How long the first attempt waits for an answer; each later one
+    /// waits twice as long (default 30s).
+    #[serde(default = "default_ack_timeout")]
+    pub ack_timeout: warden_core::values::HumanDuration,
+    /// Attempts before the request is reported and the resource released
+    /// (default 5).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Requests waiting for one owner; past it a policy's release happens
+    /// at once (default 1,000).
+    #[serde(default = "default_max_pending_per_owner")]
+    pub max_pending_per_owner: usize,
+    /// Event streams per owner (default 4).
+    #[serde(default = "default_max_subscribers_per_owner")]
+    pub max_subscribers_per_owner: usize,
+}
+
+impl Default for RequestsConfig {
+    fn default() -> Self {
+        RequestsConfig {
+            ack_timeout: default_ack_timeout(),
+            max_attempts: default_max_attempts(),
+            max_pending_per_owner: default_max_pending_per_owner(),
+            max_subscribers_per_owner: default_max_subscribers_per_owner(),
+        }
+    }
+}
+
+fn default_ack_timeout() -> warden_core::values::HumanDuration {
+    warden_core::values::HumanDuration(std::time::Duration::from_millis(
+        warden_resources::RequestOptions::DEFAULT_ACK_TIMEOUT_MS,
+    ))
+}
+
+fn default_max_attempts() -> u32 {
+    warden_resources::RequestOptions::DEFAULT_MAX_ATTEMPTS
+}
+
+fn default_max_pending_per_owner() -> usize {
+    warden_resources::RequestOptions::DEFAULT_MAX_PENDING_PER_OWNER
+}
+
+fn default_max_subscribers_per_owner() -> usize {
+    warden_resources::RequestOptions::DEFAULT_MAX_SUBSCRIBERS_PER_OWNER
+}
+
+impl RequestsConfig {
+    /// The registry's options, or which field is out of bounds.
+    fn options(&self) -> anyhow::Result<warden_resources::RequestOptions> {
+        let timeout = self.ack_timeout.0;
+        anyhow::ensure!(
+            timeout >= std::time::Duration::from_millis(100)
+                && timeout <= std::time::Duration::from_secs(3600),
+            "resources.requests.ack_timeout: {} is out of range; use 100ms to 1h",
+            self.ack_timeout
+        );
+        anyhow::ensure!(
+            (1..=20).contains(&self.max_attempts),
+            "resources.requests.max_attempts: {} is out of range; use 1 to 20",
+            self.max_attempts
+        );
+        anyhow::ensure!(
+            (1..=100_000).contains(&self.max_pending_per_owner),
+            "resources.requests.max_pending_per_owner: {} is out of range; use 1 to 100000",
+            self.max_pending_per_owner
+        );
+        let most = warden_resources::registry::requests::MAX_SUBSCRIBERS;
+        anyhow::ensure!(
+            (1..=most).contains(&self.max_subscribers_per_owner),
+            "resources.requests.max_subscribers_per_owner: {} is out of range; use 1 to {most}",
+            self.max_subscribers_per_owner
+        );
+        Ok(warden_resources::RequestOptions {
+            ack_timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            max_attempts: self.max_attempts,
+            max_pending_per_owner: self.max_pending_per_owner,
+            max_subscribers_per_owner: self.max_subscribers_per_owner,
+        })
+    }
 }
 
 fn default_audit_events() -> usize {
@@ -98,6 +188,7 @@ impl Default for ResourcesConfig {
             max_bytes: default_registry_bytes(),
             audit_events: default_audit_events(),
             discovery: DiscoveryConfig::default(),
+            requests: RequestsConfig::default(),
         }
     }
 }
@@ -434,6 +525,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         config.resources.audit_events > 0,
         "resources.audit_events: must be at least 1"
     );
+    let requests = config.resources.requests.options()?;
     // Registered resources, their handles and the audit trail survive a
     // restart (see `warden_resources::registry::persist`).
     let registry = {
@@ -444,6 +536,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         };
         let opts = warden_resources::RegistryOptions {
             audit_events: config.resources.audit_events,
+            requests,
             ..warden_resources::RegistryOptions::default()
         };
         let (registry, report) = tokio::task::spawn_blocking(move || {
@@ -613,6 +706,30 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
                     }
                 })
                 .await;
+            }
+        });
+    }
+    {
+        // Requests to owners are sent again, or reported, when their
+        // attempt's wait ends: checked a few times per wait, at least once a
+        // second (a check with nothing waiting costs a read lock).
+        let registry = Arc::clone(&registry);
+        let every = (std::time::Duration::from_millis(requests.ack_timeout_ms) / 4).clamp(
+            std::time::Duration::from_millis(25),
+            std::time::Duration::from_secs(1),
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let reported = registry.retry_requests(warden_core::clock::now_ms());
+                if reported > 0 {
+                    tracing::warn!(
+                        reported,
+                        "requests to owners went unanswered after their last attempt; their resources were released (`GET /api/v1/resources/requests`)"
+                    );
+                }
             }
         });
     }

@@ -24,7 +24,7 @@ pub enum Actor {
     Caller(String),
     /// A cleanup policy, by name.
     Policy(String),
-    /// Warden itself (the orphan sweep).
+    /// Warden itself (the orphan sweep, a request to an owner given up on).
     Warden,
 }
 
@@ -62,6 +62,14 @@ pub enum Action {
     DependencyAdded,
     /// No longer depends on another resource (the event's `on`).
     DependencyRemoved,
+    /// A cleanup policy asked its owner to release it (or evict it).
+    ReleaseRequested,
+    /// Its owner refused a policy's request to release it.
+    ReleaseRefused,
+    /// Its owner never answered a policy's request: released as the policy
+    /// decided (a `policy-release` event follows, unless others depend on
+    /// it).
+    RequestUnacknowledged,
 }
 
 /// One event of the trail.

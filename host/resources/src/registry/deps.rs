@@ -152,7 +152,7 @@ fn list(handles: &[u64]) -> String {
 }
 
 impl Registry {
-    fn live_seq(&self, g: &Inner, handle: u64) -> Option<u64> {
+    pub(super) fn live_seq(&self, g: &Inner, handle: u64) -> Option<u64> {
         self.handles
             .decode(handle)
             .filter(|s| g.entries.get(*s).is_some())
@@ -172,30 +172,41 @@ impl Registry {
         depends_on: &[u64],
         now_ms: TimestampMs,
     ) -> Result<u64, RegisterError> {
+        self.register_checked(reg, now_ms, |g| self.check_dependencies(g, depends_on))
+    }
+
+    /// The sequence numbers of the resources `depends_on` names, in the
+    /// order given (so that `dependencies` answers as asked), once each;
+    /// refused as [`Registry::register_with_dependencies`] says.
+    pub(super) fn check_dependencies(
+        &self,
+        g: &Inner,
+        depends_on: &[u64],
+    ) -> Result<Vec<u64>, RegisterError> {
+        if depends_on.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut handles = depends_on.to_vec();
         handles.sort_unstable();
         handles.dedup();
-        self.register_checked(reg, now_ms, |g| {
-            if handles.len() > self.opts.max_dependencies {
-                return Err(DependencyError::TooManyAtRegistration {
-                    given: handles.len(),
-                    limit: self.opts.max_dependencies,
-                }
-                .into());
+        if handles.len() > self.opts.max_dependencies {
+            return Err(DependencyError::TooManyAtRegistration {
+                given: handles.len(),
+                limit: self.opts.max_dependencies,
             }
-            self.check_edges(g, handles.len())?;
-            // In the order given, so that `dependencies` answers as asked.
-            let mut seqs = Vec::with_capacity(handles.len());
-            for &h in depends_on {
-                let s = self
-                    .live_seq(g, h)
-                    .ok_or(DependencyError::UnknownDependency { handle: h })?;
-                if !seqs.contains(&s) {
-                    seqs.push(s);
-                }
+            .into());
+        }
+        self.check_edges(g, handles.len())?;
+        let mut seqs = Vec::with_capacity(handles.len());
+        for &h in depends_on {
+            let s = self
+                .live_seq(g, h)
+                .ok_or(DependencyError::UnknownDependency { handle: h })?;
+            if !seqs.contains(&s) {
+                seqs.push(s);
             }
-            Ok(seqs)
-        })
+        }
+        Ok(seqs)
     }
 
     fn check_edges(&self, g: &Inner, adding: usize) -> Result<(), DependencyError> {
@@ -355,6 +366,30 @@ impl Registry {
         let seq = self
             .live_seq(&g, handle)
             .ok_or(ReleaseError::Unknown { handle })?;
+        let outcome = self.release_locked(&mut g, seq, handle, actor, mode, now_ms)?;
+        let pending = g.pending_len();
+        drop(g);
+        self.flush_if_piled_up(pending);
+        Ok(outcome)
+    }
+
+    /// Returns true if and only if a resource other than `seq` itself
+    /// depends on `seq`.
+    pub(super) fn has_dependents(&self, g: &Inner, seq: u64) -> bool {
+        g.graph.dependents(seq).iter().any(|d| *d != seq)
+    }
+
+    /// [`Registry::release_with`] of live entry `seq` (`handle`), under
+    /// the caller's lock.
+    pub(super) fn release_locked(
+        &self,
+        g: &mut Inner,
+        seq: u64,
+        handle: u64,
+        actor: &Actor,
+        mode: ReleaseMode,
+        now_ms: TimestampMs,
+    ) -> Result<ReleaseOutcome, ReleaseError> {
         let owner = g
             .entries
             .get(seq)
@@ -430,9 +465,6 @@ impl Registry {
         outcome.size_bytes = g
             .release_one(seq, action, &who, policy, 0, now_ms)
             .unwrap_or_default();
-        let pending = g.pending_len();
-        drop(g);
-        self.flush_if_piled_up(pending);
         Ok(outcome)
     }
 }

@@ -25,6 +25,11 @@
 //! ([`Registry::release_with`]), and cycles are reported
 //! ([`Registry::cycles`], [`ScanReport::cycles`]).
 //!
+//! A cleanup policy's release of a resource whose owner listens
+//! ([`Registry::on_request`]) becomes a request to that owner, retried
+//! until it answers ([`Registry::ack`]) or its attempts run out; see
+//! [`requests`].
+//!
 //! The registry is bounded ([`RegistryLimits`]): past `max_tracked`
 //! resources, or `max_bytes` of their text, a registration is refused with
 //! the reason ([`Full`]) instead of growing without end. Listing for a plugin
@@ -37,6 +42,7 @@ mod graph;
 mod handles;
 mod liveness;
 pub mod persist;
+pub mod requests;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -50,6 +56,10 @@ pub use deps::{
 };
 pub use handles::Handles;
 pub use persist::{FlushError, FlushReport, OpenError, OpenReport};
+pub use requests::{
+    AckError, AckOutcome, Acked, Asked, OwnerRequest, PolicyDecision, RequestCounts,
+    RequestOptions, RequestType, RequestsReport, SubscribeError, Subscription,
+};
 
 use audit::{Event, Trail};
 use graph::Graph;
@@ -83,6 +93,39 @@ pub const TTL_LABEL: &str = "warden.ttl_ms";
 /// The label under which plugins see that a resource's owner process is
 /// gone, with since when (ms since the epoch) as its value.
 pub const ORPHAN_LABEL: &str = "warden.orphan";
+
+/// The label under which plugins see that a resource is in a dependency
+/// cycle, with the handle of the cycle's first member as its value, so the
+/// members of one cycle share it.
+pub const CYCLE_LABEL: &str = "warden.cycle";
+
+/// A registration made ready outside the registry's lock: its text built
+/// and its owner process's start time read.
+struct Ready {
+    reg: Registration,
+    text: Text,
+    start_ticks: u64,
+    needed: usize,
+}
+
+impl Ready {
+    fn new(mut reg: Registration) -> Ready {
+        let start_ticks = reg.pid.and_then(liveness::start_ticks).unwrap_or(0);
+        let needed = reg.bytes();
+        let text = Text::new(
+            &reg.name,
+            reg.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        // Held in `text` now.
+        reg.labels = Vec::new();
+        Ready {
+            reg,
+            text,
+            start_ticks,
+            needed,
+        }
+    }
+}
 
 /// What one entry is counted as against `max_bytes`: its text, plus this.
 const ENTRY_OVERHEAD: usize = 128;
@@ -215,6 +258,10 @@ pub struct View {
     pub orphan: bool,
     /// Since when it is an orphan, as the sweep that found it saw it.
     pub orphan_since_ms: Option<TimestampMs>,
+    /// The request waiting for its owner's answer, if a cleanup policy
+    /// asked the owner to release it ([`Registry::on_request`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release_requested: Option<u64>,
 }
 
 /// What became of a handle.
@@ -250,6 +297,8 @@ pub struct RegistryOptions {
     /// Dependencies between resources in all
     /// ([`RegistryOptions::DEFAULT_MAX_EDGES`]).
     pub max_edges: usize,
+    /// How requests to owners are sent, retried and bounded.
+    pub requests: RequestOptions,
 }
 
 impl RegistryOptions {
@@ -272,6 +321,7 @@ impl Default for RegistryOptions {
             max_pending: 1 << 20,
             max_dependencies: Self::DEFAULT_MAX_DEPENDENCIES,
             max_edges: Self::DEFAULT_MAX_EDGES,
+            requests: RequestOptions::default(),
         }
     }
 }
@@ -318,6 +368,8 @@ struct Inner {
     touched: Vec<u64>,
     /// Quotas to tell about registrations and releases.
     quotas: Option<Arc<dyn QuotaHook>>,
+    /// Requests to owners waiting for an answer.
+    requests: requests::Requests,
 }
 
 impl std::fmt::Debug for dyn QuotaHook {
@@ -339,6 +391,7 @@ impl Inner {
             pending: None,
             touched: Vec::new(),
             quotas: None,
+            requests: requests::Requests::default(),
         }
     }
 
@@ -386,6 +439,8 @@ impl Inner {
             let subject = warden_quotas::Subject::new(&e.owner, e.kind.name()).with_labels(&labels);
             q.release(&subject, warden_quotas::Amount::one(e.size_bytes));
         }
+        // Released another way: the owner's answer is no longer awaited.
+        self.requests.resolve(seq);
         if let Some(p) = policy {
             self.remember(seq, p, now_ms);
         }
@@ -466,6 +521,9 @@ pub struct Registry {
     opts: RegistryOptions,
     /// The files of a durable registry.
     store: Option<Mutex<persist::Store>>,
+    /// Who listens for requests to owners.
+    listeners: requests::SharedListeners,
+    counters: requests::Counters,
 }
 
 impl Default for Registry {
@@ -488,6 +546,8 @@ impl Registry {
             limits,
             opts,
             store: None,
+            listeners: Arc::default(),
+            counters: requests::Counters::default(),
         }
     }
 
@@ -553,32 +613,50 @@ impl Registry {
         now_ms: TimestampMs,
         check: impl FnOnce(&Inner) -> Result<Vec<u64>, E>,
     ) -> Result<u64, E> {
-        let start_ticks = reg.pid.and_then(liveness::start_ticks).unwrap_or(0);
-        let needed = reg.bytes();
-        let text = Text::new(
-            &reg.name,
-            reg.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        );
+        let ready = Ready::new(reg);
         let mut g = self.write();
-        let deps = check(&g)?;
+        let seq = self.commit(&mut g, ready, now_ms, check)?;
+        let pending = g.pending_len();
+        drop(g);
+        self.flush_if_piled_up(pending);
+        Ok(self.handles.encode(seq))
+    }
+
+    /// Adds `ready` under the caller's lock once `check` and the limits
+    /// pass; returns its sequence number.
+    fn commit<E: From<Full>>(
+        &self,
+        g: &mut Inner,
+        ready: Ready,
+        now_ms: TimestampMs,
+        check: impl FnOnce(&Inner) -> Result<Vec<u64>, E>,
+    ) -> Result<u64, E> {
+        let deps = check(g)?;
         if g.entries.len() >= self.limits.max_tracked {
             return Err(Full::Count {
                 tracked: g.entries.len(),
             }
             .into());
         }
-        if g.bytes.saturating_add(needed) > self.limits.max_bytes {
+        if g.bytes.saturating_add(ready.needed) > self.limits.max_bytes {
             return Err(Full::Bytes {
                 used: g.bytes,
-                needed,
+                needed: ready.needed,
                 limit: self.limits.max_bytes,
             }
             .into());
         }
+        let Ready {
+            reg,
+            text,
+            start_ticks,
+            ..
+        } = ready;
         // Last, so that a registration the registry refuses is not charged.
         if let Some(q) = &g.quotas {
+            let labels: Vec<(&str, &str)> = text.labels().collect();
             let subject =
-                warden_quotas::Subject::new(&reg.owner, reg.kind.name()).with_labels(&reg.labels);
+                warden_quotas::Subject::new(&reg.owner, reg.kind.name()).with_labels(&labels);
             if let Err(d) = q.admit(&subject, warden_quotas::Amount::one(reg.size_bytes), now_ms) {
                 return Err(Full::Quota(d).into());
             }
@@ -617,10 +695,36 @@ impl Registry {
                 added: true,
             });
         }
+        Ok(seq)
+    }
+
+    /// [`Registry::register_with_dependencies`] of each of `batch` (a
+    /// registration and the handles it depends on), in order, under one
+    /// lock: a resource of the batch may depend on one registered before
+    /// it only through a later [`Registry::add_dependency`], since its
+    /// handle is not known beforehand. Returns a result per item, in order.
+    pub fn register_batch(
+        &self,
+        batch: Vec<(Registration, Vec<u64>)>,
+        now_ms: TimestampMs,
+    ) -> Vec<Result<u64, RegisterError>> {
+        // `/proc` reads and text building outside the lock, as one
+        // registration does.
+        let ready: Vec<(Ready, Vec<u64>)> = batch
+            .into_iter()
+            .map(|(reg, deps)| (Ready::new(reg), deps))
+            .collect();
+        let mut g = self.write();
+        let seqs: Vec<Result<u64, RegisterError>> = ready
+            .into_iter()
+            .map(|(r, deps)| self.commit(&mut g, r, now_ms, |g| self.check_dependencies(g, &deps)))
+            .collect();
         let pending = g.pending_len();
         drop(g);
         self.flush_if_piled_up(pending);
-        Ok(self.handles.encode(seq))
+        seqs.into_iter()
+            .map(|r| r.map(|seq| self.handles.encode(seq)))
+            .collect()
     }
 
     /// Marks a resource as used at `now_ms`; returns false if the handle is
@@ -706,7 +810,7 @@ impl Registry {
         };
         let g = self.read();
         if let Some(e) = g.entries.get(seq) {
-            return Lookup::Live(view(handle, e));
+            return Lookup::Live(view(handle, e, g.requests.about(seq)));
         }
         g.released
             .get(&seq)
@@ -722,7 +826,7 @@ impl Registry {
             .iter()
             .filter(|e| matches(filter, e) && owner.is_none_or(|o| *e.owner == *o))
             .take(limit)
-            .map(|e| view(self.handles.encode(e.seq), e))
+            .map(|e| view(self.handles.encode(e.seq), e, g.requests.about(e.seq)))
             .collect()
     }
 
@@ -854,7 +958,8 @@ impl Registry {
 
     /// Returns the resources matching `filter`, oldest handle first. A
     /// resource with a TTL carries it as the label [`TTL_LABEL`], an orphan
-    /// the label [`ORPHAN_LABEL`]. Stops (with what it has) where a set's
+    /// the label [`ORPHAN_LABEL`], a member of a dependency cycle the label
+    /// [`CYCLE_LABEL`]. Stops (with what it has) where a set's
     /// string table is full.
     pub fn list(&self, filter: &ResourceFilter) -> ResourceSet {
         match self.list_bounded(filter, usize::MAX) {
@@ -875,6 +980,17 @@ impl Registry {
         let g = self.read();
         let limit = filter.limit.map_or(usize::MAX, |l| l as usize);
         let mut set = ResourceSet::default();
+        // Cycles are searched only among resources with dependencies, so a
+        // registry without any pays nothing.
+        let in_cycle: std::collections::HashMap<u64, String> = g
+            .graph
+            .cycles()
+            .into_iter()
+            .flat_map(|c| {
+                let id = self.handles.encode(c[0]).to_string();
+                c.into_iter().map(move |seq| (seq, id.clone()))
+            })
+            .collect();
         for e in g.entries.iter() {
             if set.len() >= limit {
                 break;
@@ -893,6 +1009,7 @@ impl Registry {
                 .labels()
                 .chain(ttl.as_deref().map(|t| (TTL_LABEL, t)))
                 .chain(orphan.as_deref().map(|t| (ORPHAN_LABEL, t)))
+                .chain(in_cycle.get(&e.seq).map(|c| (CYCLE_LABEL, c.as_str())))
                 .collect();
             let pushed = set.try_push(NewResource {
                 handle: self.handles.encode(e.seq),
@@ -924,7 +1041,7 @@ fn matches(filter: &ResourceFilter, e: &Entry) -> bool {
             .is_none_or(|p| e.text.name().starts_with(p))
 }
 
-fn view(handle: u64, e: &Entry) -> View {
+fn view(handle: u64, e: &Entry, request: Option<u64>) -> View {
     View {
         handle,
         kind: e.kind.name(),
@@ -943,5 +1060,97 @@ fn view(handle: u64, e: &Entry) -> View {
         expires_ms: e.expires_ms(),
         orphan: e.orphan().is_some(),
         orphan_since_ms: e.orphan(),
+        release_requested: request,
+    }
+}
+
+/// Resources and their bytes, counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Tally {
+    /// Resources.
+    pub count: u64,
+    /// The sum of their `size_bytes`.
+    pub bytes: u64,
+}
+
+impl Tally {
+    fn add(&mut self, bytes: u64) {
+        self.count += 1;
+        self.bytes = self.bytes.saturating_add(bytes);
+    }
+}
+
+/// One owner's resources in a [`Summary`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OwnerTally {
+    /// The owner (empty: registered without one).
+    pub owner: String,
+    /// Its resources.
+    #[serde(flatten)]
+    pub tally: Tally,
+}
+
+/// What [`Registry::summary`] counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    /// Every registered resource.
+    pub total: Tally,
+    /// By kind, by the kind's name.
+    pub by_kind: BTreeMap<&'static str, Tally>,
+    /// The owners with the most resources, most first (ties by name).
+    pub by_owner: Vec<OwnerTally>,
+    /// The other owners, together.
+    pub others: OthersTally,
+}
+
+/// The owners a [`Summary`] does not list one by one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OthersTally {
+    /// How many owners.
+    pub owners: u64,
+    /// Their resources.
+    #[serde(flatten)]
+    pub tally: Tally,
+}
+
+impl Registry {
+    /// Counts the registered resources and their bytes, in all, by kind and
+    /// by owner: the `top` owners with the most resources one by one, the
+    /// rest together. Reads every resource under the read lock.
+    pub fn summary(&self, top: usize) -> Summary {
+        let g = self.read();
+        let mut s = Summary::default();
+        // Keyed by the shared owner's address: no string hashed per entry.
+        let mut owners: std::collections::HashMap<*const u8, (Arc<str>, Tally)> =
+            std::collections::HashMap::new();
+        for e in g.entries.iter() {
+            s.total.add(e.size_bytes);
+            s.by_kind
+                .entry(e.kind.name())
+                .or_default()
+                .add(e.size_bytes);
+            owners
+                .entry(e.owner.as_ptr())
+                .or_insert_with(|| (Arc::clone(&e.owner), Tally::default()))
+                .1
+                .add(e.size_bytes);
+        }
+        drop(g);
+        let mut all: Vec<(Arc<str>, Tally)> = owners.into_values().collect();
+        all.sort_unstable_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(&b.0)));
+        for (_, tally) in all.iter().skip(top) {
+            s.others.owners += 1;
+            s.others.tally.count += tally.count;
+            s.others.tally.bytes = s.others.tally.bytes.saturating_add(tally.bytes);
+        }
+        all.truncate(top);
+        s.by_owner = all
+            .into_iter()
+            .map(|(owner, tally)| OwnerTally {
+                owner: owner.to_string(),
+                tally,
+            })
+            .collect();
+        s
     }
 }

@@ -758,6 +758,8 @@ impl Registry {
                 retry: Vec::new(),
                 retry_records: 0,
             })),
+            listeners: Arc::default(),
+            counters: super::requests::Counters::default(),
         };
         Ok((registry, report))
     }

@@ -2,7 +2,8 @@
 //! policy the registered resources of the kinds its `scope.kinds` names, and
 //! releases those the plugin decides to `release` (or `evict`). Releasing
 //! forgets the handle; the application that asks about it again is told
-//! which policy released it. The same safety belt as for files applies: the
+//! which policy released it. An owner that listens for requests is asked
+//! instead, and the resource goes when it answers (or never does). The same safety belt as for files applies: the
 //! cap on actions per run, and `dry_run`.
 
 use std::borrow::Cow;
@@ -12,6 +13,7 @@ use std::time::Instant;
 use crate::cleanup::{Cap, Item, MAX_NOTICES, Outcome, Run, notice, over_cap};
 use warden_core::records::{CleanupAction, CleanupPlan, ResourceFilter, ResourceKind, ResourceSet};
 use warden_resources::Registry;
+use warden_resources::registry::{Asked, PolicyDecision, ReleaseError, ReleaseMode, RequestType};
 
 /// The registered resources a policy with `kinds` in scope may act on;
 /// empty when `kinds` is.
@@ -34,6 +36,7 @@ pub fn execute(
     plan: &CleanupPlan,
     cap: Option<Cap>,
     dry_run: bool,
+    on_dependents: ReleaseMode,
 ) -> Run {
     let started = Instant::now();
     let mut run = Run::begin(policy, dry_run, candidates.len(), plan.actions.len());
@@ -111,21 +114,44 @@ pub fn execute(
             tracing::info!(policy, target = target.as_deref().unwrap_or(""), reason = %reason, bytes, "dry run: would {verb}");
             Outcome::WouldDelete { bytes }
         } else {
-            // Never a cascade: a policy releases what it was shown, and a
-            // resource others still depend on stays until they go.
-            match registry.release_with(
-                handle,
-                &warden_resources::Actor::Policy(policy.to_owned()),
-                warden_resources::registry::ReleaseMode::Refuse,
-                now,
-            ) {
-                Ok(released) => {
-                    run.bytes_freed += released.size_bytes;
-                    Outcome::Deleted {
-                        bytes: released.size_bytes,
+            // A resource others still depend on stays until they go, unless
+            // the policy says `on_dependents: cascade`. An owner that
+            // listens is asked first (see `warden_resources::registry::requests`).
+            let decision = PolicyDecision {
+                kind: if verb == "evict" {
+                    RequestType::Evict
+                } else {
+                    RequestType::Release
+                },
+                policy,
+                reason: &reason,
+                mode: on_dependents,
+            };
+            match registry.request_release(handle, decision, now) {
+                Ok(Asked::Released { outcome, .. }) => {
+                    let cascaded: u64 = outcome.cascaded.iter().map(|c| c.size_bytes).sum();
+                    if !outcome.cascaded.is_empty() {
+                        tracing::info!(
+                            policy,
+                            handle,
+                            dependents = outcome.cascaded.len(),
+                            bytes = cascaded,
+                            "released with its dependents (on_dependents: cascade)"
+                        );
                     }
+                    let bytes = outcome.size_bytes + cascaded;
+                    run.bytes_freed += bytes;
+                    Outcome::Deleted { bytes }
                 }
-                Err(e @ warden_resources::registry::ReleaseError::HasDependents { .. }) => {
+                Ok(Asked::Requested { id, owner }) => Outcome::Skipped {
+                    why: format!(
+                        "its owner `{owner}` listens: asked to {verb} it (request {id}); it is released when the owner answers, or once the request's attempts run out"
+                    ),
+                },
+                Ok(Asked::AlreadyRequested { id }) => Outcome::Skipped {
+                    why: format!("its owner was already asked to release it (request {id})"),
+                },
+                Err(e @ ReleaseError::HasDependents { .. }) => {
                     Outcome::Skipped { why: e.to_string() }
                 }
                 Err(_) => Outcome::Skipped {
@@ -194,6 +220,7 @@ mod tests {
             ]),
             None,
             false,
+            ReleaseMode::Refuse,
         );
         assert_eq!(run.counts(), [1, 0, 2, 0, 0]);
         assert_eq!(run.bytes_freed, 100);
@@ -204,14 +231,96 @@ mod tests {
     }
 
     #[test]
+    fn on_dependents_refuses_or_cascades_a_release_others_depend_on() {
+        for (mode, freed, left) in [(ReleaseMode::Refuse, 0, 2), (ReleaseMode::Cascade, 30, 0)] {
+            let r = Registry::default();
+            let reg = |name: &str, size| warden_resources::Registration {
+                kind: ResourceKind::AppObject,
+                name: name.into(),
+                owner: "svc".into(),
+                size_bytes: size,
+                pid: None,
+                labels: Vec::new(),
+                ttl_ms: None,
+            };
+            let db = r.register(reg("db", 10), 1).unwrap();
+            r.register_with_dependencies(reg("conn", 20), &[db], 1)
+                .unwrap();
+            let set = candidates(&r, &[ResourceKind::AppObject]);
+            let run = execute(
+                "janitor",
+                &r,
+                &set,
+                &plan(vec![CleanupAction::Release(0)]),
+                None,
+                false,
+                mode,
+            );
+            assert_eq!((run.bytes_freed, r.len()), (freed, left), "{mode:?}");
+            if mode == ReleaseMode::Refuse {
+                assert!(
+                    matches!(&run.items[0].outcome, Outcome::Skipped { why } if why.contains("live dependents")),
+                    "{:?}",
+                    run.items
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_owner_that_listens_is_asked_and_the_resource_stays_until_it_answers() {
+        let r = registry(2);
+        let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&asked);
+        let _sub = r
+            .on_request("svc", move |q| {
+                sink.lock()
+                    .unwrap()
+                    .push((q.handle, q.kind_of_request, q.reason.clone()));
+                true
+            })
+            .unwrap();
+        let set = candidates(&r, &[ResourceKind::AppObject]);
+        let run = execute(
+            "leases",
+            &r,
+            &set,
+            &plan(vec![CleanupAction::EvictCache(0)]),
+            None,
+            false,
+            ReleaseMode::Refuse,
+        );
+        let first = set.handle(0).unwrap();
+        assert_eq!(
+            *asked.lock().unwrap(),
+            [(first, RequestType::Evict, "why".to_owned())]
+        );
+        assert!(matches!(r.lookup(first), Lookup::Live(ref v) if v.release_requested.is_some()));
+        assert_eq!(run.bytes_freed, 0);
+        assert!(
+            matches!(&run.items[0].outcome, Outcome::Skipped { why } if why.contains("owner `svc`")),
+            "{:?}",
+            run.items
+        );
+    }
+
+    #[test]
     fn cap_and_dry_run_release_nothing() {
         let r = registry(10);
         let set = candidates(&r, &[ResourceKind::AppObject]);
         let all = plan((0..10).map(CleanupAction::Release).collect());
-        let run = execute("p", &r, &set, &all, Some("10%".parse().unwrap()), false);
+        let run = execute(
+            "p",
+            &r,
+            &set,
+            &all,
+            Some("10%".parse().unwrap()),
+            false,
+            ReleaseMode::Refuse,
+        );
         assert!(run.cap_exceeded.is_some());
         assert_eq!(r.len(), 10);
-        let run = execute("p", &r, &set, &all, None, true);
+        let run = execute("p", &r, &set, &all, None, true, ReleaseMode::Refuse);
         assert_eq!(run.counts()[1], 10);
         assert_eq!(r.len(), 10);
     }

@@ -166,9 +166,31 @@ fn cycles_are_accepted_and_reported_by_the_api_and_the_scan() {
         sorted(scan.first_cycles.concat()),
         sorted(vec![a, b, c, lone])
     );
+    // Plugins see each member's cycle as a label: its first member's handle.
+    let cycle_of = |r: &Registry| -> BTreeMap<u64, String> {
+        let set = r.list(&ResourceFilter::default());
+        (0..set.len())
+            .filter_map(|i| {
+                set.labels(i)
+                    .find(|(k, _)| *k == CYCLE_LABEL)
+                    .map(|(_, v)| (set.handle(i).unwrap(), v.to_owned()))
+            })
+            .collect()
+    };
+    let abc = cycles.iter().find(|c| c.len() == 3).unwrap()[0].to_string();
+    assert_eq!(
+        cycle_of(&r),
+        BTreeMap::from([
+            (a, abc.clone()),
+            (b, abc.clone()),
+            (c, abc),
+            (lone, lone.to_string())
+        ])
+    );
     // Broken: reported no more.
     assert_eq!(r.remove_dependency(b, a, &svc(), 3), Ok(true));
     assert_eq!(r.cycles(), vec![vec![lone]]);
+    assert_eq!(cycle_of(&r).len(), 1);
     // Depending on itself does not stop its own release.
     assert!(r.release(lone));
     assert!(r.cycles().is_empty());

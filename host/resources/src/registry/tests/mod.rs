@@ -172,6 +172,7 @@ mod audit;
 mod deps;
 mod durable;
 mod liveness;
+mod requests;
 
 /// A registration of `name` by `owner` with two labels.
 fn named(name: &str, owner: &str) -> Registration {
