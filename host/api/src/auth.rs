@@ -116,7 +116,7 @@ fn open_read(path: &str) -> bool {
 }
 
 /// The middleware: Host, then token, then the body's content type.
-pub async fn guard(State(access): State<Access>, request: Request, next: Next) -> Response {
+pub async fn guard(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
     match check(&access, &request) {
         Ok(()) => next.run(request).await,
         Err(r) => *r,

@@ -60,8 +60,8 @@ pub struct AppState {
     pub metrics: Option<Arc<warden_metrics::Pipeline>>,
     /// Memory pressure, as last measured.
     pub pressure: Arc<warden_runtime::pressure::Monitor>,
-    /// Who may do what.
-    pub access: auth::Access,
+    /// Who may do what (shared: the state is cloned for every request).
+    pub access: Arc<auth::Access>,
     /// How long a request body may take to arrive.
     pub body_timeout: std::time::Duration,
     /// Keys and text refused as personal data in registered resources.
@@ -149,7 +149,7 @@ pub fn router(state: AppState) -> Router {
         ))
         // Outermost: nothing runs for a request that fails it.
         .layer(axum::middleware::from_fn_with_state(
-            state.access.clone(),
+            Arc::clone(&state.access),
             auth::guard,
         ))
         .with_state(state)

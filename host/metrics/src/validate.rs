@@ -94,9 +94,10 @@ impl Invalid {
     }
 }
 
-/// The metadata keys refused as personal data.
+/// The metadata keys refused as personal data. Shared, not copied: the
+/// API's state (cloned for every request) holds one.
 #[derive(Debug, Clone)]
-pub struct PiiKeys(Vec<String>);
+pub struct PiiKeys(std::sync::Arc<[String]>);
 
 impl Default for PiiKeys {
     fn default() -> Self {
@@ -111,7 +112,8 @@ impl PiiKeys {
             keys.into_iter()
                 .map(|k| normalized(k).map(char::from).collect::<String>())
                 .filter(|k| !k.is_empty())
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
         )
     }
 

@@ -1,5 +1,5 @@
 //! Registering resources over HTTP: 4 clients, each on its own keep-alive
-//! connection, against the real daemon (token, host and content-type
+//! connection (one request at a time; see `support/keepalive.rs`), against the real daemon (token, host and content-type
 //! checks, the personal-data filter, the durable registry's log), as
 //! applications do: first one registration per request
 //! (`POST /api/v1/resources`), then batches of [`BATCH`]
@@ -11,6 +11,10 @@
 
 #[path = "support/daemon.rs"]
 mod daemon;
+#[path = "support/keepalive.rs"]
+mod keepalive;
+
+use std::io::Write as _;
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +36,16 @@ fn main() {
         "metrics:\n  collect:\n    enabled: false\n  persist:\n    enabled: false\nresources:\n  max_tracked: 10000000\n  max_bytes: 4GiB\n",
     )
     .unwrap();
+    // First, before the daemon exists to take any CPU: the same clients
+    // against a server of the same stack that does nothing; the most this
+    // machine allows one request at a time.
+    let ceiling = keepalive::rate(
+        &keepalive::start_ceiling_server(),
+        CLIENTS,
+        secs,
+        "/api/v1/resources",
+        br#"{"kind": "app-object", "name": "cache/0/0", "owner": "svc-0", "size_bytes": 4096, "ttl": "10m", "labels": {"pool": "a"}}"#,
+    );
     let d = Daemon::start(dir.path());
     let single = run(&d, secs, 1);
     let (status, listed) = d.get("/api/v1/resources?owner=svc-0&limit=1");
@@ -65,53 +79,56 @@ fn main() {
             }
         );
     }
+    println!(
+        "| ceiling of this machine: the same {CLIENTS} clients, one request each, against axum answering a fixed 200, no work | {ceiling:.0}/s | — | |"
+    );
 }
 
 /// Registers for `secs` with [`CLIENTS`] clients, `per` registrations per
 /// request (1: the single route); returns how many and how many a second.
 fn run(d: &Daemon, secs: f64, per: usize) -> (u64, f64) {
-    let url = if per == 1 {
-        format!("http://{}/api/v1/resources", d.addr)
+    let path = if per == 1 {
+        "/api/v1/resources"
     } else {
-        format!("http://{}/api/v1/resources/batch", d.addr)
+        "/api/v1/resources/batch"
     };
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let t = Instant::now();
     let clients: Vec<_> = (0..CLIENTS)
         .map(|c| {
-            let (url, bearer) = (url.clone(), d.bearer().to_owned());
+            let mut client = keepalive::Client::connect(&d.addr, d.bearer());
             std::thread::spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
                 let mut n = 0u64;
-                let item = |n: u64| {
-                    format!(
+                let mut body = Vec::with_capacity(256 * per);
+                let item = |body: &mut Vec<u8>, n: u64| {
+                    write!(
+                        body,
                         r#"{{"kind": "app-object", "name": "cache/{c}/{n}", "owner": "svc-{c}", "size_bytes": 4096, "ttl": "10m", "labels": {{"pool": "a"}}}}"#
                     )
+                    .unwrap();
                 };
+                let registered = format!(r#""registered":{per}"#);
                 while Instant::now() < deadline {
-                    let body = if per == 1 {
-                        item(n)
-                    } else {
-                        let items: Vec<String> = (0..per as u64).map(|i| item(n + i)).collect();
-                        format!(r#"{{"resources": [{}]}}"#, items.join(","))
-                    };
-                    let mut r = agent
-                        .post(&url)
-                        .header("authorization", &bearer)
-                        .header("content-type", "application/json")
-                        .send(body.as_str())
-                        .unwrap();
-                    // Read whole, as an application reads its handles: ureq
-                    // puts a connection back in its pool only then.
-                    let answer = r.body_mut().read_to_string().unwrap();
+                    body.clear();
                     if per == 1 {
-                        assert_eq!(r.status(), 201, "{answer}");
+                        item(&mut body, n);
                     } else {
-                        assert_eq!(r.status(), 200);
-                        assert!(
-                            answer.contains(&format!(r#""registered":{per}"#)),
-                            "{answer}"
-                        );
+                        body.extend_from_slice(br#"{"resources": ["#);
+                        for i in 0..per as u64 {
+                            if i > 0 {
+                                body.push(b',');
+                            }
+                            item(&mut body, n + i);
+                        }
+                        body.extend_from_slice(b"]}");
+                    }
+                    let (status, answer) = client.post(path, &body);
+                    let answer = String::from_utf8_lossy(answer);
+                    if per == 1 {
+                        assert_eq!(status, 201, "{answer}");
+                    } else {
+                        assert_eq!(status, 200);
+                        assert!(answer.contains(&registered), "{answer}");
                     }
                     n += per as u64;
                 }

@@ -796,14 +796,14 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         pii: config.metrics.pii(),
         metrics: Some(Arc::clone(&pipeline)),
         pressure: monitor,
-        access: warden_api::auth::Access {
+        access: Arc::new(warden_api::auth::Access {
             token,
             public_reads: config.api.public_reads,
             hosts: warden_api::auth::Hosts {
                 listen: Some(config.listen.ip()),
                 names: config.api.hosts.clone(),
             },
-        },
+        }),
         body_timeout: limits.body_timeout,
         heavy: warden_api::heavy::bound(),
         recovery: Arc::clone(&recovery),
