@@ -228,12 +228,21 @@ impl Quotas {
     /// Adds `amount` to every level and rate quota whose scope selects
     /// `subject`; observed quotas are left to [`Quotas::set`].
     pub fn charge(&self, subject: &Subject<'_>, amount: Amount, now: TimestampMs) {
+        self.add_where(subject, amount, now, |m| !matches!(m, Measure::Observed(_)));
+    }
+
+    /// Adds `amount` to every quota whose measure passes `counts` and whose
+    /// scope selects `subject`.
+    fn add_where(
+        &self,
+        subject: &Subject<'_>,
+        amount: Amount,
+        now: TimestampMs,
+        counts: impl Fn(&Measure) -> bool,
+    ) {
         for q in &self.quotas {
             let n = amount.of(q.unit);
-            if n == 0
-                || matches!(q.def.measure, Measure::Observed(_))
-                || !q.def.scope.matches(subject)
-            {
+            if n == 0 || !counts(&q.def.measure) || !q.def.scope.matches(subject) {
                 continue;
             }
             let key = q.key(now);
@@ -307,15 +316,18 @@ impl Quotas {
     ) {
         let key = q.key(now);
         let quiet = q.th.quiet();
+        let span = q.ledger.rate_span();
         let mut idle = false;
         q.ledger.for_each(|owner, slot| {
-            let usage = slot.usage(key);
             // Most owners sit calmly under every limit: nothing can
-            // change for them, so their tracker is not even read.
-            if usage <= quiet && slot.calm.load(Ordering::Relaxed) {
-                idle |= usage == 0 && slot.level.load(Ordering::Relaxed) == 0;
+            // change for them, so neither their tracker nor a rate's ring
+            // is read (the bound is in the entry itself).
+            let bound = slot.bound(key, span);
+            if slot.calm.load(Ordering::Relaxed) && bound <= quiet {
+                idle |= bound == 0 && slot.level.load(Ordering::Relaxed) == 0;
                 return;
             }
+            let usage = slot.usage(key);
             let mut t = slot.tracker();
             let step = t.step(usage, now, &q.th, key);
             slot.publish(&t, &q.th, key);
@@ -350,17 +362,7 @@ impl Quotas {
     /// Adds `amount` to every level quota whose scope selects `subject`,
     /// without a check: one resource of a recount.
     pub fn add_level(&self, subject: &Subject<'_>, amount: Amount, now: TimestampMs) {
-        for q in &self.quotas {
-            let n = amount.of(q.unit);
-            if n == 0
-                || !matches!(q.def.measure, Measure::Level(_))
-                || !q.def.scope.matches(subject)
-            {
-                continue;
-            }
-            let key = q.key(now);
-            q.ledger.with_new(q.owner(subject.owner), |s| s.add(key, n));
-        }
+        self.add_where(subject, amount, now, |m| matches!(m, Measure::Level(_)));
     }
 
     /// Starts quota `name` afresh at `now`: rates and burst time go back to
@@ -375,9 +377,7 @@ impl Quotas {
         let mut events = Vec::new();
         let mut closed = Vec::new();
         q.ledger.for_each(|owner, slot| {
-            if let Some(r) = &slot.rate {
-                r.clear();
-            }
+            slot.clear_rate();
             let mut t = slot.tracker();
             let from = t.state;
             let usage = slot.usage(q.key(now));

@@ -20,7 +20,7 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use foldhash::fast::RandomState;
 
 use crate::state::{State, Thresholds, Tracker};
-use crate::window::AtomicRing;
+use crate::window::{AtomicRing, Held};
 
 /// Shards per quota: enough that 2–16 cores rarely meet on one lock.
 const SHARDS: usize = 16;
@@ -103,6 +103,10 @@ pub(crate) struct Slot {
     pub(crate) level: AtomicU64,
     pub(crate) ceiling: AtomicU64,
     pub(crate) rate: Option<Box<AtomicRing>>,
+    /// For a rate: a bound of what its ring holds. Kept here, beside
+    /// `calm`, so that an evaluation can pass over a calm owner without
+    /// following the pointer to the ring.
+    pub(crate) held: Held,
     /// True if and only if the state is `ok` with no burst time in the
     /// period: the ceiling is the first one, and an evaluation with usage
     /// under every limit has nothing to do.
@@ -116,6 +120,7 @@ impl Slot {
             level: AtomicU64::new(0),
             ceiling: AtomicU64::new(shape.ceiling),
             rate: (shape.rate_span > 0).then(|| Box::new(AtomicRing::new(shape.rate_span))),
+            held: Held::default(),
             calm: AtomicBool::new(true),
             tracker: Mutex::new(Box::new(Tracker::new(shape.burst_span))),
         }
@@ -132,10 +137,35 @@ impl Slot {
 
     pub(crate) fn add(&self, key: i64, amount: u64) {
         match &self.rate {
-            Some(r) => r.add(key, amount),
+            Some(r) => r.add(key, amount, &self.held),
             None => {
                 self.level.fetch_add(amount, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// Returns a bound usage at bucket `key` never exceeds, read without
+    /// following a pointer: the level, or a bound of a rate's ring of
+    /// `span` cells.
+    #[inline]
+    pub(crate) fn bound(&self, key: i64, span: usize) -> u64 {
+        match &self.rate {
+            Some(_) => self.held.bound(key, span),
+            None => self.level.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Empties a rate's ring.
+    pub(crate) fn clear_rate(&self) {
+        if let Some(r) = &self.rate {
+            r.clear(&self.held);
+        }
+    }
+
+    /// Sets a rate's ring to `cells` (from a snapshot).
+    pub(crate) fn import_rate(&self, cells: &[(i64, u64)]) {
+        if let Some(r) = &self.rate {
+            r.import(cells, &self.held);
         }
     }
 
@@ -182,6 +212,11 @@ impl Ledger {
             hasher: RandomState::default(),
             shape,
         }
+    }
+
+    /// Returns the cells of each slot's rate ring (0 if not a rate).
+    pub(crate) fn rate_span(&self) -> usize {
+        self.shape.rate_span
     }
 
     #[inline]

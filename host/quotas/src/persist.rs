@@ -173,9 +173,7 @@ impl Quotas {
                         slot.level.store(o.level, Ordering::Relaxed);
                         let mut t = slot.tracker();
                         if windows {
-                            if let Some(r) = &slot.rate {
-                                r.import(&o.rate);
-                            }
+                            slot.import_rate(&o.rate);
                             t.burst_used.import(&o.burst_used);
                         }
                         t.state = o.state;

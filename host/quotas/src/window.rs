@@ -24,6 +24,37 @@ struct Cell {
     amount: AtomicU64,
 }
 
+/// What a ring holds, kept beside it by its writers (under its write
+/// lock) so that a reader can bound its sum without reading its cells:
+/// `total` is every cell's amount, live or expired, and rises before a cell
+/// does and falls after; `latest` is the newest key added.
+pub(crate) struct Held {
+    pub(crate) total: AtomicU64,
+    pub(crate) latest: AtomicI64,
+}
+
+impl Default for Held {
+    fn default() -> Held {
+        Held {
+            total: AtomicU64::new(0),
+            latest: AtomicI64::new(EMPTY),
+        }
+    }
+}
+
+impl Held {
+    /// Returns a bound [`AtomicRing::sum`] at `key` never exceeds, for a
+    /// ring of `span` cells: 0 once even the newest cell has expired.
+    #[inline]
+    pub(crate) fn bound(&self, key: i64, span: usize) -> u64 {
+        if live(self.latest.load(Ordering::Relaxed), key, span) {
+            self.total.load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+}
+
 /// A ring whose sums need no lock; writers serialise on a mutex so that a
 /// cell is never reset under another writer's addition.
 ///
@@ -59,17 +90,23 @@ impl AtomicRing {
         &self.cells[..self.span]
     }
 
-    pub(crate) fn add(&self, key: i64, amount: u64) {
+    /// Adds `amount` under bucket `key`, keeping `held` (see [`Held`]).
+    pub(crate) fn add(&self, key: i64, amount: u64, held: &Held) {
         let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let c = &self.cells[key.rem_euclid(self.span as i64) as usize];
-        let held = c.key.load(Ordering::Relaxed);
-        if held == key {
+        let cell_key = c.key.load(Ordering::Relaxed);
+        if cell_key == key {
+            held.total.fetch_add(amount, Ordering::Relaxed);
             c.amount.fetch_add(amount, Ordering::Relaxed);
-        } else if held < key {
+        } else if cell_key < key {
+            held.total.fetch_add(amount, Ordering::Relaxed);
+            held.latest.fetch_max(key, Ordering::Relaxed);
+            let old = c.amount.load(Ordering::Relaxed);
             // The amount is replaced before the key is published, so a
             // reader that sees the new key never adds the old amount.
             c.amount.store(amount, Ordering::Relaxed);
             c.key.store(key, Ordering::Release);
+            held.total.fetch_sub(old, Ordering::Relaxed);
         }
         // A key older than the cell's comes from a clock that went back:
         // that bucket has expired, so the amount is dropped.
@@ -87,12 +124,14 @@ impl AtomicRing {
         total
     }
 
-    pub(crate) fn clear(&self) {
+    pub(crate) fn clear(&self, held: &Held) {
         let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
         for c in self.cells() {
             c.key.store(EMPTY, Ordering::Release);
             c.amount.store(0, Ordering::Relaxed);
         }
+        held.total.store(0, Ordering::Relaxed);
+        held.latest.store(EMPTY, Ordering::Relaxed);
     }
 
     /// Returns the live cells at `key`, for a snapshot.
@@ -113,10 +152,10 @@ impl AtomicRing {
         out
     }
 
-    pub(crate) fn import(&self, cells: &[(i64, u64)]) {
-        self.clear();
+    pub(crate) fn import(&self, cells: &[(i64, u64)], held: &Held) {
+        self.clear(held);
         for &(k, a) in cells {
-            self.add(k, a);
+            self.add(k, a, held);
         }
     }
 }
@@ -184,9 +223,36 @@ impl Ring {
 mod tests {
     use super::*;
 
+    /// A ring and the total its writers keep.
+    struct Kept(AtomicRing, Held);
+
+    impl Kept {
+        fn new(span: usize) -> Kept {
+            Kept(AtomicRing::new(span), Held::default())
+        }
+
+        fn add(&self, key: i64, amount: u64) {
+            self.0.add(key, amount, &self.1);
+            // The total is every cell's amount, live or not.
+            let cells: u64 = self
+                .0
+                .cells()
+                .iter()
+                .map(|c| c.amount.load(Ordering::Relaxed))
+                .sum();
+            assert_eq!(self.1.total.load(Ordering::Relaxed), cells);
+        }
+
+        fn sum(&self, key: i64) -> u64 {
+            let s = self.0.sum(key);
+            assert!(s <= self.1.bound(key, self.0.span));
+            s
+        }
+    }
+
     #[test]
     fn a_rolling_sum_drops_buckets_older_than_the_span() {
-        let r = AtomicRing::new(4);
+        let r = Kept::new(4);
         r.add(10, 1);
         r.add(11, 2);
         r.add(13, 4);
@@ -203,7 +269,7 @@ mod tests {
 
     #[test]
     fn a_single_cell_ring_resets_when_the_key_changes() {
-        let r = AtomicRing::new(1);
+        let r = Kept::new(1);
         r.add(5, 3);
         r.add(5, 3);
         assert_eq!(r.sum(5), 6);
@@ -214,7 +280,7 @@ mod tests {
 
     #[test]
     fn amounts_from_the_past_do_not_revive_expired_buckets() {
-        let r = AtomicRing::new(2);
+        let r = Kept::new(2);
         r.add(9, 5);
         r.add(7, 100);
         assert_eq!(r.sum(9), 5);
@@ -222,16 +288,20 @@ mod tests {
 
     #[test]
     fn export_and_import_keep_the_live_cells() {
-        let r = AtomicRing::new(4);
+        let r = Kept::new(4);
         r.add(1, 9);
         r.add(20, 1);
         r.add(21, 2);
-        assert_eq!(r.export(21), vec![(20, 1), (21, 2)]);
-        let s = AtomicRing::new(4);
-        s.import(&r.export(21));
+        assert_eq!(r.0.export(21), vec![(20, 1), (21, 2)]);
+        let s = Kept::new(4);
+        s.0.import(&r.0.export(21), &s.1);
+        assert_eq!(s.1.total.load(Ordering::Relaxed), 3);
+        s.0.clear(&s.1);
+        assert_eq!((s.sum(21), s.1.total.load(Ordering::Relaxed)), (0, 0));
+        s.0.import(&r.0.export(21), &s.1);
         assert_eq!(s.sum(21), 3);
         let mut p = Ring::new(4);
-        p.import(&r.export(21));
+        p.import(&r.0.export(21));
         assert_eq!((p.sum(21), p.export(21)), (3, vec![(20, 1), (21, 2)]));
         p.clear();
         assert_eq!(p.sum(21), 0);

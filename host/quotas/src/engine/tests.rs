@@ -313,6 +313,30 @@ fn owners_holding_nothing_are_dropped_after_evaluation() {
 }
 
 #[test]
+fn evaluation_passes_over_calm_rates_yet_sees_them_cross_and_drops_them_once_expired() {
+    let mut d = level("uploads", None, 10, vec![Action::Deny]);
+    (d.measure, d.period) = (
+        Measure::Rate(Unit::Count),
+        Some(Period::Rolling { length_ms: 16_000 }),
+    );
+    let q = Quotas::new(vec![d]).unwrap();
+    let (a, b) = (Subject::new("a", "k"), Subject::new("b", "k"));
+    q.charge(&a, Amount::count(3), 0);
+    q.charge(&b, Amount::count(3), 0);
+    assert!(q.evaluate(1_000).is_empty());
+    // Over the limit by charges within the window: the bound the
+    // evaluation reads first must not hide it.
+    q.charge(&b, Amount::count(9), 2_000);
+    let events = q.evaluate(2_000);
+    assert_eq!((events.len(), events[0].owner.as_str()), (1, "b"));
+    // Once every charge of `a` has left the window, `a` holds nothing and
+    // is dropped, though its ring was never read.
+    q.evaluate(16_500);
+    let owners: Vec<_> = q.status(16_500).into_iter().map(|s| s.owner).collect();
+    assert_eq!(owners, vec!["b".to_owned()]);
+}
+
+#[test]
 fn status_shows_an_unused_shared_quota() {
     let mut d = level("g", Some(1), 2, vec![Action::Deny]);
     d.scope.per_owner = false;
