@@ -8,14 +8,9 @@ use std::collections::BTreeMap;
 
 use warden_sdk::LabelPair;
 use warden_sdk::detector::Finding;
+use warden_sdk::labels::{CYCLE_LABEL, ORPHAN_LABEL, TTL_LABEL};
 use warden_sdk::resources::ResourceSet;
 
-/// A resource's TTL in ms, set by the host.
-pub const TTL_LABEL: &str = "warden.ttl_ms";
-/// Since when (ms) a resource has been an orphan, set by the host.
-pub const ORPHAN_LABEL: &str = "warden.orphan";
-/// The cycle a resource is in (the handle of its first member), set by the host.
-pub const CYCLE_LABEL: &str = "warden.cycle";
 /// Handles at or above this are discovered, not registered.
 const DISCOVERED_FROM: u64 = 1 << 52;
 
