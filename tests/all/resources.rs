@@ -11,6 +11,18 @@ use crate::api::{QUIET, daemon};
 use crate::daemon::Daemon;
 use crate::http::{call, wait};
 
+/// Plugins find the labels the registry writes by the SDK's names for them.
+/// The host never depends on the guest SDK, so the two sets of constants
+/// cannot be one: they are held equal here.
+#[test]
+fn the_sdk_names_the_labels_the_registry_writes() {
+    use warden_resources::registry as host;
+    use warden_sdk::labels as sdk;
+    assert_eq!(sdk::TTL_LABEL, host::TTL_LABEL);
+    assert_eq!(sdk::ORPHAN_LABEL, host::ORPHAN_LABEL);
+    assert_eq!(sdk::CYCLE_LABEL, host::CYCLE_LABEL);
+}
+
 #[test]
 fn registered_resources_keep_their_handles_and_trail_across_a_restart_and_orphans_show() {
     let d = daemon(&[], QUIET);

@@ -685,6 +685,26 @@ async fn audit(
     ))
 }
 
+/// How much of each kind discovery found one process holding: counted in
+/// one place so that the discovery and summary answers cannot disagree.
+struct Held {
+    fds: usize,
+    sockets: usize,
+    threads: usize,
+    children: usize,
+}
+
+impl Held {
+    fn of(p: &discover::Inventory) -> Held {
+        Held {
+            fds: p.fds.len(),
+            sockets: p.sockets.len(),
+            threads: p.threads.len(),
+            children: p.children.len(),
+        }
+    }
+}
+
 /// When discovery last read the watched processes, how long it took, what
 /// it left out, and how much each process holds.
 async fn discovery(State(s): State<AppState>) -> Json<serde_json::Value> {
@@ -693,15 +713,16 @@ async fn discovery(State(s): State<AppState>) -> Json<serde_json::Value> {
         .processes
         .iter()
         .map(|p| {
+            let held = Held::of(p);
             json!({
                 "process": p.process,
                 "pid": p.pid,
                 "command": p.command,
                 "started_ms": p.started_ms,
-                "fds": p.fds.len(),
-                "sockets": p.sockets.len(),
-                "threads": p.threads.len(),
-                "children": p.children.len(),
+                "fds": held.fds,
+                "sockets": held.sockets,
+                "threads": held.threads,
+                "children": held.children,
                 "zombies": p.children.iter().filter(|c| c.state == 'Z').count(),
                 "truncated": p.truncated,
                 "took_us": p.took_us,
@@ -747,14 +768,15 @@ async fn summary(
         .processes
         .iter()
         .map(|p| {
+            let held = Held::of(p);
             json!({
                 "process": p.process,
                 "pid": p.pid,
                 "kinds": {
-                    "file-descriptor": p.fds.len(),
-                    "socket": p.sockets.len(),
-                    "thread": p.threads.len(),
-                    "process": p.children.len(),
+                    "file-descriptor": held.fds,
+                    "socket": held.sockets,
+                    "thread": held.threads,
+                    "process": held.children,
                 },
                 "truncated": p.truncated,
             })

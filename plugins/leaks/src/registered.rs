@@ -8,14 +8,9 @@ use std::collections::BTreeMap;
 
 use warden_sdk::LabelPair;
 use warden_sdk::detector::Finding;
+use warden_sdk::labels::{CYCLE_LABEL, ORPHAN_LABEL, TTL_LABEL};
 use warden_sdk::resources::ResourceSet;
 
-/// A resource's TTL in ms, set by the host.
-pub const TTL_LABEL: &str = "warden.ttl_ms";
-/// Since when (ms) a resource has been an orphan, set by the host.
-pub const ORPHAN_LABEL: &str = "warden.orphan";
-/// The cycle a resource is in (the handle of its first member), set by the host.
-pub const CYCLE_LABEL: &str = "warden.cycle";
 /// Handles at or above this are discovered, not registered.
 const DISCOVERED_FROM: u64 = 1 << 52;
 
@@ -65,54 +60,71 @@ pub fn check(set: &ResourceSet, now_ms: i64) -> Vec<Finding> {
             }
         }
     }
-    let owner = |o: &str| vec![LabelPair::new("owner".to_owned(), o.to_owned())];
-    let mut out = Vec::new();
-    for (o, t) in expired {
-        out.push(
-            Finding::new("expired-resources", o)
-                .labels(&owner(o))
-                .recommend(format!(
-                    "{} resources of `{o}` ({} bytes) are unused past their TTL, the oldest by {} s; \
-                     `{o}` should release them, or a cleanup policy with `release` can",
-                    t.count,
-                    t.bytes,
-                    t.oldest_ms / 1000
-                ))
-                .evidence("count", t.count as f64)
-                .evidence("bytes", t.bytes as f64)
-                .evidence("oldest_idle_s", (t.oldest_ms / 1000) as f64),
-        );
-    }
-    for (o, t) in orphaned {
-        out.push(
-            Finding::new("orphaned-resources", o)
-                .labels(&owner(o))
-                .recommend(format!(
-                    "{} resources of `{o}` ({} bytes) outlived the process that registered them, \
-                     the oldest by {} s; release them, or let a cleanup policy release orphans",
-                    t.count,
-                    t.bytes,
-                    t.oldest_ms / 1000
-                ))
-                .evidence("count", t.count as f64)
-                .evidence("bytes", t.bytes as f64)
-                .evidence("orphaned_s", (t.oldest_ms / 1000) as f64),
-        );
-    }
-    for (cycle, (t, owners)) in cycles {
-        out.push(
-            Finding::new("dependency-cycle", cycle)
-                .labels(&[LabelPair::new("cycle".to_owned(), cycle.to_owned())])
-                .recommend(format!(
-                    "{} registered resources (owners: {}) depend on each other in a cycle starting at handle {cycle}; \
-                     none can be released dependents-first: remove one dependency \
-                     (DELETE /api/v1/resources/{{h}}/dependencies?on=…)",
-                    t.count,
-                    owners.join(", ")
-                ))
-                .evidence("members", t.count as f64)
-                .evidence("bytes", t.bytes as f64),
-        );
-    }
-    out
+    let expired = expired.into_iter().map(|(o, t)| {
+        finding(
+            "expired-resources",
+            ("owner", o),
+            format!(
+                "{} resources of `{o}` ({} bytes) are unused past their TTL, the oldest by {} s; \
+                 `{o}` should release them, or a cleanup policy with `release` can",
+                t.count,
+                t.bytes,
+                t.oldest_ms / 1000
+            ),
+            &[
+                ("count", t.count as f64),
+                ("bytes", t.bytes as f64),
+                ("oldest_idle_s", (t.oldest_ms / 1000) as f64),
+            ],
+        )
+    });
+    let orphaned = orphaned.into_iter().map(|(o, t)| {
+        finding(
+            "orphaned-resources",
+            ("owner", o),
+            format!(
+                "{} resources of `{o}` ({} bytes) outlived the process that registered them, \
+                 the oldest by {} s; release them, or let a cleanup policy release orphans",
+                t.count,
+                t.bytes,
+                t.oldest_ms / 1000
+            ),
+            &[
+                ("count", t.count as f64),
+                ("bytes", t.bytes as f64),
+                ("orphaned_s", (t.oldest_ms / 1000) as f64),
+            ],
+        )
+    });
+    let cycles = cycles.into_iter().map(|(cycle, (t, owners))| {
+        finding(
+            "dependency-cycle",
+            ("cycle", cycle),
+            format!(
+                "{} registered resources (owners: {}) depend on each other in a cycle starting at handle {cycle}; \
+                 none can be released dependents-first: remove one dependency \
+                 (DELETE /api/v1/resources/{{h}}/dependencies?on=…)",
+                t.count,
+                owners.join(", ")
+            ),
+            &[("members", t.count as f64), ("bytes", t.bytes as f64)],
+        )
+    });
+    expired.chain(orphaned).chain(cycles).collect()
+}
+
+/// A finding of `pattern` about `subject`, labelled `key=subject`, with
+/// `evidence` in order: the three kinds differ only in these.
+fn finding(
+    pattern: &str,
+    (key, subject): (&str, &str),
+    recommendation: String,
+    evidence: &[(&str, f64)],
+) -> Finding {
+    let f = Finding::new(pattern, subject)
+        .labels(&[LabelPair::new(key.to_owned(), subject.to_owned())])
+        .recommend(recommendation);
+    evidence
+        .iter()
+        .fold(f, |f, &(name, value)| f.evidence(name, value))
 }

@@ -1,3 +1,4 @@
+use warden_sdk::labels::{CYCLE_LABEL, ORPHAN_LABEL, TTL_LABEL};
 use warden_sdk::mock::{MockHost, invocation};
 use warden_sdk::resources::{NewResource, ResourceSet};
 
@@ -111,38 +112,20 @@ fn registered_resources_expired_orphaned_or_in_a_cycle_are_reported_per_owner_an
         });
     };
     // Two of `cache` idle 10 minutes past a 1-minute TTL, one fresh.
-    push(
-        &mut b,
-        "cache",
-        100,
-        NOW - 600_000,
-        &[("warden.ttl_ms", "60000")],
-    );
-    push(
-        &mut b,
-        "cache",
-        50,
-        NOW - 120_000,
-        &[("warden.ttl_ms", "60000")],
-    );
-    push(
-        &mut b,
-        "cache",
-        7,
-        NOW - 1_000,
-        &[("warden.ttl_ms", "60000")],
-    );
+    push(&mut b, "cache", 100, NOW - 600_000, &[(TTL_LABEL, "60000")]);
+    push(&mut b, "cache", 50, NOW - 120_000, &[(TTL_LABEL, "60000")]);
+    push(&mut b, "cache", 7, NOW - 1_000, &[(TTL_LABEL, "60000")]);
     // One orphan of `worker` since a minute ago; no TTL.
     push(
         &mut b,
         "worker",
         10,
         NOW,
-        &[("warden.orphan", &(NOW - 60_000).to_string())],
+        &[(ORPHAN_LABEL, &(NOW - 60_000).to_string())],
     );
     // A cycle of two, across owners.
-    push(&mut b, "a", 1, NOW, &[("warden.cycle", "77")]);
-    push(&mut b, "b", 1, NOW, &[("warden.cycle", "77")]);
+    push(&mut b, "a", 1, NOW, &[(CYCLE_LABEL, "77")]);
+    push(&mut b, "b", 1, NOW, &[(CYCLE_LABEL, "77")]);
     // A user label that looks like nothing the host sets.
     push(&mut b, "quiet", 1, NOW - 900_000, &[("ttl_ms", "1")]);
     MockHost::new().now_ms(NOW).resources(b.build()).install();

@@ -41,6 +41,7 @@
 //! - [`resources::ResourceSet`]: a batch of resources, with borrowed views.
 //! - [`series::query`]: read a window of series from the host.
 //! - [`log`]: write to the host's log.
+//! - [`labels`]: the labels the host puts on registered resources.
 //!
 //! - [`state`]: a typed value the host keeps for the policy across
 //!   evaluations, reloads and restarts.
@@ -89,6 +90,7 @@ pub mod cleanup;
 pub mod config;
 pub mod detector;
 mod error;
+pub mod labels;
 pub mod log;
 #[cfg(feature = "mock")]
 pub mod mock;

@@ -42,10 +42,8 @@
 use serde::Deserialize;
 use warden_sdk::cleanup::{CleanupContext, CleanupStrategy, Plan};
 use warden_sdk::config::HumanDuration;
+use warden_sdk::labels::TTL_LABEL;
 use warden_sdk::resources::{Resource, ResourceKind};
-
-/// The label under which the host passes a registered resource's TTL in ms.
-const TTL_LABEL: &str = "warden.ttl_ms";
 
 /// Deletes a file; releases anything else (an object an application registered).
 fn remove(plan: &mut Plan, r: &Resource<'_>, reason: &str) {

@@ -344,7 +344,10 @@ impl Registry {
     /// dependencies and their edges, not the whole registry.
     pub fn cycles(&self) -> Vec<Vec<u64>> {
         let cycles = self.read().graph.cycles();
-        cycles.into_iter().map(|c| self.encode_all(c)).collect()
+        cycles
+            .iter()
+            .map(|c| self.encode_all(c.iter().copied()))
+            .collect()
     }
 
     /// Releases `handle` on `actor`'s word at `now_ms`; what happens to the

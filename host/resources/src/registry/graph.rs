@@ -6,8 +6,12 @@
 //! is held twice (in its resource's dependencies and in its dependency's
 //! dependents) so that both queries, and removing a released resource's
 //! edges, cost the edges involved rather than a walk of the graph.
+//!
+//! The cycles are searched once per change of the edges, not per call:
+//! every list of resources labels their members.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, OnceLock};
 
 /// The edges, both ways.
 #[derive(Debug, Default)]
@@ -17,6 +21,8 @@ pub(super) struct Graph {
     /// What depends on each resource.
     dependents: BTreeMap<u64, Vec<u64>>,
     edges: usize,
+    /// [`Graph::cycles`] as of the current edges; emptied by every change.
+    cycles: OnceLock<Arc<[Vec<u64>]>>,
 }
 
 /// Which way a walk follows the edges.
@@ -60,6 +66,7 @@ impl Graph {
         out.push(on);
         self.dependents.entry(on).or_default().push(from);
         self.edges += 1;
+        self.cycles.take();
         true
     }
 
@@ -70,11 +77,13 @@ impl Graph {
         }
         unlink(&mut self.dependents, on, from);
         self.edges -= 1;
+        self.cycles.take();
         true
     }
 
     /// Removes every edge from or to `seq` (it is released).
     pub(super) fn remove_node(&mut self, seq: u64) {
+        let edges = self.edges;
         for on in self.deps.remove(&seq).unwrap_or_default() {
             // A self-loop is in both lists: counted once, here.
             self.edges -= 1;
@@ -87,6 +96,9 @@ impl Graph {
                 unlink(&mut self.deps, from, seq);
                 self.edges -= 1;
             }
+        }
+        if self.edges != edges {
+            self.cycles.take();
         }
     }
 
@@ -116,8 +128,14 @@ impl Graph {
 
     /// The cycles: each strongly connected component of more than one
     /// resource, and each resource that depends on itself; members in
-    /// sequence order, cycles by their first member.
-    pub(super) fn cycles(&self) -> Vec<Vec<u64>> {
+    /// sequence order, cycles by their first member. Searched on the first
+    /// call after a change of the edges; shared, so a caller may drop the
+    /// registry's lock before reading them.
+    pub(super) fn cycles(&self) -> Arc<[Vec<u64>]> {
+        Arc::clone(self.cycles.get_or_init(|| self.search_cycles().into()))
+    }
+
+    fn search_cycles(&self) -> Vec<Vec<u64>> {
         let roots: Vec<u64> = self.deps.keys().copied().collect();
         let mut out: Vec<Vec<u64>> = self
             .components(&roots, Way::Dependencies)
@@ -249,6 +267,23 @@ mod tests {
     }
 
     #[test]
+    fn the_cycles_kept_change_with_the_edges_only() {
+        let mut g = Graph::default();
+        g.add(1, 2);
+        g.add(2, 1);
+        let first = g.cycles();
+        assert_eq!(*first, [vec![1, 2]]);
+        g.remove_node(9);
+        assert!(Arc::ptr_eq(&first, &g.cycles()), "no edge changed");
+        g.add(3, 3);
+        assert_eq!(*g.cycles(), [vec![1, 2], vec![3]]);
+        g.remove(2, 1);
+        assert_eq!(*g.cycles(), [vec![3]]);
+        g.remove_node(3);
+        assert!(g.cycles().is_empty());
+    }
+
+    #[test]
     fn components_put_dependents_first_and_find_cycles() {
         let mut g = Graph::default();
         // 3 → 2 → 1, and 4 ⇄ 5 → 1, and 6 → 6.
@@ -259,7 +294,7 @@ mod tests {
         let pos = |s: u64| order.iter().position(|c| c.contains(&s)).unwrap();
         assert!(pos(3) < pos(2) && pos(2) < pos(1) && pos(5) < pos(1));
         assert_eq!(pos(4), pos(5), "a cycle is one group");
-        assert_eq!(g.cycles(), vec![vec![4, 5], vec![6]]);
+        assert_eq!(*g.cycles(), [vec![4, 5], vec![6]]);
         assert_eq!(g.reach(1, Way::Dependents), [2, 5, 3, 4]);
         // A long chain does not overflow the stack.
         let mut chain = Graph::default();

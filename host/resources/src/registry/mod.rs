@@ -895,7 +895,7 @@ impl Registry {
         let cycles = g.graph.cycles();
         drop(g);
         r.cycles = cycles.len();
-        r.first_cycles = cycles.into_iter().take(ScanReport::FIRST).collect();
+        r.first_cycles = cycles.iter().take(ScanReport::FIRST).cloned().collect();
         // Encoding costs a few hashes: only for the handles shown.
         for s in r
             .first_expired
@@ -981,14 +981,15 @@ impl Registry {
         let limit = filter.limit.map_or(usize::MAX, |l| l as usize);
         let mut set = ResourceSet::default();
         // Cycles are searched only among resources with dependencies, so a
-        // registry without any pays nothing.
+        // registry without any pays nothing, and only after the dependencies
+        // change, so one with some pays the search once, not per list.
         let in_cycle: std::collections::HashMap<u64, String> = g
             .graph
             .cycles()
-            .into_iter()
+            .iter()
             .flat_map(|c| {
                 let id = self.handles.encode(c[0]).to_string();
-                c.into_iter().map(move |seq| (seq, id.clone()))
+                c.iter().map(move |&seq| (seq, id.clone()))
             })
             .collect();
         for e in g.entries.iter() {
