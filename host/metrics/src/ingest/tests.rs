@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::config::Compression;
 use crate::store::StoreLimits;
