@@ -3,7 +3,7 @@
 //! first (see `warden_resources::registry::requests`).
 //!
 //! - `GET /api/v1/resources/events?owner=OWNER`: server-sent events, one
-//!   per request (`data:` `{"id", "type": "release"|"evict", "handle",
+//!   per request (`data:` `{"id", "type": "release"|"evict"|"close", "handle",
 //!   "name", "kind", "policy", "reason", "attempt"}`, `id:` the request's),
 //!   with a keep-alive comment every 15 s. Requests already waiting are sent
 //!   on connecting. At most `resources.requests.max_subscribers_per_owner`

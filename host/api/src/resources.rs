@@ -504,6 +504,10 @@ async fn release(
             Err(ApiError(StatusCode::CONFLICT, e.to_string()))
         }
         Err(registry::ReleaseError::Unknown { .. }) => Err(gone_or_missing(&s, handle)),
+        // Only a policy's `close` asks; an owner's own release never does.
+        Err(e @ registry::ReleaseError::NotAsked { .. }) => {
+            Err(ApiError(StatusCode::CONFLICT, e.to_string()))
+        }
     }
 }
 

@@ -73,6 +73,15 @@ pub enum ReleaseError {
         /// The resources depending on it directly, in registration order.
         dependents: Vec<u64>,
     },
+    /// A `close` could not be asked of the owner: only the process holding
+    /// a descriptor can close it, so without the owner nothing is done.
+    #[error("resource {handle} was not closed: {why}")]
+    NotAsked {
+        /// The handle.
+        handle: u64,
+        /// Why the owner could not be asked.
+        why: String,
+    },
 }
 
 /// Why a dependency was not added, removed or looked up.

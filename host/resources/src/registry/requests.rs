@@ -18,6 +18,10 @@
 //!   ([`Registry::requests`]).
 //! - Without a listener (or an owner), the policy's release happens at
 //!   once, as before: the application learns of it on its next call.
+//! - A `close` (a policy's `close-resource` on a registered descriptor or
+//!   socket) is only ever asked: without a listening owner it is refused
+//!   ([`ReleaseError::NotAsked`]), and past its last attempt it is reported
+//!   while the resource stays registered, because it is still open.
 //!
 //! Delivery is at least once: a listener that joins late is sent its
 //! owner's pending requests, and a retry may cross an answer. A listener
@@ -94,6 +98,12 @@ pub enum RequestType {
     Release,
     /// `evict-cache`: the application should drop it from its cache.
     Evict,
+    /// `close-resource` on a registered descriptor or socket: the
+    /// application should close it (Linux lets no other process do so
+    /// safely). Only ever asked: without a listening owner it is refused,
+    /// and unanswered it is reported but the resource stays registered,
+    /// since it is still open.
+    Close,
 }
 
 /// What an owner is asked, as its listeners receive it.
@@ -101,7 +111,7 @@ pub enum RequestType {
 pub struct OwnerRequest {
     /// The request, for [`Registry::ack`].
     pub id: u64,
-    /// Release or evict.
+    /// Release, evict or close.
     #[serde(rename = "type")]
     pub kind_of_request: RequestType,
     /// The resource's handle.
@@ -540,7 +550,27 @@ impl Registry {
         let listening = !owner.is_empty() && self.has_listener(&owner);
         let full = g.requests.per_owner.get(&owner).copied().unwrap_or(0)
             >= self.opts.requests.max_pending_per_owner;
-        if !listening || full || self.has_dependents(&g, seq) {
+        if decision.kind == RequestType::Close {
+            // Nothing to fall back on: forgetting the entry would not close
+            // the descriptor, only hide it. With dependents, the owner is
+            // asked all the same; its own release then meets them.
+            let why = if owner.is_empty() {
+                Some("it has no owner to ask, and only the process holding a descriptor can close it".to_owned())
+            } else if !listening {
+                Some(format!(
+                    "its owner `{owner}` does not listen for requests (`GET /api/v1/resources/events?owner={owner}`), and only the process holding a descriptor can close it"
+                ))
+            } else if full {
+                Some(format!(
+                    "its owner `{owner}` has too many requests waiting; asked again on the policy's next run"
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(ReleaseError::NotAsked { handle, why });
+            }
+        } else if !listening || full || self.has_dependents(&g, seq) {
             let actor = Actor::Policy(decision.policy.to_owned());
             let outcome =
                 self.release_locked(&mut g, seq, handle, &actor, decision.mode, now_ms)?;
@@ -719,11 +749,14 @@ impl Registry {
         });
         let actor = Actor::Policy(w.request.policy.clone());
         let handle = w.request.handle;
-        let resource =
+        let resource = if w.request.kind_of_request == RequestType::Close {
+            "kept: it is still open, and only its owner can close it".to_owned()
+        } else {
             match self.release_locked(g, w.seq, handle, &actor, ReleaseMode::Refuse, now_ms) {
                 Ok(_) => "released".to_owned(),
                 Err(e) => format!("not released: {e}"),
-            };
+            }
+        };
         if g.requests.reported.len() >= REPORTED {
             g.requests.reported.pop_front();
         }

@@ -95,7 +95,15 @@ pub fn execute(
             continue;
         };
         let target = Some(format!("{handle}:{name}"));
-        let outcome = if !matches!(verb, "release" | "evict") {
+        let descriptor = matches!(
+            candidates.kind(index),
+            Some(ResourceKind::FileDescriptor | ResourceKind::Socket)
+        );
+        let outcome = if verb == "close" && !descriptor {
+            Outcome::Refused {
+                why: "`close` is for registered descriptors and sockets; plan `release` for other resources".into(),
+            }
+        } else if !matches!(verb, "release" | "evict" | "close") {
             tracing::warn!(
                 policy,
                 handle,
@@ -103,7 +111,7 @@ pub fn execute(
             );
             Outcome::Refused {
                 why: format!(
-                    "`{verb}` on a registered resource: the host only releases them (plan `release` or `evict`); the application owns the object itself"
+                    "`{verb}` on a registered resource: the host only releases them (plan `release`, `evict`, or `close` for a descriptor); the application owns the object itself"
                 ),
             }
         } else if dry_run {
@@ -118,10 +126,10 @@ pub fn execute(
             // the policy says `on_dependents: cascade`. An owner that
             // listens is asked first (see `warden_resources::registry::requests`).
             let decision = PolicyDecision {
-                kind: if verb == "evict" {
-                    RequestType::Evict
-                } else {
-                    RequestType::Release
+                kind: match verb {
+                    "evict" => RequestType::Evict,
+                    "close" => RequestType::Close,
+                    _ => RequestType::Release,
                 },
                 policy,
                 reason: &reason,
@@ -144,9 +152,15 @@ pub fn execute(
                     Outcome::Deleted { bytes }
                 }
                 Ok(Asked::Requested { id, owner }) => Outcome::Skipped {
-                    why: format!(
-                        "its owner `{owner}` listens: asked to {verb} it (request {id}); it is released when the owner answers, or once the request's attempts run out"
-                    ),
+                    why: if verb == "close" {
+                        format!(
+                            "its owner `{owner}` listens: asked to close it (request {id}); it is released when the owner answers, and reported but kept if it never does"
+                        )
+                    } else {
+                        format!(
+                            "its owner `{owner}` listens: asked to {verb} it (request {id}); it is released when the owner answers, or once the request's attempts run out"
+                        )
+                    },
                 },
                 Ok(Asked::AlreadyRequested { id }) => Outcome::Skipped {
                     why: format!("its owner was already asked to release it (request {id})"),
@@ -154,6 +168,7 @@ pub fn execute(
                 Err(e @ ReleaseError::HasDependents { .. }) => {
                     Outcome::Skipped { why: e.to_string() }
                 }
+                Err(e @ ReleaseError::NotAsked { .. }) => Outcome::Refused { why: e.to_string() },
                 Err(_) => Outcome::Skipped {
                     why: "already released by its application".into(),
                 },
@@ -164,7 +179,7 @@ pub fn execute(
             target,
             reason,
             outcome,
-            attempts: u32::from(verb == "release" || verb == "evict"),
+            attempts: u32::from(matches!(verb, "release" | "evict" | "close")),
         });
     }
     run.end(started)
@@ -302,6 +317,80 @@ mod tests {
             "{:?}",
             run.items
         );
+    }
+
+    #[test]
+    fn a_close_goes_to_a_listening_owner_of_a_descriptor_and_is_refused_otherwise() {
+        let r = registry(1);
+        let socket = r
+            .register(
+                warden_resources::Registration {
+                    kind: ResourceKind::Socket,
+                    name: "conn/1".into(),
+                    owner: "svc".into(),
+                    size_bytes: 0,
+                    pid: None,
+                    labels: vec![],
+                    ttl_ms: None,
+                },
+                0,
+            )
+            .unwrap();
+        let set = candidates(&r, &[ResourceKind::AppObject, ResourceKind::Socket]);
+        let at = |h| (0..set.len()).find(|&i| set.handle(i) == Some(h)).unwrap() as u32;
+        let object = (0..set.len())
+            .find(|&i| set.handle(i) != Some(socket))
+            .unwrap() as u32;
+        let run = |r: &Registry| {
+            execute(
+                "sockets",
+                r,
+                &set,
+                &plan(vec![
+                    CleanupAction::CloseResource(object),
+                    CleanupAction::CloseResource(at(socket)),
+                ]),
+                None,
+                false,
+                ReleaseMode::Refuse,
+            )
+        };
+        let why = |run: &Run, i: usize| match &run.items[i].outcome {
+            Outcome::Refused { why } | Outcome::Skipped { why } => why.clone(),
+            other => format!("{other:?}"),
+        };
+        // Nobody listens: both refused, nothing released.
+        let first = run(&r);
+        assert!(
+            why(&first, 0).contains("descriptors and sockets"),
+            "{}",
+            why(&first, 0)
+        );
+        assert!(
+            why(&first, 1).contains("does not listen"),
+            "{}",
+            why(&first, 1)
+        );
+        assert!(matches!(first.items[1].outcome, Outcome::Refused { .. }));
+        assert_eq!(r.len(), 2);
+        // The owner listens: asked to close the socket, which stays until
+        // it answers.
+        let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&asked);
+        let _sub = r
+            .on_request("svc", move |q| {
+                sink.lock().unwrap().push((q.handle, q.kind_of_request));
+                true
+            })
+            .unwrap();
+        let second = run(&r);
+        assert_eq!(*asked.lock().unwrap(), [(socket, RequestType::Close)]);
+        assert!(
+            why(&second, 1).contains("asked to close it"),
+            "{}",
+            why(&second, 1)
+        );
+        assert!(matches!(r.lookup(socket), Lookup::Live(ref v) if v.release_requested.is_some()));
     }
 
     #[test]

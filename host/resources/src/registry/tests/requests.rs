@@ -469,3 +469,54 @@ fn a_policy_release_refuses_or_cascades_over_dependents_as_the_policy_says() {
         ]
     );
 }
+
+#[test]
+fn a_close_is_only_ever_asked_of_a_listening_owner_and_kept_when_unanswered() {
+    let r = with_requests(RequestOptions {
+        ack_timeout_ms: 1_000,
+        max_attempts: 1,
+        ..RequestOptions::default()
+    });
+    let close = PolicyDecision {
+        kind: RequestType::Close,
+        ..decision("sockets")
+    };
+    let socket = |name: &str, owner: &str| Registration {
+        kind: ResourceKind::Socket,
+        ..named(name, owner)
+    };
+    // Nobody listens: refused, and the resource stays (forgetting it would
+    // not close it).
+    let quiet = r.register(socket("conn/1", "svc"), 0).unwrap();
+    let refused = r.request_release(quiet, close, 0).unwrap_err();
+    assert!(
+        matches!(&refused, ReleaseError::NotAsked { why, .. } if why.contains("does not listen")),
+        "{refused}"
+    );
+    let orphan = r.register(socket("conn/2", ""), 0).unwrap();
+    assert!(matches!(
+        r.request_release(orphan, close, 0),
+        Err(ReleaseError::NotAsked { .. })
+    ));
+    assert!(matches!(r.lookup(quiet), Lookup::Live(_)));
+    assert!(matches!(r.lookup(orphan), Lookup::Live(_)));
+
+    // A listening owner is asked to close, and its answer releases it.
+    let (_sub, got) = inbox(&r, "svc");
+    let Ok(Asked::Requested { id, .. }) = r.request_release(quiet, close, 0) else {
+        panic!("a listener is there: the owner is asked")
+    };
+    assert_eq!(got.lock().unwrap()[0].kind_of_request, RequestType::Close);
+    assert!(r.ack(id, "svc", AckOutcome::Released, 1).unwrap().released);
+    assert!(matches!(r.lookup(quiet), Lookup::Released(_)));
+
+    // Unanswered past its last attempt: reported, and still registered.
+    let open = r.register(socket("conn/3", "svc"), 0).unwrap();
+    let Ok(Asked::Requested { .. }) = r.request_release(open, close, 0) else {
+        panic!()
+    };
+    assert_eq!(r.retry_requests(1_000), 1);
+    assert!(matches!(r.lookup(open), Lookup::Live(_)));
+    let u = &r.requests(Some("svc"), 10).unacknowledged[0];
+    assert!(u.resource.starts_with("kept"), "{}", u.resource);
+}
