@@ -330,6 +330,10 @@ fn warden_check_locates_bad_quotas() {
         "unmeasured.yaml",
         "      resource: disk-bytes\n      hard: 5\n      action: warn\n",
     );
+    write(
+        "series.yaml",
+        "      resource: series\n      series: {metric: m}\n      scope: {per_owner: true}\n      hard: 5\n      action: deny\n",
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(["check", dir.path().to_str().unwrap()])
         .output()
@@ -345,7 +349,86 @@ fn warden_check_locates_bad_quotas() {
         "inverted.yaml:6:13: policy `q`: `quota.soft`: the soft limit (10) is above the hard limit (5)",
         "unknown.yaml:5:17: policies[0].quota.resource: unknown variant `gpus`",
         "unmeasured.yaml:5:17: policy `q`: `quota.resource`: `disk-bytes` is not measured for quotas yet",
+        "series.yaml:6:7: policy `q`: `quota.series.owner_label`: `scope.per_owner: true` needs the label",
+        "series.yaml:9:15: policy `q`: `quota.action`: `deny` refuses registrations",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
+}
+
+#[test]
+fn quotas_over_series_read_a_pushed_gauge_and_a_watched_processs_memory() {
+    let mut sleeper = Command::new("sleep").arg("120").spawn().unwrap();
+    let policies = "policies:
+  - name: depth
+    kind: quota
+    trigger: {interval: 200ms}
+    quota:
+      resource: series
+      series: {metric: queue_depth, labels: {env: prod}, owner_label: queue, max_age: 1m}
+      scope: {per_owner: true}
+      hard: 5000
+      action: warn
+  - name: memory
+    kind: quota
+    trigger: {interval: 200ms}
+    quota:
+      resource: memory-bytes
+      scope: {per_owner: true}
+      hard: 1KiB
+      action: warn
+";
+    let config = format!(
+        "metrics:\n  collect:\n    interval: 200ms\n    processes:\n      - {{name: sleeper, pid: {}}}\n  persist:\n    enabled: false\n",
+        sleeper.id()
+    );
+    let d = daemon(&[("series.yaml", policies)], &config);
+    let push = |queue: &str, env: &str, value: f64| {
+        let body = json!({"samples": [{"metric": "queue_depth", "labels": {"queue": queue, "env": env}, "value": value}]});
+        let (status, answer) = post(&d.addr, "/api/v1/metrics", &body);
+        assert_eq!(status, 200, "{answer}");
+    };
+    push("orders", "prod", 7_000.0);
+    push("mail", "prod", 10.0);
+    // Not selected: another environment.
+    push("orders", "staging", 1e9);
+    let owners = |quota: &str| get(&d.addr, &format!("/api/v1/quotas?quota={quota}"));
+    let row = |page: &Value, owner: &str| {
+        page["owners"]
+            .as_array()
+            .and_then(|o| o.iter().find(|r| r["owner"] == owner).cloned())
+    };
+    wait("the pushed gauge is measured and judged", 20, || {
+        row(&owners("depth"), "orders").is_some_and(|r| r["state"] == "hard")
+    });
+    let page = owners("depth");
+    assert_eq!(row(&page, "orders").unwrap()["usage"], 7_000, "{page}");
+    assert_eq!(row(&page, "mail").unwrap()["state"], "ok", "{page}");
+    // The process's resident memory is far above 1 KiB.
+    wait(
+        "the watched process's memory is measured and judged",
+        20,
+        || row(&owners("memory"), "sleeper").is_some_and(|r| r["state"] == "hard"),
+    );
+    let rss = row(&owners("memory"), "sleeper").unwrap()["usage"]
+        .as_u64()
+        .unwrap();
+    assert!(rss > 100 * 1024, "{rss}");
+    // The gauge falls back: the warning resolves.
+    push("orders", "prod", 100.0);
+    wait("the quota returns to ok", 20, || {
+        row(&owners("depth"), "orders").is_some_and(|r| r["state"] == "ok" && r["usage"] == 100)
+    });
+    let v = get(&d.addr, "/api/v1/quotas/violations");
+    assert!(
+        v["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["quota"] == "depth" && x["owner"] == "orders" && !x["ended_ms"].is_null()),
+        "{v}"
+    );
+    d.stop();
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
 }

@@ -28,6 +28,7 @@ use warden_plugin_host::{
 
 mod quota;
 use quota::check_quota;
+pub use quota::{DEFAULT_SERIES_MAX_AGE_MS, MEMORY_METRIC, SeriesSource};
 /// A problem in a policy file, located where the file has it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PolicyError {
@@ -131,6 +132,8 @@ pub struct Policy {
     pub protected: crate::cleanup::Protected,
     /// Quota: what the host enforces, checked.
     pub quota: Option<warden_quotas::QuotaDef>,
+    /// Quota over series: where its usage is read.
+    pub quota_series: Option<SeriesSource>,
     /// 1-based line where the policy starts.
     pub line: usize,
 }
@@ -303,9 +306,13 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
         };
         let scope_paths = check_scope(&spec.scope, cx, &protected, &mut fail);
         check_processes(spec, &mut fail);
-        let mut quota = None;
+        let (mut quota, mut quota_series) = (None, None);
         match (spec.kind, &spec.quota) {
-            (PolicyKind::Quota, Some(q)) => quota = check_quota(&spec.name, q, &mut fail),
+            (PolicyKind::Quota, Some(q)) => {
+                if let Some((def, source)) = check_quota(&spec.name, q, &mut fail) {
+                    (quota, quota_series) = (Some(def), source);
+                }
+            }
             (PolicyKind::Quota, None) => fail(
                 "kind",
                 "a quota policy needs a `quota:` block (resource, soft or hard, action)".into(),
@@ -490,6 +497,7 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
             recovery,
             protected,
             quota,
+            quota_series,
             line: at("").map_or(1, |p| p.0),
         });
     }

@@ -498,9 +498,14 @@ pub enum OnFailure {
 pub struct QuotaSpec {
     /// What is counted: registered resources of one kind (`temp-files`,
     /// `open-files`, `sockets`, `processes`, `threads`, `app-objects`) or of
-    /// every kind (`registered`). `disk-bytes` and `memory-bytes` are
-    /// refused: Warden does not measure them for quotas yet.
+    /// every kind (`registered`); the resident memory of watched processes
+    /// (`memory-bytes`); or stored series (`series`, with `quota.series`).
+    /// `disk-bytes` is refused: Warden does not measure it for quotas yet.
     pub resource: QuotaResource,
+    /// For `resource: series` (and to narrow `memory-bytes`): which series
+    /// are read.
+    #[serde(default)]
+    pub series: Option<QuotaSeries>,
     /// `count` (default) or `bytes` (the `size_bytes` registrations declare).
     #[serde(default)]
     pub unit: Option<QuotaUnit>,
@@ -550,6 +555,30 @@ pub struct QuotaSpec {
     /// they must reclaim, in the quota's unit.
     #[serde(default)]
     pub cleanup: Option<QuotaCleanup>,
+}
+
+/// The series an observed quota reads: at each evaluation, the latest
+/// sample of every series named `metric` that carries `labels`, no older
+/// than `max_age`, summed per owner (the value of `owner_label`) or over
+/// all of them.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSeries {
+    /// The metric name (`process_open_fds`, a gauge an application pushes).
+    /// Fixed for `memory-bytes`.
+    #[serde(default)]
+    pub metric: Option<String>,
+    /// Labels the series must carry.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The label whose value is the owner, with `scope.per_owner: true`
+    /// (`process` for `memory-bytes`).
+    #[serde(default)]
+    pub owner_label: Option<String>,
+    /// A sample older than this is not usage (default 5m): a series that
+    /// stopped reporting counts as zero.
+    #[serde(default)]
+    pub max_age: Option<HumanDuration>,
 }
 
 /// A limit as written: checked and converted when the file is parsed, so a
@@ -617,8 +646,12 @@ pub struct QuotaCleanup {
 pub enum QuotaResource {
     /// Bytes on disk (not measured for quotas yet; refused).
     DiskBytes,
-    /// Bytes of memory (not measured for quotas yet; refused).
+    /// Resident memory of watched processes, as the collector records it
+    /// (`process_resident_memory_bytes`; per owner, each `process`).
     MemoryBytes,
+    /// The latest value of stored series (`quota.series`): a process's
+    /// descriptors, a pushed gauge.
+    Series,
     /// Registered open file descriptors (`file-descriptor`).
     OpenFiles,
     /// Registered temp files (`temp-file`).
@@ -645,9 +678,10 @@ impl QuotaResource {
             QuotaResource::Threads => Some(ResourceKind::Thread),
             QuotaResource::Sockets => Some(ResourceKind::Socket),
             QuotaResource::AppObjects => Some(ResourceKind::AppObject),
-            QuotaResource::DiskBytes | QuotaResource::MemoryBytes | QuotaResource::Registered => {
-                None
-            }
+            QuotaResource::DiskBytes
+            | QuotaResource::MemoryBytes
+            | QuotaResource::Series
+            | QuotaResource::Registered => None,
         }
     }
 }

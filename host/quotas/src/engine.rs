@@ -277,6 +277,26 @@ impl Quotas {
         }
     }
 
+    /// Sets the usage of observed quota `id` to what was just measured:
+    /// each owner in `values` to its value, and every other owner it holds
+    /// to zero (what it measured stopped reporting), so that their states
+    /// resolve. A rate keeps what was charged, as with [`Quotas::set`].
+    pub fn observe(&self, id: QuotaId, values: &HashMap<String, u64>) {
+        let q = &self.quotas[id.0];
+        if matches!(q.def.measure, Measure::Rate(_)) {
+            return;
+        }
+        q.ledger.for_each(|owner, slot| {
+            if !values.contains_key(owner) {
+                slot.level.store(0, Ordering::Relaxed);
+            }
+        });
+        for (owner, &value) in values {
+            q.ledger
+                .with_new(q.owner(owner), |s| s.level.store(value, Ordering::Relaxed));
+        }
+    }
+
     /// Returns `owner`'s usage of quota `id` at `now`.
     pub fn usage(&self, id: QuotaId, owner: &str, now: TimestampMs) -> u64 {
         let q = &self.quotas[id.0];

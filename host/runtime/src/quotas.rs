@@ -17,9 +17,12 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
+use warden_core::records::SeriesSelector;
 use warden_core::records::TimestampMs;
+use warden_metrics::SeriesStore;
 use warden_notify::{AlertStatus, Notification};
 use warden_policy::live::{LivePolicy, LiveSet};
+use warden_policy::parse::SeriesSource;
 use warden_policy::schema::PolicyKind;
 use warden_quotas::{
     Amount, Denial, EventKind, QuotaDef, QuotaEvent, QuotaSummary, Quotas, Snapshot, Subject, Unit,
@@ -253,6 +256,11 @@ impl QuotaService {
                 ),
             ));
         };
+        let read = p
+            .policy
+            .quota_series
+            .as_ref()
+            .map(|source| measure_series(&engine, id, source, &cx.series, now));
         let events = engine.evaluate_quota(id, now);
         let summary = engine.summary(id, now, TOP_OWNERS);
         let def = engine.defs().find(|d| d.name == p.name()).cloned();
@@ -326,6 +334,13 @@ impl QuotaService {
             );
         }
         let mut line = describe(&summary, def.as_ref());
+        if let (Some(n), Some(source)) = (read, &p.policy.quota_series) {
+            line = format!(
+                "read {n} series `{}` reported within {} s; {line}",
+                source.metric,
+                source.max_age_ms / 1000
+            );
+        }
         if warned > 0 {
             line.push_str(&format!("; {warned} warnings sent"));
         }
@@ -567,6 +582,50 @@ fn unit_name(u: Unit) -> &'static str {
 }
 
 /// Says what an evaluation measured.
+/// Reads what a quota over series measures at `now`: the latest sample
+/// of each series the source selects, within its `max_age`, summed per
+/// owner (the owner label's value; a series without that label is no
+/// one's) or over all; sets it as the quota's usage. Returns how many
+/// series were read.
+fn measure_series(
+    engine: &Quotas,
+    id: warden_quotas::QuotaId,
+    source: &SeriesSource,
+    store: &SeriesStore,
+    now: TimestampMs,
+) -> usize {
+    let selector = SeriesSelector {
+        metric: source.metric.clone(),
+        matchers: source.labels.clone(),
+    };
+    let series = store.query(&selector, source.max_age_ms, now);
+    let mut usage: HashMap<String, u64> = HashMap::new();
+    let mut read = 0;
+    for s in &series {
+        let Some(last) = s.samples.last() else {
+            continue;
+        };
+        let owner = match &source.owner_label {
+            None => String::new(),
+            Some(label) => match s.labels.iter().find(|(k, _)| k == label) {
+                Some((_, v)) => v.clone(),
+                None => continue,
+            },
+        };
+        // A gauge can go negative or be NaN; neither is usage.
+        let value = if last.value.is_finite() && last.value > 0.0 {
+            last.value.round().min(u64::MAX as f64) as u64
+        } else {
+            0
+        };
+        let total = usage.entry(owner).or_default();
+        *total = total.saturating_add(value);
+        read += 1;
+    }
+    engine.observe(id, &usage);
+    read
+}
+
 fn describe(s: &QuotaSummary, def: Option<&QuotaDef>) -> String {
     let unit = def.map_or("", |d| unit_name(d.measure.unit()));
     let limits = def.map_or(String::new(), |d| {

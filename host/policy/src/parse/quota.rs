@@ -84,7 +84,7 @@ pub(super) fn check_quota(
     name: &str,
     q: &QuotaSpec,
     fail: &mut impl FnMut(&str, String),
-) -> Option<warden_quotas::QuotaDef> {
+) -> Option<(warden_quotas::QuotaDef, Option<SeriesSource>)> {
     use crate::schema::{QuotaAction, QuotaMeasure, QuotaResource, QuotaUnit};
     use warden_quotas::{Action, Field, Limits, Matcher, Measure, Op, QuotaDef, Scope, Unit};
     let ok = std::cell::Cell::new(true);
@@ -92,22 +92,16 @@ pub(super) fn check_quota(
         ok.set(false);
         fail(field, m);
     };
-    if matches!(
-        q.resource,
-        QuotaResource::DiskBytes | QuotaResource::MemoryBytes
-    ) {
+    if q.resource == QuotaResource::DiskBytes {
         fail(
             "quota.resource",
-            format!(
-                "`quota.resource`: `{}` is not measured for quotas yet (Warden counts registered resources: `temp-files`, `open-files`, `sockets`, `processes`, `threads`, `app-objects` or `registered`), so the quota is refused rather than reported enforced",
-                if q.resource == QuotaResource::DiskBytes {
-                    "disk-bytes"
-                } else {
-                    "memory-bytes"
-                }
-            ),
+            "`quota.resource`: `disk-bytes` is not measured for quotas yet (Warden counts registered resources, the memory of watched processes with `memory-bytes`, or stored series with `series`), so the quota is refused rather than reported enforced".into(),
         );
     }
+    let observed = matches!(
+        q.resource,
+        QuotaResource::MemoryBytes | QuotaResource::Series
+    );
     let sized = matches!(
         q.resource,
         QuotaResource::DiskBytes | QuotaResource::MemoryBytes
@@ -121,9 +115,11 @@ pub(super) fn check_quota(
         QuotaUnit::Bytes => Unit::Bytes,
     };
     let measure = match q.measure.unwrap_or(QuotaMeasure::Level) {
+        _ if observed => Measure::Observed(unit),
         QuotaMeasure::Level => Measure::Level(unit),
         QuotaMeasure::Rate => Measure::Rate(unit),
     };
+    let source = series_source(q, observed, &mut fail);
     let soft = q
         .soft
         .as_ref()
@@ -265,6 +261,19 @@ pub(super) fn check_quota(
             }
         }
     }
+    if observed && kinds.contains(&QuotaAction::Deny) {
+        let at = if q.action == Some(QuotaAction::Deny) {
+            "quota.action"
+        } else {
+            "quota.actions"
+        };
+        fail(
+            at,
+            format!(
+                "`{at}`: `deny` refuses registrations, and a quota over series measures what the series report, which no registration adds to; use `warn` or `cleanup`"
+            ),
+        );
+    }
     let def = QuotaDef {
         name: name.to_owned(),
         scope: Scope {
@@ -306,5 +315,147 @@ pub(super) fn check_quota(
         fail(&yaml, format!("`{yaml}`: {reason}"));
         return None;
     }
-    Some(def)
+    Some((def, source))
+}
+
+/// Where a quota over series reads its usage (`memory-bytes`, `series`):
+/// checked when the file is parsed, used at each evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSource {
+    /// The metric name.
+    pub metric: String,
+    /// Labels the series must carry.
+    pub labels: Vec<(String, String)>,
+    /// The label naming the owner, for a quota per owner.
+    pub owner_label: Option<String>,
+    /// Samples older than this are not usage.
+    pub max_age_ms: u64,
+}
+
+/// How old a sample may be when `max_age` is not given.
+pub const DEFAULT_SERIES_MAX_AGE_MS: u64 = 5 * 60_000;
+
+/// What `memory-bytes` reads: the collector's gauge per watched process.
+pub const MEMORY_METRIC: &str = "process_resident_memory_bytes";
+
+/// Checks `quota.series` and what an observed quota cannot take; returns
+/// the source of an observed quota.
+fn series_source(
+    q: &QuotaSpec,
+    observed: bool,
+    fail: &mut impl FnMut(&str, String),
+) -> Option<SeriesSource> {
+    use crate::schema::{QuotaMeasure, QuotaResource};
+    if !observed {
+        if q.series.is_some() {
+            fail(
+                "quota.series",
+                "`quota.series` belongs to `resource: series` and `resource: memory-bytes`".into(),
+            );
+        }
+        return None;
+    }
+    if q.measure == Some(QuotaMeasure::Rate) {
+        fail(
+            "quota.measure",
+            "`quota.measure`: a quota over series reads their latest value (a level); `rate` counts registrations".into(),
+        );
+    }
+    let scope = q.scope.clone().unwrap_or_default();
+    if !scope.matchers.is_empty() || q.owner.is_some() {
+        let at = if q.owner.is_some() {
+            "quota.owner"
+        } else {
+            "quota.scope.matchers"
+        };
+        fail(
+            at,
+            format!(
+                "`{at}`: a quota over series selects its series with `quota.series.labels`; `owner` and `scope.matchers` select registrations"
+            ),
+        );
+    }
+    let given = q.series.clone();
+    let (metric, owner_label) = match q.resource {
+        QuotaResource::MemoryBytes => {
+            if given.as_ref().is_some_and(|s| s.metric.is_some()) {
+                fail(
+                    "quota.series.metric",
+                    format!(
+                        "`quota.series.metric`: `memory-bytes` reads `{MEMORY_METRIC}`; for another metric use `resource: series`"
+                    ),
+                );
+            }
+            let label = given
+                .as_ref()
+                .and_then(|s| s.owner_label.clone())
+                .unwrap_or_else(|| "process".to_owned());
+            (MEMORY_METRIC.to_owned(), Some(label))
+        }
+        _ => {
+            let Some(metric) = given.as_ref().and_then(|s| s.metric.clone()) else {
+                fail(
+                    "quota.series",
+                    "`quota.series.metric`: `resource: series` needs the metric to read (`series: {metric: NAME}`)".into(),
+                );
+                return None;
+            };
+            (metric, given.as_ref().and_then(|s| s.owner_label.clone()))
+        }
+    };
+    let valid = |n: &str| {
+        let mut c = n.chars();
+        c.next()
+            .is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || f == ':')
+            && c.all(|x| x.is_ascii_alphanumeric() || x == '_' || x == ':')
+    };
+    if !valid(&metric) {
+        fail(
+            "quota.series.metric",
+            format!(
+                "`quota.series.metric`: `{metric}` is not a metric name (letters, digits, `_` and `:`, not starting with a digit)"
+            ),
+        );
+    }
+    let owner_label = match (scope.per_owner, owner_label) {
+        (true, None) => {
+            fail(
+                "quota.series.owner_label",
+                "`quota.series.owner_label`: `scope.per_owner: true` needs the label whose value is the owner".into(),
+            );
+            None
+        }
+        (true, l) => l,
+        // memory-bytes names `process` itself; only a label given by hand
+        // without `per_owner` says something that would be ignored.
+        (false, Some(l)) if given.as_ref().is_some_and(|s| s.owner_label.is_some()) => {
+            fail(
+                "quota.series.owner_label",
+                format!(
+                    "`quota.series.owner_label`: `{l}` names owners only with `scope.per_owner: true`; without it every series counts together"
+                ),
+            );
+            None
+        }
+        (false, _) => None,
+    };
+    let max_age_ms = match given.as_ref().and_then(|s| s.max_age) {
+        Some(d) if d.0.is_zero() => {
+            fail(
+                "quota.series.max_age",
+                "`quota.series.max_age` must be longer than 0s".into(),
+            );
+            DEFAULT_SERIES_MAX_AGE_MS
+        }
+        Some(d) => u64::try_from(d.0.as_millis()).unwrap_or(u64::MAX),
+        None => DEFAULT_SERIES_MAX_AGE_MS,
+    };
+    Some(SeriesSource {
+        metric,
+        labels: given
+            .map(|s| s.labels.into_iter().collect())
+            .unwrap_or_default(),
+        owner_label,
+        max_age_ms,
+    })
 }

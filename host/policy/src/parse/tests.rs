@@ -264,6 +264,72 @@ fn kinds_plugins_and_quotas_must_fit_together() {
 }
 
 #[test]
+fn quotas_over_series_say_what_they_read_and_refuse_what_cannot_apply() {
+    let policy =
+        |quota: &str| format!("policies:\n  - name: q\n    kind: quota\n    quota: {{{quota}}}\n");
+    let ok = parse(
+        Path::new("p.yaml"),
+        &policy("resource: memory-bytes, scope: {per_owner: true}, series: {labels: {env: prod}}, hard: 1GiB, action: warn"),
+        &cx(),
+    )
+    .unwrap();
+    assert_eq!(
+        ok[0].quota_series,
+        Some(SeriesSource {
+            metric: MEMORY_METRIC.into(),
+            labels: vec![("env".into(), "prod".into())],
+            owner_label: Some("process".into()),
+            max_age_ms: DEFAULT_SERIES_MAX_AGE_MS,
+        })
+    );
+    assert!(matches!(
+        ok[0].quota.as_ref().unwrap().measure,
+        warden_quotas::Measure::Observed(warden_quotas::Unit::Bytes)
+    ));
+    for (quota, expected) in [
+        (
+            "resource: series, hard: 5, action: warn",
+            "`quota.series.metric`: `resource: series` needs the metric",
+        ),
+        (
+            "resource: series, series: {metric: 9x}, hard: 5, action: warn",
+            "`9x` is not a metric name",
+        ),
+        (
+            "resource: series, series: {metric: m}, measure: rate, hard: 5, action: warn",
+            "`quota.measure`",
+        ),
+        (
+            "resource: series, series: {metric: m}, owner: a, hard: 5, action: warn",
+            "`quota.owner`: a quota over series selects its series with `quota.series.labels`",
+        ),
+        (
+            "resource: series, series: {metric: m, owner_label: q}, hard: 5, action: warn",
+            "names owners only with `scope.per_owner: true`",
+        ),
+        (
+            "resource: series, series: {metric: m, max_age: 0s}, hard: 5, action: warn",
+            "`quota.series.max_age` must be longer",
+        ),
+        (
+            "resource: memory-bytes, series: {metric: m}, hard: 5, action: warn",
+            "`memory-bytes` reads `process_resident_memory_bytes`",
+        ),
+        (
+            "resource: memory-bytes, hard: 5, actions: [warn, deny]",
+            "`quota.actions`: `deny` refuses registrations",
+        ),
+        (
+            "resource: temp-files, series: {metric: m}, hard: 5, action: warn",
+            "`quota.series` belongs to",
+        ),
+    ] {
+        let e = errors(&policy(quota));
+        assert!(e.iter().any(|m| m.contains(expected)), "{quota}: {e:#?}");
+    }
+}
+
+#[test]
 fn a_second_document_is_refused_where_it_starts() {
     let e = errors("policies: []\n---\npolicies: []\n");
     assert_eq!(e.len(), 1, "{e:#?}");

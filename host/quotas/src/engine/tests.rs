@@ -337,6 +337,37 @@ fn evaluation_passes_over_calm_rates_yet_sees_them_cross_and_drops_them_once_exp
 }
 
 #[test]
+fn observed_usage_is_set_to_what_was_measured_and_owners_no_longer_measured_go_to_zero() {
+    let mut d = level("rss", None, 100, vec![Action::Warn]);
+    d.measure = Measure::Observed(Unit::Bytes);
+    let q = Quotas::new(vec![d]).unwrap();
+    let id = q.id("rss").unwrap();
+    let measured = |pairs: &[(&str, u64)]| {
+        pairs
+            .iter()
+            .map(|(o, v)| ((*o).to_owned(), *v))
+            .collect::<HashMap<_, _>>()
+    };
+    q.observe(id, &measured(&[("api", 150), ("db", 20)]));
+    // Registrations do not add to what is measured.
+    q.charge(&Subject::new("api", "app-object"), Amount::one(10), 0);
+    assert_eq!((q.usage(id, "api", 0), q.usage(id, "db", 0)), (150, 20));
+    let events = q.evaluate(0);
+    assert_eq!(
+        (
+            events.len(),
+            events[0].owner.as_str(),
+            events[0].kind.clone()
+        ),
+        (1, "api", EventKind::Warn { limit: 100 })
+    );
+    // `api` stopped reporting: zero, and its violation resolves.
+    q.observe(id, &measured(&[("db", 30)]));
+    assert_eq!((q.usage(id, "api", 1), q.usage(id, "db", 1)), (0, 30));
+    assert_eq!(kinds(&q.evaluate(1)), vec![EventKind::Resolved]);
+}
+
+#[test]
 fn status_shows_an_unused_shared_quota() {
     let mut d = level("g", Some(1), 2, vec![Action::Deny]);
     d.scope.per_owner = false;
