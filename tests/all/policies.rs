@@ -540,7 +540,7 @@ fn the_default_policy_set_passes_check() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(text.contains("ok: 7 policies in 5 files"), "{text}");
+    assert!(text.contains("ok: 8 policies in 5 files"), "{text}");
 }
 
 #[test]

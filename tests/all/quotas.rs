@@ -2,7 +2,8 @@
 //! denying quota answers 429 and `/api/v1/quotas/check` agrees; a warning
 //! reaches a real Alertmanager; a cleanup action runs a cleanup policy
 //! that reclaims at least its minimum; state (a rate, a violation) survives
-//! a restart; `warden check` locates bad quotas. Burst and period
+//! a restart; `warden check` locates bad quotas; a disk quota measures
+//! its path as `du` does and its cleanup brings it back under. Burst and period
 //! boundaries are tested with a hand-moved clock in `warden-quotas`.
 
 use std::process::Command;
@@ -327,8 +328,8 @@ fn warden_check_locates_bad_quotas() {
     );
     write("unknown.yaml", "      resource: gpus\n      hard: 5\n");
     write(
-        "unmeasured.yaml",
-        "      resource: disk-bytes\n      hard: 5\n      action: warn\n",
+        "disk.yaml",
+        "      resource: disk-bytes\n      disk:\n        paths:\n          - scratch\n      hard: 5GiB\n      action: warn\n",
     );
     write(
         "series.yaml",
@@ -348,7 +349,7 @@ fn warden_check_locates_bad_quotas() {
         "negative.yaml:6:13: policy `q`: `quota.hard`: a limit cannot be below zero, not -5",
         "inverted.yaml:6:13: policy `q`: `quota.soft`: the soft limit (10) is above the hard limit (5)",
         "unknown.yaml:5:17: policies[0].quota.resource: unknown variant `gpus`",
-        "unmeasured.yaml:5:17: policy `q`: `quota.resource`: `disk-bytes` is not measured for quotas yet",
+        "disk.yaml:8:13: policy `q`: `quota.disk.paths[0]`: `scratch` must be absolute",
         "series.yaml:6:7: policy `q`: `quota.series.owner_label`: `scope.per_owner: true` needs the label",
         "series.yaml:9:15: policy `q`: `quota.action`: `deny` refuses registrations",
     ] {
@@ -431,4 +432,107 @@ fn quotas_over_series_read_a_pushed_gauge_and_a_watched_processs_memory() {
     d.stop();
     let _ = sleeper.kill();
     let _ = sleeper.wait();
+}
+
+#[test]
+fn a_disk_quota_measures_its_path_and_its_cleanup_brings_it_back_under() {
+    let scratch = tempfile::tempdir().unwrap();
+    let space = |p: &std::path::Path| {
+        std::os::unix::fs::MetadataExt::blocks(&std::fs::symlink_metadata(p).unwrap()) * 512
+    };
+    for i in 0..4 {
+        let f = scratch.path().join(format!("blob{i}"));
+        std::fs::write(&f, vec![1u8; 1 << 20]).unwrap();
+        // Oldest first, so the cleanup's order is known (it judges by the
+        // newest of the modified and accessed times).
+        let t = std::time::SystemTime::now() - std::time::Duration::from_secs(3600 - i * 60);
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_times(std::fs::FileTimes::new().set_accessed(t).set_modified(t))
+            .unwrap();
+    }
+    // A terabyte that takes nothing: counted as what it takes.
+    std::fs::File::create(scratch.path().join("sparse"))
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    let held: u64 = std::fs::read_dir(scratch.path())
+        .unwrap()
+        .map(|e| space(&e.unwrap().path()))
+        .sum::<u64>()
+        + space(scratch.path());
+    let policies = format!(
+        "policies:
+  - name: scratch
+    kind: quota
+    trigger: manual
+    quota:
+      resource: disk-bytes
+      disk: {{paths: [\"{dir}\"]}}
+      hard: 2MiB
+      action: cleanup
+      cleanup: {{policies: [sweep], min_reclaim: 1MiB}}
+  - name: sweep
+    kind: cleanup
+    plugin: temp-files
+    trigger: manual
+    scope:
+      paths: [\"{dir}\"]
+    max_actions: 100%
+    config:
+      max_age: 30d
+      min_age: 0s
+      max_total_bytes: 1572864
+",
+        dir = scratch.path().display()
+    );
+    let d = daemon(&[("disk.yaml", &policies)], QUIET);
+    let run = || call("POST", &d.addr, "/api/v1/policies/scratch/run", None).1;
+    let first = run();
+    let detail = first["detail"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(first["ok"], true, "{first}");
+    assert!(
+        detail.contains(&format!(
+            "disk usage under 1 paths: {held} bytes allocated, 6 entries walked in 1 evaluations"
+        )),
+        "{first}"
+    );
+    assert!(detail.contains("cleanup `sweep`: reclaimed"), "{first}");
+    let v = get(&d.addr, "/api/v1/quotas/violations");
+    let c = &v["cleanups"][0];
+    assert_eq!(
+        (&c["quota"], &c["policy"]),
+        (&json!("scratch"), &json!("sweep")),
+        "{v}"
+    );
+    // The three oldest megabytes go, which is more than usage less 95% of
+    // the limit; the newest one and the sparse file stay.
+    assert_eq!(c["reclaimed"], 3 << 20, "{v}");
+    assert_eq!(c["met"], true, "{v}");
+    assert!(c["min_reclaim"].as_u64().unwrap() > 1 << 20, "{v}");
+    for (name, kept) in [
+        ("blob0", false),
+        ("blob1", false),
+        ("blob2", false),
+        ("blob3", true),
+        ("sparse", true),
+    ] {
+        assert_eq!(scratch.path().join(name).exists(), kept, "{name}");
+    }
+    // The next evaluation walks afresh and finds usage back under.
+    let second = run();
+    let left = held - (3 << 20);
+    assert!(
+        second["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("disk usage under 1 paths: {left} bytes allocated")),
+        "{second}"
+    );
+    let page = get(&d.addr, "/api/v1/quotas?quota=scratch");
+    assert_eq!(page["owners"][0]["usage"], left, "{page}");
+    assert_eq!(page["owners"][0]["state"], "ok", "{page}");
+    d.stop();
 }

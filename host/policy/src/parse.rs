@@ -28,7 +28,10 @@ use warden_plugin_host::{
 
 mod quota;
 use quota::check_quota;
-pub use quota::{DEFAULT_SERIES_MAX_AGE_MS, MEMORY_METRIC, SeriesSource};
+pub use quota::{
+    DEFAULT_DISK_BUDGET, DEFAULT_SERIES_MAX_AGE_MS, DiskSource, MEMORY_METRIC, QuotaSource,
+    SeriesSource,
+};
 /// A problem in a policy file, located where the file has it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PolicyError {
@@ -132,8 +135,8 @@ pub struct Policy {
     pub protected: crate::cleanup::Protected,
     /// Quota: what the host enforces, checked.
     pub quota: Option<warden_quotas::QuotaDef>,
-    /// Quota over series: where its usage is read.
-    pub quota_series: Option<SeriesSource>,
+    /// Quota over series or disk usage: where its usage is read.
+    pub quota_source: Option<QuotaSource>,
     /// 1-based line where the policy starts.
     pub line: usize,
 }
@@ -306,11 +309,11 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
         };
         let scope_paths = check_scope(&spec.scope, cx, &protected, &mut fail);
         check_processes(spec, &mut fail);
-        let (mut quota, mut quota_series) = (None, None);
+        let (mut quota, mut quota_source) = (None, None);
         match (spec.kind, &spec.quota) {
             (PolicyKind::Quota, Some(q)) => {
-                if let Some((def, source)) = check_quota(&spec.name, q, &mut fail) {
-                    (quota, quota_series) = (Some(def), source);
+                if let Some((def, source)) = check_quota(&spec.name, q, cx, &mut fail) {
+                    (quota, quota_source) = (Some(def), source);
                 }
             }
             (PolicyKind::Quota, None) => fail(
@@ -497,7 +500,7 @@ pub fn parse(path: &Path, text: &str, cx: &ParseContext) -> Result<Vec<Policy>, 
             recovery,
             protected,
             quota,
-            quota_series,
+            quota_source,
             line: at("").map_or(1, |p| p.0),
         });
     }

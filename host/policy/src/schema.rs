@@ -499,13 +499,17 @@ pub struct QuotaSpec {
     /// What is counted: registered resources of one kind (`temp-files`,
     /// `open-files`, `sockets`, `processes`, `threads`, `app-objects`) or of
     /// every kind (`registered`); the resident memory of watched processes
-    /// (`memory-bytes`); or stored series (`series`, with `quota.series`).
-    /// `disk-bytes` is refused: Warden does not measure it for quotas yet.
+    /// (`memory-bytes`); stored series (`series`, with `quota.series`); or
+    /// the space files take under paths (`disk-bytes`, with `quota.disk`).
     pub resource: QuotaResource,
     /// For `resource: series` (and to narrow `memory-bytes`): which series
     /// are read.
     #[serde(default)]
     pub series: Option<QuotaSeries>,
+    /// For `resource: disk-bytes`: which paths are measured, and how much
+    /// one evaluation may look at.
+    #[serde(default)]
+    pub disk: Option<QuotaDisk>,
     /// `count` (default) or `bytes` (the `size_bytes` registrations declare).
     #[serde(default)]
     pub unit: Option<QuotaUnit>,
@@ -581,6 +585,22 @@ pub struct QuotaSeries {
     pub max_age: Option<HumanDuration>,
 }
 
+/// The paths a `disk-bytes` quota measures: the space allocated to
+/// everything under each (blocks, not apparent length; a file with several
+/// links once), walked without following symlinks or entering other mounts,
+/// as `du -sx` does, a bounded number of entries per evaluation.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaDisk {
+    /// Absolute paths, or under `${data_dir}`; with `scope.per_owner: true`
+    /// each path is an owner, named as written.
+    pub paths: Vec<String>,
+    /// Entries looked at per evaluation (default 100,000). A larger tree is
+    /// measured over several evaluations; usage is the last finished walk.
+    #[serde(default)]
+    pub budget: Option<u64>,
+}
+
 /// A limit as written: checked and converted when the file is parsed, so a
 /// negative or malformed limit is an error naming its field.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -644,7 +664,7 @@ pub struct QuotaCleanup {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum QuotaResource {
-    /// Bytes on disk (not measured for quotas yet; refused).
+    /// Space allocated to the files under `quota.disk.paths`.
     DiskBytes,
     /// Resident memory of watched processes, as the collector records it
     /// (`process_resident_memory_bytes`; per owner, each `process`).

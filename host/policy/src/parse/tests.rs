@@ -253,14 +253,6 @@ fn kinds_plugins_and_quotas_must_fit_together() {
         ),
         "{e:#?}"
     );
-    // What is not measured is refused, saying so.
-    let q = "policies:\n  - name: disk\n    kind: quota\n    quota: {resource: disk-bytes, soft: 8GiB, hard: 9GiB, period: 1h, action: warn}\n";
-    let e = errors(q);
-    assert_eq!(e.len(), 1, "{e:#?}");
-    assert!(
-        e[0].contains("`disk-bytes` is not measured for quotas yet"),
-        "{e:#?}"
-    );
 }
 
 #[test]
@@ -274,13 +266,13 @@ fn quotas_over_series_say_what_they_read_and_refuse_what_cannot_apply() {
     )
     .unwrap();
     assert_eq!(
-        ok[0].quota_series,
-        Some(SeriesSource {
+        ok[0].quota_source,
+        Some(QuotaSource::Series(SeriesSource {
             metric: MEMORY_METRIC.into(),
             labels: vec![("env".into(), "prod".into())],
             owner_label: Some("process".into()),
             max_age_ms: DEFAULT_SERIES_MAX_AGE_MS,
-        })
+        }))
     );
     assert!(matches!(
         ok[0].quota.as_ref().unwrap().measure,
@@ -322,6 +314,91 @@ fn quotas_over_series_say_what_they_read_and_refuse_what_cannot_apply() {
         (
             "resource: temp-files, series: {metric: m}, hard: 5, action: warn",
             "`quota.series` belongs to",
+        ),
+    ] {
+        let e = errors(&policy(quota));
+        assert!(e.iter().any(|m| m.contains(expected)), "{quota}: {e:#?}");
+    }
+}
+
+#[test]
+fn disk_quotas_say_what_paths_they_walk_and_refuse_what_cannot_apply() {
+    let policy =
+        |quota: &str| format!("policies:\n  - name: d\n    kind: quota\n    quota: {{{quota}}}\n");
+    let ok = parse(
+        Path::new("p.yaml"),
+        &policy("resource: disk-bytes, disk: {paths: [/var/tmp, '${data_dir}/scratch'], budget: 5000}, scope: {per_owner: true}, hard: 2GiB, action: warn"),
+        &cx(),
+    )
+    .unwrap();
+    assert_eq!(
+        ok[0].quota_source,
+        Some(QuotaSource::Disk(DiskSource {
+            paths: vec!["/var/tmp".into(), "/var/lib/warden/scratch".into()],
+            budget: 5000,
+        }))
+    );
+    assert!(matches!(
+        ok[0].quota.as_ref().unwrap().measure,
+        warden_quotas::Measure::Observed(warden_quotas::Unit::Bytes)
+    ));
+    let default = parse(
+        Path::new("p.yaml"),
+        &policy("resource: disk-bytes, disk: {paths: [/srv]}, hard: 1GiB, action: warn"),
+        &cx(),
+    )
+    .unwrap();
+    assert!(
+        matches!(&default[0].quota_source, Some(QuotaSource::Disk(d)) if d.budget == DEFAULT_DISK_BUDGET)
+    );
+    for (quota, expected) in [
+        (
+            "resource: disk-bytes, hard: 5GiB, action: warn",
+            "`quota.disk`: `resource: disk-bytes` needs the paths",
+        ),
+        (
+            "resource: disk-bytes, disk: {paths: []}, hard: 5GiB, action: warn",
+            "`quota.disk.paths`: give 1 to 64 paths, not 0",
+        ),
+        (
+            "resource: disk-bytes, disk: {paths: [tmp]}, hard: 5GiB, action: warn",
+            "`quota.disk.paths[0]`: `tmp` must be absolute",
+        ),
+        (
+            "resource: disk-bytes, disk: {paths: [/a, /a/../b]}, hard: 5GiB, action: warn",
+            "`quota.disk.paths[1]`: `/a/../b` must not contain `..`",
+        ),
+        (
+            "resource: disk-bytes, disk: {paths: [/a, /a]}, hard: 5GiB, action: warn",
+            "`quota.disk.paths[1]`: `/a` is given twice",
+        ),
+        (
+            "resource: disk-bytes, disk: {paths: [/a], budget: 10}, hard: 5GiB, action: warn",
+            "`quota.disk.budget`: entries per evaluation, from 100",
+        ),
+        (
+            "resource: disk-bytes, disk: {paths: [/a]}, unit: count, hard: 5, action: warn",
+            "`quota.unit`: `disk-bytes` measures bytes",
+        ),
+        (
+            "resource: disk-bytes, disk: {paths: [/a]}, hard: 5GiB, action: deny",
+            "`quota.action`: `deny` refuses registrations, and a disk quota measures",
+        ),
+        (
+            "resource: disk-bytes, disk: {paths: [/a]}, measure: rate, hard: 5GiB, action: warn",
+            "`quota.measure`: a disk quota reads",
+        ),
+        (
+            "resource: disk-bytes, disk: {paths: [/a]}, owner: x, hard: 5GiB, action: warn",
+            "`quota.owner`: a disk quota measures `quota.disk.paths`",
+        ),
+        (
+            "resource: temp-files, disk: {paths: [/a]}, hard: 5, action: warn",
+            "`quota.disk` belongs to `resource: disk-bytes`",
+        ),
+        (
+            "resource: disk-bytes, disk: {paths: [/a], depth: 3}, hard: 5GiB, action: warn",
+            "unknown field `depth`",
         ),
     ] {
         let e = errors(&policy(quota));

@@ -46,7 +46,7 @@
 //! - [`report`]: what a run did, item by item, as the history keeps it;
 //! - [`registered`]: the same plan carried out on registered resources (release).
 
-mod node;
+pub(crate) mod node;
 pub mod processes;
 pub mod registered;
 mod report;

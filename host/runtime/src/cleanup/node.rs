@@ -28,6 +28,8 @@ pub(crate) struct Node {
     pub(crate) gid: u32,
     /// Its apparent length.
     pub(crate) len: u64,
+    /// Its hard links.
+    pub(crate) links: u32,
     /// The space it takes: 512-byte blocks allocated, times 512. A sparse
     /// file's length says nothing of what deleting it frees; this does.
     pub(crate) allocated: u64,
@@ -100,6 +102,7 @@ fn statx(dir: impl AsFd, name: &CStr, flags: AtFlags) -> Result<Node, Errno> {
         uid: st.stx_uid,
         gid: st.stx_gid,
         len: st.stx_size,
+        links: st.stx_nlink,
         allocated: st.stx_blocks.saturating_mul(512),
         modified_ms: ms(st.stx_mtime),
         accessed_ms: ms(st.stx_atime),

@@ -144,13 +144,30 @@ impl Scope {
     pub fn open(paths: &[PathBuf], protected: &Protected) -> Result<Scope, ScopeError> {
         let mut roots = Vec::with_capacity(paths.len());
         for path in paths {
-            if let Some(root) = open_root(path, protected)? {
+            if let Some(root) = open_root(path, Some(protected))? {
                 roots.push(root);
             } else {
                 tracing::debug!(path = %path.display(), "scope path does not exist; nothing to clean there");
             }
         }
         Ok(Scope { roots })
+    }
+
+    /// Opens every path of `paths` that exists, to be read and not acted
+    /// on: as [`Scope::open`], symlinks are refused as unsafe the same way,
+    /// but any directory may be opened (a disk quota measures the policies
+    /// directory as well as any other). Returns, beside it, the position in
+    /// `paths` of each root.
+    pub fn open_to_read(paths: &[PathBuf]) -> Result<(Scope, Vec<usize>), ScopeError> {
+        let mut roots = Vec::with_capacity(paths.len());
+        let mut at = Vec::with_capacity(paths.len());
+        for (i, path) in paths.iter().enumerate() {
+            if let Some(root) = open_root(path, None)? {
+                roots.push(root);
+                at.push(i);
+            }
+        }
+        Ok((Scope { roots }, at))
     }
 
     /// Returns the roots, in the policy's order (missing ones left out).
@@ -186,7 +203,7 @@ fn steps(path: &Path) -> impl Iterator<Item = Step> + '_ {
 
 /// Resolves `path` from `/` without following any symlink but root's to
 /// root's; returns `None` if it does not exist.
-fn open_root(path: &Path, protected: &Protected) -> Result<Option<Root>, ScopeError> {
+fn open_root(path: &Path, protected: Option<&Protected>) -> Result<Option<Root>, ScopeError> {
     let err = |kind| ScopeError {
         path: path.to_owned(),
         kind,
@@ -269,7 +286,7 @@ fn open_root(path: &Path, protected: &Protected) -> Result<Option<Root>, ScopeEr
             Err(e) => return Err(io(&real.join(&name), e)),
         }
     }
-    if let Some(why) = protected.why(&real) {
+    if let Some(why) = protected.and_then(|p| p.why(&real)) {
         return Err(err(ScopeErrorKind::Protected(why)));
     }
     let node = Node::of(&fd).map_err(|e| io(&real, e))?;
@@ -287,7 +304,7 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     fn open(path: &Path) -> Result<Option<Root>, ScopeError> {
-        open_root(path, &unprotected())
+        open_root(path, Some(&unprotected()))
     }
 
     pub(crate) fn unprotected() -> Protected {

@@ -129,6 +129,7 @@ impl Candidates {
             uid: 0,
             gid: 0,
             len: meta.as_ref().map_or(0, MetadataExt::size),
+            links: meta.as_ref().map_or(1, |m| m.nlink() as u32),
             allocated: meta.as_ref().map_or(0, |m| m.blocks() * 512),
             modified_ms: 0,
             accessed_ms: 0,

@@ -6,6 +6,9 @@
 //! receivers, cleanups to the named cleanup policies (reporting what they
 //! reclaimed against the minimum asked), denials to the log.
 //!
+//! Quotas over series read their usage from the store at each evaluation;
+//! disk quotas walk their paths ([`disk`]).
+//!
 //! State is saved as a snapshot in the data directory (atomically) on an
 //! interval and at shutdown; on start it is restored, then the levels of
 //! registered resources are recounted from the registry.
@@ -22,7 +25,7 @@ use warden_core::records::TimestampMs;
 use warden_metrics::SeriesStore;
 use warden_notify::{AlertStatus, Notification};
 use warden_policy::live::{LivePolicy, LiveSet};
-use warden_policy::parse::SeriesSource;
+use warden_policy::parse::{DiskSource, QuotaSource, SeriesSource};
 use warden_policy::schema::PolicyKind;
 use warden_quotas::{
     Amount, Denial, EventKind, QuotaDef, QuotaEvent, QuotaSummary, Quotas, Snapshot, Subject, Unit,
@@ -30,6 +33,10 @@ use warden_quotas::{
 use warden_resources::Registry;
 
 use crate::scheduler::Context;
+
+pub mod disk;
+
+use disk::DiskUsage;
 
 /// The snapshot's file in the data directory.
 pub const SNAPSHOT_FILE: &str = "quotas.json";
@@ -68,6 +75,9 @@ pub struct CleanupOutcome {
     pub detail: String,
 }
 
+/// One disk quota's walk, locked by its evaluation for as long as it walks.
+type SharedDisk = Arc<Mutex<DiskUsage>>;
+
 /// The quota service the daemon, the API and the scheduler share.
 pub struct QuotaService {
     engine: ArcSwap<Quotas>,
@@ -78,6 +88,9 @@ pub struct QuotaService {
     /// Each quota's aggregates at its last evaluation.
     last: Mutex<BTreeMap<String, QuotaSummary>>,
     outcomes: Mutex<VecDeque<CleanupOutcome>>,
+    /// Each disk quota's walk, by policy name, beside what it measures (so
+    /// that finding it never waits on a walk in progress).
+    disks: Mutex<HashMap<String, (DiskSource, SharedDisk)>>,
     dir: Option<PathBuf>,
 }
 
@@ -123,6 +136,7 @@ impl QuotaService {
             policies: Mutex::default(),
             last: Mutex::default(),
             outcomes: Mutex::default(),
+            disks: Mutex::default(),
             dir,
         }
     }
@@ -160,6 +174,10 @@ impl QuotaService {
             .filter(|p| p.policy.quota.is_some())
             .map(|p| (p.name().to_owned(), Arc::clone(p)))
             .collect();
+        self.disks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|name, _| defs.iter().any(|d| &d.name == name));
         let old = self.engine.load_full();
         if old.defs().eq(defs.iter()) {
             return;
@@ -256,14 +274,43 @@ impl QuotaService {
                 ),
             ));
         };
-        let read = p
-            .policy
-            .quota_series
-            .as_ref()
-            .map(|source| measure_series(&engine, id, source, &cx.series, now));
+        let def = engine.defs().find(|d| d.name == p.name()).cloned();
+        let mut disk = None;
+        let read = match &p.policy.quota_source {
+            None => None,
+            Some(QuotaSource::Series(source)) => {
+                let n = measure_series(&engine, id, source, &cx.series, now);
+                Some(format!(
+                    "read {n} series `{}` reported within {} s",
+                    source.metric,
+                    source.max_age_ms / 1000
+                ))
+            }
+            Some(QuotaSource::Disk(source)) => {
+                let usage = self.disk(p.name(), source);
+                let mut d = usage.lock().unwrap_or_else(|p| p.into_inner());
+                let finished = d.step(now).map_err(|e| ("unreadable", e.to_string()))?;
+                let per_owner = def.as_ref().is_some_and(|d| d.scope.per_owner);
+                match d.usage(per_owner) {
+                    // Nothing measured yet, so nothing to hold to a limit;
+                    // the record says how far the first walk got.
+                    None => {
+                        return Ok(format!(
+                            "{}; nothing is enforced until the first walk finishes",
+                            d.describe()
+                        ));
+                    }
+                    Some(values) if finished => engine.observe(id, &values),
+                    Some(_) => {}
+                }
+                let line = d.describe();
+                drop(d);
+                disk = Some(usage);
+                Some(line)
+            }
+        };
         let events = engine.evaluate_quota(id, now);
         let summary = engine.summary(id, now, TOP_OWNERS);
-        let def = engine.defs().find(|d| d.name == p.name()).cloned();
         let unit = def.as_ref().map_or(Unit::Count, |d| d.measure.unit());
         let mut did = Vec::new();
         let mut alerts = Vec::new();
@@ -289,6 +336,10 @@ impl QuotaService {
                     policies,
                     min_reclaim,
                 } => {
+                    // What a walk in progress counted may be deleted now.
+                    if let Some(d) = &disk {
+                        d.lock().unwrap_or_else(|p| p.into_inner()).restart();
+                    }
                     for name in policies {
                         let o = self.run_cleanup(cx, e, name, *min_reclaim, unit);
                         did.push(format!("cleanup `{}`: {}", o.policy, o.detail));
@@ -334,12 +385,8 @@ impl QuotaService {
             );
         }
         let mut line = describe(&summary, def.as_ref());
-        if let (Some(n), Some(source)) = (read, &p.policy.quota_series) {
-            line = format!(
-                "read {n} series `{}` reported within {} s; {line}",
-                source.metric,
-                source.max_age_ms / 1000
-            );
+        if let Some(read) = read {
+            line = format!("{read}; {line}");
         }
         if warned > 0 {
             line.push_str(&format!("; {warned} warnings sent"));
@@ -353,6 +400,20 @@ impl QuotaService {
             .unwrap_or_else(|p| p.into_inner())
             .insert(summary.quota.clone(), summary);
         Ok(line)
+    }
+
+    /// Returns the disk usage of quota policy `name`, made anew if it
+    /// measured other paths before.
+    fn disk(&self, name: &str, source: &DiskSource) -> SharedDisk {
+        let mut all = self.disks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((s, d)) = all.get(name)
+            && s == source
+        {
+            return Arc::clone(d);
+        }
+        let d = Arc::new(Mutex::new(DiskUsage::new(source.clone())));
+        all.insert(name.to_owned(), (source.clone(), Arc::clone(&d)));
+        d
     }
 
     /// Starts quota `name` afresh (see `Quotas::reset`), telling its
