@@ -68,10 +68,15 @@ impl Compiled {
     #[inline]
     fn check(&self, owner: &str, amount: Amount, now: TimestampMs) -> Decision<'_> {
         let requested = amount.of(self.unit);
+        let span = self.ledger.rate_span();
         let (usage, limit) = self
             .ledger
             .with(self.owner(owner), |s| {
-                (s.usage(self.key(now)), s.ceiling.load(Ordering::Relaxed))
+                let limit = s.ceiling.load(Ordering::Relaxed);
+                // Exact only when over what fits: an allowance needs no
+                // more than a bound, which a rate keeps in the slot itself.
+                let fits = limit.saturating_sub(requested);
+                (s.usage_within(self.key(now), span, fits), limit)
             })
             .unwrap_or((0, self.th.first_ceiling()));
         if usage.saturating_add(requested) > limit {
@@ -407,7 +412,7 @@ impl Quotas {
             if let Some(open) = t.open.take() {
                 closed.push(q.violation(owner, &open, Some(now)));
             }
-            **t = Tracker::new(q.def.limits.burst.and(q.def.period).map_or(0, |p| p.span()));
+            *t = Tracker::new(q.def.limits.burst.and(q.def.period).map_or(0, |p| p.span()));
             t.since_ms = now;
             slot.publish(&t, &q.th, q.key(now));
         });

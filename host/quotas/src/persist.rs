@@ -118,7 +118,7 @@ impl Quotas {
                     owners.push(OwnerSnapshot {
                         owner: owner.to_owned(),
                         level: slot.level.load(Ordering::Relaxed),
-                        rate: slot.rate.as_ref().map_or_else(Vec::new, |r| r.export(key)),
+                        rate: slot.rate().map_or_else(Vec::new, |r| r.export(key)),
                         state: t.state,
                         since_ms: t.since_ms,
                         soft_since_ms: t.soft_since,

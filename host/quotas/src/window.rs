@@ -53,6 +53,21 @@ impl Held {
             0
         }
     }
+
+    /// Returns a bound of [`AtomicRing::sum`] at `key` for a ring of `span`
+    /// cells, unless a cell is newer than `key` (a clock that went back):
+    /// `total` bounds only what is at or before `latest`.
+    #[inline]
+    pub(crate) fn bound_at(&self, key: i64, span: usize) -> Option<u64> {
+        let latest = self.latest.load(Ordering::Relaxed);
+        if latest > key {
+            None
+        } else if live(latest, key, span) {
+            Some(self.total.load(Ordering::Relaxed))
+        } else {
+            Some(0)
+        }
+    }
 }
 
 /// A ring whose sums need no lock; writers serialise on a mutex so that a
