@@ -281,6 +281,27 @@ impl SeriesStore {
         Ok((out, used))
     }
 
+    /// Calls `f` with the key and newest sample of every series matching
+    /// `selector` that has one in `(now - window_ms, now]`, copying nothing:
+    /// what a quota over series reads, where only the latest value counts.
+    pub fn for_each_latest(
+        &self,
+        selector: &SeriesSelector,
+        window_ms: u64,
+        now_ms: TimestampMs,
+        mut f: impl FnMut(&SeriesKey, Sample),
+    ) {
+        let from = now_ms.saturating_sub(i64::try_from(window_ms).unwrap_or(i64::MAX));
+        let ids = self.matching(selector);
+        let data = self.data.read().unwrap_or_else(|p| p.into_inner());
+        for s in ids.iter().filter_map(|id| data.get(*id as usize)) {
+            let [a, b] = window_runs(&s.samples, from, now_ms);
+            if let Some(last) = b.last().or(a.last()) {
+                f(&s.key, *last);
+            }
+        }
+    }
+
     /// Returns every series matching `selector` with its samples in `(from, to]`.
     pub fn range(
         &self,
@@ -511,6 +532,39 @@ mod tests {
         );
         assert_eq!(s.query(&sel("cpu", &[]), 60_000, 5000).len(), 2);
         assert!(s.query(&sel("mem", &[]), 60_000, 5000).is_empty());
+    }
+
+    #[test]
+    fn the_latest_sample_is_the_newest_within_the_window_across_the_ring() {
+        // Three samples kept: the ring wraps, so the newest sits in the
+        // second of its two runs.
+        let s = store(10, 3);
+        for t in 1..=7 {
+            s.record("q", &[("queue", "a")], t * 1000, t as f64)
+                .unwrap();
+        }
+        // A late sample goes in time order, not last.
+        s.record("q", &[("queue", "a")], 6500, 99.0).unwrap();
+        s.record("q", &[("queue", "b")], 1000, 5.0).unwrap();
+        let latest = |window_ms, now_ms| {
+            let mut got = Vec::new();
+            s.for_each_latest(&sel("q", &[]), window_ms, now_ms, |k, p| {
+                got.push((k.labels[0].1.to_string(), p.at_ms, p.value));
+            });
+            got.sort_by(|a, b| a.0.cmp(&b.0));
+            got
+        };
+        assert_eq!(
+            latest(60_000, 7000),
+            vec![("a".into(), 7000, 7.0), ("b".into(), 1000, 5.0)]
+        );
+        // Seen from before the newest: the newest at or before then.
+        assert_eq!(
+            latest(60_000, 6900),
+            vec![("a".into(), 6500, 99.0), ("b".into(), 1000, 5.0)]
+        );
+        // `b` reported too long ago.
+        assert_eq!(latest(2_000, 7000), vec![("a".into(), 7000, 7.0)]);
     }
 
     #[test]

@@ -659,18 +659,14 @@ fn measure_series(
         metric: source.metric.clone(),
         matchers: source.labels.clone(),
     };
-    let series = store.query(&selector, source.max_age_ms, now);
     let mut usage: HashMap<String, u64> = HashMap::new();
     let mut read = 0;
-    for s in &series {
-        let Some(last) = s.samples.last() else {
-            continue;
-        };
+    store.for_each_latest(&selector, source.max_age_ms, now, |key, last| {
         let owner = match &source.owner_label {
-            None => String::new(),
-            Some(label) => match s.labels.iter().find(|(k, _)| k == label) {
-                Some((_, v)) => v.clone(),
-                None => continue,
+            None => "",
+            Some(label) => match key.labels.iter().find(|(k, _)| **k == **label) {
+                Some((_, v)) => v,
+                None => return,
             },
         };
         // A gauge can go negative or be NaN; neither is usage.
@@ -679,10 +675,14 @@ fn measure_series(
         } else {
             0
         };
-        let total = usage.entry(owner).or_default();
-        *total = total.saturating_add(value);
+        match usage.get_mut(owner) {
+            Some(total) => *total = total.saturating_add(value),
+            None => {
+                usage.insert(owner.to_owned(), value);
+            }
+        }
         read += 1;
-    }
+    });
     engine.observe(id, &usage);
     read
 }
