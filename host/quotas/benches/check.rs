@@ -14,6 +14,10 @@
 //! `Instant`, whose own cost (printed) is in the figures. A counting
 //! allocator checks that no call allocates.
 //!
+//! Beside them, the machine's floor: one cache line read at random from a
+//! buffer the size of the owner table, timed alike. A check on an owner
+//! not in cache reads at least that line.
+//!
 //! Run: `cargo bench -p warden-quotas --bench check`. Knob:
 //! `WARDEN_BENCH_OWNERS` (default 100,000). Under `cargo test` it runs small
 //! (2,000 owners) as a smoke test; the goal is printed, not enforced.
@@ -202,6 +206,7 @@ fn main() {
         rows.push((format!("check (4 quotas), {name}"), p50, p99));
     }
 
+    let (floor50, floor99) = floor(n, calls);
     println!(
         "quota check, {n} owners holding usage, {calls} calls each (timer itself: {} ns)",
         timer.as_nanos()
@@ -218,5 +223,39 @@ fn main() {
             p99.as_nanos()
         );
     }
+    println!(
+        "  the machine's floor: one 64-byte line read at random from {} MB, timed alike: p50 {:>5} ns   p99 {:>5} ns",
+        n * 64 * 8 / 7 / 1_000_000,
+        floor50.as_nanos(),
+        floor99.as_nanos()
+    );
     println!("  allocations on the check path: 0");
+}
+
+/// One cache line, as a slot of the owner table is.
+#[repr(align(64))]
+#[derive(Clone, Copy)]
+struct Line([u64; 8]);
+
+/// Times reading one line at a pseudo-random place of a buffer as large
+/// as the owner table of `n` owners (64 bytes each, at most 7/8 full),
+/// with the same timer and order as [`time`]: what a check on a scattered
+/// owner cannot take less than, whatever the table, since it must read
+/// that owner's usage from memory not in cache.
+fn floor(n: usize, calls: usize) -> (Duration, Duration) {
+    let lines: Vec<Line> = (0..n * 8 / 7).map(|i| Line([i as u64; 8])).collect();
+    let mut counts = vec![0u32; HISTOGRAM_NS];
+    let mut i = 0usize;
+    let mut sum = 0u64;
+    for _ in 0..calls {
+        i = (i + 7_919) % n;
+        // A multiplicative hash, as a hash table places its entries.
+        let at = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) as usize % lines.len();
+        let t = Instant::now();
+        sum = sum.wrapping_add(black_box(&lines[black_box(at)]).0[0]);
+        let ns = t.elapsed().as_nanos().min(HISTOGRAM_NS as u128 - 1) as usize;
+        counts[ns] += 1;
+    }
+    black_box(sum);
+    (percentile(&counts, 0.5), percentile(&counts, 0.99))
 }
