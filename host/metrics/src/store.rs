@@ -448,26 +448,70 @@ fn in_window(
     from: TimestampMs,
     to: TimestampMs,
 ) -> impl Iterator<Item = Sample> + '_ {
-    // Samples are in time order: find the start by binary search.
-    let start = samples.partition_point(|p| p.at_ms <= from);
-    samples
-        .range(start..)
-        .take_while(move |p| p.at_ms <= to)
-        .copied()
+    let [a, b] = window_runs(samples, from, to);
+    a.iter().chain(b).copied()
 }
 
 /// The samples in `(from, to]` as the two runs of the ring buffer.
 fn window_runs(samples: &VecDeque<Sample>, from: TimestampMs, to: TimestampMs) -> [&[Sample]; 2] {
     let (a, b) = samples.as_slices();
-    let cut = |run: &'_ [Sample]| -> (usize, usize) {
-        (
-            run.partition_point(|p| p.at_ms <= from),
-            run.partition_point(|p| p.at_ms <= to),
-        )
-    };
-    let (a0, a1) = cut(a);
-    let (b0, b1) = cut(b);
+    let (a0, a1) = (cut(a, from), cut(a, to));
+    let (b0, b1) = (cut(b, from), cut(b, to));
     [&a[a0..a1], &b[b0..b1]]
+}
+
+/// Returns how many samples of `run` (in time order) are at or before `t`,
+/// as `run.partition_point(|p| p.at_ms <= t)` would. Samples mostly come at
+/// a steady interval, so a guess from the run's first and last times lands
+/// within a sample or two of the answer, and a gallop from there reads a
+/// few adjacent samples where a binary search reads log2(n) scattered ones
+/// (a day at 10 s is 8,640 samples: 13 likely cache misses per cut, and a
+/// query cuts every series it selects twice).
+fn cut(run: &[Sample], t: TimestampMs) -> usize {
+    let (Some(first), Some(last)) = (run.first(), run.last()) else {
+        return 0;
+    };
+    if t < first.at_ms {
+        return 0;
+    }
+    if t >= last.at_ms {
+        return run.len();
+    }
+    let at = |i: usize| run[i].at_ms;
+    let before = |s: &Sample| s.at_ms <= t;
+    // `first <= t < last`, so the span is positive; i128 holds any i64 difference.
+    let span = i128::from(last.at_ms) - i128::from(first.at_ms);
+    let guess =
+        ((i128::from(t) - i128::from(first.at_ms)) * (run.len() as i128 - 1) / span) as usize;
+    let mut step = 1;
+    if at(guess) <= t {
+        // Everything before `lo` is at or before `t`.
+        let mut lo = guess + 1;
+        loop {
+            let hi = lo + step;
+            if hi >= run.len() {
+                return lo + run[lo..].partition_point(before);
+            }
+            if at(hi) > t {
+                return lo + run[lo..hi].partition_point(before);
+            }
+            lo = hi + 1;
+            step *= 2;
+        }
+    }
+    // Everything from `hi` on is after `t`.
+    let mut hi = guess;
+    loop {
+        if hi < step {
+            return run[..hi].partition_point(before);
+        }
+        let lo = hi - step;
+        if at(lo) <= t {
+            return lo + 1 + run[lo + 1..hi].partition_point(before);
+        }
+        hi = lo;
+        step *= 2;
+    }
 }
 
 fn push_sample(samples: &mut VecDeque<Sample>, s: Sample, max: usize, retention_ms: i64) {
@@ -565,6 +609,73 @@ mod tests {
         );
         // `b` reported too long ago.
         assert_eq!(latest(2_000, 7000), vec![("a".into(), 7000, 7.0)]);
+    }
+
+    #[test]
+    fn a_cut_agrees_with_a_binary_search_on_steady_bursty_and_repeated_times() {
+        // A small deterministic generator: no dependency for one test.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for case in 0..2_000 {
+            let len = next(200) as usize;
+            let mut t = next(1_000) as i64 - 500;
+            let run: Vec<Sample> = (0..len)
+                .map(|_| {
+                    // Steady, then bursts of equal times and long gaps.
+                    t += match case % 4 {
+                        0 => 10,
+                        1 => next(3) as i64,
+                        2 => [0, 10, 10, 10, 5_000][next(5) as usize],
+                        _ => next(100_000) as i64,
+                    };
+                    Sample {
+                        at_ms: t,
+                        value: 0.0,
+                    }
+                })
+                .collect();
+            let lo = run.first().map_or(0, |s| s.at_ms) - 20;
+            let hi = run.last().map_or(0, |s| s.at_ms) + 20;
+            for _ in 0..50 {
+                let q = lo + next((hi - lo + 1) as u64) as i64;
+                assert_eq!(
+                    cut(&run, q),
+                    run.partition_point(|p| p.at_ms <= q),
+                    "case {case}, t {q}"
+                );
+            }
+            for s in &run {
+                for q in [s.at_ms - 1, s.at_ms, s.at_ms + 1] {
+                    assert_eq!(cut(&run, q), run.partition_point(|p| p.at_ms <= q));
+                }
+            }
+        }
+        let extreme = [
+            Sample {
+                at_ms: i64::MIN,
+                value: 0.0,
+            },
+            Sample {
+                at_ms: 0,
+                value: 0.0,
+            },
+            Sample {
+                at_ms: i64::MAX,
+                value: 0.0,
+            },
+        ];
+        for q in [i64::MIN, -1, 0, 1, i64::MAX - 1, i64::MAX] {
+            assert_eq!(
+                cut(&extreme, q),
+                extreme.partition_point(|p| p.at_ms <= q),
+                "{q}"
+            );
+        }
     }
 
     #[test]
