@@ -40,10 +40,13 @@ mod audit;
 pub mod deps;
 mod graph;
 mod handles;
+mod listing;
 mod liveness;
 pub mod persist;
 pub mod requests;
+mod scan;
 mod store;
+mod summary;
 #[cfg(test)]
 mod tests;
 
@@ -63,7 +66,10 @@ pub use requests::{
 
 use audit::{Event, Trail};
 use graph::Graph;
+use listing::{matches, view};
+pub use scan::{ScanReport, SweepReport};
 use store::{Entries, Entry, NEVER, NO_TTL, NOT_ORPHAN, Owners, Text};
+pub use summary::{OthersTally, OwnerTally, Summary, Tally};
 
 use warden_core::records::{NewResource, ResourceFilter, ResourceKind, ResourceSet, TimestampMs};
 
@@ -477,41 +483,6 @@ impl Inner {
     }
 }
 
-/// What [`Registry::scan`] found.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ScanReport {
-    /// Resources looked at.
-    pub scanned: usize,
-    /// Resources unused past their TTL.
-    pub expired: usize,
-    /// Resources whose owner process is gone.
-    pub orphans: usize,
-    /// The first [`ScanReport::FIRST`] expired, oldest first.
-    pub first_expired: Vec<u64>,
-    /// The first [`ScanReport::FIRST`] orphans, oldest first.
-    pub first_orphans: Vec<u64>,
-    /// Cycles among the resources' dependencies (see
-    /// [`Registry::cycles`]): a finding, since a cycle cannot be released
-    /// but as a whole.
-    pub cycles: usize,
-    /// The first [`ScanReport::FIRST`] cycles, each its members' handles.
-    pub first_cycles: Vec<Vec<u64>>,
-}
-
-impl ScanReport {
-    /// Handles listed of each.
-    pub const FIRST: usize = 100;
-}
-
-/// What [`Registry::sweep_orphans`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SweepReport {
-    /// Resources with an owner process, checked.
-    pub checked: usize,
-    /// The ones found orphaned by this sweep.
-    pub orphaned: Vec<u64>,
-}
-
 /// The registry. Handles are never reused.
 #[derive(Debug)]
 pub struct Registry {
@@ -865,293 +836,5 @@ impl Registry {
                 on: (e.other != 0).then(|| self.handles.encode(e.other)),
             })
             .collect()
-    }
-
-    /// Finds the resources unused past their TTL at `now_ms` and the
-    /// orphans (as the last [`Registry::sweep_orphans`] found them): counts,
-    /// and the first [`ScanReport::FIRST`] handles of each. Reads memory
-    /// only, under the read lock.
-    pub fn scan(&self, now_ms: TimestampMs) -> ScanReport {
-        let g = self.read();
-        let mut r = ScanReport::default();
-        for e in g.entries.iter() {
-            r.scanned += 1;
-            if e.ttl_ms != NO_TTL
-                && now_ms.saturating_sub(e.accessed_ms)
-                    > i64::try_from(e.ttl_ms).unwrap_or(i64::MAX)
-            {
-                r.expired += 1;
-                if r.first_expired.len() < ScanReport::FIRST {
-                    r.first_expired.push(e.seq);
-                }
-            }
-            if e.orphan_since != NOT_ORPHAN {
-                r.orphans += 1;
-                if r.first_orphans.len() < ScanReport::FIRST {
-                    r.first_orphans.push(e.seq);
-                }
-            }
-        }
-        let cycles = g.graph.cycles();
-        drop(g);
-        r.cycles = cycles.len();
-        r.first_cycles = cycles.iter().take(ScanReport::FIRST).cloned().collect();
-        // Encoding costs a few hashes: only for the handles shown.
-        for s in r
-            .first_expired
-            .iter_mut()
-            .chain(r.first_orphans.iter_mut())
-            .chain(r.first_cycles.iter_mut().flatten())
-        {
-            *s = self.handles.encode(*s);
-        }
-        r
-    }
-
-    /// Marks as orphans (since `now_ms`) the resources whose owner process
-    /// is gone or whose pid now belongs to another process. `/proc` is read
-    /// once per distinct pid, outside the lock.
-    pub fn sweep_orphans(&self, now_ms: TimestampMs) -> SweepReport {
-        let owners: BTreeMap<u32, ()> = self
-            .read()
-            .entries
-            .iter()
-            .filter(|e| e.pid != 0 && e.orphan_since == NOT_ORPHAN)
-            .map(|e| (e.pid, ()))
-            .collect();
-        let now_ticks: BTreeMap<u32, Option<u64>> = owners
-            .into_keys()
-            .map(|pid| (pid, liveness::start_ticks(pid)))
-            .collect();
-        let mut g = self.write();
-        let mut report = SweepReport::default();
-        let mut found = Vec::new();
-        for e in g.entries.iter_mut() {
-            if e.pid == 0 || e.orphan_since != NOT_ORPHAN {
-                continue;
-            }
-            // A pid registered after the reads above is judged next time.
-            let Some(now) = now_ticks.get(&e.pid) else {
-                continue;
-            };
-            report.checked += 1;
-            if liveness::judge(e.start_ticks, *now) == liveness::Owner::Gone {
-                e.orphan_since = now_ms;
-                found.push((e.seq, Box::<str>::from(e.text.name())));
-            }
-        }
-        let warden: Arc<str> = Arc::from(Actor::Warden.to_string());
-        for (seq, name) in found {
-            g.trail.push(Event {
-                at_ms: now_ms,
-                seq,
-                name,
-                action: Action::Orphaned,
-                actor: Arc::clone(&warden),
-                other: 0,
-            });
-            g.log(Pending::Orphan { seq, at_ms: now_ms });
-            report.orphaned.push(self.handles.encode(seq));
-        }
-        report
-    }
-
-    /// Returns the resources matching `filter`, oldest handle first. A
-    /// resource with a TTL carries it as the label [`TTL_LABEL`], an orphan
-    /// the label [`ORPHAN_LABEL`], a member of a dependency cycle the label
-    /// [`CYCLE_LABEL`]. Stops (with what it has) where a set's
-    /// string table is full.
-    pub fn list(&self, filter: &ResourceFilter) -> ResourceSet {
-        match self.list_bounded(filter, usize::MAX) {
-            Ok(set) => set,
-            Err(partial) => partial.0,
-        }
-    }
-
-    /// Like [`Registry::list`], copying at most `max_bytes` (as
-    /// [`ResourceSet::bytes`] counts them): past it, returns what it had
-    /// copied and at least the bytes the whole answer needs (boxed: a set is
-    /// large to move through every `Result`).
-    pub fn list_bounded(
-        &self,
-        filter: &ResourceFilter,
-        max_bytes: usize,
-    ) -> Result<ResourceSet, Box<(ResourceSet, usize)>> {
-        let g = self.read();
-        let limit = filter.limit.map_or(usize::MAX, |l| l as usize);
-        let mut set = ResourceSet::default();
-        // Cycles are searched only among resources with dependencies, so a
-        // registry without any pays nothing, and only after the dependencies
-        // change, so one with some pays the search once, not per list.
-        let in_cycle: std::collections::HashMap<u64, String> = g
-            .graph
-            .cycles()
-            .iter()
-            .flat_map(|c| {
-                let id = self.handles.encode(c[0]).to_string();
-                c.iter().map(move |&seq| (seq, id.clone()))
-            })
-            .collect();
-        for e in g.entries.iter() {
-            if set.len() >= limit {
-                break;
-            }
-            if !matches(filter, e) {
-                continue;
-            }
-            let needed = set.bytes().saturating_add(e.bytes());
-            if needed > max_bytes {
-                return Err(Box::new((set, needed)));
-            }
-            let ttl = e.ttl().map(|t| t.to_string());
-            let orphan = e.orphan().map(|t| t.to_string());
-            let labels: Vec<(&str, &str)> = e
-                .text
-                .labels()
-                .chain(ttl.as_deref().map(|t| (TTL_LABEL, t)))
-                .chain(orphan.as_deref().map(|t| (ORPHAN_LABEL, t)))
-                .chain(in_cycle.get(&e.seq).map(|c| (CYCLE_LABEL, c.as_str())))
-                .collect();
-            let pushed = set.try_push(NewResource {
-                handle: self.handles.encode(e.seq),
-                kind: Some(e.kind),
-                name: e.text.name(),
-                owner: &e.owner,
-                size_bytes: e.size_bytes,
-                created_ms: Some(e.created_ms),
-                modified_ms: None,
-                accessed_ms: Some(e.accessed_ms),
-                pid: e.pid(),
-                labels: &labels,
-            });
-            if pushed.is_none() {
-                // The string table is full: what fits is the answer.
-                let needed = set.bytes().saturating_add(e.bytes());
-                return Err(Box::new((set, needed)));
-            }
-        }
-        Ok(set)
-    }
-}
-
-fn matches(filter: &ResourceFilter, e: &Entry) -> bool {
-    (filter.kinds.is_empty() || filter.kinds.contains(&e.kind))
-        && filter
-            .name_prefix
-            .as_deref()
-            .is_none_or(|p| e.text.name().starts_with(p))
-}
-
-fn view(handle: u64, e: &Entry, request: Option<u64>) -> View {
-    View {
-        handle,
-        kind: e.kind.name(),
-        name: e.text.name().to_owned(),
-        owner: e.owner.to_string(),
-        size_bytes: e.size_bytes,
-        pid: e.pid(),
-        labels: e
-            .text
-            .labels()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
-        ttl_ms: e.ttl(),
-        created_ms: e.created_ms,
-        accessed_ms: e.accessed_ms,
-        expires_ms: e.expires_ms(),
-        orphan: e.orphan().is_some(),
-        orphan_since_ms: e.orphan(),
-        release_requested: request,
-    }
-}
-
-/// Resources and their bytes, counted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Tally {
-    /// Resources.
-    pub count: u64,
-    /// The sum of their `size_bytes`.
-    pub bytes: u64,
-}
-
-impl Tally {
-    fn add(&mut self, bytes: u64) {
-        self.count += 1;
-        self.bytes = self.bytes.saturating_add(bytes);
-    }
-}
-
-/// One owner's resources in a [`Summary`].
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct OwnerTally {
-    /// The owner (empty: registered without one).
-    pub owner: String,
-    /// Its resources.
-    #[serde(flatten)]
-    pub tally: Tally,
-}
-
-/// What [`Registry::summary`] counts.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Summary {
-    /// Every registered resource.
-    pub total: Tally,
-    /// By kind, by the kind's name.
-    pub by_kind: BTreeMap<&'static str, Tally>,
-    /// The owners with the most resources, most first (ties by name).
-    pub by_owner: Vec<OwnerTally>,
-    /// The other owners, together.
-    pub others: OthersTally,
-}
-
-/// The owners a [`Summary`] does not list one by one.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct OthersTally {
-    /// How many owners.
-    pub owners: u64,
-    /// Their resources.
-    #[serde(flatten)]
-    pub tally: Tally,
-}
-
-impl Registry {
-    /// Counts the registered resources and their bytes, in all, by kind and
-    /// by owner: the `top` owners with the most resources one by one, the
-    /// rest together. Reads every resource under the read lock.
-    pub fn summary(&self, top: usize) -> Summary {
-        let g = self.read();
-        let mut s = Summary::default();
-        // Keyed by the shared owner's address: no string hashed per entry.
-        let mut owners: std::collections::HashMap<*const u8, (Arc<str>, Tally)> =
-            std::collections::HashMap::new();
-        for e in g.entries.iter() {
-            s.total.add(e.size_bytes);
-            s.by_kind
-                .entry(e.kind.name())
-                .or_default()
-                .add(e.size_bytes);
-            owners
-                .entry(e.owner.as_ptr())
-                .or_insert_with(|| (Arc::clone(&e.owner), Tally::default()))
-                .1
-                .add(e.size_bytes);
-        }
-        drop(g);
-        let mut all: Vec<(Arc<str>, Tally)> = owners.into_values().collect();
-        all.sort_unstable_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(&b.0)));
-        for (_, tally) in all.iter().skip(top) {
-            s.others.owners += 1;
-            s.others.tally.count += tally.count;
-            s.others.tally.bytes = s.others.tally.bytes.saturating_add(tally.bytes);
-        }
-        all.truncate(top);
-        s.by_owner = all
-            .into_iter()
-            .map(|(owner, tally)| OwnerTally {
-                owner: owner.to_string(),
-                tally,
-            })
-            .collect();
-        s
     }
 }
