@@ -24,7 +24,9 @@
 //! Run: `cargo bench -p warden --bench detectors`. Knobs:
 //! `WARDEN_BENCH_SEED` (default 1), `WARDEN_BENCH_SERIES` (anomaly series,
 //! default 60), `WARDEN_BENCH_DAYS` (default 4), `WARDEN_BENCH_ONLY`
-//! (`anomaly` or `linear-trend`: one detector). Under `cargo test` it runs
+//! (`anomaly` or `linear-trend`: one detector), `WARDEN_BENCH_SENSITIVITY`
+//! (the anomaly detector's `sensitivity:` settings instead of its
+//! defaults, as YAML: `shift_threshold: 6, variance: 3.5`). Under `cargo test` it runs
 //! a few series over two days as a smoke test, and prints its figures
 //! without judging them (too few windows to mean anything).
 
@@ -155,24 +157,32 @@ fn anomaly(dir: &Path, seed: u64, n: usize, days: usize, judge: bool) {
         .collect();
     let file = dir.join("anomaly.jsonl");
     write_jsonl(&file, &gauges);
-    let policy = "policies:
+    // The shipped defaults unless `WARDEN_BENCH_SENSITIVITY` gives others
+    // (`shift_threshold: 6, variance: 3.5`), to see what a setting trades.
+    let sensitivity = std::env::var("WARDEN_BENCH_SENSITIVITY")
+        .map(|s| format!(", sensitivity: {{{s}}}"))
+        .unwrap_or_default();
+    let policy = format!(
+        "policies:
   - name: gauges
     kind: detector
     plugin: anomaly
-    trigger: {interval: 1m}
+    trigger: {{interval: 1m}}
     timeout: 60s
     memory_limit: 1GiB
     max_findings: 100000
-    config: {metric: scenario_value, window: 26h}
+    config: {{metric: scenario_value, window: 26h{sensitivity}}}
   - name: counters
     kind: detector
     plugin: anomaly
-    trigger: {interval: 1m}
+    trigger: {{interval: 1m}}
     timeout: 60s
     memory_limit: 1GiB
     max_findings: 100000
-    config: {metric: scenario_count_total, window: 26h, counter: true}
-";
+    config: {{metric: scenario_count_total, window: 26h, counter: true{sensitivity}}}
+"
+    );
+    let policy = policy.as_str();
     let (found, secs, evaluations) = replay_findings(dir, policy, &file, len);
     const GRACE: usize = 60;
     let mut by_kind: BTreeMap<Kind, Tally> = BTreeMap::new();
