@@ -92,7 +92,8 @@ fn registered_resources_are_listed_used_released_and_cleaned_up_by_ttl() {
     assert_eq!(registered["items"].as_array().unwrap().len(), 1, "{ran:#}");
     let item = &registered["items"][0];
     assert_eq!(item["action"], "release");
-    assert_eq!(item["outcome"], "deleted");
+    assert_eq!(item["outcome"], "released");
+    assert_eq!(registered["acts_on"], "registered", "{ran:#}");
     assert_eq!(item["reason"], "unused for longer than its TTL");
     assert_eq!(item["target"], format!("{short}:lease/short"));
 
@@ -266,7 +267,7 @@ fn health_scores_each_subsystem_by_what_is_wrong_with_it() {
         (
             50,
             "degraded".into(),
-            "last 1 runs: 0 deleted, 0 failed, 1 stopped by their cap".into()
+            "last 1 runs: 0 acted on (deleted, released or signalled), 0 failed, 1 stopped by their cap".into()
         )
     );
     let (score, status, detail) = sub("memory");

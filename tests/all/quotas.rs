@@ -243,7 +243,7 @@ fn a_quota_cleanup_runs_its_policy_and_reclaims_at_least_the_minimum() {
         "/api/v1/cleanup/history?policy=leases",
         None,
     );
-    assert!(runs.to_string().contains("\"deleted\""), "{runs}");
+    assert!(runs.to_string().contains("\"released\""), "{runs}");
     d.stop();
 }
 

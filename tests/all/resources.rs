@@ -244,6 +244,12 @@ fn a_cleanup_policy_signals_only_the_processes_and_with_the_signals_its_scope_na
         alive(&mut other),
         "a process out of scope was signalled: {runs}"
     );
+    // Said as what happened: signalled, not deleted.
+    let detail = runs["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(&format!("signalled {}", victims.len())),
+        "{runs}"
+    );
     other.kill().unwrap();
     other.wait().unwrap();
 }
@@ -621,7 +627,7 @@ fn without_a_listener_a_policy_releases_at_once_and_streams_are_bounded() {
     let _long = lease(&d, "lease/long", "nobody-listens", "1h");
     std::thread::sleep(std::time::Duration::from_millis(400));
     let (_, ran) = call("POST", &d.addr, "/api/v1/cleanup/tasks/leases/run", None);
-    assert_eq!(ran["runs"][0]["items"][0]["outcome"], "deleted", "{ran:#}");
+    assert_eq!(ran["runs"][0]["items"][0]["outcome"], "released", "{ran:#}");
     assert_eq!(
         call("GET", &d.addr, &format!("/api/v1/resources/{short}"), None).0,
         410

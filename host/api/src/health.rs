@@ -117,8 +117,8 @@ pub fn assess(s: &AppState) -> Health {
     let recent = s.state.cleanup_history(None, 20);
     let (mut ok, mut failed, mut capped) = (0usize, 0usize, 0usize);
     for r in &recent {
-        let [deleted, _, _, _, f] = r.counts();
-        ok += deleted;
+        let [acted, _, _, _, f] = r.counts();
+        ok += acted;
         failed += f;
         capped += usize::from(r.cap_exceeded.is_some());
     }
@@ -136,7 +136,7 @@ pub fn assess(s: &AppState) -> Health {
         sub(
             score,
             format!(
-                "last {} runs: {ok} deleted, {failed} failed, {capped} stopped by their cap",
+                "last {} runs: {ok} acted on (deleted, released or signalled), {failed} failed, {capped} stopped by their cap",
                 recent.len()
             ),
         ),

@@ -254,6 +254,7 @@ pub(crate) mod tests {
     pub(crate) fn run(policy: &str) -> Run {
         Run {
             policy: policy.into(),
+            acts_on: crate::cleanup::ActsOn::Files,
             started_ms: 1,
             finished_ms: 2,
             duration_ms: 1,

@@ -490,21 +490,29 @@ fn cleanup_summary(run: &cleanup::Run) -> String {
     if let Some(why) = &run.cap_exceeded {
         return why.clone();
     }
-    let [deleted, would, refused, skipped, failed] = run.counts();
+    let [acted, would, refused, skipped, failed] = run.counts();
     let timed_out = if run.timed_out {
         "; the run timed out, the rest were not started"
     } else {
         ""
     };
+    let (done, planned) = run.acts_on.verbs();
+    // Signals free nothing by themselves; files and registered sizes do.
+    let bytes = |what: &str| match run.acts_on {
+        cleanup::ActsOn::Processes => String::new(),
+        _ => format!(" ({} bytes{what})", run.bytes_freed),
+    };
     if run.dry_run {
         format!(
-            "dry run over {} candidates: would delete {would} ({} bytes); {refused} refused, {skipped} skipped{timed_out}",
-            run.candidates, run.bytes_freed
+            "dry run over {} candidates: {planned} {would}{}; {refused} refused, {skipped} skipped{timed_out}",
+            run.candidates,
+            bytes("")
         )
     } else {
         format!(
-            "over {} candidates: deleted {deleted} ({} bytes freed); {refused} refused, {skipped} skipped, {failed} failed{timed_out}",
-            run.candidates, run.bytes_freed
+            "over {} candidates: {done} {acted}{}; {refused} refused, {skipped} skipped, {failed} failed{timed_out}",
+            run.candidates,
+            bytes(" freed")
         )
     }
 }

@@ -64,7 +64,7 @@ use warden_core::records::{CleanupAction, CleanupPlan, ResourceKind};
 use warden_policy::parse::{DEFAULT_MAX_CONCURRENT, DEFAULT_RUN_TIMEOUT};
 use warden_policy::schema::Retries;
 
-pub use report::{Item, Outcome, Run, over_cap};
+pub use report::{ActsOn, Item, Outcome, Run, over_cap};
 pub use root::{Root, Scope, ScopeError, ScopeErrorKind};
 pub use walk::{Candidates, Found};
 pub use warden_policy::cleanup::{Cap, Protected, exclude_set};
@@ -143,7 +143,13 @@ pub fn execute(
     let started = Instant::now();
     // `None`: a timeout too long for the clock, which is no timeout.
     let deadline = started.checked_add(rules.run_timeout);
-    let mut run = Run::begin(policy, rules.dry_run, candidates.len(), plan.actions.len());
+    let mut run = Run::begin(
+        policy,
+        ActsOn::Files,
+        rules.dry_run,
+        candidates.len(),
+        plan.actions.len(),
+    );
     let finish = |run: Run| run.end(started);
     if let Some(why) = over_cap(policy, rules.cap, plan, candidates.len()) {
         run.cap_exceeded = Some(why);

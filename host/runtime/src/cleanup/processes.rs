@@ -21,7 +21,7 @@ use std::io::Read as _;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::cleanup::{Cap, Item, Outcome, Run, over_cap};
+use crate::cleanup::{ActsOn, Cap, Item, Outcome, Run, over_cap};
 use warden_core::records::{CleanupAction, CleanupPlan, NewResource, ResourceKind, ResourceSet};
 use warden_policy::schema::ProcessScope;
 
@@ -308,7 +308,13 @@ pub fn execute(
     dry_run: bool,
 ) -> Run {
     let started = Instant::now();
-    let mut run = Run::begin(policy, dry_run, candidates.set.len(), plan.actions.len());
+    let mut run = Run::begin(
+        policy,
+        ActsOn::Processes,
+        dry_run,
+        candidates.set.len(),
+        plan.actions.len(),
+    );
     if let Some(why) = over_cap(policy, cap, plan, candidates.set.len()) {
         run.cap_exceeded = Some(why);
         return run.end(started);
@@ -416,12 +422,16 @@ fn signal_one(policy: &str, allowed: &Allowed, l: &Listed, signal: i32, dry_run:
     }
     if dry_run {
         tracing::info!(policy, pid = l.pid, signal = %name, "dry run: would signal");
-        return Outcome::WouldDelete { bytes: 0 };
+        return Outcome::WouldSignal {
+            signal: format!("SIG{name}"),
+        };
     }
     match pidfd_send_signal(&fd, signal) {
         Ok(()) => {
             tracing::warn!(policy, pid = l.pid, signal = %name, "signalled a process");
-            Outcome::Deleted { bytes: 0 }
+            Outcome::Signalled {
+                signal: format!("SIG{name}"),
+            }
         }
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Outcome::Skipped {
             why: "it had exited".into(),
@@ -499,12 +509,16 @@ mod tests {
         // None of that touched it; a dry run does not either.
         assert_eq!(
             signal_one("p", &allowed, &listed, libc::SIGTERM, true),
-            Outcome::WouldDelete { bytes: 0 }
+            Outcome::WouldSignal {
+                signal: "SIGTERM".into()
+            }
         );
         assert!(child.try_wait().unwrap().is_none());
         assert_eq!(
             signal_one("p", &allowed, &listed, libc::SIGTERM, false),
-            Outcome::Deleted { bytes: 0 }
+            Outcome::Signalled {
+                signal: "SIGTERM".into()
+            }
         );
         use std::os::unix::process::ExitStatusExt as _;
         assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGTERM));

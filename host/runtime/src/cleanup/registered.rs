@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::cleanup::{Cap, Item, MAX_NOTICES, Outcome, Run, notice, over_cap};
+use crate::cleanup::{ActsOn, Cap, Item, MAX_NOTICES, Outcome, Run, notice, over_cap};
 use warden_core::records::{CleanupAction, CleanupPlan, ResourceFilter, ResourceKind, ResourceSet};
 use warden_resources::Registry;
 use warden_resources::registry::{Asked, PolicyDecision, ReleaseError, ReleaseMode, RequestType};
@@ -39,7 +39,13 @@ pub fn execute(
     on_dependents: ReleaseMode,
 ) -> Run {
     let started = Instant::now();
-    let mut run = Run::begin(policy, dry_run, candidates.len(), plan.actions.len());
+    let mut run = Run::begin(
+        policy,
+        ActsOn::Registered,
+        dry_run,
+        candidates.len(),
+        plan.actions.len(),
+    );
     if let Some(why) = over_cap(policy, cap, plan, candidates.len()) {
         run.cap_exceeded = Some(why);
         return run.end(started);
@@ -120,7 +126,7 @@ pub fn execute(
             // Every action of a dry run is logged: the history keeps only
             // the first `CLEANUP_ITEMS` of a run.
             tracing::info!(policy, target = target.as_deref().unwrap_or(""), reason = %reason, bytes, "dry run: would {verb}");
-            Outcome::WouldDelete { bytes }
+            Outcome::WouldRelease { bytes }
         } else {
             // A resource others still depend on stays until they go, unless
             // the policy says `on_dependents: cascade`. An owner that
@@ -149,7 +155,7 @@ pub fn execute(
                     }
                     let bytes = outcome.size_bytes + cascaded;
                     run.bytes_freed += bytes;
-                    Outcome::Deleted { bytes }
+                    Outcome::Released { bytes }
                 }
                 Ok(Asked::Requested { id, owner }) => Outcome::Skipped {
                     why: if verb == "close" {

@@ -25,6 +25,27 @@ pub enum Outcome {
         /// Bytes it would free.
         bytes: u64,
     },
+    /// A registered resource released (or evicted): its owner is told on
+    /// its next call.
+    Released {
+        /// Its `size_bytes`, with those of dependents released with it.
+        bytes: u64,
+    },
+    /// Dry run: it would have been released.
+    WouldRelease {
+        /// Its `size_bytes`, with its dependents'.
+        bytes: u64,
+    },
+    /// A process sent a signal.
+    Signalled {
+        /// The signal (`SIGTERM`).
+        signal: String,
+    },
+    /// Dry run: it would have been sent a signal.
+    WouldSignal {
+        /// The signal.
+        signal: String,
+    },
     /// Outside what the scope grants; never touched.
     Refused {
         /// Why.
@@ -72,11 +93,40 @@ fn shared_in<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
     String::deserialize(d).map(Arc::from)
 }
 
+/// What a run acts on, which says what acting is: files are deleted,
+/// registered resources released, processes signalled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActsOn {
+    /// Files and directories under the scope's paths.
+    #[default]
+    Files,
+    /// Resources applications registered.
+    Registered,
+    /// Processes `scope.processes` selects.
+    Processes,
+}
+
+impl ActsOn {
+    /// The verb of acting and of a dry run's plan, for summaries.
+    pub fn verbs(self) -> (&'static str, &'static str) {
+        match self {
+            ActsOn::Files => ("deleted", "would delete"),
+            ActsOn::Registered => ("released", "would release"),
+            ActsOn::Processes => ("signalled", "would signal"),
+        }
+    }
+}
+
 /// One run of a cleanup policy.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Run {
     /// The policy.
     pub policy: String,
+    /// What it acts on. (Absent from history saved before it was recorded:
+    /// files, the only kind then.)
+    #[serde(default)]
+    pub acts_on: ActsOn,
     /// When it started and ended (ms since the epoch).
     pub started_ms: i64,
     /// When it ended.
@@ -106,11 +156,14 @@ pub struct Run {
     pub omitted: [usize; 5],
 }
 
-/// The outcome's place in [`Run::counts`].
+/// The outcome's place in [`Run::counts`]: acted on (deleted, released or
+/// signalled), would be, refused, skipped, failed.
 fn slot(o: &Outcome) -> usize {
     match o {
-        Outcome::Deleted { .. } => 0,
-        Outcome::WouldDelete { .. } => 1,
+        Outcome::Deleted { .. } | Outcome::Released { .. } | Outcome::Signalled { .. } => 0,
+        Outcome::WouldDelete { .. }
+        | Outcome::WouldRelease { .. }
+        | Outcome::WouldSignal { .. } => 1,
         Outcome::Refused { .. } => 2,
         Outcome::Skipped { .. } => 3,
         Outcome::Failed { .. } => 4,
@@ -118,8 +171,9 @@ fn slot(o: &Outcome) -> usize {
 }
 
 impl Run {
-    /// How many actions ended in each outcome: deleted, would delete,
-    /// refused, skipped, failed.
+    /// How many actions ended in each outcome: acted on (deleted, released
+    /// or signalled, as [`Run::acts_on`] says), would be, refused, skipped,
+    /// failed.
     pub fn counts(&self) -> [usize; 5] {
         let mut c = self.omitted;
         for i in &self.items {
@@ -173,7 +227,11 @@ impl Run {
                 let why = match &i.outcome {
                     Outcome::Refused { why } | Outcome::Skipped { why } => why.len(),
                     Outcome::Failed { error } => error.len(),
-                    Outcome::Deleted { .. } | Outcome::WouldDelete { .. } => 0,
+                    Outcome::Signalled { signal } | Outcome::WouldSignal { signal } => signal.len(),
+                    Outcome::Deleted { .. }
+                    | Outcome::WouldDelete { .. }
+                    | Outcome::Released { .. }
+                    | Outcome::WouldRelease { .. } => 0,
                 };
                 i.reason.len() + i.target.as_deref().map_or(0, str::len) + why
             })
@@ -203,7 +261,12 @@ impl Run {
                         *error = e;
                     }
                 }
-                Outcome::Deleted { .. } | Outcome::WouldDelete { .. } => {}
+                Outcome::Deleted { .. }
+                | Outcome::WouldDelete { .. }
+                | Outcome::Released { .. }
+                | Outcome::WouldRelease { .. }
+                | Outcome::Signalled { .. }
+                | Outcome::WouldSignal { .. } => {}
             }
         }
         if let Some(c) = self.cap_exceeded.as_deref().and_then(|c| cut(c, max)) {
@@ -214,10 +277,17 @@ impl Run {
 
 impl Run {
     /// A run starting now, with nothing done yet.
-    pub fn begin(policy: &str, dry_run: bool, candidates: usize, planned: usize) -> Run {
+    pub fn begin(
+        policy: &str,
+        acts_on: ActsOn,
+        dry_run: bool,
+        candidates: usize,
+        planned: usize,
+    ) -> Run {
         let started_ms = warden_core::clock::now_ms();
         Run {
             policy: policy.to_owned(),
+            acts_on,
             started_ms,
             finished_ms: started_ms,
             duration_ms: 0,
