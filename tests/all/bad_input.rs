@@ -126,13 +126,13 @@ fn a_component_of_another_wit_version() {
     match &err.kind {
         LoadErrorKind::UnsupportedVersion { found, supported } => {
             assert_eq!(found, "0.9.0");
-            assert_eq!(supported, "`0.1.0`, `0.2.0`");
+            assert_eq!(supported, "`0.1.0`, `0.2.0`, `0.3.0`");
         }
         _ => panic!("{err}"),
     }
     assert!(
         err.to_string()
-            .contains("built against `warden:policy@0.9.0`, which this warden does not support (it supports `0.1.0`, `0.2.0`)"),
+            .contains("built against `warden:policy@0.9.0`, which this warden does not support (it supports `0.1.0`, `0.2.0`, `0.3.0`)"),
         "{err}"
     );
 }

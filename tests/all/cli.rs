@@ -26,7 +26,7 @@ fn plugin_inspect_reports_kind_world_version_imports_size_and_hash() {
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(info["kind"], "detector");
     assert_eq!(info["world"], "detector");
-    assert_eq!(info["wit_version"], "0.2.0");
+    assert_eq!(info["wit_version"], "0.3.0");
     let bytes = std::fs::read(warden_plugins::LINEAR_TREND_COMPONENT).unwrap();
     assert_eq!(info["size_bytes"], bytes.len() as u64);
     assert_eq!(info["sha256"].as_str().unwrap().len(), 64);
@@ -36,14 +36,14 @@ fn plugin_inspect_reports_kind_world_version_imports_size_and_hash() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    assert!(imports.contains(&"warden:policy/host@0.2.0"), "{imports:?}");
+    assert!(imports.contains(&"warden:policy/host@0.3.0"), "{imports:?}");
 
     let human = warden(&["plugin", "inspect", "builtin:backoff"]);
     let text = String::from_utf8(human.stdout).unwrap();
     assert!(text.contains("kind:        recovery"), "{text}");
-    assert!(text.contains("warden:policy/recovery@0.2.0"), "{text}");
+    assert!(text.contains("warden:policy/recovery@0.3.0"), "{text}");
     assert!(
-        text.contains("wit version: 0.2.0 (warm instances"),
+        text.contains("wit version: 0.3.0 (warm instances"),
         "{text}"
     );
 }

@@ -1,6 +1,6 @@
 //! Plugins built against an older WIT contract keep loading and working:
-//! `tests/fixtures/threshold-wit-0.1.0.wasm` is the shipped threshold rule as
-//! warden-sdk 0.1 built it, frozen.
+//! `tests/fixtures/threshold-wit-0.1.0.wasm` and `threshold-wit-0.2.0.wasm`
+//! are the shipped threshold rule as warden-sdk 0.1 and 0.2 built it, frozen.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -18,6 +18,60 @@ fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/threshold-wit-0.1.0.wasm")
 }
 
+/// Memory in use on two hosts, one of them above 0.9.
+fn two_hosts() -> Sources {
+    let sources = Sources::default();
+    for (host, v) in [("a", 0.95), ("b", 0.5)] {
+        sources
+            .series
+            .record("memory_used_ratio", &[("host", host)], now_ms() - 1000, v)
+            .unwrap();
+    }
+    sources
+}
+
+fn fixture_0_2_0() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/threshold-wit-0.2.0.wasm")
+}
+
+#[test]
+fn a_plugin_built_for_0_2_0_stays_warm_and_reads_samples_as_before() {
+    let (engine, _dir) = engine();
+    let plugin = Arc::new(
+        engine
+            .load_file(&fixture_0_2_0(), Some(Kind::Alert))
+            .unwrap(),
+    );
+    assert_eq!(plugin.info().wit_version, "0.2.0");
+    let imports = &plugin.info().imports;
+    assert!(
+        imports.contains(&"warden:policy/host@0.2.0".to_owned()),
+        "{imports:?}"
+    );
+    let sources = two_hosts();
+    let config = json!({ "rules": [
+        { "alert": "HighMemory", "metric": "memory_used_ratio", "over": "avg", "condition": "gt", "threshold": 0.9 }
+    ]});
+    let policy = bind_with(
+        &plugin,
+        "old",
+        &config,
+        Limits::default(),
+        Arc::new(sources),
+    );
+    assert!(policy.is_warm());
+    policy.prepare().unwrap();
+    let before = engine.stats().instantiations;
+    for _ in 0..3 {
+        let alerts = policy.evaluate_alerts().unwrap();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].labels, vec![("host".into(), "a".into())]);
+        assert_eq!(alerts[0].value, 0.95);
+    }
+    // One instance served them all.
+    assert_eq!(engine.stats().instantiations, before);
+}
+
 #[test]
 fn a_plugin_built_for_0_1_0_loads_and_evaluates_fresh_every_time() {
     let (engine, _dir) = engine();
@@ -29,14 +83,7 @@ fn a_plugin_built_for_0_1_0_loads_and_evaluates_fresh_every_time() {
             .imports
             .contains(&"warden:policy/host@0.1.0".to_owned())
     );
-    let sources = Sources::default();
-    let now = now_ms();
-    for (host, v) in [("a", 0.95), ("b", 0.5)] {
-        sources
-            .series
-            .record("memory_used_ratio", &[("host", host)], now - 1000, v)
-            .unwrap();
-    }
+    let sources = two_hosts();
     let config = json!({ "rules": [
         { "alert": "HighMemory", "metric": "memory_used_ratio", "condition": "gt", "threshold": 0.9 }
     ]});

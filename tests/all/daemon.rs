@@ -229,7 +229,7 @@ fn run_with_defaults_serves_status_and_follows_edits() {
     assert!(d.dir.path().join("warden-data/cache/plugins").is_dir());
     let s = d.status();
     assert_eq!(s["policies"][0]["name"], "a");
-    assert_eq!(s["policies"][0]["wit_version"], "0.2.0");
+    assert_eq!(s["policies"][0]["wit_version"], "0.3.0");
     assert_eq!(s["policies"][0]["plugin"], "builtin:threshold");
     let first = threshold(&s).unwrap();
 

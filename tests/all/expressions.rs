@@ -43,8 +43,13 @@ fn record(
 
 /// Evaluates one threshold policy with `rules` over `s`, alerts by labels.
 fn evaluate(s: Sources, rules: &serde_json::Value) -> Vec<Alert> {
+    evaluate_with(guests::THRESHOLD_COMPONENT, s, rules)
+}
+
+/// [`evaluate`] with the threshold plugin built at `path`.
+fn evaluate_with(path: &str, s: Sources, rules: &serde_json::Value) -> Vec<Alert> {
     let (engine, _dir) = engine();
-    let plugin = load(&engine, guests::THRESHOLD_COMPONENT, Kind::Alert);
+    let plugin = load(&engine, path, Kind::Alert);
     let policy = bind_with(
         &plugin,
         "expr",
@@ -250,4 +255,140 @@ fn grouping_sums_maxes_and_averages_by_labels() {
             ("Sum", None, 2.2)
         ]
     );
+}
+
+/// WIT 0.3.0's `query-reduced` computes in the host what a rule computed in
+/// the plugin from `query-series`: the frozen 0.2.0 build of the threshold
+/// plugin (which can only read samples) and the shipped 0.3.0 build (which
+/// asks the host for one value per series or group) raise the same alerts,
+/// to the bit, over every reduction, grouping and ratio, with counter resets,
+/// values that are not numbers and series with too few samples.
+#[test]
+fn the_host_reduces_windows_exactly_as_the_plugin_did() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/threshold-wit-0.2.0.wasm"
+    );
+    let fill = || {
+        let s = Sources::default();
+        for h in 0..12 {
+            let (host, cluster) = (format!("h{h}"), format!("c{}", h % 3));
+            let labels = [("host", host.as_str()), ("cluster", cluster.as_str())];
+            let wave = |t: i64| ((t as f64 / 7.0) + h as f64).sin() * 10.0 + 50.0 + h as f64;
+            let gauge: Vec<(i64, f64)> = (0..40)
+                .map(|i| (i * 10, if (i + h) % 13 == 0 { f64::NAN } else { wave(i) }))
+                .collect();
+            record(&s, SeriesKind::Gauge, "cpu", &labels, &gauge);
+            // A counter that resets once for some hosts.
+            let counter: Vec<(i64, f64)> = (0..40)
+                .map(|i| {
+                    let t = 40 - i;
+                    let total = (t * (3 + h)) as f64;
+                    (
+                        i * 10,
+                        if h % 4 == 0 && t < 15 {
+                            total / 7.0
+                        } else {
+                            total
+                        },
+                    )
+                })
+                .collect();
+            record(&s, SeriesKind::Counter, "requests_total", &labels, &counter);
+            let errors: Vec<(i64, f64)> = counter
+                .iter()
+                .map(|(a, v)| (*a, (v / 9.0).floor()))
+                .collect();
+            record(&s, SeriesKind::Counter, "errors_total", &labels, &errors);
+            let observations: Vec<(i64, f64)> =
+                (0..40).map(|i| (i * 10, wave(i * 3) * 4.0)).collect();
+            record(
+                &s,
+                SeriesKind::Histogram,
+                "latency_ms",
+                &labels,
+                &observations,
+            );
+        }
+        // One sample only: no rate, no increase.
+        record(
+            &s,
+            SeriesKind::Counter,
+            "requests_total",
+            &[("host", "lone"), ("cluster", "c0")],
+            &[(5, 3.0)],
+        );
+        s
+    };
+    let mut rules = Vec::new();
+    for over in [
+        "latest", "avg", "min", "max", "sum", "count", "rate", "increase",
+    ] {
+        for (metric, t) in [("cpu", 40.0), ("requests_total", 0.5)] {
+            rules.push(json!({"alert": format!("{over}-{metric}"), "metric": metric, "over": over, "condition": "gt", "threshold": t, "window": "5m"}));
+            for aggregate in ["sum", "max", "min", "avg", "count"] {
+                rules.push(json!({"alert": format!("{over}-{metric}-by-{aggregate}"), "metric": metric, "over": over, "by": ["cluster"], "aggregate": aggregate, "condition": "gt", "threshold": t, "window": "3m"}));
+            }
+        }
+    }
+    rules.push(json!({"alert": "p99", "metric": "latency_ms", "over": "quantile", "quantile": 0.99, "condition": "gt", "threshold": 100, "window": "5m"}));
+    rules.push(json!({"alert": "p50-by", "metric": "latency_ms", "over": "quantile", "quantile": 0.5, "by": ["cluster"], "aggregate": "max", "condition": "gt", "threshold": 100, "window": "2m"}));
+    rules.push(json!({"alert": "ratio", "metric": "errors_total", "over": "increase", "divide_by": {"metric": "requests_total"}, "condition": "gt", "threshold": 0.05, "window": "5m"}));
+    rules.push(json!({"alert": "ratio-by", "metric": "errors_total", "over": "rate", "by": ["cluster"], "divide_by": {"metric": "requests_total", "over": "increase"}, "condition": "gt", "threshold": 0.0, "window": "4m"}));
+    rules.push(json!({"alert": "hysteresis", "metric": "cpu", "over": "avg", "condition": "gt", "threshold": 70, "clear_threshold": 50, "window": "1m", "matchers": {"cluster": "c1"}}));
+    let rules = serde_json::Value::Array(rules);
+
+    let old = evaluate_with(fixture, fill(), &rules);
+    let new = evaluate_with(guests::THRESHOLD_COMPONENT, fill(), &rules);
+    assert!(
+        old.len() > 100,
+        "the rules must raise alerts to compare: {}",
+        old.len()
+    );
+    assert_eq!(old.len(), new.len());
+    for (o, n) in old.iter().zip(&new) {
+        assert_eq!((&o.name, &o.labels), (&n.name, &n.labels));
+        assert_eq!(
+            o.value.to_bits(),
+            n.value.to_bits(),
+            "{} {:?}: {} vs {}",
+            o.name,
+            o.labels,
+            o.value,
+            n.value
+        );
+        assert_eq!(o, n);
+    }
+}
+
+/// What `query-reduced` returns counts against the evaluation's read budget
+/// like `query-series`, and a refusal names the call.
+#[test]
+fn a_reduced_query_past_the_read_budget_is_refused_by_name() {
+    let s = Sources::default();
+    for h in 0..200 {
+        let host = format!("host-with-a-long-name-{h}");
+        record(
+            &s,
+            SeriesKind::Gauge,
+            "cpu",
+            &[("host", host.as_str())],
+            &[(0, 1.0)],
+        );
+    }
+    let (engine, _dir) = engine();
+    let plugin = load(&engine, guests::THRESHOLD_COMPONENT, Kind::Alert);
+    let limits = Limits {
+        max_query_bytes: 4096,
+        ..Limits::default()
+    };
+    let policy = bind_with(
+        &plugin,
+        "expr",
+        &json!({ "rules": [{"alert": "A", "metric": "cpu", "over": "avg", "condition": "gt", "threshold": 0}] }),
+        limits,
+        Arc::new(s),
+    );
+    let e = policy.evaluate_alerts().unwrap_err().to_string();
+    assert!(e.contains("`query-reduced` refused"), "{e}");
 }

@@ -169,6 +169,6 @@ fn scaffolded_plugins_build_out_of_tree_check_and_run() {
         .iter()
         .find(|p| p["name"] == "my-alert")
         .unwrap();
-    assert_eq!(mine["wit_version"], "0.2.0");
+    assert_eq!(mine["wit_version"], "0.3.0");
     d.stop();
 }

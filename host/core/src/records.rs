@@ -402,6 +402,73 @@ pub struct Series {
     pub samples: Vec<Sample>,
 }
 
+pub use warden_reduce::{Aggregate, Over};
+
+/// What `query-reduced` computes from each window (WIT 0.3.0).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Reduce {
+    /// Each series' window to one value.
+    pub over: Over,
+    /// For [`Over::Quantile`]: which one.
+    pub quantile: Option<f64>,
+    /// Group the series by these labels.
+    pub by: Option<Vec<String>>,
+    /// How a group's values combine.
+    pub aggregate: Aggregate,
+}
+
+/// One value `query-reduced` returns: a series' (its full label set) or a
+/// group's (its `by` labels, in `by`'s order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reduced {
+    /// The labels the value stands for.
+    pub labels: Labels,
+    /// The value.
+    pub value: f64,
+}
+
+/// Labels borrowed while computing, owned.
+pub fn owned(labels: &[(&str, &str)]) -> Labels {
+    labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// Reduces series already copied out of a store as `how` says, in their
+/// order, skipping those with no sample: what a source without a faster way
+/// answers `query-reduced` with.
+pub fn reduce_series(series: &[Series], how: &Reduce) -> Vec<Reduced> {
+    let windows = series.iter().filter(|s| !s.samples.is_empty()).map(|s| {
+        let points = s.samples.iter().map(|p| (p.at_ms, p.value));
+        (s, warden_reduce::reduce(how.over, how.quantile, points))
+    });
+    match &how.by {
+        None => windows
+            .filter_map(|(s, v)| {
+                Some(Reduced {
+                    labels: s.labels.clone(),
+                    value: v?,
+                })
+            })
+            .collect(),
+        Some(by) => {
+            let values = windows.filter_map(|(s, v)| Some((s, v?)));
+            warden_reduce::group_by(values, by, how.aggregate, |s: &Series, k| {
+                s.labels
+                    .iter()
+                    .find(|(lk, _)| lk == k)
+                    .map(|(_, lv)| lv.as_str())
+            })
+            .map(|(key, value)| Reduced {
+                labels: owned(&key),
+                value,
+            })
+            .collect()
+        }
+    }
+}
+
 /// Why a cleanup action is taken, by index into [`CleanupPlan::reasons`].
 pub type ReasonIndex = u32;
 

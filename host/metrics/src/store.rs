@@ -10,7 +10,9 @@ use std::time::Duration;
 use super::aggregate::{Accumulator, Aggregation};
 use super::series::{Interner, Kind, SeriesError, SeriesId, SeriesKey};
 use super::validate::{self, PiiKeys};
-use warden_core::records::{Sample, Series, SeriesSelector, TimestampMs};
+use warden_core::records::{
+    Labels, Reduce, Reduced, Sample, Series, SeriesSelector, TimestampMs, owned,
+};
 
 /// From this many series on, an aggregate is computed on every core.
 const PARALLEL_FROM: usize = 4096;
@@ -277,6 +279,67 @@ impl SeriesStore {
                 labels: s.key.label_pairs(),
                 samples: a.iter().chain(b).copied().collect(),
             });
+        }
+        Ok((out, used))
+    }
+
+    /// What [`SeriesStore::query_bounded`] would copy, reduced in place as
+    /// `how` says (`query-reduced`): no sample is copied, and at most
+    /// `max_bytes` of answer (labels at their length, 32 bytes per value).
+    /// Series with no sample in the window are skipped, as a query skips
+    /// them, so the values are those a plugin would compute from the query.
+    pub fn reduce_bounded(
+        &self,
+        selector: &SeriesSelector,
+        window_ms: u64,
+        now_ms: TimestampMs,
+        how: &Reduce,
+        max_bytes: usize,
+    ) -> Result<(Vec<Reduced>, usize), usize> {
+        const PER_VALUE: usize = 32;
+        let from = now_ms.saturating_sub(i64::try_from(window_ms).unwrap_or(i64::MAX));
+        let ids = self.matching(selector);
+        let data = self.data.read().unwrap_or_else(|p| p.into_inner());
+        let windows = ids
+            .iter()
+            .filter_map(|id| data.get(*id as usize))
+            .filter_map(|s| {
+                let [a, b] = window_runs(&s.samples, from, now_ms);
+                if a.is_empty() && b.is_empty() {
+                    return None;
+                }
+                let points = a.iter().chain(b).map(|p| (p.at_ms, p.value));
+                Some((s, warden_reduce::reduce(how.over, how.quantile, points)))
+            });
+        let mut out = Vec::new();
+        let mut used = 0usize;
+        let mut add = |labels: Labels, value: f64| {
+            let text: usize = labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+            used = used.saturating_add(PER_VALUE + text);
+            if used > max_bytes {
+                return Err(used);
+            }
+            out.push(Reduced { labels, value });
+            Ok(())
+        };
+        match &how.by {
+            None => {
+                for (s, value) in windows {
+                    if let Some(value) = value {
+                        add(s.key.label_pairs(), value)?;
+                    }
+                }
+            }
+            Some(by) => {
+                let values = windows.filter_map(|(s, v)| Some((s, v?)));
+                fn label<'a>(s: &'a SeriesData, k: &str) -> Option<&'a str> {
+                    let found = s.key.labels.iter().find(|(lk, _)| **lk == *k);
+                    found.map(|(_, lv)| &**lv)
+                }
+                for (key, value) in warden_reduce::group_by(values, by, how.aggregate, label) {
+                    add(owned(&key), value)?;
+                }
+            }
         }
         Ok((out, used))
     }
@@ -576,6 +639,73 @@ mod tests {
         );
         assert_eq!(s.query(&sel("cpu", &[]), 60_000, 5000).len(), 2);
         assert!(s.query(&sel("mem", &[]), 60_000, 5000).is_empty());
+    }
+
+    /// `query-reduced` in place gives what reducing the copied query gives,
+    /// for every reduction, grouped or not, across a wrapped ring, and is
+    /// refused past its budget.
+    #[test]
+    fn reducing_in_place_equals_reducing_the_copied_window() {
+        use warden_core::records::{Aggregate, Over, Reduce, reduce_series};
+        // Four samples kept: the ring wraps, so windows span both runs.
+        let s = store(20, 4);
+        for t in 1..=9i64 {
+            for (host, zone) in [("a", "x"), ("b", "x"), ("c", "y")] {
+                let v = match (host, t) {
+                    ("a", 6) => f64::NAN,
+                    // A counter reset.
+                    ("b", 7) => 1.0,
+                    _ => (t * (host.len() as i64 + 2)) as f64 + zone.len() as f64,
+                };
+                // Past validation, as a restored or replayed store may hold.
+                let id = s
+                    .interner()
+                    .intern("m", &[("host", host), ("zone", zone)], Kind::Gauge)
+                    .unwrap();
+                s.apply(&[(id, Op::Set, t * 1000, v)], |_, _, _| {});
+            }
+        }
+        // A series with no sample in the window is left out of both.
+        s.record("m", &[("host", "old"), ("zone", "y")], 500, 1.0)
+            .unwrap();
+        let overs = [
+            Over::Latest,
+            Over::Avg,
+            Over::Min,
+            Over::Max,
+            Over::Sum,
+            Over::Count,
+            Over::Rate,
+            Over::Increase,
+            Over::Quantile,
+        ];
+        for over in overs {
+            for by in [None, Some(vec!["zone".to_owned()]), Some(vec![])] {
+                for aggregate in [Aggregate::Sum, Aggregate::Avg, Aggregate::Count] {
+                    let how = Reduce {
+                        over,
+                        quantile: Some(0.9),
+                        by: by.clone(),
+                        aggregate,
+                    };
+                    let (got, _) = s
+                        .reduce_bounded(&sel("m", &[]), 3500, 9000, &how, usize::MAX)
+                        .unwrap();
+                    let copied = s.query(&sel("m", &[]), 3500, 9000);
+                    assert_eq!(got, reduce_series(&copied, &how), "{how:?}");
+                    assert!(!got.is_empty(), "{how:?}");
+                }
+            }
+        }
+        let how = Reduce::default();
+        let (all, used) = s
+            .reduce_bounded(&sel("m", &[]), 3500, 9000, &how, usize::MAX)
+            .unwrap();
+        assert_eq!(all.len(), 3);
+        assert!(matches!(
+            s.reduce_bounded(&sel("m", &[]), 3500, 9000, &how, used - 1),
+            Err(needed) if needed >= used - 1
+        ));
     }
 
     #[test]

@@ -1,13 +1,15 @@
-//! What plugins can read through the host imports `query-series` and
-//! `list-resources`, behind one trait so the runtime does not depend on where
+//! What plugins can read through the host imports `query-series`,
+//! `query-reduced` and `list-resources`, behind one trait so the runtime does not depend on where
 //! the data lives, and the budget that bounds how much one evaluation reads.
 
 use std::time::Duration;
 
-use warden_core::records::{ResourceFilter, ResourceSet, Series, SeriesSelector, TimestampMs};
+use warden_core::records::{
+    Reduce, Reduced, ResourceFilter, ResourceSet, Series, SeriesSelector, TimestampMs,
+};
 
 /// How many bytes one evaluation may still copy out of the host's stores
-/// through `query-series` and `list-resources`, over all its calls. A source
+/// through `query-series`, `query-reduced` and `list-resources`, over all its calls. A source
 /// charges what it copies and stops at the budget, so no call copies a whole
 /// store; the call past it returns an error the plugin sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +43,7 @@ impl Budget {
     /// `needed` bytes is refused; nothing is charged for it.
     pub fn exceeded(&self, call: &str, needed: usize) -> String {
         format!(
-            "`{call}` refused: its answer needs at least {needed} bytes and this evaluation may read {} more (of its {} bytes through `query-series` and `list-resources`); ask for less (a shorter window, a `limit`, a `name-prefix`), or raise the policy's `query_limit`",
+            "`{call}` refused: its answer needs at least {needed} bytes and this evaluation may read {} more (of its {} bytes through `query-series`, `query-reduced` and `list-resources`); ask for less (a shorter window, a `limit`, a `name-prefix`), or raise the policy's `query_limit`",
             self.left(),
             self.limit
         )
@@ -61,6 +63,22 @@ pub trait DataSource: Send + Sync {
         now_ms: TimestampMs,
         budget: &mut Budget,
     ) -> Result<Vec<Series>, String>;
+
+    /// Returns the window `(now - window, now]` of every series matching
+    /// `selector` reduced as `how` says (WIT 0.3.0's `query-reduced`). By
+    /// default the series are copied as for `query_series` and reduced
+    /// after; a source holding the samples reduces them in place.
+    fn query_reduced(
+        &self,
+        selector: &SeriesSelector,
+        window: Duration,
+        now_ms: TimestampMs,
+        how: &Reduce,
+        budget: &mut Budget,
+    ) -> Result<Vec<Reduced>, String> {
+        let series = self.query_series(selector, window, now_ms, budget)?;
+        Ok(warden_core::records::reduce_series(&series, how))
+    }
 
     /// Returns the tracked resources matching `filter`.
     fn list_resources(

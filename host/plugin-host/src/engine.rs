@@ -546,6 +546,7 @@ mod tests {
         assert!(is_provided("wasi:cli/stdout@0.2.6"));
         assert!(is_provided("warden:policy/host@0.1.0"));
         assert!(is_provided("warden:policy/state@0.2.0"));
+        assert!(is_provided("warden:policy/host@0.3.0"));
         assert!(!is_provided("warden:policy/host@0.9.0"));
         assert!(!is_provided("wasi:cli/stdout@0.3.0"));
         assert!(!is_provided("acme:db/query@1.0.0"));

@@ -16,7 +16,9 @@ use super::data::{Budget, DataSource};
 use super::limits::{Limits, MemoryCap};
 use super::output::Capture;
 use super::plugin_state::StateCell;
-use warden_core::records::{ResourceFilter, ResourceSet, Series, SeriesSelector, TimestampMs};
+use warden_core::records::{
+    Reduce, Reduced, ResourceFilter, ResourceSet, Series, SeriesSelector, TimestampMs,
+};
 
 /// A plugin may log this many lines per evaluation; the rest are counted, so a
 /// looping `log` call cannot flood the daemon's log.
@@ -55,7 +57,7 @@ pub(crate) struct StoreState {
     pub(crate) cap: MemoryCap,
     /// When the evaluation must end; blocking host calls end by then.
     pub(crate) deadline: Instant,
-    /// What `query-series` and `list-resources` may still copy.
+    /// What `query-series`, `query-reduced` and `list-resources` may still copy.
     pub(crate) budget: Budget,
     pub(crate) call: CallInfo,
     pub(crate) stdout: Capture,
@@ -193,6 +195,21 @@ impl StoreState {
             selector,
             Duration::from_millis(window_ms),
             self.call.now_ms,
+            &mut self.budget,
+        )
+    }
+
+    pub(crate) fn query_reduced(
+        &mut self,
+        selector: &SeriesSelector,
+        window_ms: u64,
+        how: &Reduce,
+    ) -> Result<Vec<Reduced>, String> {
+        self.call.data.query_reduced(
+            selector,
+            Duration::from_millis(window_ms),
+            self.call.now_ms,
+            how,
             &mut self.budget,
         )
     }

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use warden_core::records::{ResourceFilter, ResourceSet, Series, SeriesSelector, TimestampMs};
+use warden_core::records::{
+    Reduce, Reduced, ResourceFilter, ResourceSet, Series, SeriesSelector, TimestampMs,
+};
 use warden_metrics::SeriesStore;
 use warden_plugin_host::{Budget, DataSource};
 use warden_resources::Registry;
@@ -40,6 +42,27 @@ impl DataSource for Sources {
                 Ok(series)
             }
             Err(needed) => Err(budget.exceeded("query-series", needed)),
+        }
+    }
+
+    fn query_reduced(
+        &self,
+        selector: &SeriesSelector,
+        window: Duration,
+        now_ms: TimestampMs,
+        how: &Reduce,
+        budget: &mut Budget,
+    ) -> Result<Vec<Reduced>, String> {
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        match self
+            .series
+            .reduce_bounded(selector, window_ms, now_ms, how, budget.left())
+        {
+            Ok((values, bytes)) => {
+                budget.charge(bytes);
+                Ok(values)
+            }
+            Err(needed) => Err(budget.exceeded("query-reduced", needed)),
         }
     }
 

@@ -336,10 +336,12 @@ fn inspect(file: &str, format: Format) -> anyhow::Result<ExitCode> {
                 "world:       warden:policy/{}@{}",
                 info.world, info.wit_version
             )?;
-            let contract = if info.wit_version == "0.1.0" {
-                " (a fresh instance per evaluation; no init, no plugin state)"
-            } else {
-                " (warm instances, init with config checks, plugin state)"
+            let contract = match info.wit_version.as_str() {
+                "0.1.0" => " (a fresh instance per evaluation; no init, no plugin state)",
+                "0.2.0" => " (warm instances, init with config checks, plugin state)",
+                _ => {
+                    " (warm instances, init with config checks, plugin state, windows reduced by the host)"
+                }
             };
             writeln!(out, "wit version: {}{contract}", info.wit_version)?;
             writeln!(out, "size:        {} bytes", info.size_bytes)?;

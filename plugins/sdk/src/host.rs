@@ -18,6 +18,14 @@ pub(crate) fn query_series(
     host::query_series(selector, window_ms)
 }
 
+pub(crate) fn query_reduced(
+    selector: &types::SeriesSelector,
+    window_ms: u64,
+    how: &types::Reduce,
+) -> Result<Vec<types::Reduced>, String> {
+    host::query_reduced(selector, window_ms, how)
+}
+
 pub(crate) fn list_resources(filter: &types::ResourceFilter) -> Result<types::ResourceSet, String> {
     host::list_resources(filter)
 }

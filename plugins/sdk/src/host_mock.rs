@@ -53,6 +53,23 @@ pub(crate) fn query_series(
     })
 }
 
+/// Served from the mock's series as the host serves it: the series
+/// `query_series` returns (the query is recorded the same way), reduced.
+pub(crate) fn query_reduced(
+    selector: &types::SeriesSelector,
+    window_ms: u64,
+    how: &types::Reduce,
+) -> Result<Vec<types::Reduced>, String> {
+    let series = query_series(selector, window_ms)?;
+    let how = crate::series::Reduce {
+        over: how.over.into(),
+        quantile: how.quantile,
+        by: how.by.as_deref(),
+        aggregate: how.aggregate.into(),
+    };
+    Ok(crate::series::reduce_series(&series, &how))
+}
+
 pub(crate) fn list_resources(filter: &types::ResourceFilter) -> Result<types::ResourceSet, String> {
     with_host(|h| {
         let mut b = crate::resources::ResourceSet::builder();

@@ -110,7 +110,7 @@ pub use config::ConfigError;
 pub use error::{Error, Result};
 
 /// The WIT package version this SDK builds plugins against.
-pub const WIT_VERSION: &str = "0.2.0";
+pub const WIT_VERSION: &str = "0.3.0";
 
 /// Generated bindings, one module per world. Private: the public API re-exports
 /// the types it needs so any of them can later be replaced by a hand-written one.
@@ -137,9 +137,9 @@ pub mod __bindings {
             export_macro_name: "export_recovery",
             default_bindings_module: "warden_sdk::__bindings::recovery",
             with: {
-                "warden:policy/types@0.2.0": crate::__bindings::cleanup::warden::policy::types,
-                "warden:policy/host@0.2.0": crate::__bindings::cleanup::warden::policy::host,
-                "warden:policy/state@0.2.0": crate::__bindings::cleanup::warden::policy::state,
+                "warden:policy/types@0.3.0": crate::__bindings::cleanup::warden::policy::types,
+                "warden:policy/host@0.3.0": crate::__bindings::cleanup::warden::policy::host,
+                "warden:policy/state@0.3.0": crate::__bindings::cleanup::warden::policy::state,
             },
         });
     }
@@ -153,9 +153,9 @@ pub mod __bindings {
             export_macro_name: "export_alert",
             default_bindings_module: "warden_sdk::__bindings::alert",
             with: {
-                "warden:policy/types@0.2.0": crate::__bindings::cleanup::warden::policy::types,
-                "warden:policy/host@0.2.0": crate::__bindings::cleanup::warden::policy::host,
-                "warden:policy/state@0.2.0": crate::__bindings::cleanup::warden::policy::state,
+                "warden:policy/types@0.3.0": crate::__bindings::cleanup::warden::policy::types,
+                "warden:policy/host@0.3.0": crate::__bindings::cleanup::warden::policy::host,
+                "warden:policy/state@0.3.0": crate::__bindings::cleanup::warden::policy::state,
             },
         });
     }
@@ -169,9 +169,9 @@ pub mod __bindings {
             export_macro_name: "export_detector",
             default_bindings_module: "warden_sdk::__bindings::detector",
             with: {
-                "warden:policy/types@0.2.0": crate::__bindings::cleanup::warden::policy::types,
-                "warden:policy/host@0.2.0": crate::__bindings::cleanup::warden::policy::host,
-                "warden:policy/state@0.2.0": crate::__bindings::cleanup::warden::policy::state,
+                "warden:policy/types@0.3.0": crate::__bindings::cleanup::warden::policy::types,
+                "warden:policy/host@0.3.0": crate::__bindings::cleanup::warden::policy::host,
+                "warden:policy/state@0.3.0": crate::__bindings::cleanup::warden::policy::state,
             },
         });
     }
@@ -283,7 +283,7 @@ mod tests {
     #[test]
     fn the_wit_copy_is_the_frozen_folder() {
         let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let frozen = here.join("../../wit/since_v0.2.0");
+        let frozen = here.join("../../wit/since_v0.3.0");
         let mut names: Vec<String> = std::fs::read_dir(&frozen)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -299,7 +299,7 @@ mod tests {
             assert_eq!(
                 std::fs::read_to_string(frozen.join(n)).unwrap(),
                 std::fs::read_to_string(here.join("wit").join(n)).unwrap(),
-                "`wit/{n}` differs from `wit/since_v0.2.0/{n}`: copy the frozen folder, never edit the copy"
+                "`wit/{n}` differs from `wit/since_v0.3.0/{n}`: copy the frozen folder, never edit the copy"
             );
         }
         let package = format!("package warden:policy@{};", crate::WIT_VERSION);

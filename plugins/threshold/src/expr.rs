@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use warden_sdk::alert::Alert;
-use warden_sdk::series::Series;
+use warden_sdk::series::{Reduce, Reduced, Series};
 use warden_sdk::{LabelPair, Severity};
 
 use crate::rule::{Aggregate, Level, Over, Rule};
@@ -25,109 +25,35 @@ pub struct Valued<'a> {
     pub value: f64,
 }
 
-/// Reduces a series' window to one value, if it has enough samples.
+/// Reduces a series' window to one value, if it has enough samples: the
+/// SDK's arithmetic, which is the host's `query-reduced`'s.
 pub fn reduce(over: Over, quantile: Option<f64>, s: &Series) -> Option<f64> {
-    let values = s.values.iter().copied().filter(|v| v.is_finite());
-    match over {
-        Over::Latest => s.values.last().copied().filter(|v| v.is_finite()),
-        Over::Min => values.reduce(f64::min),
-        Over::Max => values.reduce(f64::max),
-        Over::Sum => values.reduce(|a, b| a + b),
-        Over::Count => Some(values.count() as f64),
-        Over::Avg => {
-            let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
-            (n > 0).then(|| sum / n as f64)
-        }
-        Over::Increase => increase(s).map(|(inc, _)| inc),
-        Over::Rate => increase(s)
-            .and_then(|(inc, span_ms)| (span_ms > 0).then(|| inc / (span_ms as f64 / 1000.0))),
-        Over::Quantile => {
-            let mut v: Vec<f64> = values.collect();
-            quantile_of(&mut v, quantile?)
-        }
-    }
+    s.reduce(over, quantile)
 }
 
-/// A counter's increase over its window and the ms between the first and
-/// last sample counted. A value below the one before is a reset: the counter
-/// restarted from 0, so all of its new value is increase. Needs two samples.
-fn increase(s: &Series) -> Option<(f64, i64)> {
-    let mut points = s.times.iter().zip(&s.values).filter(|(_, v)| v.is_finite());
-    let (&t0, &v0) = points.next()?;
-    let (mut last_t, mut last_v, mut inc, mut n) = (t0, v0, 0.0, 1);
-    for (&t, &v) in points {
-        inc += if v >= last_v { v - last_v } else { v };
-        (last_t, last_v) = (t, v);
-        n += 1;
-    }
-    (n >= 2).then_some((inc, last_t - t0))
-}
-
-/// The `q` quantile of `v` by linear interpolation between ranks, as
-/// Prometheus' `quantile_over_time`.
-pub fn quantile_of(v: &mut [f64], q: f64) -> Option<f64> {
-    if v.is_empty() || !(0.0..=1.0).contains(&q) {
-        return None;
-    }
-    v.sort_unstable_by(f64::total_cmp);
-    let rank = q * (v.len() - 1) as f64;
-    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
-    Some(v[lo] + (v[hi] - v[lo]) * (rank - lo as f64))
-}
-
-/// Each series reduced, with its labels.
-pub(crate) fn per_series(over: Over, quantile: Option<f64>, series: &[Series]) -> Vec<Valued<'_>> {
-    series
-        .iter()
-        .filter_map(|s| {
-            reduce(over, quantile, s).map(|value| Valued {
-                labels: Cow::Borrowed(&s.labels),
-                value,
-            })
-        })
-        .collect()
-}
-
-/// The running sum, max, min and count of one group.
-type Totals = (f64, f64, f64, usize);
-
-/// Groups `values` by the labels `by` and aggregates each group; a group's
-/// labels are its `by` labels (those the series carry), in `by`'s order.
-pub(crate) fn group<'a>(
-    values: &[Valued<'_>],
-    by: &[String],
+/// What a rule asks of one metric's window: the reduction per series and the
+/// grouping, in the SDK's terms.
+pub(crate) fn how<'a>(
+    over: Over,
+    quantile: Option<f64>,
+    by: Option<&'a [String]>,
     aggregate: Aggregate,
-) -> Vec<Valued<'a>> {
-    // Keyed by borrowed labels: only a group's own labels are copied.
-    let mut groups: BTreeMap<Vec<(&str, &str)>, Totals> = BTreeMap::new();
-    for v in values {
-        let key: Vec<(&str, &str)> = by
-            .iter()
-            .filter_map(|k| warden_sdk::label(&v.labels, k).map(|val| (k.as_str(), val)))
-            .collect();
-        let g = groups
-            .entry(key)
-            .or_insert((0.0, f64::NEG_INFINITY, f64::INFINITY, 0));
-        g.0 += v.value;
-        g.1 = g.1.max(v.value);
-        g.2 = g.2.min(v.value);
-        g.3 += 1;
+) -> Reduce<'a> {
+    Reduce {
+        over,
+        quantile,
+        by,
+        aggregate,
     }
-    groups
-        .into_iter()
-        .map(|(labels, (sum, max, min, n))| Valued {
-            labels: labels
-                .into_iter()
-                .map(|(k, v)| LabelPair::new(k, v))
-                .collect::<Vec<_>>()
-                .into(),
-            value: match aggregate {
-                Aggregate::Sum => sum,
-                Aggregate::Max => max,
-                Aggregate::Min => min,
-                Aggregate::Avg => sum / n as f64,
-                Aggregate::Count => n as f64,
-            },
+}
+
+/// Values as computed, borrowing their labels.
+pub(crate) fn valued(values: &[Reduced]) -> Vec<Valued<'_>> {
+    values
+        .iter()
+        .map(|r| Valued {
+            labels: Cow::Borrowed(&r.labels),
+            value: r.value,
         })
         .collect()
 }

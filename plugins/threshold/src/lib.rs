@@ -45,10 +45,11 @@ use std::collections::BTreeMap;
 use warden_sdk::Invocation;
 use warden_sdk::alert::{Alert, AlertRule};
 use warden_sdk::config::HumanDuration;
-use warden_sdk::series::Series;
+use warden_sdk::series::{Reduce, Reduced, Series};
 
-pub use expr::{Valued, quantile_of, reduce};
+pub use expr::{Valued, reduce};
 pub use rule::{Aggregate, Config, Denominator, Level, Op, Over, Rule};
+pub use warden_sdk::series::quantile_of;
 
 /// The rule set, and how its rules share queries.
 pub struct Threshold {
@@ -70,9 +71,69 @@ struct Query {
     metric: String,
     matchers: Vec<(String, String)>,
     window: HumanDuration,
+    /// What the host computes from the window (`query-reduced`): every rule
+    /// but an `absent` one needs one value per series or group, not the
+    /// samples. `None`: the samples (`query-series`).
+    how: Option<How>,
     /// How many rule queries it answers (a rule and its `divide_by` count
     /// apart).
     uses: usize,
+}
+
+/// A [`Reduce`] the plan owns; compared whole, so two rules share a query
+/// only if they compute the same.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct How {
+    over: Over,
+    /// The quantile's bits: a rule's quantile is a number it was given,
+    /// compared as written.
+    quantile: Option<u64>,
+    by: Option<Vec<String>>,
+    aggregate: Aggregate,
+}
+
+impl How {
+    fn reduce(&self) -> Reduce<'_> {
+        expr::how(
+            self.over,
+            self.quantile.map(f64::from_bits),
+            self.by.as_deref(),
+            self.aggregate,
+        )
+    }
+}
+
+/// What a query returned.
+enum Answer {
+    Series(Vec<Series>),
+    Values(Vec<Reduced>),
+}
+
+impl Answer {
+    fn values(&self) -> &[Reduced] {
+        match self {
+            Answer::Values(v) => v,
+            Answer::Series(_) => &[],
+        }
+    }
+}
+
+/// What `rule` computes from its metric's window and from its
+/// `divide_by`'s: the same grouping, the denominator's own `over` and
+/// `quantile` if it has them.
+fn hows(rule: &Rule) -> (How, How) {
+    let how = |over: Over, quantile: Option<f64>| How {
+        over,
+        quantile: quantile.map(f64::to_bits),
+        by: rule.by.clone(),
+        aggregate: rule.aggregate.unwrap_or_default(),
+    };
+    let numerator = how(rule.over, rule.quantile);
+    let denominator = match &rule.divide_by {
+        Some(d) => how(d.over.unwrap_or(rule.over), d.quantile.or(rule.quantile)),
+        None => numerator.clone(),
+    };
+    (numerator, denominator)
 }
 
 /// From this many rules on the same metric and window, one query serves them
@@ -113,27 +174,26 @@ impl Threshold {
             let values = expr::absent(rule, a.as_millis(), series, now_ms);
             return Ok(values.iter().filter_map(|v| expr::alert(rule, v)).collect());
         }
-        fn grouped<'a>(
-            rule: &Rule,
-            over: Over,
-            quantile: Option<f64>,
-            s: &'a [Series],
-        ) -> Vec<expr::Valued<'a>> {
-            let values = expr::per_series(over, quantile, s);
-            match &rule.by {
-                Some(by) => expr::group(&values, by, rule.aggregate.unwrap_or_default()),
-                None => values,
-            }
-        }
-        let mut values = grouped(rule, rule.over, rule.quantile, series);
-        if let Some(d) = &rule.divide_by {
-            let den = grouped(
-                rule,
-                d.over.unwrap_or(rule.over),
-                d.quantile.or(rule.quantile),
-                denominators,
-            );
-            values = expr::ratio(values, &den, rule.on.as_deref())?;
+        let (numerator, denominator) = hows(rule);
+        let values = warden_sdk::series::reduce_series(series, &numerator.reduce());
+        let den = rule
+            .divide_by
+            .as_ref()
+            .map(|_| warden_sdk::series::reduce_series(denominators, &denominator.reduce()));
+        Threshold::alerts_of(rule, &values, den.as_deref())
+    }
+
+    /// Returns the alerts `rule` raises over its values as computed (by the
+    /// host, or by [`check_at`](Self::check_at)) and, for a ratio, its
+    /// denominator's.
+    fn alerts_of(
+        rule: &Rule,
+        values: &[Reduced],
+        denominators: Option<&[Reduced]>,
+    ) -> Result<Vec<Alert>, String> {
+        let mut values = expr::valued(values);
+        if let Some(d) = denominators {
+            values = expr::ratio(values, &expr::valued(d), rule.on.as_deref())?;
         }
         Ok(values.iter().filter_map(|v| expr::alert(rule, v)).collect())
     }
@@ -190,21 +250,32 @@ impl Threshold {
         }
         // Every other rule's queries, each distinct one once.
         let mut queries: Vec<Query> = Vec::new();
-        let mut seen: BTreeMap<(&str, &BTreeMap<String, String>, HumanDuration), usize> =
-            BTreeMap::new();
+        type Key<'a> = (
+            &'a str,
+            &'a BTreeMap<String, String>,
+            HumanDuration,
+            Option<How>,
+        );
+        let mut seen: BTreeMap<Key<'_>, usize> = BTreeMap::new();
         let mut query_of = Vec::with_capacity(config.rules.len());
         for (r, b) in config.rules.iter().zip(&batch_of) {
             if b.is_some() {
                 query_of.push(None);
                 continue;
             }
-            let wanted = std::iter::once((r.metric.as_str(), &r.matchers)).chain(
+            // An `absent` rule reads the samples' times; every other rule
+            // one value per series or group, which the host computes.
+            let (numerator, denominator) = hows(r);
+            let reduced = r.absent.is_none();
+            let wanted = std::iter::once((r.metric.as_str(), &r.matchers, numerator)).chain(
                 r.divide_by
                     .as_ref()
-                    .map(|d| (d.metric.as_str(), &d.matchers)),
+                    .map(|d| (d.metric.as_str(), &d.matchers, denominator)),
             );
-            let mut ids = wanted.map(|(metric, matchers)| {
-                let at = *seen.entry((metric, matchers, r.window)).or_insert_with(|| {
+            let mut ids = wanted.map(|(metric, matchers, how)| {
+                let how = reduced.then_some(how);
+                let key = (metric, matchers, r.window, how.clone());
+                let at = *seen.entry(key).or_insert_with(|| {
                     queries.push(Query {
                         metric: metric.to_owned(),
                         matchers: matchers
@@ -212,6 +283,7 @@ impl Threshold {
                             .map(|(k, v)| (k.clone(), v.clone()))
                             .collect(),
                         window: r.window,
+                        how,
                         uses: 0,
                     });
                     queries.len() - 1
@@ -235,19 +307,24 @@ impl Threshold {
     fn answer(
         &self,
         q: usize,
-        answers: &mut [Option<std::rc::Rc<Vec<Series>>>],
+        answers: &mut [Option<std::rc::Rc<Answer>>],
         left: &mut [usize],
-    ) -> warden_sdk::Result<std::rc::Rc<Vec<Series>>> {
+    ) -> warden_sdk::Result<std::rc::Rc<Answer>> {
         let series = match &answers[q] {
             Some(s) => std::rc::Rc::clone(s),
             None => {
                 let query = &self.queries[q];
                 let matchers = pairs(query.matchers.iter().map(|(k, v)| (k, v)));
-                let s = std::rc::Rc::new(warden_sdk::series::query(
-                    &query.metric,
-                    &matchers,
-                    query.window.0,
-                )?);
+                let (metric, window) = (&query.metric, query.window.0);
+                let s = std::rc::Rc::new(match &query.how {
+                    Some(how) => Answer::Values(warden_sdk::series::query_reduced(
+                        metric,
+                        &matchers,
+                        window,
+                        &how.reduce(),
+                    )?),
+                    None => Answer::Series(warden_sdk::series::query(metric, &matchers, window)?),
+                });
                 answers[q] = Some(std::rc::Rc::clone(&s));
                 s
             }
@@ -363,7 +440,7 @@ impl AlertRule for Threshold {
         // fails at the same rule as before) and freed after its last.
         let mut fetched: Vec<Option<Fetched>> = self.batches.iter().map(|_| None).collect();
         let mut left: Vec<usize> = self.batches.iter().map(|b| b.rules).collect();
-        let mut answers: Vec<Option<std::rc::Rc<Vec<Series>>>> =
+        let mut answers: Vec<Option<std::rc::Rc<Answer>>> =
             self.queries.iter().map(|_| None).collect();
         let mut uses: Vec<usize> = self.queries.iter().map(|q| q.uses).collect();
         // The matchers a batched rule still needs checked, reused across rules.
@@ -379,13 +456,22 @@ impl AlertRule for Threshold {
                 let Some((q, dq)) = query else {
                     continue;
                 };
-                let series = self.answer(*q, &mut answers, &mut uses)?;
+                let answer = self.answer(*q, &mut answers, &mut uses)?;
                 let denominators = match dq {
-                    Some(d) => self.answer(*d, &mut answers, &mut uses)?,
-                    None => std::rc::Rc::default(),
+                    Some(d) => Some(self.answer(*d, &mut answers, &mut uses)?),
+                    None => None,
                 };
-                let found = Threshold::check_at(rule, &series, &denominators, invocation.now_ms)
-                    .map_err(|e| format!("rule `{}`: {e}", rule.alert))?;
+                let found = match &*answer {
+                    Answer::Series(series) => {
+                        Threshold::check_at(rule, series, &[], invocation.now_ms)
+                    }
+                    Answer::Values(values) => Threshold::alerts_of(
+                        rule,
+                        values,
+                        denominators.as_deref().map(Answer::values),
+                    ),
+                }
+                .map_err(|e| format!("rule `{}`: {e}", rule.alert))?;
                 alerts.extend(found);
                 continue;
             };

@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use warden_sdk::config::HumanDuration;
+// How a window becomes one value and how a group's values become one: the
+// SDK's, which the host's `query-reduced` computes with.
+pub use warden_sdk::series::{Aggregate, Over};
 
 /// How the value is compared with the threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -37,51 +40,6 @@ impl Op {
             Op::Ne => value != threshold,
         }
     }
-}
-
-/// How a window of samples becomes one value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Over {
-    /// The newest sample.
-    #[default]
-    Latest,
-    /// The mean.
-    Avg,
-    /// The smallest.
-    Min,
-    /// The largest.
-    Max,
-    /// The sum of the samples.
-    Sum,
-    /// How many samples there are.
-    Count,
-    /// A counter's increase per second between the window's first and last
-    /// samples; a drop is a reset, after which the counter counts from 0.
-    Rate,
-    /// A counter's increase between the window's first and last samples,
-    /// resets handled as for `rate`.
-    Increase,
-    /// The rule's `quantile` of the samples (0.99 for a p99), interpolated
-    /// between the two nearest ranks as Prometheus' `quantile_over_time`.
-    Quantile,
-}
-
-/// How the values of many series become one, per group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Aggregate {
-    /// The sum.
-    #[default]
-    Sum,
-    /// The largest.
-    Max,
-    /// The smallest.
-    Min,
-    /// The mean.
-    Avg,
-    /// How many series.
-    Count,
 }
 
 /// Severity as written in YAML.

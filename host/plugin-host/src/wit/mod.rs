@@ -2,14 +2,19 @@
 //! `wit/since_vX.Y.Z/` folder, each with its own `bindgen!` and conversions to
 //! host records. Generated types never leave this module.
 //!
-//! To add a version: copy the newest module, point it at the new folder, add a
-//! variant to [`Pre`] and [`Instance`] and an entry to [`SUPPORTED`], and name
-//! it [`latest`].
+//! Versions from 0.2.0 on share what follows their `bindgen!`s
+//! (`since_v0_2_common.rs`, included by each): the conversions and calls are
+//! the same text over each version's own generated types. To add a version:
+//! copy the newest module, point it at the new folder, implement its `host`
+//! imports, add a variant to [`Pre`] and [`Instance`] and an entry to
+//! [`SUPPORTED`], and name it [`latest`]; a version that changes a shared
+//! conversion takes a copy of the common file instead of including it.
 
 pub(crate) mod since_v0_1_0;
 pub(crate) mod since_v0_2_0;
+pub(crate) mod since_v0_3_0;
 
-pub(crate) use since_v0_2_0 as latest;
+pub(crate) use since_v0_3_0 as latest;
 
 use wasmtime::Store;
 use wasmtime::component::{InstancePre, Linker};
@@ -22,7 +27,11 @@ use warden_core::records::{
 };
 
 /// WIT versions this host links plugins against, oldest first.
-pub const SUPPORTED: &[&str] = &[since_v0_1_0::VERSION, since_v0_2_0::VERSION];
+pub const SUPPORTED: &[&str] = &[
+    since_v0_1_0::VERSION,
+    since_v0_2_0::VERSION,
+    since_v0_3_0::VERSION,
+];
 
 /// The newest supported WIT version.
 pub const LATEST: &str = latest::VERSION;
@@ -30,13 +39,15 @@ pub const LATEST: &str = latest::VERSION;
 /// Adds the host imports of every supported version to `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     since_v0_1_0::add_to_linker(linker)?;
-    since_v0_2_0::add_to_linker(linker)
+    since_v0_2_0::add_to_linker(linker)?;
+    since_v0_3_0::add_to_linker(linker)
 }
 
 /// A plugin ready to instantiate, typed by its WIT version and kind.
 pub(crate) enum Pre {
     V0_1_0(since_v0_1_0::Pre),
     V0_2_0(since_v0_2_0::Pre),
+    V0_3_0(since_v0_3_0::Pre),
 }
 
 /// What a call returns: a trap (outer) or the plugin's own error (inner).
@@ -64,6 +75,7 @@ impl Pre {
         match version {
             since_v0_1_0::VERSION => Ok(Pre::V0_1_0(since_v0_1_0::Pre::new(kind, pre)?)),
             since_v0_2_0::VERSION => Ok(Pre::V0_2_0(since_v0_2_0::Pre::new(kind, pre)?)),
+            since_v0_3_0::VERSION => Ok(Pre::V0_3_0(since_v0_3_0::Pre::new(kind, pre)?)),
             other => Err(wasmtime::format_err!(
                 "unsupported WIT version {other} (supported: {})",
                 SUPPORTED.join(", ")
@@ -75,13 +87,14 @@ impl Pre {
         match self {
             Pre::V0_1_0(p) => Ok(Instance::V0_1_0(p.instantiate(store)?)),
             Pre::V0_2_0(p) => Ok(Instance::V0_2_0(p.instantiate(store)?)),
+            Pre::V0_3_0(p) => Ok(Instance::V0_3_0(p.instantiate(store)?)),
         }
     }
 
     /// Returns true if and only if the contract lets an instance serve more
     /// than one evaluation: 0.1.0 promised a fresh instance per call.
     pub(crate) fn reusable(&self) -> bool {
-        matches!(self, Pre::V0_2_0(_))
+        matches!(self, Pre::V0_2_0(_) | Pre::V0_3_0(_))
     }
 }
 
@@ -89,6 +102,7 @@ impl Pre {
 pub(crate) enum Instance {
     V0_1_0(since_v0_1_0::Instance),
     V0_2_0(since_v0_2_0::Instance),
+    V0_3_0(since_v0_3_0::Instance),
 }
 
 impl Instance {
@@ -102,6 +116,7 @@ impl Instance {
         match self {
             Instance::V0_1_0(_) => Ok(Ok(())),
             Instance::V0_2_0(p) => p.init(store, config_json),
+            Instance::V0_3_0(p) => p.init(store, config_json),
         }
     }
 
@@ -116,6 +131,7 @@ impl Instance {
         match self {
             Instance::V0_1_0(p) => p.plan(store, inv, candidates),
             Instance::V0_2_0(p) => p.plan(store, inv, candidates),
+            Instance::V0_3_0(p) => p.plan(store, inv, candidates),
         }
     }
 
@@ -129,6 +145,7 @@ impl Instance {
         match self {
             Instance::V0_1_0(p) => p.decide(store, inv, failure, history),
             Instance::V0_2_0(p) => p.decide(store, inv, failure, history),
+            Instance::V0_3_0(p) => p.decide(store, inv, failure, history),
         }
     }
 
@@ -140,6 +157,7 @@ impl Instance {
         match self {
             Instance::V0_1_0(p) => p.evaluate(store, inv),
             Instance::V0_2_0(p) => p.evaluate(store, inv),
+            Instance::V0_3_0(p) => p.evaluate(store, inv),
         }
     }
 
@@ -151,6 +169,7 @@ impl Instance {
         match self {
             Instance::V0_1_0(p) => p.detect(store, inv),
             Instance::V0_2_0(p) => p.detect(store, inv),
+            Instance::V0_3_0(p) => p.detect(store, inv),
         }
     }
 }
