@@ -336,6 +336,17 @@ fn the_host_reduces_windows_exactly_as_the_plugin_did() {
     rules.push(json!({"alert": "ratio", "metric": "errors_total", "over": "increase", "divide_by": {"metric": "requests_total"}, "condition": "gt", "threshold": 0.05, "window": "5m"}));
     rules.push(json!({"alert": "ratio-by", "metric": "errors_total", "over": "rate", "by": ["cluster"], "divide_by": {"metric": "requests_total", "over": "increase"}, "condition": "gt", "threshold": 0.0, "window": "4m"}));
     rules.push(json!({"alert": "hysteresis", "metric": "cpu", "over": "avg", "condition": "gt", "threshold": 70, "clear_threshold": 50, "window": "1m", "matchers": {"cluster": "c1"}}));
+    // Enough rules alike for the plugin to answer them from one query (a
+    // batch), each with its own matchers.
+    for over in ["avg", "latest"] {
+        let mut matchers: Vec<serde_json::Value> =
+            (0..12).map(|h| json!({"host": format!("h{h}")})).collect();
+        matchers.extend((0..3).map(|c| json!({"cluster": format!("c{c}")})));
+        matchers.push(json!({}));
+        for (i, m) in matchers.into_iter().enumerate() {
+            rules.push(json!({"alert": format!("batch-{over}-{i}"), "metric": "cpu", "matchers": m, "over": over, "condition": "gt", "threshold": 52, "window": "90s"}));
+        }
+    }
     let rules = serde_json::Value::Array(rules);
 
     let old = evaluate_with(fixture, fill(), &rules);
@@ -345,6 +356,12 @@ fn the_host_reduces_windows_exactly_as_the_plugin_did() {
         "the rules must raise alerts to compare: {}",
         old.len()
     );
+    for batch in ["batch-avg-", "batch-latest-"] {
+        assert!(
+            new.iter().any(|a| a.name.starts_with(batch)),
+            "no {batch} alert"
+        );
+    }
     assert_eq!(old.len(), new.len());
     for (o, n) in old.iter().zip(&new) {
         assert_eq!((&o.name, &o.labels), (&n.name, &n.labels));

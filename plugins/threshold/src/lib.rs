@@ -147,6 +147,9 @@ const BATCH_FROM: usize = 16;
 struct Batch {
     metric: String,
     window: HumanDuration,
+    /// What each of its rules computes per series.
+    over: Over,
+    quantile: Option<f64>,
     /// Matchers every rule of the batch has: the host filters by these.
     common: Vec<(String, String)>,
     /// Label keys the rules match on beyond `common`: the ones to index.
@@ -203,15 +206,19 @@ impl Threshold {
     fn plan(config: Config) -> Self {
         // A BTreeMap: a HashMap would seed itself from WASI's randomness,
         // which an evaluation otherwise never sets up.
-        let mut groups: BTreeMap<(&str, u64), Vec<usize>> = BTreeMap::new();
+        // Rules in one batch compute the same per series: the host reduces
+        // each series once for all of them.
+        type Group<'a> = (&'a str, u64, Over, Option<u64>);
+        let mut groups: BTreeMap<Group<'_>, Vec<usize>> = BTreeMap::new();
         for (i, r) in config
             .rules
             .iter()
             .enumerate()
             .filter(|(_, r)| r.per_series())
         {
+            let quantile = r.quantile.map(f64::to_bits);
             groups
-                .entry((r.metric.as_str(), r.window.as_millis()))
+                .entry((r.metric.as_str(), r.window.as_millis(), r.over, quantile))
                 .or_default()
                 .push(i);
         }
@@ -243,6 +250,8 @@ impl Threshold {
             batches.push(Batch {
                 metric: rules[0].metric.clone(),
                 window: rules[0].window,
+                over: rules[0].over,
+                quantile: rules[0].quantile,
                 common,
                 keys,
                 rules: group.len(),
@@ -349,16 +358,16 @@ fn check_one(rule: &Rule, s: &Series) -> Option<Alert> {
     )
 }
 
-/// A batch's series, indexed by the labels its rules match on.
+/// A batch's series, each reduced, indexed by the labels its rules match on.
 struct Fetched {
-    series: Vec<Series>,
+    series: Vec<Reduced>,
     /// (hash of a label's key and value, index of a series carrying it),
     /// sorted: each label's series are one run, in the host's order.
     postings: Vec<(u64, u32)>,
 }
 
 impl Fetched {
-    fn new(series: Vec<Series>, keys: &[String]) -> Self {
+    fn new(series: Vec<Reduced>, keys: &[String]) -> Self {
         let mut postings = Vec::with_capacity(series.len() * keys.len());
         for (i, s) in series.iter().enumerate() {
             for l in &s.labels {
@@ -375,8 +384,8 @@ impl Fetched {
 
     /// Calls `f` with every series whose labels include all of `matchers`, in
     /// the host's order, as the host's own matching would have chosen them.
-    fn matching(&self, matchers: &[(&str, &str)], mut f: impl FnMut(&Series)) {
-        let has_all = |s: &Series| {
+    fn matching(&self, matchers: &[(&str, &str)], mut f: impl FnMut(&Reduced)) {
+        let has_all = |s: &Reduced| {
             matchers
                 .iter()
                 .all(|(k, v)| s.labels.iter().any(|l| l.key == *k && l.value == *v))
@@ -478,8 +487,14 @@ impl AlertRule for Threshold {
             let batch = &self.batches[b];
             if fetched[b].is_none() {
                 let common = pairs(batch.common.iter().map(|(k, v)| (k, v)));
-                let series = warden_sdk::series::query(&batch.metric, &common, batch.window.0)?;
-                fetched[b] = Some(Fetched::new(series, &batch.keys));
+                let how = expr::how(batch.over, batch.quantile, None, Aggregate::Sum);
+                let values = warden_sdk::series::query_reduced(
+                    &batch.metric,
+                    &common,
+                    batch.window.0,
+                    &how,
+                )?;
+                fetched[b] = Some(Fetched::new(values, &batch.keys));
             }
             rest.clear();
             rest.extend(
@@ -489,7 +504,13 @@ impl AlertRule for Threshold {
                     .map(|(k, v)| (k.as_str(), v.as_str())),
             );
             if let Some(f) = &fetched[b] {
-                f.matching(&rest, |s| alerts.extend(check_one(rule, s)));
+                f.matching(&rest, |r| {
+                    let value = Valued {
+                        labels: std::borrow::Cow::Borrowed(&r.labels),
+                        value: r.value,
+                    };
+                    alerts.extend(expr::alert(rule, &value));
+                });
             }
             left[b] -= 1;
             if left[b] == 0 {

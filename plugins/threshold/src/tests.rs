@@ -1,6 +1,6 @@
 use super::*;
-use warden_sdk::Severity;
 use warden_sdk::alert::Condition;
+use warden_sdk::{LabelPair, Severity};
 
 fn series(disk: &str, values: &[f64]) -> Series {
     let samples: Vec<(i64, f64)> = values
@@ -138,11 +138,27 @@ fn many_rules_on_one_metric_share_a_query_filtered_by_their_common_matchers() {
 
     let few = Threshold::new(config(&per_id(BATCH_FROM - 1, ""))).unwrap();
     assert!(few.batches.is_empty() && few.batch_of.iter().all(Option::is_none));
+
+    // A batch's series are reduced once for all its rules, so rules that
+    // reduce differently are not one batch: here half take the max.
+    let mixed: Vec<String> = per_id(BATCH_FROM, "")
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| match i % 2 {
+            0 => r.replacen(r#""condition""#, r#""over": "max", "condition""#, 1),
+            _ => r,
+        })
+        .collect();
+    let mixed = Threshold::new(config(&mixed)).unwrap();
+    assert!(mixed.batches.is_empty());
 }
 
 #[test]
 fn batched_matching_picks_what_the_host_would_in_its_order() {
-    let s = |labels: &[(&str, &str)]| Series::new("m", labels, &[(0, 1.0)]);
+    let s = |labels: &[(&str, &str)]| Reduced {
+        labels: labels.iter().map(|(k, v)| LabelPair::new(*k, *v)).collect(),
+        value: 1.0,
+    };
     let all = vec![
         s(&[("id", "1"), ("zone", "a")]),
         s(&[("id", "2"), ("zone", "a")]),
@@ -157,7 +173,7 @@ fn batched_matching_picks_what_the_host_would_in_its_order() {
         f.matching(m, |s| got.push(s.clone()));
         got
     };
-    let host = |m: &[(&str, &str)]| -> Vec<Series> {
+    let host = |m: &[(&str, &str)]| -> Vec<Reduced> {
         all.iter()
             .filter(|s| {
                 m.iter()
