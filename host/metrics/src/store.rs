@@ -11,7 +11,7 @@ use super::aggregate::{Accumulator, Aggregation};
 use super::series::{Interner, Kind, SeriesError, SeriesId, SeriesKey};
 use super::validate::{self, PiiKeys};
 use warden_core::records::{
-    Labels, Reduce, Reduced, Sample, Series, SeriesSelector, TimestampMs, owned,
+    Labels, Over, Reduce, Reduced, Sample, Series, SeriesSelector, TimestampMs, owned,
 };
 
 /// From this many series on, an aggregate is computed on every core.
@@ -284,10 +284,13 @@ impl SeriesStore {
     }
 
     /// What [`SeriesStore::query_bounded`] would copy, reduced in place as
-    /// `how` says (`query-reduced`): no sample is copied, and at most
-    /// `max_bytes` of answer (labels at their length, 32 bytes per value).
-    /// Series with no sample in the window are skipped, as a query skips
-    /// them, so the values are those a plugin would compute from the query.
+    /// `how` says (`query-reduced`): at most `max_bytes` of answer (labels at
+    /// their length, 32 bytes per value) and of scratch (a quantile sorts a
+    /// copy of each window's values, 8 bytes a sample; nothing else copies a
+    /// sample), so a plugin cannot make the host copy more through this call
+    /// than through `query-series`. Series with no sample in the window are
+    /// skipped, as a query skips them, so the values are those a plugin would
+    /// compute from the query.
     pub fn reduce_bounded(
         &self,
         selector: &SeriesSelector,
@@ -311,8 +314,17 @@ impl SeriesStore {
                 let points = a.iter().chain(b).map(|p| (p.at_ms, p.value));
                 Some((s, warden_reduce::reduce(how.over, how.quantile, points)))
             });
-        let mut out = Vec::new();
         let mut used = 0usize;
+        if how.over == Over::Quantile {
+            for s in ids.iter().filter_map(|id| data.get(*id as usize)) {
+                let [a, b] = window_runs(&s.samples, from, now_ms);
+                used = used.saturating_add((a.len() + b.len()) * 8);
+            }
+            if used > max_bytes {
+                return Err(used);
+            }
+        }
+        let mut out = Vec::new();
         let mut add = |labels: Labels, value: f64| {
             let text: usize = labels.iter().map(|(k, v)| k.len() + v.len()).sum();
             used = used.saturating_add(PER_VALUE + text);
@@ -706,6 +718,21 @@ mod tests {
             s.reduce_bounded(&sel("m", &[]), 3500, 9000, &how, used - 1),
             Err(needed) if needed >= used - 1
         ));
+        // A quantile's scratch copy of the samples counts: within a budget
+        // the answer alone fits, it is refused.
+        let quantile = Reduce {
+            over: Over::Quantile,
+            quantile: Some(0.5),
+            ..Reduce::default()
+        };
+        assert!(
+            s.reduce_bounded(&sel("m", &[]), 3500, 9000, &quantile, used)
+                .is_err()
+        );
+        assert!(
+            s.reduce_bounded(&sel("m", &[]), 3500, 9000, &quantile, used + 3 * 4 * 8)
+                .is_ok()
+        );
     }
 
     #[test]
