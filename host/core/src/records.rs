@@ -402,6 +402,7 @@ pub struct Series {
     pub samples: Vec<Sample>,
 }
 
+use warden_reduce::Of;
 pub use warden_reduce::{Aggregate, Over};
 
 /// What `query-reduced` computes from each window (WIT 0.3.0).
@@ -439,34 +440,27 @@ pub fn owned(labels: &[(&str, &str)]) -> Labels {
 /// order, skipping those with no sample: what a source without a faster way
 /// answers `query-reduced` with.
 pub fn reduce_series(series: &[Series], how: &Reduce) -> Vec<Reduced> {
-    let windows = series.iter().filter(|s| !s.samples.is_empty()).map(|s| {
-        let points = s.samples.iter().map(|p| (p.at_ms, p.value));
-        (s, warden_reduce::reduce(how.over, how.quantile, points))
-    });
-    match &how.by {
-        None => windows
-            .filter_map(|(s, v)| {
-                Some(Reduced {
-                    labels: s.labels.clone(),
-                    value: v?,
-                })
-            })
-            .collect(),
-        Some(by) => {
-            let values = windows.filter_map(|(s, v)| Some((s, v?)));
-            warden_reduce::group_by(values, by, how.aggregate, |s: &Series, k| {
-                s.labels
-                    .iter()
-                    .find(|(lk, _)| lk == k)
-                    .map(|(_, lv)| lv.as_str())
-            })
-            .map(|(key, value)| Reduced {
-                labels: owned(&key),
-                value,
-            })
-            .collect()
-        }
+    let values = series
+        .iter()
+        .filter(|s| !s.samples.is_empty())
+        .filter_map(|s| {
+            let points = s.samples.iter().map(|p| (p.at_ms, p.value));
+            Some((s, warden_reduce::reduce(how.over, how.quantile, points)?))
+        });
+    fn label<'a>(s: &'a Series, k: &str) -> Option<&'a str> {
+        let found = s.labels.iter().find(|(lk, _)| lk == k);
+        found.map(|(_, lv)| lv.as_str())
     }
+    warden_reduce::each_or_grouped(values, how.by.as_deref(), how.aggregate, label)
+        .into_iter()
+        .map(|(of, value)| Reduced {
+            labels: match of {
+                Of::Series(s) => s.labels.clone(),
+                Of::Group(key) => owned(&key),
+            },
+            value,
+        })
+        .collect()
 }
 
 /// Why a cleanup action is taken, by index into [`CleanupPlan::reasons`].

@@ -39,6 +39,19 @@ impl Budget {
         self.spent = self.spent.saturating_add(bytes as u64);
     }
 
+    /// Settles a bounded read of `call`: an answer and the bytes it took
+    /// are charged and passed on; `Err(needed)`, the bytes the answer would
+    /// at least have taken, becomes the refusal the plugin sees.
+    pub fn settle<T>(&mut self, call: &str, read: Result<(T, usize), usize>) -> Result<T, String> {
+        match read {
+            Ok((answer, bytes)) => {
+                self.charge(bytes);
+                Ok(answer)
+            }
+            Err(needed) => Err(self.exceeded(call, needed)),
+        }
+    }
+
     /// Returns the error a plugin sees when a `call` needing at least
     /// `needed` bytes is refused; nothing is charged for it.
     pub fn exceeded(&self, call: &str, needed: usize) -> String {

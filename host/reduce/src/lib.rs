@@ -118,6 +118,35 @@ pub fn quantile_of(v: &mut [f64], q: f64) -> Option<f64> {
     Some(v[lo] + (v[hi] - v[lo]) * (rank - lo as f64))
 }
 
+/// What one value of [`each_or_grouped`] stands for.
+#[derive(Debug, PartialEq)]
+pub enum Of<'a, T: ?Sized> {
+    /// One series, whose labels are its own.
+    Series(&'a T),
+    /// A group: the labels of `by` its series carry, in `by`'s order.
+    Group(Vec<(&'a str, &'a str)>),
+}
+
+/// The answer to `query-reduced` from each series' value: the values as
+/// they come, or with `by`, grouped ([`group_by`]). The one place the answer
+/// takes its shape, for the host's store, a copied query and the SDK.
+pub fn each_or_grouped<'a, T: ?Sized + 'a>(
+    values: impl IntoIterator<Item = (&'a T, f64)>,
+    by: Option<&'a [String]>,
+    aggregate: Aggregate,
+    label: impl Fn(&'a T, &str) -> Option<&'a str>,
+) -> Vec<(Of<'a, T>, f64)> {
+    match by {
+        None => values
+            .into_iter()
+            .map(|(s, v)| (Of::Series(s), v))
+            .collect(),
+        Some(by) => group_by(values, by, aggregate, label)
+            .map(|(k, v)| (Of::Group(k), v))
+            .collect(),
+    }
+}
+
 /// A group's running sum, max, min and count.
 type Totals = (f64, f64, f64, usize);
 
@@ -126,7 +155,7 @@ type Totals = (f64, f64, f64, usize);
 /// `aggregate`. Returns each group's labels (those of `by` its series carry,
 /// in `by`'s order) and value, in the order of the labels; values are
 /// combined in the order they come.
-pub fn group_by<'a, T: ?Sized + 'a>(
+fn group_by<'a, T: ?Sized + 'a>(
     values: impl IntoIterator<Item = (&'a T, f64)>,
     by: &'a [String],
     aggregate: Aggregate,
@@ -218,7 +247,7 @@ mod tests {
             (k == "cluster" && !s.0.is_empty()).then_some(s.0)
         }
         let values = series.iter().map(|s| (s, s.1));
-        let avg: Vec<_> = group_by(values, &by, Aggregate::Avg, label).collect();
+        let avg: Vec<_> = group_by(values.clone(), &by, Aggregate::Avg, label).collect();
         assert_eq!(
             avg,
             vec![
@@ -227,5 +256,11 @@ mod tests {
                 (vec![("cluster", "b")], 3.0)
             ]
         );
+        // Without `by`, each series as it came; with it, the groups.
+        let each = each_or_grouped(values.clone(), None, Aggregate::Sum, label);
+        assert_eq!(each[1], (Of::Series(&series[1]), 2.0));
+        assert_eq!(each.len(), 4);
+        let grouped = each_or_grouped(values, Some(&by), Aggregate::Max, label);
+        assert_eq!(grouped[2], (Of::Group(vec![("cluster", "b")]), 5.0));
     }
 }

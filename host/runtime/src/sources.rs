@@ -32,17 +32,10 @@ impl DataSource for Sources {
         now_ms: TimestampMs,
         budget: &mut Budget,
     ) -> Result<Vec<Series>, String> {
-        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
-        match self
+        let read = self
             .series
-            .query_bounded(selector, window_ms, now_ms, budget.left())
-        {
-            Ok((series, bytes)) => {
-                budget.charge(bytes);
-                Ok(series)
-            }
-            Err(needed) => Err(budget.exceeded("query-series", needed)),
-        }
+            .query_bounded(selector, ms(window), now_ms, budget.left());
+        budget.settle("query-series", read)
     }
 
     fn query_reduced(
@@ -53,17 +46,10 @@ impl DataSource for Sources {
         how: &Reduce,
         budget: &mut Budget,
     ) -> Result<Vec<Reduced>, String> {
-        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
-        match self
+        let read = self
             .series
-            .reduce_bounded(selector, window_ms, now_ms, how, budget.left())
-        {
-            Ok((values, bytes)) => {
-                budget.charge(bytes);
-                Ok(values)
-            }
-            Err(needed) => Err(budget.exceeded("query-reduced", needed)),
-        }
+            .reduce_bounded(selector, ms(window), now_ms, how, budget.left());
+        budget.settle("query-reduced", read)
     }
 
     fn list_resources(
@@ -84,4 +70,9 @@ impl DataSource for Sources {
         budget.charge(set.bytes());
         Ok(set)
     }
+}
+
+/// A window in whole milliseconds, as the store takes it.
+fn ms(window: Duration) -> u64 {
+    u64::try_from(window.as_millis()).unwrap_or(u64::MAX)
 }

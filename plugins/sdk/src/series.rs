@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::__bindings::types as wit;
 use crate::LabelPair;
 
+use warden_reduce::Of;
 pub use warden_reduce::{Aggregate, Over, quantile_of};
 pub use wit::{Reduced, Series};
 
@@ -77,20 +78,16 @@ pub fn reduce_series(series: &[Series], how: &Reduce<'_>) -> Vec<Reduced> {
         .iter()
         .filter(|s| !s.times.is_empty())
         .filter_map(|s| Some((s, s.reduce(how.over, how.quantile)?)));
-    match how.by {
-        None => values
-            .map(|(s, value)| Reduced {
-                labels: s.labels.clone(),
-                value,
-            })
-            .collect(),
-        Some(by) => warden_reduce::group_by(values, by, how.aggregate, Series::label)
-            .map(|(key, value)| Reduced {
-                labels: key.into_iter().map(|(k, v)| LabelPair::new(k, v)).collect(),
-                value,
-            })
-            .collect(),
-    }
+    warden_reduce::each_or_grouped(values, how.by, how.aggregate, Series::label)
+        .into_iter()
+        .map(|(of, value)| Reduced {
+            labels: match of {
+                Of::Series(s) => s.labels.clone(),
+                Of::Group(key) => key.into_iter().map(|(k, v)| LabelPair::new(k, v)).collect(),
+            },
+            value,
+        })
+        .collect()
 }
 
 /// Returns the samples of every series of `metric` whose labels include all of

@@ -25,12 +25,6 @@ pub struct Valued<'a> {
     pub value: f64,
 }
 
-/// Reduces a series' window to one value, if it has enough samples: the
-/// SDK's arithmetic, which is the host's `query-reduced`'s.
-pub fn reduce(over: Over, quantile: Option<f64>, s: &Series) -> Option<f64> {
-    s.reduce(over, quantile)
-}
-
 /// What a rule asks of one metric's window: the reduction per series and the
 /// grouping, in the SDK's terms.
 pub(crate) fn how<'a>(

@@ -47,7 +47,7 @@ use warden_sdk::alert::{Alert, AlertRule};
 use warden_sdk::config::HumanDuration;
 use warden_sdk::series::{Reduce, Reduced, Series};
 
-pub use expr::{Valued, reduce};
+pub use expr::Valued;
 pub use rule::{Aggregate, Config, Denominator, Level, Op, Over, Rule};
 pub use warden_sdk::series::quantile_of;
 
@@ -348,7 +348,7 @@ impl Threshold {
 
 /// Returns the alert a per-series `rule` raises over one series, if any.
 fn check_one(rule: &Rule, s: &Series) -> Option<Alert> {
-    let value = reduce(rule.over, rule.quantile, s)?;
+    let value = s.reduce(rule.over, rule.quantile)?;
     expr::alert(
         rule,
         &Valued {

@@ -226,11 +226,11 @@ fn rate_and_increase_count_through_a_counter_reset() {
             (60_000, 20.0),
         ],
     );
-    assert_eq!(reduce(Over::Increase, None, &s), Some(50.0));
-    let rate = reduce(Over::Rate, None, &s).unwrap();
+    assert_eq!(s.reduce(Over::Increase, None), Some(50.0));
+    let rate = s.reduce(Over::Rate, None).unwrap();
     assert!((rate - 50.0 / 60.0).abs() < 1e-12, "{rate}");
     assert_eq!(
-        reduce(Over::Rate, None, &timed("c", &[], &[(0, 1.0)])),
+        timed("c", &[], &[(0, 1.0)]).reduce(Over::Rate, None),
         None,
         "one sample has no rate"
     );
