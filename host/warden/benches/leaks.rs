@@ -25,7 +25,11 @@
 //! recall ≥ 95%, false positives ≤ 5%, mean time to detect ≤ 10 minutes.
 //!
 //! Run: `cargo bench -p warden --bench leaks`. Knobs: `WARDEN_BENCH_SEED`
-//! (default 1), `WARDEN_BENCH_ROUNDS` (default 2), `WARDEN_BENCH_SPEEDUP`.
+//! (default 1), `WARDEN_BENCH_ROUNDS` (default 2), `WARDEN_BENCH_SPEEDUP`,
+//! `WARDEN_BENCH_CONFIG` (settings added to the detector's `config:`, as
+//! YAML: `min_rise: 9m`), `WARDEN_BENCH_SAMPLES` (a folder: each round's samples are kept there,
+//! and replayed from there by later runs, to try settings on the same
+//! samples).
 //! Under `cargo test` it runs one small round as a smoke test, checks that
 //! every evaluation ran, and prints figures without judging them.
 
@@ -502,16 +506,24 @@ fn replay_findings(dir: &Path, file: &Path, steps: usize) -> (Raises, u64) {
         series: store,
         ..Default::default()
     });
-    // The shipped defaults: only the schedule and bounds are set.
-    let policy = "policies:
+    // The shipped defaults: only the schedule and bounds are set, unless
+    // `WARDEN_BENCH_CONFIG` adds settings (`min_rise: 9m`), to see what one
+    // trades.
+    let extra = std::env::var("WARDEN_BENCH_CONFIG")
+        .map(|c| format!(", {c}"))
+        .unwrap_or_default();
+    let policy = format!(
+        "policies:
   - name: leaks
     kind: detector
     plugin: leaks
-    trigger: {interval: 1m}
+    trigger: {{interval: 1m}}
     timeout: 30s
     max_findings: 100000
-    config: {registered: false}
-";
+    config: {{registered: false{extra}}}
+"
+    );
+    let policy = policy.as_str();
     let mut r = Replay::new(
         Path::new("bench.yaml"),
         policy,
@@ -576,9 +588,25 @@ fn main() {
     let mut cross = 0;
     for round in 0..rounds {
         let list = scenarios(seed + round, steps, !benchmarking);
-        let file = dir.path().join(format!("round{round}.jsonl"));
+        // `WARDEN_BENCH_SAMPLES=DIR` keeps each round's samples there and
+        // replays them instead of running the processes again when they are
+        // there already: for trying the detector's settings on the same
+        // samples. Without it every run records afresh.
+        let kept = std::env::var_os("WARDEN_BENCH_SAMPLES")
+            .map(|d| Path::new(&d).join(format!("seed{}-{minutes}m.jsonl", seed + round)));
+        let file = kept
+            .clone()
+            .unwrap_or_else(|| dir.path().join(format!("round{round}.jsonl")));
         let t = Instant::now();
-        let late = run_processes(&list, steps, speedup, &file);
+        let late = if kept.as_ref().is_some_and(|f| f.exists()) {
+            println!(
+                "round {round}: replaying the samples kept in {}",
+                file.display()
+            );
+            Duration::ZERO
+        } else {
+            run_processes(&list, steps, speedup, &file)
+        };
         let ran = t.elapsed();
         let t = Instant::now();
         let (raises, evaluations) = replay_findings(dir.path(), &file, steps);
@@ -610,6 +638,16 @@ fn main() {
                         detected += 1;
                         tally.hit += 1;
                         delays_min.push((k - onset) as f64 / STEPS_PER_MIN as f64);
+                        if std::env::var_os("WARDEN_BENCH_DELAYS").is_some() {
+                            println!(
+                                "  {} ({} {}): leak from minute {:.1}, found after {:.1}",
+                                s.name,
+                                s.shape,
+                                s.res.name(),
+                                onset as f64 / STEPS_PER_MIN as f64,
+                                (k - onset) as f64 / STEPS_PER_MIN as f64
+                            );
+                        }
                     }
                     // Findings of another kind, or before the leak began.
                     cross += mine
