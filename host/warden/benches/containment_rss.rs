@@ -27,6 +27,8 @@ struct Daemon {
     child: Child,
     addr: String,
     dir: tempfile::TempDir,
+    /// `Bearer …`, from the token the daemon made in its data directory.
+    bearer: String,
 }
 
 impl Drop for Daemon {
@@ -68,9 +70,15 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .expect("cannot start warden");
-        let mut d = Daemon { child, addr, dir };
+        let mut d = Daemon {
+            child,
+            addr,
+            dir,
+            bearer: String::new(),
+        };
         let t = Instant::now();
-        while d.health().is_none() {
+        let token = d.dir.path().join("warden-data/api-token");
+        while d.health().is_none() || !token.exists() {
             d.assert_alive("starting");
             assert!(
                 t.elapsed() < Duration::from_secs(60),
@@ -78,6 +86,7 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        d.bearer = format!("Bearer {}", std::fs::read_to_string(&token).unwrap().trim());
         d
     }
 
@@ -105,6 +114,7 @@ impl Daemon {
     fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let mut r = agent()
             .post(&format!("http://{}{path}", self.addr))
+            .header("authorization", &self.bearer)
             .header("content-type", "application/json")
             .send(body.to_string())
             .unwrap_or_else(|e| panic!("POST {path}: {e}; the log:\n{}", self.log()));

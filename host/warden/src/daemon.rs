@@ -788,7 +788,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     }
 
     let kept = Arc::clone(&state);
-    let app = router(AppState {
+    let app = router(AppState::new(warden_api::Shared {
         policies: dir,
         state,
         scheduler,
@@ -807,7 +807,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         body_timeout: limits.body_timeout,
         heavy: warden_api::heavy::bound(),
         recovery: Arc::clone(&recovery),
-    });
+    }));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| {
