@@ -24,7 +24,9 @@
 //! Run: `cargo bench -p warden --bench detectors`. Knobs:
 //! `WARDEN_BENCH_SEED` (default 1), `WARDEN_BENCH_SERIES` (anomaly series,
 //! default 60), `WARDEN_BENCH_DAYS` (default 4), `WARDEN_BENCH_ONLY`
-//! (`anomaly` or `linear-trend`: one detector), `WARDEN_BENCH_SENSITIVITY`
+//! (`anomaly` or `linear-trend`: one detector), `WARDEN_BENCH_DELAYS` (list
+//! each anomaly window with its delay, and each false alarm, with what the
+//! finding said it saw), `WARDEN_BENCH_SENSITIVITY`
 //! (the anomaly detector's `sensitivity:` settings instead of its
 //! defaults, as YAML: `shift_threshold: 6, variance: 3.5`). Under `cargo test` it runs
 //! a few series over two days as a smoke test, and prints its figures
@@ -70,8 +72,9 @@ fn write_jsonl(path: &Path, series: &[(&str, usize, &[f64])]) {
     }
 }
 
-/// Per `series` label, the findings raised and resolved: (sample index, raised?).
-type Changes = BTreeMap<usize, Vec<(usize, bool)>>;
+/// Per `series` label, the findings raised and resolved: (sample index,
+/// raised?, what the finding says it saw: the recommendation's first words).
+type Changes = BTreeMap<usize, Vec<(usize, bool, String)>>;
 
 /// Replays `policy` over `file` and returns, per `series` label, the
 /// findings raised and resolved: (sample index, raised?).
@@ -99,12 +102,18 @@ fn replay_findings(dir: &Path, policy: &str, file: &Path, len: usize) -> (Change
         START_MS,
         START_MS + (len as i64 - 1) * STEP_MS,
         |d| match &d.what {
-            What::Finding { event, labels, .. } => {
+            What::Finding {
+                event,
+                labels,
+                recommendation,
+                ..
+            } => {
                 let i: usize = labels["series"].parse().unwrap();
                 let at = ((d.at_ms - START_MS) / STEP_MS) as usize;
+                let what = recommendation.split(':').next().unwrap_or_default();
                 out.entry(i)
                     .or_default()
-                    .push((at, *event == Happened::Raised));
+                    .push((at, *event == Happened::Raised, what.to_owned()));
             }
             What::Error { error } => errors.push(error.clone()),
             _ => {}
@@ -188,31 +197,70 @@ fn anomaly(dir: &Path, seed: u64, n: usize, days: usize, judge: bool) {
     let mut by_kind: BTreeMap<Kind, Tally> = BTreeMap::new();
     let mut false_alarms = 0;
     let mut false_days = std::collections::BTreeSet::new();
+    // `WARDEN_BENCH_DELAYS`: each window and each false alarm, with the
+    // series' noise and what the finding said it saw, to see where a delay
+    // or a false alarm comes from.
+    let verbose = std::env::var_os("WARDEN_BENCH_DELAYS").is_some();
+    let describe = |s: &scenarios::Labeled| {
+        format!(
+            "{:?} noise{}{}",
+            s.noise,
+            if s.seasonal { ", daily cycle" } else { "" },
+            if s.counter { ", a counter" } else { "" }
+        )
+    };
     for (i, s) in generated.iter().enumerate() {
-        let raises: Vec<usize> = found
+        let raises: Vec<(usize, &str)> = found
             .get(&i)
             .into_iter()
             .flatten()
-            .filter(|(_, raised)| *raised)
-            .map(|(at, _)| *at)
+            .filter(|(_, raised, _)| *raised)
+            .map(|(at, _, what)| (*at, what.as_str()))
             .collect();
         let mut first: Vec<Option<usize>> = vec![None; s.windows.len()];
-        for r in raises {
+        for (r, what) in raises {
             match s
                 .windows
                 .iter()
                 .position(|w| r >= w.start && r < w.end + GRACE)
             {
                 Some(w) => {
+                    if first[w].is_none() && verbose {
+                        let win = &s.windows[w];
+                        println!(
+                            "  series {i}: {} at hour {:.1} ({} samples) found after {} samples, as {what}; {}",
+                            win.kind.name(),
+                            win.start as f64 / 60.0,
+                            win.end - win.start,
+                            r - win.start,
+                            describe(s)
+                        );
+                    }
                     first[w].get_or_insert(r - s.windows[w].start);
                 }
                 None => {
+                    if verbose {
+                        println!(
+                            "  series {i}: false alarm at hour {:.1}, as {what}; {}",
+                            r as f64 / 60.0,
+                            describe(s)
+                        );
+                    }
                     false_alarms += 1;
                     false_days.insert((i, r / DAY));
                 }
             }
         }
         for (w, delay) in s.windows.iter().zip(first) {
+            if delay.is_none() && verbose {
+                println!(
+                    "  series {i}: {} at hour {:.1} ({} samples) missed; {}",
+                    w.kind.name(),
+                    w.start as f64 / 60.0,
+                    w.end - w.start,
+                    describe(s)
+                );
+            }
             let t = by_kind.entry(w.kind).or_insert(Tally {
                 windows: 0,
                 detected: 0,
@@ -304,7 +352,7 @@ fn linear_trend(dir: &Path, seed: u64, n: usize, days: usize, judge: bool) {
         // When a finding is active: from each raise to the resolve after it.
         let mut active = vec![false; len];
         let mut since = None;
-        for (at, raised) in &events {
+        for (at, raised, _) in &events {
             if *raised {
                 raises += 1;
                 if r.eta_minutes[*at] <= 1.2 * HORIZON_MIN {
