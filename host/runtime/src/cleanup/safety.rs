@@ -222,16 +222,22 @@ pub(super) fn unlink_in(
         }
         Err(e) => return Err(io("locking the file", e)),
     }
+    // A file with other hard links keeps its blocks when this name goes:
+    // deleting it frees nothing, and a quota's cleanup that counted its
+    // size would stop before it had reclaimed what it must.
     if dry_run {
-        return Ok(node.allocated);
+        return Ok(if node.links > 1 { 0 } else { node.allocated });
     }
     match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
         Ok(()) => {}
         Err(Errno::NOENT) => return Err(Stop::Skip("already gone".into())),
         Err(e) => return Err(io("deleting", e)),
     }
+    // Links counted after the unlink, on the file still open: one made
+    // since the check keeps the blocks too.
+    let left = Node::of(&file).map_or(node.links.saturating_sub(1), |n| n.links);
     drop(file);
-    Ok(node.allocated)
+    Ok(if left > 0 { 0 } else { node.allocated })
 }
 
 /// Removes the directory `name` in `dir` if it is empty, on the root's mount,

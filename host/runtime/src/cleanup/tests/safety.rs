@@ -251,3 +251,39 @@ fn a_file_replaced_since_the_plan_is_left_alone() {
     );
     assert!(f.exists());
 }
+
+#[test]
+fn a_name_whose_file_has_other_links_frees_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scope = tmp.path().join("scope");
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&scope).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let data = vec![7u8; 64 << 10];
+    std::fs::write(scope.join("linked"), &data).unwrap();
+    std::fs::hard_link(scope.join("linked"), elsewhere.join("kept")).unwrap();
+    std::fs::write(scope.join("alone"), &data).unwrap();
+    let alone = allocated(&scope.join("alone"));
+    assert!(alone > 0);
+    let targets = [scope.join("linked"), scope.join("alone")];
+    let s = open(&[&scope]);
+    let set = set_of(&s, &targets);
+    // A dry run says the same as the run that follows.
+    for dry_run in [true, false] {
+        let rules = Rules::new(&[], None, dry_run).unwrap();
+        let run = execute("links", &rules, &s, &set, &plan_all(targets.len()));
+        let bytes: Vec<u64> = run
+            .items
+            .iter()
+            .map(|i| match i.outcome {
+                Outcome::Deleted { bytes } | Outcome::WouldDelete { bytes } => bytes,
+                ref other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(bytes, [0, alone], "dry run: {dry_run}");
+        assert_eq!(run.bytes_freed, alone, "dry run: {dry_run}");
+    }
+    // The blocks are still held, by the other name.
+    assert_eq!(std::fs::read(elsewhere.join("kept")).unwrap(), data);
+    assert!(!scope.join("linked").exists());
+}
