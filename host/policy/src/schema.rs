@@ -593,7 +593,8 @@ pub struct QuotaSeries {
 #[serde(deny_unknown_fields)]
 pub struct QuotaDisk {
     /// Absolute paths, or under `${data_dir}`; with `scope.per_owner: true`
-    /// each path is an owner, named as written.
+    /// each path is an owner, named as written. Summed (without it), none
+    /// may lie inside another: its files would count twice.
     pub paths: Vec<String>,
     /// Entries looked at per evaluation (default 100,000). A larger tree is
     /// measured over several evaluations; usage is the last finished walk.

@@ -434,16 +434,18 @@ fn usage_source(
         );
     }
     if disk {
-        disk_source(q, cx, fail).map(QuotaSource::Disk)
+        disk_source(q, scope.per_owner, cx, fail).map(QuotaSource::Disk)
     } else {
         series_source(q, &scope, fail).map(QuotaSource::Series)
     }
 }
 
 /// Checks `quota.disk`: absolute paths (or under `${data_dir}`) without
-/// `..`, and a budget within bounds.
+/// `..`, none inside another unless each is its own owner, and a budget
+/// within bounds.
 fn disk_source(
     q: &QuotaSpec,
+    per_owner: bool,
     cx: &ParseContext,
     fail: &mut impl FnMut(&str, String),
 ) -> Option<DiskSource> {
@@ -464,6 +466,8 @@ fn disk_source(
         );
     }
     let mut paths = Vec::new();
+    // The index in `quota.disk.paths` of each path kept.
+    let mut given_at = Vec::new();
     for (i, p) in d.paths.iter().enumerate().take(MAX_DISK_PATHS) {
         let at = format!("quota.disk.paths[{i}]");
         let expanded = match p.strip_prefix("${data_dir}") {
@@ -482,7 +486,25 @@ fn disk_source(
             fail(&at, format!("`{at}`: `{p}` must not contain `..`"));
         } else if paths.contains(&expanded) {
             fail(&at, format!("`{at}`: `{p}` is given twice"));
+        } else if let Some(j) = (!per_owner)
+            .then(|| {
+                paths
+                    .iter()
+                    .position(|o: &PathBuf| expanded.starts_with(o) || o.starts_with(&expanded))
+            })
+            .flatten()
+        {
+            // Summed, the files under both would count twice. (Per owner,
+            // each path is its own owner and counts what is under it.)
+            fail(
+                &at,
+                format!(
+                    "`{at}`: `{p}` and `{}` (paths[{}]) lie one inside the other, so the sum would count the files under the inner one twice; list only the outer one, or set `scope.per_owner: true` to limit each path on its own",
+                    d.paths[given_at[j]], given_at[j]
+                ),
+            );
         } else {
+            given_at.push(i);
             paths.push(expanded);
         }
     }

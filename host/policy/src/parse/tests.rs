@@ -342,6 +342,17 @@ fn disk_quotas_say_what_paths_they_walk_and_refuse_what_cannot_apply() {
         ok[0].quota.as_ref().unwrap().measure,
         warden_quotas::Measure::Observed(warden_quotas::Unit::Bytes)
     ));
+    // Paths one inside the other are each their own owner; a sibling whose
+    // name only starts alike is not inside.
+    for quota in [
+        "resource: disk-bytes, disk: {paths: [/srv, /srv/cache]}, scope: {per_owner: true}, hard: 1GiB, action: warn",
+        "resource: disk-bytes, disk: {paths: [/srv, /srvx]}, hard: 1GiB, action: warn",
+    ] {
+        assert!(
+            parse(Path::new("p.yaml"), &policy(quota), &cx()).is_ok(),
+            "{quota}"
+        );
+    }
     let default = parse(
         Path::new("p.yaml"),
         &policy("resource: disk-bytes, disk: {paths: [/srv]}, hard: 1GiB, action: warn"),
@@ -371,6 +382,14 @@ fn disk_quotas_say_what_paths_they_walk_and_refuse_what_cannot_apply() {
         (
             "resource: disk-bytes, disk: {paths: [/a, /a]}, hard: 5GiB, action: warn",
             "`quota.disk.paths[1]`: `/a` is given twice",
+        ),
+        (
+            "resource: disk-bytes, disk: {paths: [/srv, /srv/cache]}, hard: 5GiB, action: warn",
+            "`quota.disk.paths[1]`: `/srv/cache` and `/srv` (paths[0]) lie one inside the other",
+        ),
+        (
+            "resource: disk-bytes, disk: {paths: [tmp, /srv/cache, /srv]}, hard: 5GiB, action: warn",
+            "`quota.disk.paths[2]`: `/srv` and `/srv/cache` (paths[1]) lie one inside the other",
         ),
         (
             "resource: disk-bytes, disk: {paths: [/a], budget: 10}, hard: 5GiB, action: warn",
