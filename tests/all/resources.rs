@@ -719,3 +719,20 @@ fn a_batch_registers_each_item_or_names_the_bad_items_field_and_the_summary_coun
     let (status, v) = call("GET", &d.addr, "/api/v1/resources/summary?top=5000", None);
     assert_eq!(status, 400, "{v}");
 }
+
+#[test]
+fn an_owner_listening_does_not_hold_the_daemon_at_shutdown() {
+    let d = daemon(&[], QUIET);
+    let events = listen(&d.addr, "svc");
+    let dir = d.stop();
+    // The stream ended with the daemon: the listener saw its end and
+    // closed its side.
+    assert!(matches!(
+        events.recv_timeout(std::time::Duration::from_secs(5)),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+    ));
+    // It ended when the daemon began to stop, not when the shutdown's grace
+    // ran out and the connection was cut.
+    let log = std::fs::read_to_string(dir.path().join("warden.log")).unwrap();
+    assert!(!log.contains("shutdown grace"), "{log}");
+}

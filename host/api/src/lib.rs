@@ -93,6 +93,10 @@ pub struct Shared {
     pub heavy: Arc<tokio::sync::Semaphore>,
     /// Recovery: circuits, decisions, reports.
     pub recovery: Arc<warden_runtime::recovery::Recovery>,
+    /// True once the daemon is stopping: streams that would never end on
+    /// their own (server-sent events) end then, so that they do not hold
+    /// the shutdown for its whole grace.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// An error as the API returns it.

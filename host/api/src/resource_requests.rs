@@ -73,9 +73,11 @@ fn owner(q: OwnerQuery) -> Result<String, ApiError> {
     }
 }
 
-/// A stream of requests; unsubscribes when the client goes.
+/// A stream of requests; unsubscribes when the client goes, and ends when
+/// the daemon stops (the owner reconnects to the next one).
 struct Requests {
     rx: tokio::sync::mpsc::Receiver<OwnerRequest>,
+    stopping: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     _subscription: Subscription,
 }
 
@@ -83,6 +85,9 @@ impl futures_core::Stream for Requests {
     type Item = Result<Event, Infallible>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.stopping.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
         self.rx.poll_recv(cx).map(|r| {
             r.map(|r| {
                 Ok(Event::default()
@@ -108,8 +113,13 @@ async fn events(
             SubscribeError::NoOwner => ApiError::bad_request(format!("owner: {e}")),
             other => ApiError(StatusCode::TOO_MANY_REQUESTS, other.to_string()),
         })?;
+    let mut stopping = s.stopping.clone();
     Ok(Sse::new(Requests {
         rx,
+        // Ends too if the daemon's side of the signal is gone.
+        stopping: Box::pin(async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        }),
         _subscription: subscription,
     })
     .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15))))

@@ -788,6 +788,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     }
 
     let kept = Arc::clone(&state);
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let app = router(AppState::new(warden_api::Shared {
         policies: dir,
         state,
@@ -807,6 +808,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         body_timeout: limits.body_timeout,
         heavy: warden_api::heavy::bound(),
         recovery: Arc::clone(&recovery),
+        stopping,
     }));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -817,7 +819,11 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
             )
         })?;
     tracing::info!(addr = %listener.local_addr()?, "serving the API");
-    warden_api::serve::serve(listener, app, limits, Arc::default(), shutdown()).await;
+    let signalled = async move {
+        shutdown().await;
+        let _ = stop.send(true);
+    };
+    warden_api::serve::serve(listener, app, limits, Arc::default(), signalled).await;
     // Everything accepted before the signal is written before exit, and
     // findings refreshed since their last save are saved.
     let resources = Arc::clone(&registry);
