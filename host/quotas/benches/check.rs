@@ -198,12 +198,13 @@ fn main() {
         let (p50, p99) = time(set, calls, |o| {
             q.check_quota(files, o, amount, NOW).is_allow()
         });
-        rows.push((format!("check_quota, {name}"), p50, p99));
+        rows.push((format!("check_quota, {name}"), p50, p99, true));
         let (p50, p99) = time(set, calls, |o| {
             let s = Subject::new(o, "temp-file").with_labels(&labels);
             q.check(&s, amount, NOW).is_allow()
         });
-        rows.push((format!("check (4 quotas), {name}"), p50, p99));
+        // Shown for the registration path; the goal is for one check.
+        rows.push((format!("check (4 quotas), {name}"), p50, p99, false));
     }
 
     let (floor50, floor99) = floor(n, calls);
@@ -211,14 +212,14 @@ fn main() {
         "quota check, {n} owners holding usage, {calls} calls each (timer itself: {} ns)",
         timer.as_nanos()
     );
-    for (what, p50, p99) in rows {
-        let verdict = if p50.as_nanos() <= GOAL_NS {
-            "meets"
-        } else {
-            "MISSES"
+    for (what, p50, p99, judged) in rows {
+        let verdict = match (judged, p50.as_nanos() <= GOAL_NS) {
+            (false, _) => "a registration's four checks; the goal is for one".to_owned(),
+            (true, true) => format!("goal p50 ≤ {GOAL_NS} ns: meets"),
+            (true, false) => format!("goal p50 ≤ {GOAL_NS} ns: MISSES"),
         };
         println!(
-            "  {what:<34} p50 {:>5} ns   p99 {:>5} ns   goal p50 ≤ {GOAL_NS} ns: {verdict}",
+            "  {what:<34} p50 {:>5} ns   p99 {:>5} ns   {verdict}",
             p50.as_nanos(),
             p99.as_nanos()
         );
