@@ -217,8 +217,9 @@ fn a_busy_file_is_retried_with_backoff_until_it_can_go() {
     let run = execute("busy", &rules(retries(2, 40, 0.0)), &s, &set, &plan_all(1));
     assert!(
         t.elapsed() >= Duration::from_millis(120),
-        "{:?}",
-        t.elapsed()
+        "{:?}: {:?}",
+        t.elapsed(),
+        run.items
     );
     assert_eq!(run.items[0].attempts, 3);
     assert!(
