@@ -44,6 +44,33 @@ impl Drop for Busy {
     }
 }
 
+/// Waits until nobody holds an `flock` on `path`, as `/proc/locks` says
+/// (opening the file to try would make a descriptor of our own). A run
+/// takes one on the file it deletes and drops it on failure, but a child
+/// another test spawns at that moment holds a copy of the descriptor until
+/// it execs (`O_CLOEXEC` closes it only then), and the lock with it; the
+/// next run would then skip the file as locked by another process, without
+/// retrying.
+fn wait_unlocked(path: &Path) {
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap());
+    let locked = || {
+        std::fs::read_to_string("/proc/locks")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(5))
+            .any(|id| id.rsplit(':').next() == Some(ino.to_string().as_str()))
+    };
+    let t = Instant::now();
+    while locked() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "`{}` stays locked",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn retries(max: u32, backoff_ms: u64, jitter: f64) -> Option<Retries> {
     Some(Retries {
         max,
@@ -213,6 +240,7 @@ fn a_busy_file_is_retried_with_backoff_until_it_can_go() {
     );
 
     // Two retries, 40 ms then 80 ms apart, and it still fails.
+    wait_unlocked(&f);
     let t = Instant::now();
     let run = execute("busy", &rules(retries(2, 40, 0.0)), &s, &set, &plan_all(1));
     assert!(
@@ -231,6 +259,7 @@ fn a_busy_file_is_retried_with_backoff_until_it_can_go() {
     // A wait that would end past the run's timeout is not waited.
     // A waited backoff would take 10 s; not waiting takes milliseconds, so
     // 5 s tells the two apart even on a loaded machine.
+    wait_unlocked(&f);
     let t = Instant::now();
     let short = rules(retries(3, 10_000, 0.0)).with_run_timeout(Duration::from_millis(200));
     let run = execute("busy", &short, &s, &set, &plan_all(1));
@@ -243,6 +272,7 @@ fn a_busy_file_is_retried_with_backoff_until_it_can_go() {
     );
 
     // Unmounted while it waits: a later attempt deletes it.
+    wait_unlocked(&f);
     let unmount = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(60));
         drop(busy);
