@@ -10,7 +10,8 @@
 //! - [`rows`]: inventories as resource rows (kind, name, owner, labels).
 //!
 //! Cost: a cycle reads each watched process's `/proc/PID/fd` (one
-//! `readlinkat` per descriptor, against the directory already open), its
+//! `readlinkat` per descriptor, through a handle kept on its entry since
+//! the last cycle: `proc::Pins`), its
 //! tasks' `stat` and `children`, and dumps TCP and UDP sockets once through
 //! netlink and unix sockets once from `/proc/net/unix`, whatever the number
 //! of processes. [`Limits`] caps what one process may contribute and how
@@ -21,6 +22,7 @@ pub mod proc;
 pub mod rows;
 pub mod sockets;
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -148,22 +150,65 @@ pub struct Snapshot {
     pub skipped: Vec<String>,
 }
 
-/// Reads inventories, keeping its netlink socket between cycles.
+/// Reads inventories, keeping between cycles its netlink socket and, per
+/// process read, handles on its descriptor entries (`proc::Pins`: a
+/// cycle then reads each link without walking to it, on several threads
+/// for a process with thousands).
 #[derive(Debug)]
 pub struct Discoverer {
     limits: Limits,
     diag: Option<SockDiag>,
     clock: proc::Clock,
+    pins: HashMap<u32, Option<proc::Pins>>,
+    /// Handles it may still open: each is a descriptor of Warden's own.
+    budget: usize,
 }
 
+/// Descriptors kept free of handles whatever the limit: the API's
+/// connections, plugins, the files cleanups open.
+const RESERVED_FDS: u64 = 4_096;
+/// Handles held at most, whatever the limit. Each holds about 1.1 KB of
+/// kernel memory (its open file, 220 B, and the entry's dentry and inode,
+/// which without it the kernel could reclaim): 70 MB at most.
+const MAX_HANDLES: u64 = 65_536;
+
 impl Discoverer {
-    /// A discoverer within `limits`.
+    /// A discoverer within `limits`. It may hold handles up to three
+    /// quarters of the open-file limit it starts under, less
+    /// `RESERVED_FDS` (none under the usual 1,024; the daemon raises its
+    /// limit to the hard one first), and `MAX_HANDLES` at most; past
+    /// that, links are read by name, as before handles.
     pub fn new(limits: Limits) -> Self {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `lim` is a valid, writable rlimit for the call.
+        let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+            lim.rlim_cur
+        } else {
+            0
+        };
+        let budget = (soft - soft / 4)
+            .saturating_sub(RESERVED_FDS)
+            .min(MAX_HANDLES);
+        Discoverer::with_handle_budget(limits, usize::try_from(budget).unwrap_or(usize::MAX))
+    }
+
+    /// A discoverer that holds at most `budget` handles.
+    pub fn with_handle_budget(limits: Limits, budget: usize) -> Self {
         Discoverer {
             limits,
             diag: None,
             clock: proc::Clock::read(),
+            pins: HashMap::new(),
+            budget,
         }
+    }
+
+    /// Handles held on descriptor entries, over every process.
+    pub fn handles(&self) -> usize {
+        self.pins.values().flatten().map(proc::Pins::len).sum()
     }
 
     /// Reads what each of `targets` (selector name, pids) holds.
@@ -182,12 +227,24 @@ impl Discoverer {
                     ));
                     continue;
                 }
-                match proc::read(pid, name, &self.limits, &self.clock) {
+                // Warden itself is never pinned: each handle would be one
+                // more descriptor of the process read.
+                let pins = (pid != std::process::id()).then(|| self.pins.entry(pid).or_default());
+                match proc::read(pid, name, &self.limits, &self.clock, pins, &mut self.budget) {
                     Ok(inv) => snap.processes.push(inv),
                     Err(e) => snap.skipped.push(format!("{name} pid {pid}: {e}")),
                 }
             }
         }
+        // Handles of processes gone or no longer watched go.
+        let budget = &mut self.budget;
+        self.pins.retain(|pid, held| {
+            let keep = snap.processes.iter().any(|p| p.pid == *pid) && held.is_some();
+            if !keep {
+                *budget += held.as_ref().map_or(0, proc::Pins::len);
+            }
+            keep
+        });
         let mut wanted: Vec<u64> = snap
             .processes
             .iter()

@@ -293,3 +293,183 @@ fn limits_cut_what_one_process_contributes_and_say_so_and_a_gone_pid_is_skipped(
         snap.skipped
     );
 }
+
+/// A shell that holds what `steps` (one script each) open, running the next
+/// step each time [`Shell::next`] is called.
+struct Shell {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Shell {
+    fn start(steps: &[&str]) -> Shell {
+        let script: String = steps
+            .iter()
+            .map(|s| format!("{s}\necho ready\nread _\n"))
+            .collect();
+        let mut child = Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut s = Shell { child, out };
+        s.wait_ready();
+        s
+    }
+
+    fn wait_ready(&mut self) {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut self.out, &mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "the shell's step failed");
+    }
+
+    fn next(&mut self) {
+        writeln!(self.child.stdin.as_mut().unwrap()).unwrap();
+        self.wait_ready();
+    }
+
+    fn target(&self) -> Vec<(String, Vec<u32>)> {
+        vec![("shell".to_owned(), vec![self.child.id()])]
+    }
+}
+
+impl Drop for Shell {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn target_of(snap: &Snapshot, fd: i32) -> Option<String> {
+    snap.processes[0]
+        .fds
+        .iter()
+        .find(|d| d.fd == fd)
+        .map(|d| d.target.clone())
+}
+
+#[test]
+fn another_process_is_read_through_handles_that_follow_what_it_closes_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::write(&a, "a").unwrap();
+    std::fs::write(&b, "b").unwrap();
+    let (a, b) = (a.display().to_string(), b.display().to_string());
+    let mut sh = Shell::start(&[
+        &format!("exec 7<{a}"),
+        // The same number, another file; and one more descriptor.
+        &format!("exec 7<{b} 8<{a}"),
+        // As many open as before, but 8 is closed and 9 new: the count
+        // alone cannot tell.
+        &format!("exec 8<&- 9<{b}"),
+    ]);
+    let mut d = Discoverer::new(Limits::default());
+    let snap = d.discover(&sh.target(), 1_000);
+    assert!(
+        snap.processes[0].truncated.is_empty(),
+        "{:?}",
+        snap.processes[0].truncated
+    );
+    assert_eq!(target_of(&snap, 7).as_deref(), Some(a.as_str()));
+    let held = snap.processes[0].fds.len();
+    assert_eq!(d.handles(), held, "a handle on each descriptor");
+
+    sh.next();
+    let snap = d.discover(&sh.target(), 2_000);
+    assert_eq!(
+        target_of(&snap, 7).as_deref(),
+        Some(b.as_str()),
+        "read afresh"
+    );
+    assert_eq!(
+        target_of(&snap, 8).as_deref(),
+        Some(a.as_str()),
+        "a new one found"
+    );
+    assert_eq!(d.handles(), held + 1);
+
+    sh.next();
+    let snap = d.discover(&sh.target(), 3_000);
+    assert_eq!(
+        target_of(&snap, 8),
+        None,
+        "closed: {:?}",
+        snap.processes[0].fds
+    );
+    assert_eq!(target_of(&snap, 9).as_deref(), Some(b.as_str()));
+    assert_eq!(d.handles(), held + 1);
+
+    // Gone: its handles go with it.
+    drop(sh);
+    let snap = d.discover(
+        &[("shell".to_owned(), vec![std::process::id() + 1_000_000])],
+        4_000,
+    );
+    assert!(snap.processes.is_empty());
+    assert_eq!(d.handles(), 0);
+}
+
+#[test]
+fn past_its_budget_of_handles_a_discoverer_reads_the_rest_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    std::fs::write(&a, "a").unwrap();
+    let a = a.display().to_string();
+    let sh = Shell::start(&[&format!("exec 5<{a} 6<{a} 7<{a} 8<{a}")]);
+    let mut d = Discoverer::with_handle_budget(Limits::default(), 2);
+    for at in [1_000, 2_000] {
+        let snap = d.discover(&sh.target(), at);
+        for fd in 5..=8 {
+            assert_eq!(target_of(&snap, fd).as_deref(), Some(a.as_str()), "fd {fd}");
+        }
+        assert_eq!(d.handles(), 2);
+    }
+    // Warden itself is never read through handles: each would be one more
+    // descriptor of its own.
+    let _ = d.discover(&me(), 3_000);
+    assert_eq!(d.handles(), 0, "only this process was watched");
+}
+
+#[test]
+fn thousands_of_descriptors_are_listed_and_read_on_several_threads_as_one_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    std::fs::write(&a, "a").unwrap();
+    std::fs::write(&b, "b").unwrap();
+    let (a, b) = (a.display().to_string(), b.display().to_string());
+    let n = 3_000;
+    let sh = Shell::start(&[
+        &format!(
+            "ulimit -n 4096; for i in $(seq 10 {}); do eval \"exec $i<{a}\"; done",
+            n + 9
+        ),
+        // Close one in the middle and open one past the end: the same count.
+        &format!("exec 1500<&- {}<{b}", n + 100),
+    ]);
+    let mut sh = sh;
+    let mut d = Discoverer::new(Limits::default());
+    let first = d.discover(&sh.target(), 1_000);
+    let again = d.discover(&sh.target(), 2_000);
+    assert_eq!(first.processes[0].fds, again.processes[0].fds);
+    let files = |s: &Snapshot| {
+        s.processes[0]
+            .fds
+            .iter()
+            .filter(|f| f.fd >= 10)
+            .map(|f| (f.fd, f.target.clone()))
+            .collect::<Vec<_>>()
+    };
+    let want: Vec<(i32, String)> = (10..n + 10).map(|fd| (fd, a.clone())).collect();
+    assert_eq!(files(&again), want);
+
+    sh.next();
+    let after = d.discover(&sh.target(), 3_000);
+    let mut want: Vec<(i32, String)> = want.into_iter().filter(|(fd, _)| *fd != 1500).collect();
+    want.push((n + 100, b.clone()));
+    assert_eq!(files(&after), want);
+    assert_eq!(d.handles(), after.processes[0].fds.len());
+}
