@@ -110,6 +110,17 @@ fn the_daemon_lists_what_a_watched_process_holds() {
     let p = &summary["processes"][0];
     assert_eq!(p["pid"], me);
     assert!(p["fds"].as_u64().unwrap() >= 4, "{summary}");
+    // As root (the daemon's case) descriptors are read through the BPF
+    // iterator; otherwise the answer says why not.
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        assert_eq!(summary["method"], "bpf", "{summary}");
+    } else {
+        assert!(
+            summary["method"].as_str().unwrap().starts_with("proc ("),
+            "{summary}"
+        );
+    }
     assert!(p["threads"].as_u64().unwrap() >= 1, "{summary}");
 
     // Sockets of the process, by its selector's name.

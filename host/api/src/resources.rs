@@ -736,6 +736,7 @@ async fn discovery(State(s): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({
         "at_ms": snap.at_ms,
         "took_us": snap.took_us,
+        "method": snap.method,
         "processes": processes,
         "skipped": snap.skipped,
     }))

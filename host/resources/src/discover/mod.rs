@@ -18,6 +18,7 @@
 //! long a cycle may take; what is left out is said ([`Inventory::truncated`],
 //! [`Snapshot::skipped`]).
 
+mod bpf;
 pub mod proc;
 pub mod rows;
 pub mod sockets;
@@ -148,6 +149,8 @@ pub struct Snapshot {
     pub processes: Vec<Inventory>,
     /// Processes not read, with why (gone, or past the cycle's budget).
     pub skipped: Vec<String>,
+    /// How descriptors were read: `bpf`, or `proc` and why not `bpf`.
+    pub method: String,
 }
 
 /// Reads inventories, keeping between cycles its netlink socket and, per
@@ -162,6 +165,9 @@ pub struct Discoverer {
     pins: HashMap<u32, Option<proc::Pins>>,
     /// Handles it may still open: each is a descriptor of Warden's own.
     budget: usize,
+    /// The BPF iterator that reads a process's descriptors in one pass,
+    /// or why there is none (this kernel or Warden's rights).
+    iter: Result<bpf::FdIter, String>,
 }
 
 /// Descriptors kept free of handles whatever the limit: the API's
@@ -192,17 +198,29 @@ impl Discoverer {
         let budget = (soft - soft / 4)
             .saturating_sub(RESERVED_FDS)
             .min(MAX_HANDLES);
-        Discoverer::with_handle_budget(limits, usize::try_from(budget).unwrap_or(usize::MAX))
+        let mut d = Discoverer::through_proc(limits, usize::try_from(budget).unwrap_or(usize::MAX));
+        d.iter = bpf::FdIter::load().map_err(|e| format!("the BPF iterator is unavailable: {e}"));
+        d
     }
 
-    /// A discoverer that holds at most `budget` handles.
-    pub fn with_handle_budget(limits: Limits, budget: usize) -> Self {
+    /// A discoverer that reads `/proc` only (never the BPF iterator),
+    /// holding at most `budget` handles.
+    pub fn through_proc(limits: Limits, budget: usize) -> Self {
         Discoverer {
             limits,
             diag: None,
             clock: proc::Clock::read(),
             pins: HashMap::new(),
             budget,
+            iter: Err("asked to read /proc".into()),
+        }
+    }
+
+    /// How it reads descriptors: `bpf` (the iterator), or `proc` and why.
+    pub fn method(&self) -> String {
+        match &self.iter {
+            Ok(_) => "bpf".into(),
+            Err(why) => format!("proc ({why})"),
         }
     }
 
@@ -230,13 +248,24 @@ impl Discoverer {
                 // Warden itself is never pinned: each handle would be one
                 // more descriptor of the process read.
                 let pins = (pid != std::process::id()).then(|| self.pins.entry(pid).or_default());
-                match proc::read(pid, name, &self.limits, &self.clock, pins, &mut self.budget) {
+                match proc::read(
+                    pid,
+                    name,
+                    &self.limits,
+                    &self.clock,
+                    pins,
+                    &mut self.budget,
+                    &mut self.iter,
+                ) {
                     Ok(inv) => snap.processes.push(inv),
                     Err(e) => snap.skipped.push(format!("{name} pid {pid}: {e}")),
                 }
             }
         }
-        // Handles of processes gone or no longer watched go.
+        // Handles and links of processes gone or no longer watched go.
+        if let Ok(iter) = &mut self.iter {
+            iter.retain(|pid| snap.processes.iter().any(|p| p.pid == pid));
+        }
         let budget = &mut self.budget;
         self.pins.retain(|pid, held| {
             let keep = snap.processes.iter().any(|p| p.pid == *pid) && held.is_some();
@@ -261,6 +290,7 @@ impl Discoverer {
                 }
             }
         }
+        snap.method = self.method();
         snap.took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         snap
     }

@@ -15,6 +15,7 @@ use procfs::process::Stat;
 use rustix::fs::{Dir, Mode, OFlags};
 use warden_core::records::TimestampMs;
 
+use super::bpf::FdIter;
 use super::{Child, Descriptor, Inventory, Limits, Socket, Thread};
 
 /// What turns kernel ticks since boot into ms since the epoch.
@@ -60,6 +61,7 @@ pub(crate) fn read(
     clock: &Clock,
     pins: Option<&mut Option<Pins>>,
     budget: &mut usize,
+    iter: &mut Result<FdIter, String>,
 ) -> io::Result<Inventory> {
     let started = std::time::Instant::now();
     let mut buf = Vec::with_capacity(4096);
@@ -84,7 +86,24 @@ pub(crate) fn read(
         truncated: Vec::new(),
         took_us: 0,
     };
-    descriptors(pid, st.starttime, limits, &mut inv, pins, budget);
+    let through_bpf = match iter.as_mut() {
+        Ok(it) => match with_iterator(pid, st.starttime, limits, &mut inv, it) {
+            Ok(()) => true,
+            // Gone meanwhile: the listing below says so its own way.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ESRCH | libc::ENOENT)) => false,
+            Err(e) => {
+                // This kernel cannot bind an iterator to a process (before
+                // 6.1), or refuses to: /proc from now on.
+                tracing::warn!(error = %e, "discovery: the BPF iterator failed; reading /proc instead");
+                *iter = Err(format!("the BPF iterator failed: {e}"));
+                false
+            }
+        },
+        Err(_) => false,
+    };
+    if !through_bpf {
+        descriptors(pid, st.starttime, limits, &mut inv, pins, budget);
+    }
     tasks(pid, limits, clock, &mut inv, &mut buf);
     inv.took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     Ok(inv)
@@ -304,6 +323,82 @@ fn read_range(pins: &Pins, lo: i32, hi: Option<i32>, cap: usize) -> Part {
     part
 }
 
+/// Reads the descriptors of `pid` through the BPF iterator. It checks
+/// first, with one `readlink`, that Warden may read this process's links
+/// at all: the iterator itself makes no ptrace access check. A path longer
+/// than the iterator keeps is read by `readlink`.
+fn with_iterator(
+    pid: u32,
+    started: u64,
+    limits: &Limits,
+    inv: &mut Inventory,
+    it: &mut FdIter,
+) -> io::Result<()> {
+    let cap = limits.max_per_kind;
+    let mut entries = it.read(pid, started, cap)?;
+    let Some(first) = entries.first() else {
+        return Ok(());
+    };
+    let dir = rustix::fs::open(
+        format!("/proc/{pid}/fd").as_str(),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut name = String::with_capacity(16);
+    let mut link = vec![0u8; 4096];
+    if let Link::Denied = read_link(&dir, first.fd, None, &mut name, &mut link) {
+        inv.truncated.push(
+            "descriptors: their targets need the rights to trace the process (another user's)"
+                .into(),
+        );
+        return Ok(());
+    }
+    if entries.len() > cap {
+        inv.truncated.push(format!(
+            "descriptors: more than {cap} (resources.discovery.max_per_kind)"
+        ));
+        entries.truncate(cap);
+    }
+    for e in entries {
+        let target = match e.target {
+            Ok(t) => t,
+            Err(_) => match read_link(&dir, e.fd, None, &mut name, &mut link) {
+                Link::Target(t) => t,
+                _ => continue,
+            },
+        };
+        push(inv, e.fd, target);
+    }
+    dedup_sockets(inv);
+    Ok(())
+}
+
+/// Adds descriptor `fd`, and the socket it is if it is one.
+fn push(inv: &mut Inventory, fd: i32, target: String) {
+    let kind = kind_of(&target);
+    if let Some(inode) = socket_inode(&target) {
+        inv.sockets.push(Socket {
+            fd,
+            protocol: "",
+            state: "",
+            local: String::new(),
+            peer: String::new(),
+            recv_queue: 0,
+            send_queue: 0,
+            inode,
+        });
+    }
+    inv.fds.push(Descriptor { fd, kind, target });
+}
+
+/// A socket held by two descriptors (dup) is one socket, listed under the
+/// first.
+fn dedup_sockets(inv: &mut Inventory) {
+    inv.sockets.sort_by_key(|s| (s.inode, s.fd));
+    inv.sockets.dedup_by_key(|s| s.inode);
+    inv.sockets.sort_unstable_by_key(|s| s.fd);
+}
+
 /// Reads the descriptors of `pid` (started at `started`, in ticks), through
 /// `pins` where it has handles, opening handles for new descriptors while
 /// `budget` (handles Warden may still open) allows. `pins` is `None` when
@@ -400,20 +495,7 @@ fn descriptors(
     for part in parts {
         listed.extend(part.listed);
         for (fd, target) in part.found {
-            let kind = kind_of(&target);
-            if let Some(inode) = socket_inode(&target) {
-                inv.sockets.push(Socket {
-                    fd,
-                    protocol: "",
-                    state: "",
-                    local: String::new(),
-                    peer: String::new(),
-                    recv_queue: 0,
-                    send_queue: 0,
-                    inode,
-                });
-            }
-            inv.fds.push(Descriptor { fd, kind, target });
+            push(inv, fd, target);
         }
     }
     let cap = limits.max_per_kind;
@@ -464,10 +546,8 @@ fn descriptors(
         }
     }
     // The descriptors came in order (each part in order, the parts in
-    // order). A socket held by two descriptors (dup) is one socket.
-    inv.sockets.sort_by_key(|s| s.inode);
-    inv.sockets.dedup_by_key(|s| s.inode);
-    inv.sockets.sort_unstable_by_key(|s| s.fd);
+    // order).
+    dedup_sockets(inv);
 }
 
 fn tasks(pid: u32, limits: &Limits, clock: &Clock, inv: &mut Inventory, buf: &mut Vec<u8>) {

@@ -92,11 +92,35 @@ fn me() -> Vec<(String, Vec<u32>)> {
     vec![("me".to_owned(), vec![std::process::id()])]
 }
 
+/// A discoverer through the BPF iterator (which this machine kind has, and
+/// the tests run as root), and one through `/proc`.
+fn both(limits: Limits) -> [Discoverer; 2] {
+    let bpf = Discoverer::new(limits);
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        assert_eq!(bpf.method(), "bpf", "the BPF iterator must load here");
+    } else {
+        // Without the rights to load it, discovery says why it reads /proc.
+        assert!(
+            bpf.method()
+                .starts_with("proc (the BPF iterator is unavailable: loading the iterator: "),
+            "{}",
+            bpf.method()
+        );
+    }
+    [bpf, Discoverer::through_proc(limits, 100_000)]
+}
+
 #[test]
 fn a_process_s_descriptors_sockets_threads_and_children_are_each_listed() {
+    for d in both(Limits::default()) {
+        each_is_listed(d);
+    }
+}
+
+fn each_is_listed(mut d: Discoverer) {
     let dir = tempfile::tempdir().unwrap();
     let mut h = holding(dir.path());
-    let mut d = Discoverer::new(Limits::default());
     let snap = d.discover(&me(), 1_000);
     assert_eq!(snap.at_ms, 1_000);
     assert!(snap.skipped.is_empty(), "{:?}", snap.skipped);
@@ -265,12 +289,17 @@ fn plugins_get_discovered_rows_only_when_they_ask_for_those_kinds_within_their_b
 
 #[test]
 fn limits_cut_what_one_process_contributes_and_say_so_and_a_gone_pid_is_skipped() {
-    let dir = tempfile::tempdir().unwrap();
-    let _h = holding(dir.path());
-    let mut d = Discoverer::new(Limits {
+    for d in both(Limits {
         max_per_kind: 3,
         ..Limits::default()
-    });
+    }) {
+        cut_and_skipped(d);
+    }
+}
+
+fn cut_and_skipped(mut d: Discoverer) {
+    let dir = tempfile::tempdir().unwrap();
+    let _h = holding(dir.path());
     let gone = {
         let mut c = Command::new("true").spawn().unwrap();
         c.wait().unwrap();
@@ -352,7 +381,7 @@ fn target_of(snap: &Snapshot, fd: i32) -> Option<String> {
 }
 
 #[test]
-fn another_process_is_read_through_handles_that_follow_what_it_closes_and_reopens() {
+fn through_proc_another_process_is_read_through_handles_that_follow_what_it_closes_and_reopens() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     std::fs::write(&a, "a").unwrap();
@@ -366,7 +395,7 @@ fn another_process_is_read_through_handles_that_follow_what_it_closes_and_reopen
         // alone cannot tell.
         &format!("exec 8<&- 9<{b}"),
     ]);
-    let mut d = Discoverer::new(Limits::default());
+    let mut d = Discoverer::through_proc(Limits::default(), 100_000);
     let snap = d.discover(&sh.target(), 1_000);
     assert!(
         snap.processes[0].truncated.is_empty(),
@@ -413,13 +442,13 @@ fn another_process_is_read_through_handles_that_follow_what_it_closes_and_reopen
 }
 
 #[test]
-fn past_its_budget_of_handles_a_discoverer_reads_the_rest_by_name() {
+fn through_proc_past_its_budget_of_handles_a_discoverer_reads_the_rest_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a");
     std::fs::write(&a, "a").unwrap();
     let a = a.display().to_string();
     let sh = Shell::start(&[&format!("exec 5<{a} 6<{a} 7<{a} 8<{a}")]);
-    let mut d = Discoverer::with_handle_budget(Limits::default(), 2);
+    let mut d = Discoverer::through_proc(Limits::default(), 2);
     for at in [1_000, 2_000] {
         let snap = d.discover(&sh.target(), at);
         for fd in 5..=8 {
@@ -434,7 +463,7 @@ fn past_its_budget_of_handles_a_discoverer_reads_the_rest_by_name() {
 }
 
 #[test]
-fn thousands_of_descriptors_are_listed_and_read_on_several_threads_as_one_would() {
+fn through_proc_thousands_of_descriptors_are_listed_and_read_on_several_threads_as_one_would() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a");
     let b = dir.path().join("b");
@@ -451,7 +480,7 @@ fn thousands_of_descriptors_are_listed_and_read_on_several_threads_as_one_would(
         &format!("exec 1500<&- {}<{b}", n + 100),
     ]);
     let mut sh = sh;
-    let mut d = Discoverer::new(Limits::default());
+    let mut d = Discoverer::through_proc(Limits::default(), 100_000);
     let first = d.discover(&sh.target(), 1_000);
     let again = d.discover(&sh.target(), 2_000);
     assert_eq!(first.processes[0].fds, again.processes[0].fds);
@@ -472,4 +501,58 @@ fn thousands_of_descriptors_are_listed_and_read_on_several_threads_as_one_would(
     want.push((n + 100, b.clone()));
     assert_eq!(files(&after), want);
     assert_eq!(d.handles(), after.processes[0].fds.len());
+}
+
+#[test]
+fn the_bpf_iterator_reads_what_proc_shows_and_a_path_too_long_for_it_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    // Deeper than the iterator's buffer keeps: that one link is read by
+    // name.
+    let mut deep = dir.path().to_path_buf();
+    while deep.as_os_str().len() <= super::bpf::PATH_MAX + 40 {
+        deep.push("a-directory-name-of-some-length");
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    let long = deep.join("held");
+    std::fs::write(&long, "x").unwrap();
+    let short = dir.path().join("short");
+    std::fs::write(&short, "x").unwrap();
+    let mut sh = Shell::start(&[
+        &format!(
+            "exec 5<{} 6<{} 7<{}; exec 8<&5",
+            short.display(),
+            long.display(),
+            short.display()
+        ),
+        "exec 6<&-",
+    ]);
+    let [mut bpf, mut proc] = both(Limits::default());
+    let a = bpf.discover(&sh.target(), 1_000);
+    let b = proc.discover(&sh.target(), 1_000);
+    assert_eq!(a.method, bpf.method());
+    assert!(b.method.starts_with("proc ("), "{}", b.method);
+    assert_eq!(a.processes[0].fds, b.processes[0].fds);
+    assert_eq!(
+        target_of(&a, 6).as_deref(),
+        Some(long.to_str().unwrap()),
+        "read by name"
+    );
+    assert_eq!(target_of(&a, 8), target_of(&a, 5), "a dup reads the same");
+    let links = |d: &Discoverer| d.iter.as_ref().map_or(1, |i| i.links());
+    assert_eq!(links(&bpf), 1);
+
+    sh.next();
+    let a = bpf.discover(&sh.target(), 2_000);
+    assert_eq!(target_of(&a, 6), None, "closed");
+    assert_eq!(
+        a.processes[0].fds,
+        proc.discover(&sh.target(), 2_000).processes[0].fds
+    );
+    drop(sh);
+    let _ = bpf.discover(&me(), 3_000);
+    assert_eq!(
+        links(&bpf),
+        1,
+        "the shell's link went with it; this process has its own"
+    );
 }
