@@ -5,13 +5,18 @@
 //! (when a filter names their kind), and to operators through
 //! `GET /api/v1/resources?kind=socket&process=…`.
 //!
-//! - [`proc`]: one process's descriptors, threads and children.
+//! - `bpf`: a process's descriptors in one pass, through a BPF iterator
+//!   Warden assembles and loads (where it runs as root on Linux 6.1 or
+//!   later, with kernel BTF).
+//! - [`proc`]: one process's descriptors (where the iterator is not
+//!   available), threads and children.
 //! - [`sockets`]: the sockets of the whole network namespace, by inode.
 //! - [`rows`]: inventories as resource rows (kind, name, owner, labels).
 //!
-//! Cost: a cycle reads each watched process's `/proc/PID/fd` (one
-//! `readlinkat` per descriptor, through a handle kept on its entry since
-//! the last cycle: `proc::Pins`), its
+//! Cost: a cycle reads each watched process's descriptors (through the
+//! iterator: one stream for the whole table, and one `readlink` to check
+//! Warden's right to it; else one `readlinkat` per descriptor, through a
+//! handle kept on its entry since the last cycle: `proc::Pins`), its
 //! tasks' `stat` and `children`, and dumps TCP and UDP sockets once through
 //! netlink and unix sockets once from `/proc/net/unix`, whatever the number
 //! of processes. [`Limits`] caps what one process may contribute and how
