@@ -13,10 +13,12 @@
 //! later (an iterator bound to one process). Where any is missing,
 //! [`FdIter::load`] says why and discovery reads `/proc` instead.
 //!
-//! Unlike `readlink`, the iterator makes no ptrace access check, so the
-//! caller checks once per reading, with one `readlink` (see
-//! `proc::descriptors`): a process Warden could not read through `/proc`
-//! is not read this way either.
+//! Unlike `readlink`, the iterator makes no ptrace access check, and it
+//! finds its process by number, so the caller checks once per reading,
+//! with one `readlink` through `/proc/PID/fd` opened before it (see
+//! `proc::with_iterator`): a process Warden could not read through
+//! `/proc` is not read this way either, and one that exited during the
+//! reading (its number perhaps another's by then) is not read at all.
 
 use std::collections::HashMap;
 use std::io::{self, Read as _};
@@ -57,8 +59,9 @@ pub(crate) struct Entry {
 pub(crate) struct FdIter {
     prog: OwnedFd,
     /// Per pid: the process's start time (ticks since boot) and the link
-    /// bound to it. A link holds the process's `struct pid`, so a reused
-    /// pid (another start time) gets a new one.
+    /// bound to it. The kernel keeps the pid's number, not the process:
+    /// the caller checks, after a reading, that the process it meant is
+    /// still the one with that number.
     links: HashMap<u32, (u64, OwnedFd)>,
 }
 
@@ -131,7 +134,11 @@ impl FdIter {
         let mut pending: Vec<u8> = Vec::new();
         let mut reader = iter;
         'read: loop {
-            let n = reader.read(&mut buf)?;
+            let n = match reader.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
             if n == 0 {
                 break;
             }

@@ -89,19 +89,34 @@ pub(crate) fn read(
     let through_bpf = match iter.as_mut() {
         Ok(it) => match with_iterator(pid, st.starttime, limits, &mut inv, it) {
             Ok(()) => true,
-            // Gone meanwhile: the listing below says so its own way.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ESRCH | libc::ENOENT)) => false,
-            Err(e) => {
-                // This kernel cannot bind an iterator to a process (before
-                // 6.1), or refuses to: /proc from now on.
+            // This kernel cannot bind an iterator to a process (before
+            // 6.1: the attribute is unknown to it), or Warden may no longer
+            // use it: /proc from now on.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(
+                        libc::EINVAL | libc::E2BIG | libc::EOPNOTSUPP | libc::EPERM | libc::EACCES
+                    )
+                ) =>
+            {
                 tracing::warn!(error = %e, "discovery: the BPF iterator failed; reading /proc instead");
                 *iter = Err(format!("the BPF iterator failed: {e}"));
+                false
+            }
+            // Gone meanwhile, out of descriptors or memory for now: /proc
+            // this time.
+            Err(e) => {
+                tracing::debug!(pid, error = %e, "discovery: the BPF iterator failed this time");
                 false
             }
         },
         Err(_) => false,
     };
     if !through_bpf {
+        // Handles only where the iterator is not to be had: one reading
+        // that falls back to /proc must not leave thousands of them behind.
+        let pins = if iter.is_ok() { None } else { pins };
         descriptors(pid, st.starttime, limits, &mut inv, pins, budget);
     }
     tasks(pid, limits, clock, &mut inv, &mut buf);
@@ -323,10 +338,14 @@ fn read_range(pins: &Pins, lo: i32, hi: Option<i32>, cap: usize) -> Part {
     part
 }
 
-/// Reads the descriptors of `pid` through the BPF iterator. It checks
-/// first, with one `readlink`, that Warden may read this process's links
-/// at all: the iterator itself makes no ptrace access check. A path longer
-/// than the iterator keeps is read by `readlink`.
+/// Reads the descriptors of `pid` through the BPF iterator. The iterator
+/// makes no ptrace access check and finds the process by number, so the
+/// reading is checked with one `readlink` through `/proc/PID/fd` opened
+/// before it (which names the process itself, not its number): denied, the
+/// process may not be read; not found, it may have exited meanwhile and
+/// another taken its number, and the reading is not used (the caller then
+/// reads `/proc`). A path longer than the iterator keeps is read by
+/// `readlink`.
 fn with_iterator(
     pid: u32,
     started: u64,
@@ -335,23 +354,27 @@ fn with_iterator(
     it: &mut FdIter,
 ) -> io::Result<()> {
     let cap = limits.max_per_kind;
-    let mut entries = it.read(pid, started, cap)?;
-    let Some(first) = entries.first() else {
-        return Ok(());
-    };
     let dir = rustix::fs::open(
         format!("/proc/{pid}/fd").as_str(),
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
+    let mut entries = it.read(pid, started, cap)?;
+    let Some(first) = entries.first() else {
+        return Ok(());
+    };
     let mut name = String::with_capacity(16);
     let mut link = vec![0u8; 4096];
-    if let Link::Denied = read_link(&dir, first.fd, None, &mut name, &mut link) {
-        inv.truncated.push(
-            "descriptors: their targets need the rights to trace the process (another user's)"
-                .into(),
-        );
-        return Ok(());
+    match read_link(&dir, first.fd, None, &mut name, &mut link) {
+        Link::Target(_) => {}
+        Link::Denied => {
+            inv.truncated.push(
+                "descriptors: their targets need the rights to trace the process (another user's)"
+                    .into(),
+            );
+            return Ok(());
+        }
+        Link::Gone => return Err(io::Error::from_raw_os_error(libc::ESRCH)),
     }
     if entries.len() > cap {
         inv.truncated.push(format!(
