@@ -74,6 +74,9 @@ impl FdIter {
             io::Error::new(io::ErrorKind::InvalidData, format!("{VMLINUX_BTF}: {e}"))
         })?;
         let prog = program(found.f_path, found.task_pid);
+        // The kernel lets only programs under a GPL-compatible licence call
+        // `d_path`; these few instructions are offered under the GPL for
+        // that, besides the project's licence.
         let license = c"GPL";
         let mut log = vec![0u8; 64 << 10];
         let mut attr = Attr::new();
