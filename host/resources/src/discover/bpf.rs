@@ -6,7 +6,7 @@
 //! 10,000 descriptors take about 6 ms, where reading the links one by one
 //! takes 13–17 ms through kept handles and about 30 ms by name.
 //!
-//! The program is Warden's own, assembled here (a score of instructions;
+//! The program is Warden's own, assembled here (28 instructions;
 //! no compiler, no object file), and reads nothing but what
 //! `/proc/PID/fd` shows. It needs `CAP_BPF` and `CAP_PERFMON` (the daemon
 //! runs as root), kernel BTF (`/sys/kernel/btf/vmlinux`) and Linux 6.1 or
