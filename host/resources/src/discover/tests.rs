@@ -35,12 +35,23 @@ fn holding(dir: &std::path::Path) -> Holding {
     // SAFETY: `efd` is a fresh descriptor nothing else owns.
     let efd: std::os::fd::OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(efd) };
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<i32>();
     let worker = std::thread::Builder::new()
         .name("disc-worker".into())
         .spawn(move || {
+            // SAFETY: gettid cannot fail.
+            let _ = started_tx.send(unsafe { libc::gettid() });
             let _ = stop_rx.recv();
         })
         .unwrap();
+    // The thread names itself once it runs, and the test wants it asleep
+    // in `recv`: wait for both.
+    let tid = started_rx.recv().unwrap();
+    while !std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
+        .is_ok_and(|s| s.contains("(disc-worker) S "))
+    {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     let sleeper = Command::new("sleep").arg("30").spawn().unwrap();
     // Exits at once and is never waited for: a zombie until the test ends.
     let zombie = Command::new("true").stdout(Stdio::null()).spawn().unwrap();
