@@ -15,6 +15,9 @@ struct Holding {
     udp: std::net::SocketAddr,
     sleeper: std::process::Child,
     zombie: u32,
+    /// The worker thread's name: each holding's own, as tests side by side
+    /// hold one each.
+    worker: String,
     _keep: Vec<Box<dyn std::any::Any>>,
 }
 
@@ -36,8 +39,13 @@ fn holding(dir: &std::path::Path) -> Holding {
     let efd: std::os::fd::OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(efd) };
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let (started_tx, started_rx) = std::sync::mpsc::channel::<i32>();
+    static WORKERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!(
+        "disc-w-{}",
+        WORKERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     let worker = std::thread::Builder::new()
-        .name("disc-worker".into())
+        .name(name.clone())
         .spawn(move || {
             // SAFETY: gettid cannot fail.
             let _ = started_tx.send(unsafe { libc::gettid() });
@@ -48,7 +56,7 @@ fn holding(dir: &std::path::Path) -> Holding {
     // in `recv`: wait for both.
     let tid = started_rx.recv().unwrap();
     while !std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
-        .is_ok_and(|s| s.contains("(disc-worker) S "))
+        .is_ok_and(|s| s.contains(&format!("({name}) S ")))
     {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
@@ -62,6 +70,7 @@ fn holding(dir: &std::path::Path) -> Holding {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     Holding {
+        worker: name,
         file,
         listen,
         client: client.local_addr().unwrap(),
@@ -151,11 +160,14 @@ fn each_is_listed(mut d: Discoverer) {
     );
 
     let find = |local: String| inv.sockets.iter().find(|s| s.local == local);
-    let l = find(h.listen.to_string()).expect("the listener");
-    assert_eq!(
-        (l.protocol, l.state, l.peer.as_str()),
-        ("tcp", "listen", "")
-    );
+    // The accepted side shares the listener's address; the listener has no
+    // peer (and need not have the lower descriptor).
+    let l = inv
+        .sockets
+        .iter()
+        .find(|s| s.local == h.listen.to_string() && s.peer.is_empty())
+        .expect("the listener");
+    assert_eq!((l.protocol, l.state), ("tcp", "listen"));
     let c = find(h.client.to_string()).expect("the client's side");
     assert_eq!(
         (c.protocol, c.state, c.peer.clone()),
@@ -182,7 +194,7 @@ fn each_is_listed(mut d: Discoverer) {
     let worker = inv
         .threads
         .iter()
-        .find(|t| t.name == "disc-worker")
+        .find(|t| t.name == h.worker)
         .expect("the named thread");
     assert_eq!(worker.state, 'S');
 
@@ -265,7 +277,7 @@ fn each_is_listed(mut d: Discoverer) {
 #[test]
 fn plugins_get_discovered_rows_only_when_they_ask_for_those_kinds_within_their_bounds() {
     let dir = tempfile::tempdir().unwrap();
-    let _h = holding(dir.path());
+    let h = holding(dir.path());
     let snap = Discoverer::new(Limits::default()).discover(&me(), 1_000);
 
     let mut set = ResourceSet::default();
@@ -283,7 +295,7 @@ fn plugins_get_discovered_rows_only_when_they_ask_for_those_kinds_within_their_b
     rows::append(&mut set, &snap, &threads, usize::MAX).unwrap();
     assert_eq!(set.len(), snap.processes[0].threads.len());
     assert!((0..set.len()).all(|i| set.kind(i) == Some(ResourceKind::Thread)));
-    assert!((0..set.len()).any(|i| set.name(i) == Some("disc-worker")));
+    assert!((0..set.len()).any(|i| set.name(i) == Some(h.worker.as_str())));
 
     let mut small = ResourceSet::default();
     let limited = ResourceFilter {
