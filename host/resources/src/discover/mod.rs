@@ -250,9 +250,12 @@ impl Discoverer {
                     ));
                     continue;
                 }
-                // Warden itself is never pinned: each handle would be one
-                // more descriptor of the process read.
-                let pins = (pid != std::process::id()).then(|| self.pins.entry(pid).or_default());
+                // Handles only where the iterator is not to be had (one
+                // reading that falls back to /proc must not leave thousands
+                // behind), and never on Warden itself: each would be one more
+                // descriptor of the process read.
+                let pins = (self.iter.is_err() && pid != std::process::id())
+                    .then(|| self.pins.entry(pid).or_default());
                 match proc::read(
                     pid,
                     name,

@@ -53,7 +53,9 @@ fn stat(path: &str, buf: &mut Vec<u8>) -> io::Result<Stat> {
 }
 
 /// Reads what `pid` holds; an error when it is gone or is a zombie. `pins`
-/// (see `Pins`) and `budget` as for `descriptors`.
+/// (see `Pins`) and `budget` as for `descriptors`: the caller passes no
+/// `pins` while `iter` is loaded, so that a reading which falls back to
+/// /proc once leaves no handles behind.
 pub(crate) fn read(
     pid: u32,
     process: &str,
@@ -114,9 +116,6 @@ pub(crate) fn read(
         Err(_) => false,
     };
     if !through_bpf {
-        // Handles only where the iterator is not to be had: one reading
-        // that falls back to /proc must not leave thousands of them behind.
-        let pins = if iter.is_ok() { None } else { pins };
         descriptors(pid, st.starttime, limits, &mut inv, pins, budget);
     }
     tasks(pid, limits, clock, &mut inv, &mut buf);
@@ -354,11 +353,7 @@ fn with_iterator(
     it: &mut FdIter,
 ) -> io::Result<()> {
     let cap = limits.max_per_kind;
-    let dir = rustix::fs::open(
-        format!("/proc/{pid}/fd").as_str(),
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let dir = open_fd_dir(pid)?;
     let mut entries = it.read(pid, started, cap)?;
     let Some(first) = entries.first() else {
         return Ok(());
@@ -368,18 +363,13 @@ fn with_iterator(
     match read_link(&dir, first.fd, None, &mut name, &mut link) {
         Link::Target(_) => {}
         Link::Denied => {
-            inv.truncated.push(
-                "descriptors: their targets need the rights to trace the process (another user's)"
-                    .into(),
-            );
+            inv.truncated.push(DENIED.into());
             return Ok(());
         }
         Link::Gone => return Err(io::Error::from_raw_os_error(libc::ESRCH)),
     }
     if entries.len() > cap {
-        inv.truncated.push(format!(
-            "descriptors: more than {cap} (resources.discovery.max_per_kind)"
-        ));
+        inv.truncated.push(over_cap("descriptors", cap));
         entries.truncate(cap);
     }
     for e in entries {
@@ -394,6 +384,24 @@ fn with_iterator(
     }
     dedup_sockets(inv);
     Ok(())
+}
+
+/// Why a process's descriptors were not read: Warden may not trace it.
+const DENIED: &str =
+    "descriptors: their targets need the rights to trace the process (another user's)";
+
+/// What was left out of `kind` past `resources.discovery.max_per_kind`.
+fn over_cap(kind: &str, cap: usize) -> String {
+    format!("{kind}: more than {cap} (resources.discovery.max_per_kind)")
+}
+
+/// Opens `/proc/PID/fd`: it names the process itself, not its number.
+fn open_fd_dir(pid: u32) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        format!("/proc/{pid}/fd").as_str(),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 /// Adds descriptor `fd`, and the socket it is if it is one.
@@ -447,11 +455,7 @@ fn descriptors(
         }
     }
     if slot.is_none() {
-        match rustix::fs::open(
-            format!("/proc/{pid}/fd").as_str(),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
+        match open_fd_dir(pid) {
             Ok(dir) => {
                 *slot = Some(Pins {
                     started,
@@ -467,6 +471,7 @@ fn descriptors(
         }
     }
     let Some(pins) = slot.as_mut() else { return };
+    let cap = limits.max_per_kind;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     let mut known: Vec<i32> = pins.by_fd.keys().copied().collect();
     known.sort_unstable();
@@ -505,7 +510,6 @@ fn descriptors(
         let ranges: Vec<(i32, Option<i32>)> = (0..=cuts.len())
             .map(|k| (if k == 0 { 0 } else { cuts[k - 1] }, cuts.get(k).copied()))
             .collect();
-        let cap = limits.max_per_kind;
         parts = on_threads(&ranges, |&(lo, hi)| read_range(pins_ref, lo, hi, cap));
     }
     if let Some(e) = parts.iter().find_map(|p| p.error.clone()) {
@@ -521,21 +525,15 @@ fn descriptors(
             push(inv, fd, target);
         }
     }
-    let cap = limits.max_per_kind;
     // Listed in order, so those past the cap are the highest numbers.
     if let Some(&first_out) = listed.get(cap) {
-        inv.truncated.push(format!(
-            "descriptors: more than {cap} (resources.discovery.max_per_kind)"
-        ));
+        inv.truncated.push(over_cap("descriptors", cap));
         listed.truncate(cap);
         inv.fds.retain(|d| d.fd < first_out);
         inv.sockets.retain(|d| d.fd < first_out);
     }
     if denied {
-        inv.truncated.push(
-            "descriptors: their targets need the rights to trace the process (another user's)"
-                .into(),
-        );
+        inv.truncated.push(DENIED.into());
         // No point keeping handles that cannot be read through.
         *budget += pins.by_fd.len();
         *slot = None;
@@ -589,10 +587,7 @@ fn tasks(pid: u32, limits: &Limits, clock: &Clock, inv: &mut Inventory, buf: &mu
             continue;
         };
         if inv.threads.len() == limits.max_per_kind {
-            inv.truncated.push(format!(
-                "threads: more than {} (resources.discovery.max_per_kind)",
-                limits.max_per_kind
-            ));
+            inv.truncated.push(over_cap("threads", limits.max_per_kind));
             break;
         }
         path.clear();
@@ -622,10 +617,8 @@ fn tasks(pid: u32, limits: &Limits, clock: &Clock, inv: &mut Inventory, buf: &mu
     children.sort_unstable();
     children.dedup();
     if children.len() > limits.max_per_kind {
-        inv.truncated.push(format!(
-            "children: more than {} (resources.discovery.max_per_kind)",
-            limits.max_per_kind
-        ));
+        inv.truncated
+            .push(over_cap("children", limits.max_per_kind));
         children.truncate(limits.max_per_kind);
     }
     for child in children {
