@@ -100,6 +100,45 @@ struct Names {
     comm: Box<[u8]>,
     argv0_base: Box<[u8]>,
     generation: u32,
+    /// Reads that found no argv[0], since `comm` last changed.
+    empty_reads: u8,
+}
+
+/// How many cycles an empty argv[0] is read again before it is believed.
+/// An exec sets the new `comm` before it lays out the new argv, so a cycle
+/// can land between the two and read an empty command line for a process
+/// that is about to have one; kernel threads and zombies keep theirs empty.
+const EMPTY_ARGV0_READS: u8 = 3;
+
+impl Names {
+    fn new() -> Self {
+        Self {
+            comm: Box::default(),
+            argv0_base: Box::default(),
+            generation: 0,
+            empty_reads: 0,
+        }
+    }
+
+    /// Whether argv[0] must be read (again) for a process now called `comm`.
+    fn stale(&self, comm: &[u8]) -> bool {
+        // Generation 0: just inserted (an empty comm is possible, so
+        // comparing comms alone would not tell).
+        self.generation == 0
+            || *self.comm != *comm
+            || (self.argv0_base.is_empty() && self.empty_reads < EMPTY_ARGV0_READS)
+    }
+
+    fn refresh(&mut self, comm: &[u8], argv0_base: &[u8]) {
+        if *self.comm != *comm {
+            self.empty_reads = 0;
+            self.comm = comm.into();
+        }
+        if argv0_base.is_empty() {
+            self.empty_reads = self.empty_reads.saturating_add(1);
+        }
+        self.argv0_base = argv0_base.into();
+    }
 }
 
 pub(super) struct ProcessCollector {
@@ -260,22 +299,15 @@ impl ProcessCollector {
             let argv0: &[u8] = if by_comm_only {
                 &[]
             } else {
-                let entry = self.names.entry(pid).or_insert_with(|| Names {
-                    comm: Box::default(),
-                    argv0_base: Box::default(),
-                    generation: 0,
-                });
-                // Generation 0: just inserted (an empty comm is possible, so
-                // comparing comms alone would not tell).
-                if entry.generation == 0 || *entry.comm != *comm {
+                let entry = self.names.entry(pid).or_insert_with(Names::new);
+                if entry.stale(comm) {
                     path.clear();
                     let _ = write!(path, "/proc/{pid}/cmdline");
                     if let Err(e) = read_into(path, buf) {
                         quiet.skip("process.cmdline", 0, &e);
                         buf.clear();
                     }
-                    entry.comm = comm.into();
-                    entry.argv0_base = argv0_basename(buf).into();
+                    entry.refresh(comm, argv0_basename(buf));
                 }
                 entry.generation = self.generation;
                 &entry.argv0_base
@@ -805,6 +837,34 @@ mod tests {
         assert!(series.iter().all(|p| p.value == 0.0), "{series:?}");
         // The same fixed set for a selector that did match.
         assert_eq!(of("sleepers").len(), series.len());
+    }
+
+    #[test]
+    fn an_empty_argv0_is_read_again_a_few_times_before_it_is_believed() {
+        // As a cycle that lands inside an exec sees it: the new comm, no argv yet.
+        let mut names = Names::new();
+        assert!(names.stale(b"worker"));
+        names.generation = 1;
+        for _ in 1..EMPTY_ARGV0_READS {
+            names.refresh(b"worker", b"");
+            assert!(names.stale(b"worker"));
+        }
+        names.refresh(b"worker", b"");
+        // A kernel thread or a zombie: empty for good, and no longer read each cycle.
+        assert!(!names.stale(b"worker"));
+        // Once found, argv[0] is kept while comm stays.
+        let mut names = Names::new();
+        names.generation = 1;
+        names.refresh(b"worker", b"");
+        assert!(names.stale(b"worker"));
+        names.refresh(b"worker", b"warden-worker-long");
+        assert!(!names.stale(b"worker"));
+        assert_eq!(&*names.argv0_base, b"warden-worker-long");
+        // A new exec changes comm: read again, with a fresh count of empty reads.
+        assert!(names.stale(b"other"));
+        names.refresh(b"other", b"");
+        assert_eq!(names.empty_reads, 1);
+        assert!(names.stale(b"other"));
     }
 
     #[test]
