@@ -34,6 +34,7 @@ const POLICY: &str = "policies:
 ";
 
 fn main() {
+    keepalive::serve_ceiling_if_asked();
     let benchmarking = std::env::args().any(|a| a == "--bench");
     let secs = if benchmarking { 5.0 } else { 0.3 };
     let owners = if benchmarking { OWNERS } else { 100 };
@@ -48,13 +49,15 @@ fn main() {
     // First, before the daemon exists to take any CPU: the same clients,
     // with the same work on their side, against a server of the same stack
     // that does nothing; the most this machine allows.
+    let server = keepalive::start_ceiling_server();
     let ceiling = keepalive::rate(
-        &keepalive::start_ceiling_server(),
+        &server.addr,
         CLIENTS,
         secs,
         "/api/v1/quotas/check",
         br#"{"quota": "objects", "owner": "owner-1", "amount": 1}"#,
     );
+    drop(server);
     let d = Daemon::start(dir.path());
     // Usage to look up: one registration per owner.
     {

@@ -27,6 +27,7 @@ const CLIENTS: usize = 4;
 const BATCH: usize = 100;
 
 fn main() {
+    keepalive::serve_ceiling_if_asked();
     let benchmarking = std::env::args().any(|a| a == "--bench");
     let secs = if benchmarking { 5.0 } else { 0.3 };
     let dir = tempfile::tempdir().unwrap();
@@ -39,13 +40,15 @@ fn main() {
     // First, before the daemon exists to take any CPU: the same clients
     // against a server of the same stack that does nothing; the most this
     // machine allows one request at a time.
+    let server = keepalive::start_ceiling_server();
     let ceiling = keepalive::rate(
-        &keepalive::start_ceiling_server(),
+        &server.addr,
         CLIENTS,
         secs,
         "/api/v1/resources",
         br#"{"kind": "app-object", "name": "cache/0/0", "owner": "svc-0", "size_bytes": 4096, "ttl": "10m", "labels": {"pool": "a"}}"#,
     );
+    drop(server);
     let d = Daemon::start(dir.path());
     let single = run(&d, secs, 1);
     let (status, listed) = d.get("/api/v1/resources?owner=svc-0&limit=1");
