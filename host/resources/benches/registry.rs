@@ -9,14 +9,22 @@
 //!   with glibc's per-block header and rounding is shown beside it);
 //! - leak scan: [`Registry::scan`] over the 1,000,000, finding those idle
 //!   past their TTL and the orphans (goal ≤ 50 ms);
-//! - open (restart) time from the snapshot and log they leave (no goal).
+//! - open (restart) time from the snapshot and log they leave (no goal);
+//! - how long a registration waits while the daemon's flusher runs beside
+//!   it, on another thread, over 1,000,000 resources that churn (each new
+//!   one replaces one registered 100,000 earlier) at 250,000 changes a
+//!   second, flushed every 50,000 changes (what the daemon's one flush a second meets at the HTTP
+//!   figure's rate), with at least one compaction among the flushes: the
+//!   longest wait of a registration or release and the 99.9th percentile
+//!   (no goal; the registry's lock
+//!   is what they measure).
 //!
 //! Run: `cargo bench -p warden-resources --bench registry`. Knob:
 //! `WARDEN_BENCH_RESOURCES` (default 1,000,000). Under `cargo test` it runs
 //! small (20,000) as a smoke test; the goals are printed, not enforced.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use warden_core::records::ResourceKind;
@@ -219,6 +227,9 @@ fn main() {
     let open = t.elapsed();
     assert_eq!(registry.len(), n);
 
+    drop(registry);
+    let beside = beside_the_flusher(&dir, n, opts, gone_pid);
+
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     let count = |n: usize| {
         let s = n.to_string();
@@ -275,4 +286,137 @@ fn main() {
         compactions,
         fmt_d(flush_time)
     );
+    println!(
+        "| register beside the flusher ({} changes, {} flushes, {} compactions): longest wait | {} | — | — |",
+        count(beside.changes),
+        beside.flushes,
+        beside.compactions,
+        fmt_d(beside.longest)
+    );
+    println!(
+        "| the same, 99.9th percentile | {} | — | — |",
+        fmt_d(beside.p999)
+    );
+    println!(
+        "| the same, the longest flush (log only) and compaction | {} and {} | — | — |",
+        fmt_d(beside.longest_flush),
+        fmt_d(beside.longest_compaction)
+    );
+}
+
+/// Changes between two flushes beside the registrations: the daemon's
+/// flush each second at 50,000 registrations a second.
+const BESIDE_FLUSH_EVERY: usize = 50_000;
+/// Changes a second beside the flusher (a registration and a release
+/// each): about the batched HTTP figure.
+const BESIDE_RATE: f64 = 250_000.0;
+/// How long a churned resource stays registered, in registrations.
+const CHURN: usize = 100_000;
+
+struct Beside {
+    changes: usize,
+    flushes: usize,
+    compactions: usize,
+    longest: Duration,
+    p999: Duration,
+    longest_flush: Duration,
+    longest_compaction: Duration,
+}
+
+/// Reopens the registry in `dir` (`n` resources) and churns it, each
+/// registration timed, while another thread flushes it every
+/// [`BESIDE_FLUSH_EVERY`] changes, until past the first compaction and at
+/// least `n / 5` registrations. A compaction comes once the log holds more
+/// records than the registry resources.
+fn beside_the_flusher(
+    dir: &std::path::Path,
+    n: usize,
+    opts: RegistryOptions,
+    gone_pid: u32,
+) -> Beside {
+    let limits = RegistryLimits {
+        max_tracked: n + CHURN,
+        max_bytes: (n + CHURN) * 1024,
+    };
+    let (registry, _) = Registry::open(dir, limits, opts, NOW).unwrap();
+    let changes = AtomicUsize::new(0);
+    let compacted = AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
+    let mut waits = Vec::with_capacity(4 * n);
+    let flushes = std::thread::scope(|s| {
+        let flusher = s.spawn(|| {
+            let mut flushes = Vec::new();
+            let mut next = BESIDE_FLUSH_EVERY;
+            while !stop.load(Ordering::Acquire) {
+                if changes.load(Ordering::Acquire) < next {
+                    std::thread::yield_now();
+                    continue;
+                }
+                next += BESIDE_FLUSH_EVERY;
+                let t = Instant::now();
+                let report = registry.flush().unwrap();
+                flushes.push((t.elapsed(), report.compacted));
+                if report.compacted {
+                    compacted.store(true, Ordering::Release);
+                }
+            }
+            flushes
+        });
+        // Stops the flusher however this thread ends (a failed unwrap too).
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Release);
+            }
+        }
+        let stopping = Stop(&stop);
+        let mut live = std::collections::VecDeque::with_capacity(CHURN);
+        let mut i = 0;
+        let start = Instant::now();
+        while i < n / 5 || !compacted.load(Ordering::Acquire) {
+            if i % 1000 == 0 {
+                // At BESIDE_RATE: faster, the changes waiting for the flusher
+                // pass `max_pending` and a registration flushes them itself.
+                let due = Duration::from_secs_f64(2.0 * i as f64 / BESIDE_RATE);
+                if let Some(ahead) = due.checked_sub(start.elapsed()) {
+                    std::thread::sleep(ahead);
+                }
+            }
+            if live.len() == CHURN {
+                let old = live.pop_front().unwrap();
+                let t = Instant::now();
+                let released = registry.release(old);
+                waits.push(t.elapsed());
+                assert!(released);
+                changes.fetch_add(1, Ordering::Release);
+            }
+            let reg = registration(n + i, gone_pid);
+            let t = Instant::now();
+            let h = registry.register(reg, NOW + (n + i) as i64);
+            waits.push(t.elapsed());
+            live.push_back(h.unwrap());
+            changes.fetch_add(1, Ordering::Release);
+            i += 1;
+        }
+        drop(stopping);
+        flusher.join().unwrap()
+    });
+    waits.sort_unstable();
+    let longest_of = |compaction: bool| {
+        flushes
+            .iter()
+            .filter(|(_, c)| *c == compaction)
+            .map(|(d, _)| *d)
+            .max()
+            .unwrap_or_default()
+    };
+    Beside {
+        changes: changes.load(Ordering::Relaxed),
+        flushes: flushes.len(),
+        compactions: flushes.iter().filter(|(_, c)| *c).count(),
+        longest: *waits.last().unwrap(),
+        p999: percentile(&waits, 0.999),
+        longest_flush: longest_of(false),
+        longest_compaction: longest_of(true),
+    }
 }

@@ -139,7 +139,10 @@ pub(crate) fn start_ceiling_server() -> Ceiling {
         .read_line(&mut line)
         .unwrap();
     let addr = line.trim().to_owned();
-    assert!(!addr.is_empty(), "the ceiling server did not say its address");
+    assert!(
+        !addr.is_empty(),
+        "the ceiling server did not say its address"
+    );
     Ceiling { child, addr }
 }
 

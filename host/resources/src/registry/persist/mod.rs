@@ -49,7 +49,7 @@ use super::{Handles, Inner, Pending, Registry, RegistryLimits, RegistryOptions, 
 mod records;
 mod report;
 
-use records::{Rec, RegRec, apply, audit_rec, drain, push_line};
+use records::{Rec, RegRec, apply, audit_rec, push_line, take_changes, write_changes};
 pub use report::{FlushError, FlushReport, OpenError, OpenReport, TornTail};
 
 /// The key file.
@@ -67,7 +67,7 @@ const FORMAT: u32 = 1;
 const MAX_LINE: usize = 1 << 20;
 
 /// The files of a durable registry, locked apart from its entries so that
-/// the disk is never waited for under the entries' lock but by a snapshot.
+/// the disk is never waited for under the entries' lock.
 #[derive(Debug)]
 pub(super) struct Store {
     dir: PathBuf,
@@ -81,6 +81,10 @@ pub(super) struct Store {
     /// Lines a failed flush did not write, written first next time.
     retry: Vec<u8>,
     retry_records: u64,
+    /// Run by a flush after it took the changes and released the lock,
+    /// before it takes an image: what another thread may do then.
+    #[cfg(test)]
+    pub(super) between: Option<fn(&Registry)>,
 }
 
 fn io_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> OpenError + 'a {
@@ -432,6 +436,8 @@ impl Registry {
                 snapshot_bytes,
                 retry: Vec::new(),
                 retry_records: 0,
+                #[cfg(test)]
+                between: None,
             })),
             listeners: Arc::default(),
             counters: super::requests::Counters::default(),
@@ -445,29 +451,44 @@ impl Registry {
     /// in memory has nothing to flush. On failure the changes stay in
     /// memory for the next flush.
     ///
-    /// A compaction holds the registry's lock while it writes the snapshot
-    /// (to the page cache; the fsync and the read-back come after): about a
-    /// second per million resources, once per as many changes as there are
-    /// resources.
+    /// The registry's lock is held only to take copies: of the changes for
+    /// the log, and for a compaction of the whole registry, which the
+    /// snapshot is then written from (so a compaction briefly holds the
+    /// registry twice in memory). Serializing them, about ten times the
+    /// cost of copying them, is done after the lock is released, so that
+    /// registrations and releases meanwhile wait for the copy only.
     pub fn flush(&self) -> Result<FlushReport, FlushError> {
         let Some(store) = &self.store else {
             return Ok(FlushReport::default());
         };
         let mut st = store.lock().unwrap_or_else(|p| p.into_inner());
-        let mut g = self.write();
+        let changes = take_changes(&mut self.write());
         let mut lines = std::mem::take(&mut st.retry);
         let mut records = std::mem::take(&mut st.retry_records);
-        records += drain(&mut g, &mut lines);
+        records += write_changes(&changes, &mut lines);
+        drop(changes);
+        let resources = self.read().entries.len() as u64;
         // Past the bounds, and past the snapshot's own size: a snapshot
         // costs its whole size to write, so a log as long as the snapshot
         // pays for it, and a restart replays at most about twice the
         // registry. (A fixed bound would rewrite a registry of a million
         // resources every few seconds under load.)
-        let due = st.log_records + records > self.opts.compact_records.max(g.entries.len() as u64)
+        let due = st.log_records + records > self.opts.compact_records.max(resources)
             || st.log_bytes + lines.len() as u64 > self.opts.compact_bytes.max(st.snapshot_bytes)
             || st.log.is_none();
+        #[cfg(test)]
+        if let Some(between) = st.between {
+            between(self);
+        }
         if due {
-            match st.compact(g) {
+            // The image holds what changed since the changes above were
+            // taken; those later changes are taken with it, to be logged
+            // only if the image does not become the snapshot.
+            let (later, image) = {
+                let mut g = self.write();
+                (take_changes(&mut g), Image::of(&g))
+            };
+            match st.compact(image) {
                 Ok(()) => {
                     return Ok(FlushReport {
                         records: 0,
@@ -477,15 +498,14 @@ impl Registry {
                 Err(e) if st.log.is_none() => {
                     // The snapshot is in place but no log follows it: these
                     // lines wait for one.
+                    records += write_changes(&later, &mut lines);
                     st.retry = lines;
                     st.retry_records = records;
                     return Err(e);
                 }
                 // The old snapshot and log stand: the lines go to the log.
-                Err(_) => {}
+                Err(_) => records += write_changes(&later, &mut lines),
             }
-        } else {
-            drop(g);
         }
         if lines.is_empty() {
             return Ok(FlushReport::default());
@@ -504,6 +524,36 @@ impl Registry {
                 st.retry_records = records;
                 Err(e)
             }
+        }
+    }
+}
+
+/// The registry as of one moment, copied under its lock for a snapshot to
+/// be written from after the lock is released.
+struct Image {
+    next: u64,
+    entries: Vec<Entry>,
+    deps: Vec<(u64, u64)>,
+    tombs: Vec<(u64, TimestampMs, String)>,
+    trail: Vec<Event>,
+}
+
+impl Image {
+    fn of(g: &Inner) -> Image {
+        Image {
+            next: g.next,
+            entries: {
+                let mut v = Vec::with_capacity(g.entries.len());
+                v.extend(g.entries.iter().cloned());
+                v
+            },
+            deps: g.graph.iter().collect(),
+            tombs: g
+                .released
+                .iter()
+                .map(|(seq, r)| (*seq, r.at_ms, r.by_policy.clone()))
+                .collect(),
+            trail: g.trail.iter().cloned().collect(),
         }
     }
 }
@@ -537,18 +587,15 @@ impl Store {
         Ok(())
     }
 
-    /// Writes a snapshot of `g` (releasing the entries' lock once it is
-    /// written, before the fsync), reads it back whole, puts it in place
+    /// Writes a snapshot of `image`, reads it back whole, puts it in place
     /// and starts a new log.
-    fn compact(&mut self, g: std::sync::RwLockWriteGuard<'_, Inner>) -> Result<(), FlushError> {
+    fn compact(&mut self, image: Image) -> Result<(), FlushError> {
         let generation = self.generation + 1;
         let mut count = 0u64;
-        let mut next = 0;
-        fsx::write_atomic_with(&self.dir, NEW_SNAPSHOT, |f| {
-            let g = g;
-            next = g.next;
+        let next = image.next;
+        let written = fsx::write_atomic_with(&self.dir, NEW_SNAPSHOT, |f| {
             let mut w = io::BufWriter::with_capacity(1 << 20, f);
-            let mut buf = head_line(generation, g.next);
+            let mut buf = head_line(generation, next);
             let mut put = |buf: &mut Vec<u8>, rec: &Rec<'_>, w: &mut io::BufWriter<&mut File>| {
                 push_line(buf, rec);
                 count += 1;
@@ -558,32 +605,34 @@ impl Store {
             };
             w.write_all(&buf)?;
             buf.clear();
-            for e in g.entries.iter() {
+            for e in &image.entries {
                 put(&mut buf, &Rec::Reg(RegRec::of(e)), &mut w)?;
             }
-            for (seq, on) in g.graph.iter() {
+            for &(seq, on) in &image.deps {
                 put(&mut buf, &Rec::Dep { seq, on }, &mut w)?;
             }
-            for (seq, r) in &g.released {
+            for (seq, at, policy) in &image.tombs {
                 put(
                     &mut buf,
                     &Rec::Tomb {
                         seq: *seq,
-                        at: r.at_ms,
-                        policy: Cow::Borrowed(&r.by_policy),
+                        at: *at,
+                        policy: Cow::Borrowed(policy),
                     },
                     &mut w,
                 )?;
             }
-            for e in g.trail.iter() {
+            for e in &image.trail {
                 put(&mut buf, &audit_rec(e), &mut w)?;
             }
-            drop(g);
             push_line(&mut buf, &Rec::End { records: count });
             w.write_all(&buf)?;
             w.flush()
         })
-        .map_err(self.err("write a new snapshot"))?;
+        .map_err(self.err("write a new snapshot"));
+        // The copy is let go of before the read-back, which holds no more.
+        drop(image);
+        written?;
         // Read back whole before it replaces the old one.
         let new = self.dir.join(NEW_SNAPSHOT);
         let mut lines = 0u64;

@@ -204,60 +204,111 @@ pub(super) fn push_line(buf: &mut Vec<u8>, rec: &Rec<'_>) {
     }
 }
 
-/// Moves the changes waiting in `g` into `out` as log lines; returns how
-/// many.
-pub(super) fn drain(g: &mut Inner, out: &mut Vec<u8>) -> u64 {
-    let mut n = 0;
+/// A change waiting in the registry, taken out under its lock as a copy
+/// (an entry's copy costs an allocation, its JSON line about ten times
+/// that), so that the lock is not held while it is written.
+pub(super) enum Change {
+    Reg(Entry),
+    Rel {
+        seq: u64,
+        at_ms: TimestampMs,
+        action: Action,
+        actor: Arc<str>,
+    },
+    Orphan {
+        seq: u64,
+        at_ms: TimestampMs,
+    },
+    Dep {
+        seq: u64,
+        on: u64,
+        added: bool,
+    },
+    Touch {
+        seq: u64,
+        at_ms: TimestampMs,
+    },
+    Audit(Event),
+}
+
+/// Takes the changes waiting in `g`, in the order they are to be logged.
+pub(super) fn take_changes(g: &mut Inner) -> Vec<Change> {
     let pending = g.pending.as_mut().map(std::mem::take).unwrap_or_default();
+    let mut out = Vec::with_capacity(pending.len() + g.touched.len() + g.trail.unsaved);
     for p in pending {
-        match p {
+        out.push(match p {
             Pending::Reg(seq) => {
                 // Released since: its release record is enough.
                 let Some(e) = g.entries.get(seq) else {
                     continue;
                 };
-                push_line(out, &Rec::Reg(RegRec::of(e)));
+                Change::Reg(e.clone())
             }
             Pending::Rel {
                 seq,
                 at_ms,
                 action,
                 actor,
-            } => push_line(
-                out,
-                &Rec::Rel {
-                    seq,
-                    at: at_ms,
-                    action,
-                    by: Cow::Borrowed(&actor),
-                },
-            ),
-            Pending::Orphan { seq, at_ms } => push_line(out, &Rec::Orphan { seq, at: at_ms }),
-            Pending::Dep { seq, on, added } => push_line(
-                out,
-                &if added {
-                    Rec::Dep { seq, on }
-                } else {
-                    Rec::Undep { seq, on }
-                },
-            ),
-        }
-        n += 1;
+            } => Change::Rel {
+                seq,
+                at_ms,
+                action,
+                actor,
+            },
+            Pending::Orphan { seq, at_ms } => Change::Orphan { seq, at_ms },
+            Pending::Dep { seq, on, added } => Change::Dep { seq, on, added },
+        });
     }
     for seq in std::mem::take(&mut g.touched) {
         if let Some(e) = g.entries.get_mut(seq) {
             e.flags &= !store::TOUCHED;
-            let at = e.accessed_ms;
-            push_line(out, &Rec::Touch { seq, at });
-            n += 1;
+            out.push(Change::Touch {
+                seq,
+                at_ms: e.accessed_ms,
+            });
         }
     }
-    for e in g.trail.unsaved() {
-        push_line(out, &audit_rec(e));
-        n += 1;
-    }
+    out.extend(g.trail.unsaved().cloned().map(Change::Audit));
     g.trail.unsaved = 0;
-    n
+    out
+}
+
+/// Writes `changes` into `out` as log lines; returns how many.
+pub(super) fn write_changes(changes: &[Change], out: &mut Vec<u8>) -> u64 {
+    for c in changes {
+        let rec = match c {
+            Change::Reg(e) => Rec::Reg(RegRec::of(e)),
+            Change::Rel {
+                seq,
+                at_ms,
+                action,
+                actor,
+            } => Rec::Rel {
+                seq: *seq,
+                at: *at_ms,
+                action: *action,
+                by: Cow::Borrowed(actor),
+            },
+            Change::Orphan { seq, at_ms } => Rec::Orphan {
+                seq: *seq,
+                at: *at_ms,
+            },
+            Change::Dep { seq, on, added } => {
+                if *added {
+                    Rec::Dep { seq: *seq, on: *on }
+                } else {
+                    Rec::Undep { seq: *seq, on: *on }
+                }
+            }
+            Change::Touch { seq, at_ms } => Rec::Touch {
+                seq: *seq,
+                at: *at_ms,
+            },
+            Change::Audit(e) => audit_rec(e),
+        };
+        push_line(out, &rec);
+    }
+    changes.len() as u64
 }
 
 pub(super) fn audit_rec(e: &Event) -> Rec<'_> {

@@ -386,3 +386,165 @@ fn a_failed_flush_keeps_its_changes_for_the_next() {
     drop(r);
     assert!(matches!(open(&dir).0.lookup(a), Lookup::Live(_)));
 }
+
+#[test]
+fn changes_made_while_a_flush_writes_land_once_in_the_snapshot_or_the_log_after_it() {
+    // A flush copies under the lock and writes after it: one thread churns
+    // (registers, touches, depends, releases) while another flushes,
+    // compacting whenever the log outgrows the few resources held. Each
+    // change must be in the snapshot or in the log that follows it, once:
+    // a change in both does not load (a resource out of order), a change in
+    // neither is lost.
+    let (_tmp, dir) = state_dir();
+    // Compacting once the log passes 10,000 records: most flushes append.
+    let opts = RegistryOptions {
+        compact_records: 10_000,
+        ..RegistryOptions::default()
+    };
+    let (r, _) = open_with(&dir, RegistryLimits::default(), opts);
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let stop = AtomicBool::new(false);
+    let (compactions, appends) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        let flusher = s.spawn(|| {
+            while !stop.load(Ordering::Acquire) {
+                let report = r.flush().unwrap();
+                if report.compacted {
+                    compactions.fetch_add(1, Ordering::Release);
+                } else if report.records > 0 {
+                    appends.fetch_add(1, Ordering::Release);
+                }
+            }
+        });
+        let mut live = std::collections::VecDeque::new();
+        // Until both ways a flush goes were taken a few times (the bound
+        // only keeps a broken flusher from holding the test for ever).
+        let mut i = 0i64;
+        while i < 5_000_000
+            && (compactions.load(Ordering::Acquire) < 5 || appends.load(Ordering::Acquire) < 20)
+        {
+            i += 1;
+            if i % 100 == 0 {
+                // A few hundred changes per flush, as a second of a busy
+                // daemon brings, rather than all of them in one.
+                std::thread::sleep(std::time::Duration::from_micros(500));
+            }
+            let h = r.register(named(&format!("n/{i}"), "svc"), i).unwrap();
+            if i % 3 == 0 {
+                assert!(r.touch(h, i + 1));
+            }
+            if let Some(&older) = live.back()
+                && i % 5 == 0
+            {
+                // The older depends on the newer, so that releasing the
+                // oldest first releases dependents first.
+                assert!(
+                    r.add_dependency(older, h, &Actor::Caller("svc".into()), i)
+                        .unwrap()
+                );
+            }
+            live.push_back(h);
+            if live.len() > 50 {
+                let old = live.pop_front().unwrap();
+                if !r.release(old) {
+                    stop.store(true, Ordering::Release);
+                    panic!("{old} was not released");
+                }
+            }
+        }
+        stop.store(true, Ordering::Release);
+        flusher.join().unwrap();
+    });
+    let (compactions, appends) = (compactions.into_inner(), appends.into_inner());
+    assert!(
+        compactions >= 5 && appends >= 20,
+        "{compactions} compactions, {appends} appends"
+    );
+    let views = r.views(&ResourceFilter::default(), None);
+    let audit = r.audit(None, usize::MAX);
+    let deps: Vec<_> = views
+        .iter()
+        .map(|v| r.dependencies(v.handle).unwrap())
+        .collect();
+    r.flush().unwrap();
+    drop(r);
+
+    let (r, report) = open(&dir);
+    assert!(report.torn_tail.is_none(), "{report:?}");
+    assert_same(&r, &views, &audit, &deps);
+}
+
+/// Asserts that `r` holds these resources, audit trail and dependencies,
+/// saying how it differs without printing thousands of events.
+fn assert_same(r: &Registry, views: &[View], audit: &[AuditEvent], deps: &[Vec<u64>]) {
+    let now = r.views(&ResourceFilter::default(), None);
+    assert!(
+        now == views,
+        "{} resources, {} before",
+        now.len(),
+        views.len()
+    );
+    let trail = r.audit(None, usize::MAX);
+    if trail != audit {
+        let first = trail.iter().zip(audit).position(|(a, b)| a != b);
+        panic!(
+            "audit trail of {} events, {} before; first difference at {first:?}: {:?} vs {:?}",
+            trail.len(),
+            audit.len(),
+            first.map(|i| &trail[i]),
+            first.map(|i| &audit[i]),
+        );
+    }
+    let now: Vec<_> = views
+        .iter()
+        .map(|v| r.dependencies(v.handle).unwrap())
+        .collect();
+    assert!(now == deps, "dependencies differ");
+}
+
+#[test]
+fn what_changes_between_a_flush_s_two_copies_is_logged_after_the_snapshot_once() {
+    // A compacting flush copies the changes for the log, then, after the
+    // lock was free for a moment, the whole registry for the snapshot.
+    // What changed in that moment is in the snapshot: the next log must not
+    // have it again (a registration twice does not load; an audit event
+    // twice is a trail that lies).
+    let (_tmp, dir) = state_dir();
+    let opts = RegistryOptions {
+        compact_records: 10,
+        ..RegistryOptions::default()
+    };
+    let (r, _) = open_with(&dir, RegistryLimits::default(), opts);
+    // Past the bound of 10 records: the first flush compacts.
+    for i in 0..12 {
+        r.register(named(&format!("before/{i}"), "svc"), 1).unwrap();
+    }
+    r.store.as_ref().unwrap().lock().unwrap().between = Some(|r| {
+        let n = r.len();
+        let h = r
+            .register(named(&format!("between/{n}"), "svc"), 2)
+            .unwrap();
+        assert!(r.touch(h, 3));
+        let oldest = r.views(&ResourceFilter::default(), None)[0].handle;
+        assert!(r.release(oldest));
+    });
+    // The hook runs in the first flush, between its copies; the second
+    // flush, with a registration and its audit event, appends.
+    assert!(r.flush().unwrap().compacted);
+    r.store.as_ref().unwrap().lock().unwrap().between = None;
+    r.register(named("third", "svc"), 4).unwrap();
+    let report = r.flush().unwrap();
+    assert!(!report.compacted && report.records > 0, "{report:?}");
+    let views = r.views(&ResourceFilter::default(), None);
+    let audit = r.audit(None, usize::MAX);
+    let deps: Vec<_> = views
+        .iter()
+        .map(|v| r.dependencies(v.handle).unwrap())
+        .collect();
+    drop(r);
+
+    let (r, report) = open(&dir);
+    assert!(report.torn_tail.is_none(), "{report:?}");
+    assert_eq!(report.resources, 13, "{report:?}");
+    assert_same(&r, &views, &audit, &deps);
+}
