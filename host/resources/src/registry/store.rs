@@ -55,6 +55,25 @@ pub(super) const DEAD: u8 = 1;
 pub(super) const TOUCHED: u8 = 2;
 
 impl Entry {
+    /// A copy without its name and labels (which then costs no allocation).
+    pub(super) fn without_text(&self) -> Entry {
+        Entry {
+            seq: self.seq,
+            created_ms: self.created_ms,
+            accessed_ms: self.accessed_ms,
+            audited_ms: self.audited_ms,
+            size_bytes: self.size_bytes,
+            ttl_ms: self.ttl_ms,
+            orphan_since: self.orphan_since,
+            start_ticks: self.start_ticks,
+            owner: Arc::clone(&self.owner),
+            text: Text::default(),
+            pid: self.pid,
+            kind: self.kind,
+            flags: self.flags,
+        }
+    }
+
     pub(super) fn live(&self) -> bool {
         self.flags & DEAD == 0
     }
@@ -120,17 +139,36 @@ impl Text {
     }
 
     pub(super) fn name(&self) -> &str {
-        let mut at = 0;
-        take(&self.0, &mut at)
+        self.as_ref().name()
     }
 
     pub(super) fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.as_ref().labels()
+    }
+
+    pub(super) fn as_ref(&self) -> TextRef<'_> {
+        TextRef(&self.0)
+    }
+}
+
+/// The bytes of a [`Text`], wherever they are held (a copy of the registry
+/// keeps all its entries' in one buffer).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TextRef<'a>(pub(super) &'a [u8]);
+
+impl<'a> TextRef<'a> {
+    pub(super) fn name(self) -> &'a str {
         let mut at = 0;
-        take(&self.0, &mut at);
+        take(self.0, &mut at)
+    }
+
+    pub(super) fn labels(self) -> impl Iterator<Item = (&'a str, &'a str)> {
+        let mut at = 0;
+        take(self.0, &mut at);
         std::iter::from_fn(move || {
             (at < self.0.len()).then(|| {
-                let k = take(&self.0, &mut at);
-                (k, take(&self.0, &mut at))
+                let k = take(self.0, &mut at);
+                (k, take(self.0, &mut at))
             })
         })
     }

@@ -43,7 +43,7 @@ use warden_core::fsx;
 use warden_core::records::{ResourceKind, TimestampMs};
 
 use super::audit::{Action, Event};
-use super::store::{self, Entry, NEVER, NO_TTL, NOT_ORPHAN, Text};
+use super::store::{self, Entry, NEVER, NO_TTL, NOT_ORPHAN, Text, TextRef};
 use super::{Handles, Inner, Pending, Registry, RegistryLimits, RegistryOptions, TOMBSTONES};
 
 mod records;
@@ -532,7 +532,13 @@ impl Registry {
 /// be written from after the lock is released.
 struct Image {
     next: u64,
+    /// The entries without their names and labels, which are in `text`,
+    /// each ending at its `ends`: one buffer, not an allocation per entry
+    /// (with which the longest wait in the registry bench, the copy of
+    /// 1.1 million entries, was 115-120 ms, against 84-91 ms).
     entries: Vec<Entry>,
+    text: Vec<u8>,
+    ends: Vec<usize>,
     deps: Vec<(u64, u64)>,
     tombs: Vec<(u64, TimestampMs, String)>,
     trail: Vec<Event>,
@@ -540,13 +546,11 @@ struct Image {
 
 impl Image {
     fn of(g: &Inner) -> Image {
-        Image {
+        let mut image = Image {
             next: g.next,
-            entries: {
-                let mut v = Vec::with_capacity(g.entries.len());
-                v.extend(g.entries.iter().cloned());
-                v
-            },
+            entries: Vec::with_capacity(g.entries.len()),
+            text: Vec::with_capacity(g.bytes),
+            ends: Vec::with_capacity(g.entries.len()),
             deps: g.graph.iter().collect(),
             tombs: g
                 .released
@@ -554,7 +558,22 @@ impl Image {
                 .map(|(seq, r)| (*seq, r.at_ms, r.by_policy.clone()))
                 .collect(),
             trail: g.trail.iter().cloned().collect(),
+        };
+        for e in g.entries.iter() {
+            image.entries.push(e.without_text());
+            image.text.extend_from_slice(e.text.as_ref().0);
+            image.ends.push(image.text.len());
         }
+        image
+    }
+
+    /// Each entry with its name and labels.
+    fn entries(&self) -> impl Iterator<Item = (&Entry, TextRef<'_>)> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        self.entries
+            .iter()
+            .zip(starts.zip(&self.ends))
+            .map(|(e, (start, &end))| (e, TextRef(&self.text[start..end])))
     }
 }
 
@@ -605,8 +624,8 @@ impl Store {
             };
             w.write_all(&buf)?;
             buf.clear();
-            for e in &image.entries {
-                put(&mut buf, &Rec::Reg(RegRec::of(e)), &mut w)?;
+            for (e, text) in image.entries() {
+                put(&mut buf, &Rec::Reg(RegRec::with_text(e, text)), &mut w)?;
             }
             for &(seq, on) in &image.deps {
                 put(&mut buf, &Rec::Dep { seq, on }, &mut w)?;

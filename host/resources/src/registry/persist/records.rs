@@ -85,16 +85,20 @@ pub(super) fn is_zero(n: &u64) -> bool {
 
 impl<'a> RegRec<'a> {
     pub(super) fn of(e: &'a Entry) -> Self {
+        Self::with_text(e, e.text.as_ref())
+    }
+
+    /// The record of `e` whose name and labels are `text`.
+    pub(super) fn with_text(e: &'a Entry, text: TextRef<'a>) -> Self {
         RegRec {
             seq: e.seq,
             kind: e.kind,
-            name: Cow::Borrowed(e.text.name()),
+            name: Cow::Borrowed(text.name()),
             owner: Cow::Borrowed(&e.owner),
             size: e.size_bytes,
             pid: e.pid(),
             start: e.start_ticks,
-            labels: e
-                .text
+            labels: text
                 .labels()
                 .map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v)))
                 .collect(),
