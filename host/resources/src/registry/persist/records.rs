@@ -208,26 +208,14 @@ pub(super) fn push_line(buf: &mut Vec<u8>, rec: &Rec<'_>) {
     }
 }
 
-/// A change waiting in the registry, taken out under its lock as a copy
-/// (an entry's copy costs an allocation, its JSON line about ten times
-/// that), so that the lock is not held while it is written.
+/// A change waiting in the registry, taken out under its lock (a
+/// registration as a copy of its entry: the copy costs an allocation, its
+/// JSON line about ten times that), so that the lock is not held while it
+/// is written.
 pub(super) enum Change {
     Reg(Entry),
-    Rel {
-        seq: u64,
-        at_ms: TimestampMs,
-        action: Action,
-        actor: Arc<str>,
-    },
-    Orphan {
-        seq: u64,
-        at_ms: TimestampMs,
-    },
-    Dep {
-        seq: u64,
-        on: u64,
-        added: bool,
-    },
+    /// A release, an orphan or a dependency, as it waited.
+    Waiting(Pending),
     Touch {
         seq: u64,
         at_ms: TimestampMs,
@@ -248,19 +236,7 @@ pub(super) fn take_changes(g: &mut Inner) -> Vec<Change> {
                 };
                 Change::Reg(e.clone())
             }
-            Pending::Rel {
-                seq,
-                at_ms,
-                action,
-                actor,
-            } => Change::Rel {
-                seq,
-                at_ms,
-                action,
-                actor,
-            },
-            Pending::Orphan { seq, at_ms } => Change::Orphan { seq, at_ms },
-            Pending::Dep { seq, on, added } => Change::Dep { seq, on, added },
+            p => Change::Waiting(p),
         });
     }
     for seq in std::mem::take(&mut g.touched) {
@@ -279,31 +255,36 @@ pub(super) fn take_changes(g: &mut Inner) -> Vec<Change> {
 
 /// Writes `changes` into `out` as log lines; returns how many.
 pub(super) fn write_changes(changes: &[Change], out: &mut Vec<u8>) -> u64 {
+    let mut n = 0;
     for c in changes {
         let rec = match c {
             Change::Reg(e) => Rec::Reg(RegRec::of(e)),
-            Change::Rel {
-                seq,
-                at_ms,
-                action,
-                actor,
-            } => Rec::Rel {
-                seq: *seq,
-                at: *at_ms,
-                action: *action,
-                by: Cow::Borrowed(actor),
-            },
-            Change::Orphan { seq, at_ms } => Rec::Orphan {
-                seq: *seq,
-                at: *at_ms,
-            },
-            Change::Dep { seq, on, added } => {
-                if *added {
-                    Rec::Dep { seq: *seq, on: *on }
-                } else {
-                    Rec::Undep { seq: *seq, on: *on }
+            Change::Waiting(p) => match p {
+                // `take_changes` makes each a `Change::Reg`, with its entry.
+                Pending::Reg(_) => continue,
+                Pending::Rel {
+                    seq,
+                    at_ms,
+                    action,
+                    actor,
+                } => Rec::Rel {
+                    seq: *seq,
+                    at: *at_ms,
+                    action: *action,
+                    by: Cow::Borrowed(actor),
+                },
+                Pending::Orphan { seq, at_ms } => Rec::Orphan {
+                    seq: *seq,
+                    at: *at_ms,
+                },
+                Pending::Dep { seq, on, added } => {
+                    if *added {
+                        Rec::Dep { seq: *seq, on: *on }
+                    } else {
+                        Rec::Undep { seq: *seq, on: *on }
+                    }
                 }
-            }
+            },
             Change::Touch { seq, at_ms } => Rec::Touch {
                 seq: *seq,
                 at: *at_ms,
@@ -311,8 +292,9 @@ pub(super) fn write_changes(changes: &[Change], out: &mut Vec<u8>) -> u64 {
             Change::Audit(e) => audit_rec(e),
         };
         push_line(out, &rec);
+        n += 1;
     }
-    changes.len() as u64
+    n
 }
 
 pub(super) fn audit_rec(e: &Event) -> Rec<'_> {
