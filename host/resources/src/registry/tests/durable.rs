@@ -16,6 +16,15 @@ fn open_with(dir: &Path, limits: RegistryLimits, opts: RegistryOptions) -> (Regi
     Registry::open(dir, limits, opts, 1_000).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// A registry whose flush compacts once its log passes `records` records.
+fn open_compacting_past(dir: &Path, records: u64) -> Registry {
+    let opts = RegistryOptions {
+        compact_records: records,
+        ..RegistryOptions::default()
+    };
+    open_with(dir, RegistryLimits::default(), opts).0
+}
+
 fn state_dir() -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("registry");
@@ -126,11 +135,7 @@ fn a_torn_log_tail_loads_the_records_before_it() {
 #[test]
 fn a_corrupt_snapshot_is_moved_aside_and_named() {
     let (_tmp, dir) = state_dir();
-    let compact_every_flush = RegistryOptions {
-        compact_records: 0,
-        ..RegistryOptions::default()
-    };
-    let (r, _) = open_with(&dir, RegistryLimits::default(), compact_every_flush);
+    let r = open_compacting_past(&dir, 0);
     for i in 0..10 {
         r.register(named(&format!("n/{i}"), "svc"), 1).unwrap();
     }
@@ -170,7 +175,7 @@ fn a_corrupt_snapshot_is_moved_aside_and_named() {
     // A snapshot cut short (no end line) is as corrupt.
     r.register(named("x", "svc"), 1).unwrap();
     drop(r);
-    let (r, _) = open_with(&dir, RegistryLimits::default(), compact_every_flush);
+    let r = open_compacting_past(&dir, 0);
     r.register(named("y", "svc"), 1).unwrap();
     r.flush().unwrap();
     drop(r);
@@ -397,11 +402,7 @@ fn changes_made_while_a_flush_writes_land_once_in_the_snapshot_or_the_log_after_
     // neither is lost.
     let (_tmp, dir) = state_dir();
     // Compacting once the log passes 10,000 records: most flushes append.
-    let opts = RegistryOptions {
-        compact_records: 10_000,
-        ..RegistryOptions::default()
-    };
-    let (r, _) = open_with(&dir, RegistryLimits::default(), opts);
+    let r = open_compacting_past(&dir, 10_000);
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let stop = AtomicBool::new(false);
     let (compactions, appends) = (AtomicUsize::new(0), AtomicUsize::new(0));
@@ -460,46 +461,58 @@ fn changes_made_while_a_flush_writes_land_once_in_the_snapshot_or_the_log_after_
         compactions >= 5 && appends >= 20,
         "{compactions} compactions, {appends} appends"
     );
-    let views = r.views(&ResourceFilter::default(), None);
-    let audit = r.audit(None, usize::MAX);
-    let deps: Vec<_> = views
-        .iter()
-        .map(|v| r.dependencies(v.handle).unwrap())
-        .collect();
+    let held = Held::of(&r);
     r.flush().unwrap();
     drop(r);
 
     let (r, report) = open(&dir);
     assert!(report.torn_tail.is_none(), "{report:?}");
-    assert_same(&r, &views, &audit, &deps);
+    held.assert_in(&r);
 }
 
-/// Asserts that `r` holds these resources, audit trail and dependencies,
-/// saying how it differs without printing thousands of events.
-fn assert_same(r: &Registry, views: &[View], audit: &[AuditEvent], deps: &[Vec<u64>]) {
-    let now = r.views(&ResourceFilter::default(), None);
-    assert!(
-        now == views,
-        "{} resources, {} before",
-        now.len(),
-        views.len()
-    );
-    let trail = r.audit(None, usize::MAX);
-    if trail != audit {
-        let first = trail.iter().zip(audit).position(|(a, b)| a != b);
-        panic!(
-            "audit trail of {} events, {} before; first difference at {first:?}: {:?} vs {:?}",
-            trail.len(),
-            audit.len(),
-            first.map(|i| &trail[i]),
-            first.map(|i| &audit[i]),
-        );
+/// What a registry holds: its resources, audit trail and dependencies.
+struct Held {
+    views: Vec<View>,
+    audit: Vec<AuditEvent>,
+    deps: Vec<Vec<u64>>,
+}
+
+impl Held {
+    fn of(r: &Registry) -> Held {
+        let views = r.views(&ResourceFilter::default(), None);
+        let deps = views
+            .iter()
+            .map(|v| r.dependencies(v.handle).unwrap())
+            .collect();
+        Held {
+            views,
+            audit: r.audit(None, usize::MAX),
+            deps,
+        }
     }
-    let now: Vec<_> = views
-        .iter()
-        .map(|v| r.dependencies(v.handle).unwrap())
-        .collect();
-    assert!(now == deps, "dependencies differ");
+
+    /// Asserts that `r` holds the same, saying how it differs without
+    /// printing thousands of events.
+    fn assert_in(&self, r: &Registry) {
+        let now = Held::of(r);
+        assert!(
+            now.views == self.views,
+            "{} resources, {} before",
+            now.views.len(),
+            self.views.len()
+        );
+        if now.audit != self.audit {
+            let first = now.audit.iter().zip(&self.audit).position(|(a, b)| a != b);
+            panic!(
+                "audit trail of {} events, {} before; first difference at {first:?}: {:?} vs {:?}",
+                now.audit.len(),
+                self.audit.len(),
+                first.map(|i| &now.audit[i]),
+                first.map(|i| &self.audit[i]),
+            );
+        }
+        assert!(now.deps == self.deps, "dependencies differ");
+    }
 }
 
 #[test]
@@ -510,11 +523,7 @@ fn what_changes_between_a_flush_s_two_copies_is_logged_after_the_snapshot_once()
     // have it again (a registration twice does not load; an audit event
     // twice is a trail that lies).
     let (_tmp, dir) = state_dir();
-    let opts = RegistryOptions {
-        compact_records: 10,
-        ..RegistryOptions::default()
-    };
-    let (r, _) = open_with(&dir, RegistryLimits::default(), opts);
+    let r = open_compacting_past(&dir, 10);
     // Past the bound of 10 records: the first flush compacts.
     for i in 0..12 {
         r.register(named(&format!("before/{i}"), "svc"), 1).unwrap();
@@ -535,16 +544,11 @@ fn what_changes_between_a_flush_s_two_copies_is_logged_after_the_snapshot_once()
     r.register(named("third", "svc"), 4).unwrap();
     let report = r.flush().unwrap();
     assert!(!report.compacted && report.records > 0, "{report:?}");
-    let views = r.views(&ResourceFilter::default(), None);
-    let audit = r.audit(None, usize::MAX);
-    let deps: Vec<_> = views
-        .iter()
-        .map(|v| r.dependencies(v.handle).unwrap())
-        .collect();
+    let held = Held::of(&r);
     drop(r);
 
     let (r, report) = open(&dir);
     assert!(report.torn_tail.is_none(), "{report:?}");
     assert_eq!(report.resources, 13, "{report:?}");
-    assert_same(&r, &views, &audit, &deps);
+    held.assert_in(&r);
 }
