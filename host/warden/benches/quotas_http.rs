@@ -49,15 +49,12 @@ fn main() {
     // First, before the daemon exists to take any CPU: the same clients,
     // with the same work on their side, against a server of the same stack
     // that does nothing; the most this machine allows.
-    let server = keepalive::start_ceiling_server();
-    let ceiling = keepalive::rate(
-        &server.addr,
+    let ceiling = keepalive::ceiling_rate(
         CLIENTS,
         secs,
         "/api/v1/quotas/check",
         br#"{"quota": "objects", "owner": "owner-1", "amount": 1}"#,
     );
-    drop(server);
     let d = Daemon::start(dir.path());
     // Usage to look up: one registration per owner.
     {

@@ -40,15 +40,12 @@ fn main() {
     // First, before the daemon exists to take any CPU: the same clients
     // against a server of the same stack that does nothing; the most this
     // machine allows one request at a time.
-    let server = keepalive::start_ceiling_server();
-    let ceiling = keepalive::rate(
-        &server.addr,
+    let ceiling = keepalive::ceiling_rate(
         CLIENTS,
         secs,
         "/api/v1/resources",
         br#"{"kind": "app-object", "name": "cache/0/0", "owner": "svc-0", "size_bytes": 4096, "ttl": "10m", "labels": {"pool": "a"}}"#,
     );
-    drop(server);
     let d = Daemon::start(dir.path());
     let single = run(&d, secs, 1);
     let (status, listed) = d.get("/api/v1/resources?owner=svc-0&limit=1");

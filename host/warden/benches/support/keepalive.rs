@@ -100,10 +100,10 @@ impl Client {
 const CEILING_ENV: &str = "WARDEN_BENCH_CEILING_SERVER";
 
 /// The ceiling server, while its process lives (killed when dropped).
-pub(crate) struct Ceiling {
+struct Ceiling {
     child: std::process::Child,
     /// Its address, `host:port`.
-    pub(crate) addr: String,
+    addr: String,
 }
 
 impl Drop for Ceiling {
@@ -126,7 +126,7 @@ impl Drop for Ceiling {
 /// each, taken in turn.) The process is this benchmark binary, run again
 /// with [`CEILING_ENV`] set; its `main` must call [`serve_ceiling_if_asked`]
 /// first.
-pub(crate) fn start_ceiling_server() -> Ceiling {
+fn start_ceiling_server() -> Ceiling {
     use std::io::BufRead as _;
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .env(CEILING_ENV, "1")
@@ -177,6 +177,18 @@ pub(crate) fn serve_ceiling_if_asked() {
         axum::serve(listener, app).await.unwrap();
     });
     std::process::exit(0);
+}
+
+/// Runs [`rate`] against a ceiling server (see [`start_ceiling_server`])
+/// started for it and stopped after.
+pub(crate) fn ceiling_rate(
+    clients: usize,
+    secs: f64,
+    path: &'static str,
+    body: &'static [u8],
+) -> f64 {
+    let server = start_ceiling_server();
+    rate(&server.addr, clients, secs, path, body)
 }
 
 /// Runs `clients` clients of this module against the server at `addr` for
