@@ -659,3 +659,20 @@ fn unreadable_policy_files_are_failures_in_status_and_health() {
         "{health:#}"
     );
 }
+
+/// The daemon's allocator options (`main.rs`) are read: jemalloc says
+/// nothing of an option it does not understand, so a misspelt one would
+/// leave an idle daemon holding its start-up peak. Its purging thread
+/// exists only when `background_thread` was taken.
+#[test]
+fn the_allocator_runs_its_purging_thread() {
+    let d = Daemon::start();
+    d.status();
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", d.child.id())).unwrap();
+    let names: Vec<String> = tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect();
+    let purging = names.iter().filter(|n| *n == "jemalloc_bg_thd").count();
+    assert_eq!(purging, 1, "threads of the daemon: {names:?}");
+}

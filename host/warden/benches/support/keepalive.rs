@@ -115,7 +115,9 @@ impl Drop for Ceiling {
 
 /// Starts an HTTP/1.1 server that reads each request's body and answers a
 /// fixed `200` JSON body, doing nothing else: the same tokio (a worker per
-/// core, as the daemon's), hyper and axum as the daemon, none of its work.
+/// core, as the daemon's), hyper, axum and allocator (a benchmark using
+/// this module sets jemalloc as its global allocator, as `warden` does) as
+/// the daemon, none of its work.
 /// Clients of this module against it measure the most this machine's
 /// loopback, scheduler and HTTP stack allow one request at a time per
 /// connection: the ceiling beside which the daemon's figure is read.
