@@ -667,3 +667,47 @@ fn grown_noise_does_not_teach_the_tail_so_the_next_growth_is_found_as_fast() {
     }
     assert!(delays.iter().all(|d| *d < 60), "{delays:?}");
 }
+
+#[test]
+fn a_ramp_does_not_teach_autocorrelation_that_hides_the_next_shift() {
+    // Independent Gaussian noise. On the second day a ramp of 0.2 spreads a
+    // sample for almost three hours, then back to normal; a quarter of a
+    // day later a shift of 4 spreads. While the ramp is flagged the level
+    // lags it and its residuals all lean one way; had the autocorrelation
+    // learned them, it would still read about 0.5 at the shift, and the
+    // shift test, which discounts correlated residuals, would take well
+    // over a hundred samples.
+    let ramp = 1800..1960;
+    let shift = 2500..2700;
+    for seed in 1..=6 {
+        let mut rng = scenarios::Rng::new(500 + seed);
+        let mut m = Model::new();
+        let s = Sensitivity::default();
+        let mut found = None;
+        for i in 0..shift.end {
+            let mut v = 100.0 + rng.normal();
+            if ramp.contains(&i) {
+                v += 0.2 * (i - ramp.start) as f64;
+            }
+            if shift.contains(&i) {
+                v += 4.0;
+            }
+            if i == shift.start {
+                let rho = m.lag_product / m.square;
+                assert!(
+                    rho < 0.2,
+                    "seed {seed}: autocorrelation {rho:.2} at the shift"
+                );
+            }
+            let a = m.observe(T0 + i * MIN, v, &s).anomaly;
+            if shift.contains(&i) && a.is_some() && found.is_none() {
+                found = Some(i - shift.start);
+            }
+        }
+        let found = found.unwrap_or(i64::MAX);
+        assert!(
+            found <= 10,
+            "seed {seed}: the shift was found after {found} samples"
+        );
+    }
+}
