@@ -552,3 +552,38 @@ fn what_changes_between_a_flush_s_two_copies_is_logged_after_the_snapshot_once()
     assert_eq!(report.resources, 13, "{report:?}");
     held.assert_in(&r);
 }
+
+#[test]
+fn a_snapshot_that_does_not_read_back_as_written_is_not_put_in_place() {
+    // The disk changes one letter of the new snapshot: every line still
+    // parses, but it is not what was written. The compaction fails (and
+    // says so in the log), the changes go to the old log, and the next
+    // flush compacts.
+    let (_tmp, dir) = state_dir();
+    let r = open_compacting_past(&dir, 10);
+    for i in 0..12 {
+        r.register(named(&format!("cache/{i}"), "svc"), 1).unwrap();
+    }
+    r.store.as_ref().unwrap().lock().unwrap().written = Some(|path| {
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(text.contains("cache/7"), "{text}");
+        std::fs::write(path, text.replacen("cache/7", "cache/8", 1)).unwrap();
+    });
+    let report = r.flush().unwrap();
+    assert!(!report.compacted && report.records > 0, "{report:?}");
+    assert!(!dir.join("snapshot.new").exists());
+    r.store.as_ref().unwrap().lock().unwrap().written = None;
+    let held = Held::of(&r);
+    assert!(r.flush().unwrap().compacted);
+    drop(r);
+
+    let (r, report) = open(&dir);
+    assert_eq!(report.resources, 12, "{report:?}");
+    held.assert_in(&r);
+    let names = r.views(&ResourceFilter::default(), None);
+    assert_eq!(
+        names.iter().filter(|v| &*v.name == "cache/7").count(),
+        1,
+        "{names:?}"
+    );
+}
