@@ -121,6 +121,6 @@ fn main() {
         }
     );
     println!(
-        "| ceiling of this machine: the same {CLIENTS} clients against axum answering a fixed 200, no work | {ceiling:.0}/s | — | |"
+        "| ceiling of this machine: the same {CLIENTS} clients against the daemon's HTTP stack answering a fixed 200, no work | {ceiling:.0}/s | — | |"
     );
 }

@@ -85,7 +85,7 @@ fn main() {
         );
     }
     println!(
-        "| ceiling of this machine: the same {CLIENTS} clients, one request each, against axum answering a fixed 200, no work | {ceiling:.0}/s | — | |"
+        "| ceiling of this machine: the same {CLIENTS} clients, one request each, against the daemon's HTTP stack answering a fixed 200, no work | {ceiling:.0}/s | — | |"
     );
 }
 

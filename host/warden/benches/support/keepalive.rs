@@ -115,7 +115,7 @@ impl Drop for Ceiling {
 
 /// Starts an HTTP/1.1 server that reads each request's body and answers a
 /// fixed `200` JSON body, doing nothing else: the same tokio (a worker per
-/// core, as the daemon's), hyper, axum and allocator (a benchmark using
+/// core, as the daemon's), hyper connection builder, axum router and allocator (a benchmark using
 /// this module sets jemalloc as its global allocator, as `warden` does) as
 /// the daemon, none of its work.
 /// Clients of this module against it measure the most this machine's
@@ -176,7 +176,24 @@ pub(crate) fn serve_ceiling_if_asked() {
                 r#"{"allow":true}"#,
             )
         });
-        axum::serve(listener, app).await.unwrap();
+        // Each connection as the daemon serves it (`warden_api::serve`): a
+        // task with hyper's HTTP/1 connection and the router as its
+        // service, without the daemon's timeouts and connection table.
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let app = app.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        tower::ServiceExt::oneshot(app.clone(), req.map(axum::body::Body::new))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
     });
     std::process::exit(0);
 }
