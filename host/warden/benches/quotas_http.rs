@@ -33,11 +33,6 @@ const POLICY: &str = "policies:
       action: deny
 ";
 
-// The daemon's allocator, for the ceiling server this binary becomes (see
-// `keepalive`): the same stack as the daemon's.
-#[global_allocator]
-static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 fn main() {
     keepalive::serve_ceiling_if_asked();
     let benchmarking = std::env::args().any(|a| a == "--bench");

@@ -26,11 +26,6 @@ const CLIENTS: usize = 4;
 /// application flushing a queue every few milliseconds sends.
 const BATCH: usize = 100;
 
-// The daemon's allocator, for the ceiling server this binary becomes (see
-// `keepalive`): the same stack as the daemon's.
-#[global_allocator]
-static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 fn main() {
     keepalive::serve_ceiling_if_asked();
     let benchmarking = std::env::args().any(|a| a == "--bench");

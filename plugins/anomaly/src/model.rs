@@ -634,12 +634,12 @@ impl Model {
         let wa = if self.samples < 30 { 1.0 / n } else { ws };
         self.abs_residual += wa * (rc.abs() - self.abs_residual);
         // The autocorrelation does not learn what the tests flag (nor do
-        // the tail and the second moment, below): during a
-        // ramp or a shift the level lags the values, and the residuals,
-        // all on one side, would read as noise leaning on its past for
-        // hours after (0.9 for six hours after a trend), which the shift
-        // test discounts as noise: a level shift of 3.6 spreads then went
-        // unfound for 177 samples (detectors bench, seed 2).
+        // the tail and the second moment, below): during a ramp or a shift
+        // the level lags the values, and the residuals, all on one side,
+        // would read as noise leaning on its past for hours after (0.9 for
+        // six hours after a trend), which the shift test discounts as
+        // noise: a level shift of 3.6 spreads then went unfound for 177
+        // samples (detectors bench, seed 2).
         if anomaly.is_none() {
             self.lag_product += ws * (rc * self.previous - self.lag_product);
             self.square += ws * (rc * rc - self.square);

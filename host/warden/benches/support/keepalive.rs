@@ -95,6 +95,12 @@ impl Client {
     }
 }
 
+/// The daemon's allocator (`warden`'s `main.rs`), for every benchmark that
+/// uses this module: its ceiling server, this binary run again, is then the
+/// same stack as the daemon's.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The environment variable that makes a benchmark binary the ceiling
 /// server (see [`start_ceiling_server`]) instead of the benchmark.
 const CEILING_ENV: &str = "WARDEN_BENCH_CEILING_SERVER";
@@ -115,9 +121,8 @@ impl Drop for Ceiling {
 
 /// Starts an HTTP/1.1 server that reads each request's body and answers a
 /// fixed `200` JSON body, doing nothing else: the same tokio (a worker per
-/// core, as the daemon's), hyper connection builder, axum router and allocator (a benchmark using
-/// this module sets jemalloc as its global allocator, as `warden` does) as
-/// the daemon, none of its work.
+/// core, as the daemon's), hyper connection builder, axum router and
+/// allocator (see [`ALLOC`]) as the daemon, none of its work.
 /// Clients of this module against it measure the most this machine's
 /// loopback, scheduler and HTTP stack allow one request at a time per
 /// connection: the ceiling beside which the daemon's figure is read.

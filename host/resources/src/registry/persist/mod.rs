@@ -91,11 +91,27 @@ pub(super) struct Store {
     pub(super) written: Option<fn(&Path)>,
 }
 
-/// A writer that keeps the CRC-32 and the length of what went through it.
+/// A writer that keeps the CRC-32 and the length of what went through it:
+/// of a snapshot as it is written, and of the file as it is read back.
 struct Tally<W> {
     inner: W,
     crc: crc32fast::Hasher,
     bytes: u64,
+}
+
+impl<W> Tally<W> {
+    fn new(inner: W) -> Self {
+        Tally {
+            inner,
+            crc: crc32fast::Hasher::new(),
+            bytes: 0,
+        }
+    }
+
+    /// The CRC-32 and the length so far.
+    fn sum(self) -> (u32, u64) {
+        (self.crc.finalize(), self.bytes)
+    }
 }
 
 impl<W: Write> Write for Tally<W> {
@@ -113,21 +129,11 @@ impl<W: Write> Write for Tally<W> {
 
 /// The CRC-32 and the length of the file at `path`.
 fn checksum(path: &Path) -> io::Result<(u32, u64)> {
-    let mut f = File::open(path)?;
-    let mut crc = crc32fast::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut bytes = 0u64;
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => return Ok((crc.finalize(), bytes)),
-            Ok(n) => {
-                crc.update(&buf[..n]);
-                bytes += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    let mut tally = Tally::new(io::sink());
+    // Read in large blocks: a snapshot can be hundreds of MB.
+    let mut file = BufReader::with_capacity(1 << 20, File::open(path)?);
+    io::copy(&mut file, &mut tally)?;
+    Ok(tally.sum())
 }
 
 fn io_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> OpenError + 'a {
@@ -669,12 +675,7 @@ impl Store {
         let mut sum = None;
         let next = image.next;
         let written = fsx::write_atomic_with(&self.dir, NEW_SNAPSHOT, |f| {
-            let tally = Tally {
-                inner: f,
-                crc: crc32fast::Hasher::new(),
-                bytes: 0,
-            };
-            let mut w = io::BufWriter::with_capacity(1 << 20, tally);
+            let mut w = io::BufWriter::with_capacity(1 << 20, Tally::new(f));
             let mut buf = head_line(generation, next);
             let mut put =
                 |buf: &mut Vec<u8>, rec: &Rec<'_>, w: &mut io::BufWriter<Tally<&mut File>>| {
@@ -708,8 +709,11 @@ impl Store {
             }
             push_line(&mut buf, &Rec::End { records: count });
             w.write_all(&buf)?;
-            let tally = w.into_inner().map_err(io::IntoInnerError::into_error)?;
-            sum = Some((tally.crc.finalize(), tally.bytes));
+            sum = Some(
+                w.into_inner()
+                    .map_err(io::IntoInnerError::into_error)?
+                    .sum(),
+            );
             Ok(())
         })
         .map_err(self.err("write a new snapshot"));
