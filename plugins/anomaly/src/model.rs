@@ -107,6 +107,11 @@ const HEAVY_SHIFT: f64 = 3.0;
 /// [`Sensitivity::shift_threshold`] of 8: its increments are scaled by 8
 /// over this, so that the threshold setting moves both.
 const HEAVY_SHIFT_DECISION: f64 = 12.0;
+/// The shift CUSUM's cap, in multiples of its decision threshold: higher
+/// caps kept findings up for hours after the series was back, lower ones
+/// (3 times) ended them while the level was still coming back, to be
+/// raised again (18 more false alarms on the detectors bench, of 186).
+const SHIFT_CAP: f64 = 5.0;
 /// Student-t with 4 degrees of freedom in units of its own scale, per
 /// spread (the spread being 1.2533 times the mean absolute residual, and
 /// the mean absolute value of that Student-t 1).
@@ -608,6 +613,12 @@ impl Model {
             self.cusum_high = (self.cusum_high + step - k).max(0.0);
             self.cusum_low = (self.cusum_low - step - k).max(0.0);
         }
+        // Capped at 5 times the threshold, so that a finding ends within
+        // the hour once the level has caught up: after a two-hour ramp the
+        // sum reached 140, and the finding lasted three hours after it.
+        let shift_cap = SHIFT_CAP * s.shift_threshold * caution;
+        self.cusum_high = self.cusum_high.min(shift_cap);
+        self.cusum_low = self.cusum_low.min(shift_cap);
         let wv = weight(dt, VARIANCE_TAU_MS);
         let square = zc * zc / (norm * norm);
         self.variance += wv * (square - self.variance);

@@ -838,6 +838,37 @@ fn a_business_day_in_the_first_day_is_not_a_shift() {
 }
 
 #[test]
+fn findings_end_within_two_hours_of_a_ramp() {
+    // Gaussian noise, and on the second day a ramp of 0.2 spreads a sample
+    // for two hours, then back. The shift CUSUM, capped at 5 times its
+    // threshold, ends its finding within two hours of the drop, most of
+    // which the level takes to come back down (uncapped, the sum reached
+    // 140 and the finding lasted three hours after the drop).
+    let ramp = 2040..2160;
+    let s = Sensitivity::default();
+    for seed in 1..=4 {
+        let mut rng = scenarios::Rng::new(1000 + seed);
+        let mut m = Model::new();
+        let mut last = None;
+        for i in 0..ramp.end + 360 {
+            let mut v = 100.0 + rng.normal();
+            if ramp.contains(&i) {
+                v += 0.2 * (i - ramp.start) as f64;
+            }
+            if m.observe(T0 + i * MIN, v, &s).anomaly.is_some() {
+                last = Some(i);
+            }
+        }
+        let last = last.expect("the ramp is found");
+        assert!(
+            last < ramp.end + 120,
+            "seed {seed}: still flagged {} samples after the drop",
+            last - ramp.end
+        );
+    }
+}
+
+#[test]
 fn the_variance_test_settles_soon_after_a_ramp() {
     // Gaussian noise, and on the second day a ramp of 0.2 spreads a sample
     // for two hours, then back. During the ramp and the drop the residuals
