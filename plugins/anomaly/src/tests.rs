@@ -837,56 +837,54 @@ fn a_business_day_in_the_first_day_is_not_a_shift() {
     }
 }
 
+/// The second day's two-hour ramp of 0.2 spreads a sample, then back.
+const RAMP: std::ops::Range<i64> = 2040..2160;
+
+/// Runs a model over Gaussian noise with [`RAMP`] for `minutes`, then
+/// returns it and the last sample it flagged.
+fn after_a_ramp(seed: u64, minutes: i64) -> (Model, Option<i64>) {
+    let mut rng = scenarios::Rng::new(seed);
+    let mut m = Model::new();
+    let s = Sensitivity::default();
+    let mut last = None;
+    for i in 0..minutes {
+        let mut v = 100.0 + rng.normal();
+        if RAMP.contains(&i) {
+            v += 0.2 * (i - RAMP.start) as f64;
+        }
+        if m.observe(T0 + i * MIN, v, &s).anomaly.is_some() {
+            last = Some(i);
+        }
+    }
+    (m, last)
+}
+
 #[test]
 fn findings_end_within_two_hours_of_a_ramp() {
-    // Gaussian noise, and on the second day a ramp of 0.2 spreads a sample
-    // for two hours, then back. The shift CUSUM, capped at 5 times its
-    // threshold, ends its finding within two hours of the drop, most of
-    // which the level takes to come back down (uncapped, the sum reached
-    // 140 and the finding lasted three hours after the drop).
-    let ramp = 2040..2160;
-    let s = Sensitivity::default();
-    for seed in 1..=4 {
-        let mut rng = scenarios::Rng::new(1000 + seed);
-        let mut m = Model::new();
-        let mut last = None;
-        for i in 0..ramp.end + 360 {
-            let mut v = 100.0 + rng.normal();
-            if ramp.contains(&i) {
-                v += 0.2 * (i - ramp.start) as f64;
-            }
-            if m.observe(T0 + i * MIN, v, &s).anomaly.is_some() {
-                last = Some(i);
-            }
-        }
+    // The shift CUSUM, capped at 5 times its threshold, ends its finding
+    // within two hours of the drop, most of which the level takes to come
+    // back down (uncapped, the sum reached 140 and the finding lasted three
+    // hours after the drop).
+    for seed in 1001..=1004 {
+        let last = after_a_ramp(seed, RAMP.end + 360).1;
         let last = last.expect("the ramp is found");
         assert!(
-            last < ramp.end + 120,
+            last < RAMP.end + 120,
             "seed {seed}: still flagged {} samples after the drop",
-            last - ramp.end
+            last - RAMP.end
         );
     }
 }
 
 #[test]
 fn the_variance_test_settles_soon_after_a_ramp() {
-    // Gaussian noise, and on the second day a ramp of 0.2 spreads a sample
-    // for two hours, then back. During the ramp and the drop the residuals
-    // are tens of spreads; the variance CUSUM, capped at twice its
-    // threshold, is back under it within the hour once the noise is normal
-    // (uncapped, it reached hundreds, and was still over it six hours on).
-    let ramp = 2040..2160;
+    // During the ramp and the drop the residuals are tens of spreads; the
+    // variance CUSUM, capped at twice its threshold, is back under it
+    // within the hour once the noise is normal (uncapped, it reached
+    // hundreds, and was still over it six hours on).
     let s = Sensitivity::default();
-    for seed in 1..=4 {
-        let mut rng = scenarios::Rng::new(1000 + seed);
-        let mut m = Model::new();
-        for i in 0..ramp.end + 60 {
-            let mut v = 100.0 + rng.normal();
-            if ramp.contains(&i) {
-                v += 0.2 * (i - ramp.start) as f64;
-            }
-            m.observe(T0 + i * MIN, v, &s);
-        }
+    for seed in 1001..=1004 {
+        let m = after_a_ramp(seed, RAMP.end + 60).0;
         assert!(
             m.scale_cusum < 2.5 * s.variance,
             "seed {seed}: {:.1} an hour after the ramp",
