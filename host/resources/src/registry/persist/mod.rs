@@ -725,15 +725,18 @@ impl Store {
         if let Some(written) = self.written {
             written(&new);
         }
-        // Read back whole before it replaces the old one.
-        let read = checksum(&new).map_err(self.err("read back the new snapshot"))?;
-        if Some(read) != sum {
-            let _ = std::fs::remove_file(&new);
-            return Err(self.err("read back the new snapshot")(io::Error::other(
-                "it did not read back as written",
-            )));
-        }
-        let snapshot_bytes = std::fs::metadata(&new).map_or(0, |m| m.len());
+        // Read back whole before it replaces the old one; a snapshot that
+        // cannot be read back, or reads back otherwise, is not kept.
+        let snapshot_bytes = match checksum(&new) {
+            Ok(read) if Some(read) == sum => read.1,
+            read => {
+                let _ = std::fs::remove_file(&new);
+                let e = read
+                    .err()
+                    .unwrap_or_else(|| io::Error::other("it did not read back as written"));
+                return Err(self.err("read back the new snapshot")(e));
+            }
+        };
         std::fs::rename(&new, self.dir.join(SNAPSHOT_FILE))
             .and_then(|()| fsx::sync_dir(&self.dir))
             .map_err(self.err("put the new snapshot in place"))?;
