@@ -393,7 +393,8 @@ pub struct Model {
     pub snapshots: Vec<f64>,
     /// When the newest snapshot was taken.
     pub snapshot_ms: i64,
-    /// How fast the level moves, per ms (time constant [`SLOPE_TAU_MS`]).
+    /// How fast the level moves, per ms (time constant [`SLOPE_TAU_MS`]),
+    /// learned during the first day only.
     #[serde(default)]
     pub slope: f64,
 }
@@ -705,8 +706,11 @@ impl Model {
         };
         let before = self.level;
         self.level += wl * (clipped - seasonal - self.level);
-        let wsl = weight(dt, SLOPE_TAU_MS);
-        self.slope += wsl * ((self.level - before) / dt - self.slope);
+        // Only the first day's shift test reads the slope.
+        if self.first_day() {
+            let wsl = weight(dt, SLOPE_TAU_MS);
+            self.slope += wsl * ((self.level - before) / dt - self.slope);
+        }
         // Each cycle learns the usual value of its buckets with the other
         // cycle taken out, and is judged against the slow base (which a
         // daily cycle barely moves): how far the samples are from the cycle,
